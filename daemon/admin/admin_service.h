@@ -1,0 +1,41 @@
+// AdminService: the daemon's version and status.
+#ifndef PROCWARP_DAEMON_ADMIN_ADMIN_SERVICE_H_
+#define PROCWARP_DAEMON_ADMIN_ADMIN_SERVICE_H_
+
+#include "absl/time/time.h"
+#include "daemon/process/process_table.h"
+#include "daemon/server/caller_context.h"
+#include "daemon/server/session_registry.h"
+#include "proto/procwarp/v1/admin.grpc.pb.h"
+
+namespace procwarp {
+
+// The daemon's version string (also printed by `procwarpd --version`).
+extern const char kProcwarpVersion[];
+
+class AdminService final : public procwarp::v1::Admin::Service {
+ public:
+  AdminService(const CallerBindings* callers, const SessionRegistry* sessions,
+               const ProcessTable* table)
+      : callers_(callers),
+        sessions_(sessions),
+        table_(table),
+        started_(absl::Now()) {}
+
+  grpc::Status GetVersion(grpc::ServerContext* context,
+                          const procwarp::v1::GetVersionRequest* request,
+                          procwarp::v1::GetVersionResponse* response) override;
+  grpc::Status GetStatus(grpc::ServerContext* context,
+                         const procwarp::v1::GetStatusRequest* request,
+                         procwarp::v1::GetStatusResponse* response) override;
+
+ private:
+  const CallerBindings* callers_;
+  const SessionRegistry* sessions_;
+  const ProcessTable* table_;
+  const absl::Time started_;
+};
+
+}  // namespace procwarp
+
+#endif  // PROCWARP_DAEMON_ADMIN_ADMIN_SERVICE_H_

@@ -1,0 +1,202 @@
+// procwarpd: the procwarp daemon. Wires the pieces together: configuration,
+// the local listener and its session registry, the gRPC services, systemd
+// integration, and an orderly shutdown on SIGTERM/SIGINT.
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "daemon/admin/admin_service.h"
+#include "daemon/config.h"
+#include "daemon/process/event_bus.h"
+#include "daemon/process/process_table.h"
+#include "daemon/process/processes_service.h"
+#include "daemon/server/caller_context.h"
+#include "daemon/server/listener.h"
+#include "daemon/server/log.h"
+#include "daemon/server/session_registry.h"
+#include "daemon/server/stream_limiter.h"
+#include "daemon/server/systemd_notifier.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+
+namespace procwarp {
+namespace {
+
+using procwarp::config::v1::DaemonConfig;
+
+struct Flags {
+  std::string config_path;
+  std::optional<std::string> socket_path;
+  std::optional<std::string> socket_mode;  // octal
+  std::optional<std::string> admin_group;
+  std::optional<uint32_t> max_processes;
+  std::optional<uint32_t> max_streams;
+  std::optional<uint64_t> output_buffer_bytes;
+};
+
+absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
+  DaemonConfig config = DefaultConfig();
+  if (!flags.config_path.empty()) {
+    auto loaded = LoadConfigFile(flags.config_path, config);
+    if (!loaded.ok()) return loaded.status();
+    config = *std::move(loaded);
+  }
+  if (flags.socket_path) config.set_socket_path(*flags.socket_path);
+  if (flags.socket_mode) {
+    config.set_socket_mode(std::stoul(*flags.socket_mode, nullptr, 8));
+  }
+  if (flags.admin_group) config.set_admin_group(*flags.admin_group);
+  auto* limits = config.mutable_limits();
+  if (flags.max_processes) limits->set_max_processes_per_identity(*flags.max_processes);
+  if (flags.max_streams) limits->set_max_streams_per_identity(*flags.max_streams);
+  if (flags.output_buffer_bytes) {
+    limits->set_output_buffer_bytes(*flags.output_buffer_bytes);
+  }
+  if (config.socket_path().empty()) config.set_socket_path(DefaultSocketPath());
+  return config;
+}
+
+// Children inherit 0/1/2; if the daemon was started without them, the first
+// pipe it makes would land there.
+void EnsureStdioOpen() {
+  for (int fd = 0; fd < 3; ++fd) {
+    if (fcntl(fd, F_GETFD) < 0) open("/dev/null", O_RDWR);
+  }
+}
+
+std::optional<gid_t> LookUpAdminGroup(const std::string& name) {
+  if (name.empty()) return std::nullopt;
+  struct group* g = getgrnam(name.c_str());
+  if (g == nullptr) return std::nullopt;
+  return g->gr_gid;
+}
+
+int Serve(const DaemonConfig& config) {
+  // Signals are taken synchronously by the main thread; block them before
+  // any thread starts so every thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A client or child that goes away must not kill the daemon.
+  signal(SIGPIPE, SIG_IGN);
+
+  std::optional<gid_t> admin_gid = LookUpAdminGroup(config.admin_group());
+
+  SystemdNotifier systemd;
+  auto activated = TakeActivatedSocket();
+  if (!activated.ok()) {
+    LogError(activated.status().ToString());
+    return 1;
+  }
+  bool socket_activated = activated->has_value();
+  UniqueFd listen_fd;
+  std::string where = config.socket_path();
+  if (socket_activated) {
+    listen_fd = std::move(**activated);
+    where = "the socket systemd passed";
+  } else {
+    SocketOptions options;
+    options.path = config.socket_path();
+    options.mode = config.socket_mode();
+    auto bound = BindUnixSocket(options);
+    if (!bound.ok()) {
+      LogError(bound.status().ToString());
+      return 1;
+    }
+    listen_fd = *std::move(bound);
+  }
+
+  SessionRegistry sessions;
+  CallerBindings callers(&sessions);
+  EventBus events;
+  ProcessLimits process_limits;
+  process_limits.max_processes_per_identity =
+      config.limits().max_processes_per_identity();
+  process_limits.output_buffer_bytes = config.limits().output_buffer_bytes();
+  ProcessTable table(process_limits, &events);
+  StreamLimiter streams(config.limits().max_streams_per_identity());
+  ProcessesService processes(&table, &events, &callers, &streams);
+  AdminService admin(&callers, &sessions, &table);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&processes);
+  builder.RegisterService(&admin);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(callers.MakeInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  // No listening ports: connections come only from our own accept loop, which
+  // authenticates them first.
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    LogError("failed to start the gRPC server");
+    return 1;
+  }
+
+  Listener listener(std::move(listen_fd), &sessions, admin_gid);
+  listener.Start(server.get());
+  LogInfo(absl::StrCat("procwarpd ", kProcwarpVersion, " serving on ", where));
+  systemd.Ready(absl::StrCat("serving on ", where));
+  systemd.StartWatchdog();
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  LogInfo(absl::StrCat("received signal ", signal_number, ", shutting down"));
+  systemd.Stopping();
+  listener.Stop();
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(config.limits().shutdown_grace_ms()));
+  if (!socket_activated) unlink(config.socket_path().c_str());
+  LogInfo("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace procwarp
+
+int main(int argc, char** argv) {
+  procwarp::Flags flags;
+  CLI::App app{"procwarpd: the procwarp daemon (process control over gRPC)"};
+  app.add_option("--config", flags.config_path,
+                 "text-format DaemonConfig file (see deploy/procwarpd.conf.example)");
+  app.add_option("--socket", flags.socket_path,
+                 "unix socket path (default: /run/procwarp/procwarpd.sock as "
+                 "root, $XDG_RUNTIME_DIR/procwarp/procwarpd.sock otherwise)");
+  app.add_option("--socket_mode,--socket-mode", flags.socket_mode,
+                 "socket file mode in octal (default: 0660 with group procwarp "
+                 "when it exists, else 0600)");
+  app.add_option("--admin_group,--admin-group", flags.admin_group,
+                 "members of this group act as admins");
+  app.add_option("--max_processes_per_identity", flags.max_processes);
+  app.add_option("--max_streams_per_identity", flags.max_streams);
+  app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
+                 "output kept per process for late attachers");
+  bool version = false;
+  app.add_flag("--version", version, "print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+  if (version) {
+    printf("procwarpd %s\n", procwarp::kProcwarpVersion);
+    return 0;
+  }
+  procwarp::InitLogging();
+  procwarp::EnsureStdioOpen();
+  auto config = procwarp::ResolveConfig(flags);
+  if (!config.ok()) {
+    procwarp::LogError(config.status().ToString());
+    return 2;
+  }
+  return procwarp::Serve(*config);
+}

@@ -1,0 +1,245 @@
+// See managed_process.h.
+#include "daemon/process/managed_process.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/util/errno_status.h"
+
+namespace procwarp {
+namespace {
+
+using procwarp::v1::OutputStream;
+
+int64_t NowUnixNs() { return absl::ToUnixNanos(absl::Now()); }
+
+procwarp::v1::ExitStatus ToExitStatus(const siginfo_t& info) {
+  procwarp::v1::ExitStatus status;
+  switch (info.si_code) {
+    case CLD_EXITED:
+      status.set_code(info.si_status);
+      break;
+    case CLD_DUMPED:
+      status.set_core_dumped(true);
+      [[fallthrough]];
+    default:  // CLD_KILLED
+      status.set_signal(info.si_status);
+      break;
+  }
+  return status;
+}
+
+}  // namespace
+
+ManagedProcess::ManagedProcess(procwarp::v1::ProcessInfo info,
+                               const Identity& owner, SpawnedChild child,
+                               size_t output_buffer_bytes)
+    : id_(info.id()),
+      owner_(owner),
+      child_(std::move(child)),
+      info_(std::move(info)),
+      ring_(output_buffer_bytes) {
+  info_.set_pid(child_.pid);
+  info_.set_state(procwarp::v1::PROCESS_STATE_RUNNING);
+  info_.set_started_unix_ns(NowUnixNs());
+  info_.set_has_pty(child_.pty_master.valid());
+  stdin_is_pty_ = !child_.stdin_pipe.valid() && child_.pty_master.valid();
+}
+
+procwarp::v1::ProcessInfo ManagedProcess::Info() const {
+  absl::MutexLock lock(&mu_);
+  return info_;
+}
+
+bool ManagedProcess::exited() const {
+  absl::MutexLock lock(&mu_);
+  return info_.state() == procwarp::v1::PROCESS_STATE_EXITED;
+}
+
+std::vector<std::pair<int, OutputStream>> ManagedProcess::OutputFds() const {
+  std::vector<std::pair<int, OutputStream>> fds;
+  if (child_.stdout_pipe) {
+    fds.push_back({child_.stdout_pipe.get(), procwarp::v1::OUTPUT_STREAM_STDOUT});
+  }
+  if (child_.stderr_pipe) {
+    fds.push_back({child_.stderr_pipe.get(), procwarp::v1::OUTPUT_STREAM_STDERR});
+  }
+  if (child_.pty_master) {
+    // A pty merges stdout and stderr into one stream.
+    fds.push_back({child_.pty_master.get(), procwarp::v1::OUTPUT_STREAM_STDOUT});
+  }
+  return fds;
+}
+
+bool ManagedProcess::ReadOutput(int fd, OutputStream stream) {
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n > 0) {
+      absl::MutexLock lock(&mu_);
+      ring_.Append(stream, std::string(buffer, n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    return false;  // EOF, or EIO once a pty's last slave fd closed
+  }
+}
+
+bool ManagedProcess::Reap() {
+  // Whatever the child wrote before it died is in the kernel's buffers now;
+  // take it before recording the exit, so attachers see all of it first.
+  for (const auto& [fd, stream] : OutputFds()) ReadOutput(fd, stream);
+  siginfo_t info{};
+  if (waitid(static_cast<idtype_t>(P_PIDFD), child_.pidfd.get(), &info,
+             WEXITED | WNOHANG) != 0 ||
+      info.si_pid == 0) {
+    return false;
+  }
+  absl::MutexLock lock(&mu_);
+  info_.set_state(procwarp::v1::PROCESS_STATE_EXITED);
+  *info_.mutable_exit_status() = ToExitStatus(info);
+  info_.set_exited_unix_ns(NowUnixNs());
+  exit_cursor_ = ring_.end();
+  return true;
+}
+
+bool ManagedProcess::AwaitExit(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return info_.state() == procwarp::v1::PROCESS_STATE_EXITED;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+}
+
+uint64_t ManagedProcess::OutputCursor(bool replay) const {
+  absl::MutexLock lock(&mu_);
+  return replay ? ring_.begin() : ring_.end();
+}
+
+ManagedProcess::OutputUpdate ManagedProcess::AwaitOutput(
+    uint64_t cursor, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this, cursor]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return ring_.end() > cursor ||
+           info_.state() == procwarp::v1::PROCESS_STATE_EXITED;
+  };
+  OutputUpdate update;
+  update.next_cursor = cursor;
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) return update;
+  bool exited = info_.state() == procwarp::v1::PROCESS_STATE_EXITED;
+  // After the exit only the output read before it belongs to this run of
+  // the attach stream; later output (from grandchildren) does not hold the
+  // exit status back.
+  uint64_t limit = exited ? exit_cursor_ : ring_.end();
+  if (cursor < limit) {
+    update.chunks = ring_.ReadFrom(cursor, 1 << 20, &update.next_cursor);
+    while (!update.chunks.empty() &&
+           update.chunks.back().sequence() >= limit) {
+      update.chunks.pop_back();
+      update.next_cursor = limit;
+    }
+  } else {
+    update.next_cursor = std::max(cursor, ring_.begin());
+  }
+  if (exited && update.next_cursor >= exit_cursor_) {
+    update.finished = true;
+    update.exit = info_.exit_status();
+  }
+  return update;
+}
+
+int ManagedProcess::StdinFdLocked() const {
+  if (stdin_closed_) return -1;
+  if (child_.stdin_pipe) return child_.stdin_pipe.get();
+  if (stdin_is_pty_) return child_.pty_master.get();
+  return -1;
+}
+
+absl::Status ManagedProcess::WriteStdin(absl::string_view data,
+                                        const std::function<bool()>& cancelled) {
+  absl::MutexLock lock(&stdin_mu_);
+  int fd = StdinFdLocked();
+  if (fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "process ", id_, " has no open stdin (spawn it with stdin as pipe or pty)"));
+  }
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (cancelled()) return absl::CancelledError("attach cancelled");
+      if (exited()) {
+        return absl::FailedPreconditionError("process exited; stdin is gone");
+      }
+      pollfd pfd{fd, POLLOUT, 0};
+      poll(&pfd, 1, 100);  // bounded, so cancellation is noticed
+      continue;
+    }
+    if (errno == EPIPE || errno == EIO) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("process ", id_, " no longer reads its stdin"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("write(stdin of ", id_, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ManagedProcess::CloseStdin() {
+  absl::MutexLock lock(&stdin_mu_);
+  if (stdin_closed_) return absl::OkStatus();
+  if (child_.stdin_pipe) {
+    child_.stdin_pipe.Reset();
+  } else if (stdin_is_pty_) {
+    // A terminal has no half-close: EOF is the VEOF character at the start
+    // of a line.
+    struct termios tio {};
+    char eof = 4;
+    if (tcgetattr(child_.pty_master.get(), &tio) == 0) eof = tio.c_cc[VEOF];
+    (void)!write(child_.pty_master.get(), &eof, 1);
+  }
+  stdin_closed_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status ManagedProcess::Signal(int signal) const {
+  if (syscall(SYS_pidfd_send_signal, child_.pidfd.get(), signal, nullptr, 0) !=
+      0) {
+    if (errno == ESRCH) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("process ", id_, " has already exited"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("pidfd_send_signal(pid=", child_.pid,
+                                           ", sig=", signal, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ManagedProcess::ResizePty(uint32_t rows, uint32_t cols) const {
+  if (!child_.pty_master) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("process ", id_, " has no pty"));
+  }
+  struct winsize ws {};
+  ws.ws_row = rows;
+  ws.ws_col = cols;
+  // The kernel sends SIGWINCH to the terminal's foreground process group.
+  if (ioctl(child_.pty_master.get(), TIOCSWINSZ, &ws) != 0) {
+    return ErrnoStatus(errno, "ioctl(TIOCSWINSZ)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace procwarp

@@ -1,0 +1,47 @@
+// OutputRing: a process's recent output, bounded in bytes.
+//
+// Chunks keep the order the daemon read them in across stdout and stderr and
+// carry a sequence number, so each attacher follows the ring with its own
+// cursor, a late attacher replays what is still held, and a chatty child
+// cannot grow the daemon's memory past the bound (the oldest chunks go).
+// Not thread-safe: ManagedProcess guards it with its mutex.
+#ifndef PROCWARP_DAEMON_PROCESS_OUTPUT_RING_H_
+#define PROCWARP_DAEMON_PROCESS_OUTPUT_RING_H_
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "proto/procwarp/v1/processes.pb.h"
+
+namespace procwarp {
+
+class OutputRing {
+ public:
+  explicit OutputRing(size_t capacity_bytes) : capacity_(capacity_bytes) {}
+
+  void Append(procwarp::v1::OutputStream stream, std::string data);
+
+  // Chunks with sequence >= `cursor` (at most `max_bytes` worth, but always at
+  // least one if any), and the cursor to continue from.
+  std::vector<procwarp::v1::OutputChunk> ReadFrom(uint64_t cursor,
+                                                  size_t max_bytes,
+                                                  uint64_t* next_cursor) const;
+
+  // Sequence number the next appended chunk will get.
+  uint64_t end() const { return next_sequence_; }
+  // Oldest sequence number still held.
+  uint64_t begin() const { return next_sequence_ - chunks_.size(); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  size_t capacity_;
+  std::deque<procwarp::v1::OutputChunk> chunks_;
+  size_t bytes_ = 0;
+  uint64_t next_sequence_ = 0;
+};
+
+}  // namespace procwarp
+
+#endif  // PROCWARP_DAEMON_PROCESS_OUTPUT_RING_H_

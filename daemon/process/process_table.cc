@@ -1,0 +1,143 @@
+// See process_table.h.
+#include "daemon/process/process_table.h"
+
+#include <sys/epoll.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "daemon/process/spawner.h"
+#include "daemon/util/handle_id.h"
+#include "daemon/util/status_macros.h"
+
+namespace procwarp {
+
+ProcessTable::ProcessTable(ProcessLimits limits, EventBus* events)
+    : limits_(limits), events_(events) {}
+
+ProcessTable::~ProcessTable() = default;
+
+absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
+    const procwarp::v1::SpawnRequest& request, const Identity& caller) {
+  ASSIGN_OR_RETURN(SpawnPlan plan, BuildSpawnPlan(request, caller));
+  {
+    absl::MutexLock lock(&mu_);
+    size_t owned = 0;
+    for (const auto& [id, p] : processes_) {
+      if (p->owner().OwnerKey() == caller.OwnerKey()) ++owned;
+    }
+    if (owned >= limits_.max_processes_per_identity) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "you already have ", owned, " managed processes (the limit is ",
+          limits_.max_processes_per_identity,
+          "); remove exited ones with Remove / `procwarp rm`"));
+    }
+  }
+  ASSIGN_OR_RETURN(SpawnedChild child, SpawnChild(plan));
+
+  procwarp::v1::ProcessInfo info;
+  info.set_id(NewHandleId());
+  for (const auto& arg : request.argv()) info.add_argv(arg);
+  info.set_uid(plan.uid);
+  info.set_gid(plan.gid);
+  *info.mutable_owner() = caller.ToProto();
+  *info.mutable_labels() = request.labels();
+  auto process = std::make_shared<ManagedProcess>(
+      std::move(info), caller, std::move(child), limits_.output_buffer_bytes);
+  {
+    absl::MutexLock lock(&mu_);
+    processes_[process->id()] = process;
+  }
+  PublishEvent(procwarp::v1::ProcessEvent::KIND_STARTED, *process);
+  Watch(process);
+  return process;
+}
+
+void ProcessTable::Watch(const std::shared_ptr<ManagedProcess>& process) {
+  for (const auto& [fd, stream] : process->OutputFds()) {
+    int watched_fd = fd;
+    auto s = loop_.Watch(fd, EPOLLIN, [this, process, watched_fd,
+                                       stream = stream](uint32_t) {
+      if (!process->ReadOutput(watched_fd, stream)) loop_.Unwatch(watched_fd);
+    });
+    (void)s;  // without a watch the output is only read at exit
+  }
+  int pidfd = process->pidfd();
+  auto s = loop_.Watch(pidfd, EPOLLIN, [this, process, pidfd](uint32_t) {
+    if (!process->Reap()) return;
+    loop_.Unwatch(pidfd);
+    for (const auto& [fd, stream] : process->OutputFds()) {
+      // A pty's output ends with its process; pipes may live on in
+      // grandchildren and are read until EOF.
+      if (process->Info().has_pty()) loop_.Unwatch(fd);
+    }
+    OnExit(process);
+  });
+  (void)s;
+}
+
+void ProcessTable::OnExit(const std::shared_ptr<ManagedProcess>& process) {
+  PublishEvent(procwarp::v1::ProcessEvent::KIND_EXITED, *process);
+}
+
+void ProcessTable::PublishEvent(procwarp::v1::ProcessEvent::Kind kind,
+                                const ManagedProcess& process) {
+  procwarp::v1::ProcessEvent event;
+  event.set_kind(kind);
+  *event.mutable_process() = process.Info();
+  event.set_unix_ns(absl::ToUnixNanos(absl::Now()));
+  events_->Publish(event, process.owner());
+}
+
+absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Find(
+    absl::string_view id, const Identity& caller) const {
+  absl::MutexLock lock(&mu_);
+  auto it = processes_.find(id);
+  if (it == processes_.end() || !caller.MayAccess(it->second->owner())) {
+    return absl::NotFoundError(absl::StrCat("no process with id '", id, "'"));
+  }
+  return it->second;
+}
+
+std::vector<std::shared_ptr<ManagedProcess>> ProcessTable::List(
+    const Identity& caller, bool all) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<ManagedProcess>> out;
+  for (const auto& [id, p] : processes_) {
+    bool own = p->owner().OwnerKey() == caller.OwnerKey();
+    if (own || (all && caller.admin)) out.push_back(p);
+  }
+  return out;
+}
+
+absl::Status ProcessTable::Remove(absl::string_view id, const Identity& caller) {
+  ASSIGN_OR_RETURN(auto process, Find(id, caller));
+  if (!process->exited()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "process ", id, " is still running; signal it first or remove with force"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    processes_.erase(process->id());
+  }
+  // Output fds may still be watched (a grandchild holding a pipe open): drop
+  // the watches on the loop thread; the last reference then closes the fds.
+  loop_.Post([this, process] {
+    for (const auto& [fd, stream] : process->OutputFds()) loop_.Unwatch(fd);
+  });
+  PublishEvent(procwarp::v1::ProcessEvent::KIND_REMOVED, *process);
+  return absl::OkStatus();
+}
+
+size_t ProcessTable::size() const {
+  absl::MutexLock lock(&mu_);
+  return processes_.size();
+}
+
+size_t ProcessTable::running() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [id, p] : processes_) n += p->exited() ? 0 : 1;
+  return n;
+}
+
+}  // namespace procwarp

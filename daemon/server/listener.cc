@@ -1,0 +1,201 @@
+// See listener.h.
+#include "daemon/server/listener.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/server/log.h"
+#include "daemon/util/errno_status.h"
+#include "daemon/util/status_macros.h"
+#include "grpcpp/server_posix.h"
+
+namespace procwarp {
+namespace {
+
+absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "socket path '", path, "' is empty or longer than ",
+        sizeof(addr.sun_path) - 1, " bytes"));
+  }
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+// True when something accepts connections at `path`.
+bool SomeoneListens(const sockaddr_un& addr) {
+  UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) return false;
+  return connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr),
+                 sizeof(addr)) == 0;
+}
+
+absl::Status MakeParentDirectory(const std::string& path) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (dir.empty()) return absl::OkStatus();
+  std::error_code ec;
+  if (std::filesystem::create_directories(dir, ec)) {
+    if (chmod(dir.c_str(), 0755) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("chmod(", dir.string(), ", 0755)"));
+    }
+  } else if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot create socket directory ", dir.string(), ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplySocketPermissions(const SocketOptions& options) {
+  mode_t mode = options.mode;
+  if (mode == 0) {
+    struct group* group = options.group.empty() ? nullptr
+                                                : getgrnam(options.group.c_str());
+    if (group != nullptr) {
+      if (chown(options.path.c_str(), -1, group->gr_gid) != 0) {
+        return ErrnoStatus(errno, absl::StrCat("chown(", options.path,
+                                               ", group=", options.group, ")"));
+      }
+      mode = 0660;
+    } else {
+      mode = 0600;
+    }
+  }
+  if (chmod(options.path.c_str(), mode) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("chmod(", options.path, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string DefaultSocketPath() {
+  if (geteuid() == 0) return "/run/procwarp/procwarpd.sock";
+  const char* runtime = getenv("XDG_RUNTIME_DIR");
+  std::string base = runtime != nullptr && *runtime != '\0'
+                         ? runtime
+                         : absl::StrCat("/tmp/procwarp-", geteuid());
+  return absl::StrCat(base, "/procwarp/procwarpd.sock");
+}
+
+absl::StatusOr<UniqueFd> BindUnixSocket(const SocketOptions& options) {
+  ASSIGN_OR_RETURN(sockaddr_un addr, UnixAddress(options.path));
+  RETURN_IF_ERROR(MakeParentDirectory(options.path));
+  if (SomeoneListens(addr)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "another procwarpd is already serving ", options.path));
+  }
+  // Nobody answers: whatever is there is a stale socket from a daemon that
+  // died. Only remove sockets, never a file someone put there by mistake.
+  struct stat st {};
+  if (lstat(options.path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          options.path, " exists and is not a socket; refusing to remove it"));
+    }
+    if (unlink(options.path.c_str()) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("unlink(", options.path, ")"));
+    }
+  }
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return ErrnoStatus(errno, "socket(AF_UNIX)");
+  // Create the socket file with no access, then open it up: no window where
+  // the file exists with the umask's permissions.
+  mode_t old_umask = umask(0777);
+  int rc = bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  int bind_errno = errno;
+  umask(old_umask);
+  if (rc != 0) {
+    return ErrnoStatus(bind_errno, absl::StrCat("bind(", options.path, ")"));
+  }
+  RETURN_IF_ERROR(ApplySocketPermissions(options));
+  if (listen(fd.get(), SOMAXCONN) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("listen(", options.path, ")"));
+  }
+  return fd;
+}
+
+absl::StatusOr<std::optional<UniqueFd>> TakeActivatedSocket() {
+  int n = sd_listen_fds(/*unset_environment=*/1);
+  if (n < 0) return ErrnoStatus(-n, "sd_listen_fds");
+  if (n == 0) return std::optional<UniqueFd>();
+  if (n > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "systemd passed ", n, " sockets; procwarpd expects exactly one"));
+  }
+  int fd = SD_LISTEN_FDS_START;
+  if (sd_is_socket_unix(fd, SOCK_STREAM, /*listening=*/1, nullptr, 0) <= 0) {
+    return absl::InvalidArgumentError(
+        "the socket systemd passed is not a listening unix stream socket");
+  }
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    return ErrnoStatus(errno, "fcntl(LISTEN_FD, F_SETFD, FD_CLOEXEC)");
+  }
+  return std::optional<UniqueFd>(UniqueFd(fd));
+}
+
+Listener::Listener(UniqueFd listen_fd, SessionRegistry* sessions,
+                   std::optional<gid_t> admin_gid)
+    : listen_fd_(std::move(listen_fd)),
+      sessions_(sessions),
+      admin_gid_(admin_gid) {}
+
+Listener::~Listener() { Stop(); }
+
+void Listener::Start(grpc::Server* server) {
+  thread_ = std::thread([this, server] { AcceptLoop(server); });
+}
+
+void Listener::Stop() {
+  if (stopping_.exchange(true)) return;
+  // shutdown() wakes the blocked accept() with EINVAL.
+  shutdown(listen_fd_.get(), SHUT_RDWR);
+  if (thread_.joinable()) thread_.join();
+}
+
+void Listener::AcceptLoop(grpc::Server* server) {
+  while (!stopping_.load()) {
+    int raw = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (raw < 0) {
+      if (stopping_.load()) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        // Out of resources: say so and keep serving existing clients; the
+        // backlog holds the new one until an fd frees up.
+        LogError(absl::StrCat("accept: ", strerror(errno)));
+        usleep(100 * 1000);
+        continue;
+      }
+      if (errno == EINVAL) return;  // shut down underneath us
+      LogError(absl::StrCat("accept: ", strerror(errno)));
+      continue;
+    }
+    UniqueFd conn(raw);
+    auto identity = ReadPeerIdentity(conn.get(), admin_gid_);
+    if (!identity.ok()) {
+      LogError(absl::StrCat("rejecting connection: ", identity.status().ToString()));
+      continue;
+    }
+    auto session = sessions_->Register(conn.get(), *std::move(identity));
+    if (!session.ok()) {
+      LogError(absl::StrCat("rejecting connection: ", session.status().ToString()));
+      continue;
+    }
+    grpc::AddInsecureChannelFromFd(server, conn.Release());
+  }
+}
+
+}  // namespace procwarp

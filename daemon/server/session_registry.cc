@@ -1,0 +1,135 @@
+// See session_registry.h.
+#include "daemon/server/session_registry.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "daemon/util/errno_status.h"
+
+namespace procwarp {
+
+SessionRegistry::SessionRegistry()
+    : epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  // Both are needed to run at all; failing here means the process is out of
+  // fds at start-up.
+  if (!epoll_fd_ || !wake_fd_) abort();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;  // session ids start at 1: 0 is the wake-up
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &ev) != 0) {
+    abort();
+  }
+  watcher_ = std::thread([this] { WatchLoop(); });
+}
+
+SessionRegistry::~SessionRegistry() {
+  uint64_t one = 1;
+  (void)!write(wake_fd_.get(), &one, sizeof(one));
+  watcher_.join();
+}
+
+absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Register(
+    int fd, Identity identity) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fstat(fd=", fd, ")"));
+  }
+  UniqueFd watch(fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  if (!watch) return ErrnoStatus(errno, absl::StrCat("dup(fd=", fd, ")"));
+
+  auto session = std::make_shared<Session>();
+  session->id = next_id_.fetch_add(1);
+  session->identity = std::move(identity);
+  session->grpc_fd = fd;
+  session->socket_inode = st.st_ino;
+
+  epoll_event ev{};
+  ev.events = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+  ev.data.u64 = session->id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, watch.get(), &ev) != 0) {
+      return ErrnoStatus(errno, "epoll_ctl(EPOLL_CTL_ADD, session socket)");
+    }
+    by_fd_[fd] = session;
+    watched_[session->id] = {session, std::move(watch)};
+  }
+  return std::shared_ptr<const Session>(session);
+}
+
+absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Resolve(
+    absl::string_view peer) const {
+  int fd = -1;
+  absl::string_view number = peer;
+  if (!absl::ConsumePrefix(&number, "fd:") || !absl::SimpleAtoi(number, &fd)) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("unrecognised peer '", peer, "'"));
+  }
+  std::shared_ptr<const Session> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_fd_.find(fd);
+    if (it != by_fd_.end()) session = it->second;
+  }
+  struct stat st {};
+  if (session == nullptr || fstat(fd, &st) != 0 ||
+      st.st_ino != session->socket_inode) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("no authenticated session for peer '", peer, "'"));
+  }
+  return session;
+}
+
+void SessionRegistry::AddEndListener(EndListener listener) {
+  absl::MutexLock lock(&mu_);
+  listeners_.push_back(std::move(listener));
+}
+
+int SessionRegistry::LiveSessions() const {
+  absl::MutexLock lock(&mu_);
+  return watched_.size();
+}
+
+void SessionRegistry::WatchLoop() {
+  epoll_event events[32];
+  for (;;) {
+    int n = epoll_wait(epoll_fd_.get(), events, 32, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      abort();  // only EBADF/EFAULT/EINVAL: a programming error
+    }
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 == 0) return;  // destructor woke us
+      EndSession(events[i].data.u64);
+    }
+  }
+}
+
+void SessionRegistry::EndSession(uint64_t session_id) {
+  std::shared_ptr<const Session> session;
+  std::vector<EndListener> listeners;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = watched_.find(session_id);
+    if (it == watched_.end()) return;
+    session = it->second.first;
+    // Closing the duplicate removes it from the epoll set.
+    watched_.erase(it);
+    auto by_fd = by_fd_.find(session->grpc_fd);
+    if (by_fd != by_fd_.end() && by_fd->second == session) by_fd_.erase(by_fd);
+    listeners = listeners_;
+  }
+  for (const auto& listener : listeners) listener(*session);
+}
+
+}  // namespace procwarp
