@@ -167,7 +167,7 @@ void Listener::Stop() {
 
 void Listener::AcceptLoop(grpc::Server* server) {
   while (!stopping_.load()) {
-    int raw = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    int raw = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (raw < 0) {
       if (stopping_.load()) return;
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -194,6 +194,8 @@ void Listener::AcceptLoop(grpc::Server* server) {
       LogError(absl::StrCat("rejecting connection: ", session.status().ToString()));
       continue;
     }
+    // gRPC drives the fd from its event engine, which needs it non-blocking
+    // (set by accept4 above).
     grpc::AddInsecureChannelFromFd(server, conn.Release());
   }
 }

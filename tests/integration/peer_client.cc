@@ -1,0 +1,215 @@
+// peer_client: one gRPC call (or a short script) against procwarpd, made by a
+// process that first becomes another user. Integration tests run it with
+// --uid/--gid to act as an unprivileged caller; dropping privileges happens
+// before gRPC starts any thread.
+//
+// Prints "<CODE> <details>" on stdout, CODE being the gRPC status code name.
+//
+//   peer_client --socket S [--uid U --gid G] OP [ARGS...]
+//   OP: status | list | get ID | signal ID SIG | wait ID | remove ID |
+//       attach ID | resize ID | run [--userns] ARGV... | churn N |
+//       events MILLIS
+#include <grp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "proto/procwarp/v1/admin.grpc.pb.h"
+#include "proto/procwarp/v1/processes.grpc.pb.h"
+
+namespace {
+
+using procwarp::v1::Admin;
+using procwarp::v1::Processes;
+
+std::string socket_path;
+
+std::shared_ptr<grpc::Channel> Channel() {
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  return grpc::CreateCustomChannel("unix:" + socket_path,
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  return ctx;
+}
+
+int Print(const grpc::Status& status, const std::string& details = "") {
+  std::string code = absl::StatusCodeToString(
+      static_cast<absl::StatusCode>(status.error_code()));
+  printf("%s %s%s\n", code.c_str(),
+         status.ok() ? "" : (status.error_message() + " ").c_str(),
+         details.c_str());
+  return 0;
+}
+
+int Run(const std::vector<std::string>& args, bool userns) {
+  auto stub = Processes::NewStub(Channel());
+  procwarp::v1::SpawnRequest request;
+  for (const auto& a : args) request.add_argv(a);
+  request.mutable_stdout()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
+  request.mutable_stderr()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
+  request.mutable_namespaces()->set_user(userns);
+  procwarp::v1::SpawnResponse spawned;
+  grpc::Status s = stub->Spawn(Ctx().get(), request, &spawned);
+  if (!s.ok()) return Print(s);
+  auto ctx = Ctx();
+  auto stream = stub->Attach(ctx.get());
+  procwarp::v1::AttachRequest first;
+  first.set_id(spawned.process().id());
+  stream->Write(first);
+  std::string output;
+  int code = -1;
+  procwarp::v1::AttachResponse r;
+  while (stream->Read(&r)) {
+    if (r.has_output()) output += r.output().data();
+    if (r.has_exit()) {
+      code = r.exit().code();
+      stream->WritesDone();
+    }
+  }
+  stream->Finish();
+  procwarp::v1::RemoveProcessResponse removed;
+  procwarp::v1::RemoveProcessRequest remove;
+  remove.set_id(spawned.process().id());
+  stub->Remove(Ctx().get(), remove, &removed);
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  return Print(grpc::Status::OK,
+               absl::StrCat("id=", spawned.process().id(),
+                            " uid=", spawned.process().uid(), " exit=", code,
+                            " output=", output));
+}
+
+int Churn(int rounds) {
+  int mismatches = 0, failures = 0;
+  for (int i = 0; i < rounds; ++i) {
+    // A new channel each round: a new connection, likely a reused fd number
+    // in the daemon.
+    auto stub = Admin::NewStub(Channel());
+    procwarp::v1::GetStatusResponse status;
+    grpc::Status s = stub->GetStatus(Ctx().get(), {}, &status);
+    if (!s.ok()) {
+      ++failures;
+      continue;
+    }
+    if (status.caller().uid() != getuid()) ++mismatches;
+  }
+  return Print(grpc::Status::OK,
+               absl::StrCat("mismatches=", mismatches, " failures=", failures));
+}
+
+int Events(int millis) {
+  auto stub = Processes::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(millis)));
+  auto reader = stub->Events(&ctx, {});
+  std::vector<std::string> seen;
+  procwarp::v1::ProcessEvent event;
+  while (reader->Read(&event)) seen.push_back(event.process().id());
+  reader->Finish();
+  return Print(grpc::Status::OK, absl::StrCat("events=", seen.size(), " ",
+                                              absl::StrJoin(seen, ",")));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  int uid = -1, gid = -1;
+  size_t i = 0;
+  for (; i + 1 < args.size(); i += 2) {
+    if (args[i] == "--socket") socket_path = args[i + 1];
+    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
+    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
+    else break;
+  }
+  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
+  if (uid >= 0 && setuid(uid) != 0) return 3;
+  if (i >= args.size()) return 2;
+  std::string op = args[i++];
+  std::vector<std::string> rest(args.begin() + i, args.end());
+  std::string id = rest.empty() ? "" : rest[0];
+
+  auto stub = Processes::NewStub(Channel());
+  if (op == "status") {
+    procwarp::v1::GetStatusResponse r;
+    grpc::Status s = Admin::NewStub(Channel())->GetStatus(Ctx().get(), {}, &r);
+    return Print(s, absl::StrCat("uid=", r.caller().uid()));
+  }
+  if (op == "list") {
+    procwarp::v1::ListProcessesResponse r;
+    grpc::Status s = stub->List(Ctx().get(), {}, &r);
+    std::vector<std::string> ids;
+    for (const auto& p : r.processes()) ids.push_back(p.id());
+    return Print(s, absl::StrCat("n=", ids.size(), " ", absl::StrJoin(ids, ",")));
+  }
+  if (op == "get") {
+    procwarp::v1::GetProcessRequest q;
+    q.set_id(id);
+    procwarp::v1::GetProcessResponse r;
+    return Print(stub->Get(Ctx().get(), q, &r));
+  }
+  if (op == "signal") {
+    procwarp::v1::SignalRequest q;
+    q.set_id(id);
+    q.set_signal(rest.size() > 1 ? atoi(rest[1].c_str()) : 15);
+    procwarp::v1::SignalResponse r;
+    return Print(stub->Signal(Ctx().get(), q, &r));
+  }
+  if (op == "wait") {
+    procwarp::v1::WaitRequest q;
+    q.set_id(id);
+    procwarp::v1::WaitResponse r;
+    return Print(stub->Wait(Ctx().get(), q, &r));
+  }
+  if (op == "remove") {
+    procwarp::v1::RemoveProcessRequest q;
+    q.set_id(id);
+    q.set_force(true);
+    procwarp::v1::RemoveProcessResponse r;
+    return Print(stub->Remove(Ctx().get(), q, &r));
+  }
+  if (op == "resize") {
+    procwarp::v1::ResizePtyRequest q;
+    q.set_id(id);
+    q.mutable_size()->set_rows(10);
+    q.mutable_size()->set_cols(10);
+    procwarp::v1::ResizePtyResponse r;
+    return Print(stub->ResizePty(Ctx().get(), q, &r));
+  }
+  if (op == "attach") {
+    auto ctx = Ctx();
+    auto stream = stub->Attach(ctx.get());
+    procwarp::v1::AttachRequest q;
+    q.set_id(id);
+    q.set_stdin("x");
+    stream->Write(q);
+    stream->WritesDone();
+    procwarp::v1::AttachResponse r;
+    int messages = 0;
+    while (stream->Read(&r)) ++messages;
+    return Print(stream->Finish(), absl::StrCat("messages=", messages));
+  }
+  if (op == "run") {
+    bool userns = !rest.empty() && rest[0] == "--userns";
+    if (userns) rest.erase(rest.begin());
+    return Run(rest, userns);
+  }
+  if (op == "churn") return Churn(atoi(id.c_str()));
+  if (op == "events") return Events(atoi(id.c_str()));
+  fprintf(stderr, "unknown op %s\n", op.c_str());
+  return 2;
+}
