@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -171,6 +172,10 @@ bool WriteProcFile(const char* path, const char* text) {
   if (syscall(SYS_setresuid, s.uid, s.uid, s.uid) != 0) {
     Fail(s, ChildStage::kUid, errno);
   }
+  // Changing credentials cleared the dumpable flag, which makes /proc/self
+  // root-owned and the id maps below unwritable. The child is the caller's
+  // own process now (execve would set the flag again anyway).
+  prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
   // Limits are set as the caller, so the kernel refuses to raise a hard
   // limit the caller could not raise.
   for (size_t i = 0; i < s.num_rlimits; ++i) {

@@ -7,7 +7,8 @@
 //
 //   peer_client --socket S [--uid U --gid G] OP [ARGS...]
 //   OP: status | list | get ID | signal ID SIG | wait ID | remove ID |
-//       attach ID | resize ID | run [--userns] ARGV... | churn N |
+//       attach ID | resize ID | list_all |
+//       run [--userns] [--as-uid U] ARGV... | churn N |
 //       events MILLIS
 #include <grp.h>
 #include <unistd.h>
@@ -56,13 +57,14 @@ int Print(const grpc::Status& status, const std::string& details = "") {
   return 0;
 }
 
-int Run(const std::vector<std::string>& args, bool userns) {
+int Run(const std::vector<std::string>& args, bool userns, int as_uid) {
   auto stub = Processes::NewStub(Channel());
   procwarp::v1::SpawnRequest request;
   for (const auto& a : args) request.add_argv(a);
   request.mutable_stdout()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
   request.mutable_stderr()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
   request.mutable_namespaces()->set_user(userns);
+  if (as_uid >= 0) request.set_uid(as_uid);
   procwarp::v1::SpawnResponse spawned;
   grpc::Status s = stub->Spawn(Ctx().get(), request, &spawned);
   if (!s.ok()) return Print(s);
@@ -149,9 +151,11 @@ int main(int argc, char** argv) {
     grpc::Status s = Admin::NewStub(Channel())->GetStatus(Ctx().get(), {}, &r);
     return Print(s, absl::StrCat("uid=", r.caller().uid()));
   }
-  if (op == "list") {
+  if (op == "list" || op == "list_all") {
+    procwarp::v1::ListProcessesRequest q;
+    q.set_all(op == "list_all");
     procwarp::v1::ListProcessesResponse r;
-    grpc::Status s = stub->List(Ctx().get(), {}, &r);
+    grpc::Status s = stub->List(Ctx().get(), q, &r);
     std::vector<std::string> ids;
     for (const auto& p : r.processes()) ids.push_back(p.id());
     return Print(s, absl::StrCat("n=", ids.size(), " ", absl::StrJoin(ids, ",")));
@@ -206,7 +210,12 @@ int main(int argc, char** argv) {
   if (op == "run") {
     bool userns = !rest.empty() && rest[0] == "--userns";
     if (userns) rest.erase(rest.begin());
-    return Run(rest, userns);
+    int as_uid = -1;
+    if (rest.size() > 1 && rest[0] == "--as-uid") {
+      as_uid = atoi(rest[1].c_str());
+      rest.erase(rest.begin(), rest.begin() + 2);
+    }
+    return Run(rest, userns, as_uid);
   }
   if (op == "churn") return Churn(atoi(id.c_str()));
   if (op == "events") return Events(atoi(id.c_str()));
