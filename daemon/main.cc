@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -43,10 +44,16 @@ struct Flags {
   std::optional<uint64_t> output_buffer_bytes;
 };
 
+constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
+
 absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   DaemonConfig config = DefaultConfig();
-  if (!flags.config_path.empty()) {
-    auto loaded = LoadConfigFile(flags.config_path, config);
+  std::string path = flags.config_path;
+  if (path.empty() && access(kDefaultConfigPath, R_OK) == 0) {
+    path = kDefaultConfigPath;
+  }
+  if (!path.empty()) {
+    auto loaded = LoadConfigFile(path, config);
     if (!loaded.ok()) return loaded.status();
     config = *std::move(loaded);
   }
@@ -80,6 +87,20 @@ std::optional<gid_t> LookUpAdminGroup(const std::string& name) {
   return g->gr_gid;
 }
 
+// The daemon holds several fds per managed process and client, more than the
+// usual soft limit of 1024 allows; children get the original limit back (see
+// ProcessLimits::children_nofile), since many programs misbehave with more.
+struct rlimit RaiseFileLimit() {
+  struct rlimit original {};
+  getrlimit(RLIMIT_NOFILE, &original);
+  struct rlimit raised = original;
+  raised.rlim_cur = raised.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+    LogError(absl::StrCat("cannot raise RLIMIT_NOFILE to ", raised.rlim_max));
+  }
+  return original;
+}
+
 int Serve(const DaemonConfig& config) {
   // Signals are taken synchronously by the main thread; block them before
   // any thread starts so every thread inherits the mask.
@@ -92,6 +113,7 @@ int Serve(const DaemonConfig& config) {
   signal(SIGPIPE, SIG_IGN);
 
   std::optional<gid_t> admin_gid = LookUpAdminGroup(config.admin_group());
+  struct rlimit children_nofile = RaiseFileLimit();
 
   SystemdNotifier systemd;
   auto activated = TakeActivatedSocket();
@@ -124,6 +146,7 @@ int Serve(const DaemonConfig& config) {
   process_limits.max_processes_per_identity =
       config.limits().max_processes_per_identity();
   process_limits.output_buffer_bytes = config.limits().output_buffer_bytes();
+  process_limits.children_nofile = children_nofile;
   ProcessTable table(process_limits, &events);
   StreamLimiter streams(config.limits().max_streams_per_identity());
   ProcessesService processes(&table, &events, &callers, &streams);
@@ -171,7 +194,8 @@ int main(int argc, char** argv) {
   procwarp::Flags flags;
   CLI::App app{"procwarpd: the procwarp daemon (process control over gRPC)"};
   app.add_option("--config", flags.config_path,
-                 "text-format DaemonConfig file (see deploy/procwarpd.conf.example)");
+                 "text-format DaemonConfig file (default: /etc/procwarp/"
+                 "procwarpd.conf when it exists; see deploy/procwarpd.conf.example)");
   app.add_option("--socket", flags.socket_path,
                  "unix socket path (default: /run/procwarp/procwarpd.sock as "
                  "root, $XDG_RUNTIME_DIR/procwarp/procwarpd.sock otherwise)");

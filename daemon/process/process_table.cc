@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "daemon/process/spawner.h"
 #include "daemon/util/handle_id.h"
@@ -19,6 +20,11 @@ ProcessTable::~ProcessTable() = default;
 absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
     const procwarp::v1::SpawnRequest& request, const Identity& caller) {
   ASSIGN_OR_RETURN(SpawnPlan plan, BuildSpawnPlan(request, caller));
+  bool nofile_requested = false;
+  for (const auto& r : plan.rlimits) nofile_requested |= r.resource == RLIMIT_NOFILE;
+  if (!nofile_requested) {
+    plan.rlimits.insert(plan.rlimits.begin(), {RLIMIT_NOFILE, limits_.children_nofile});
+  }
   {
     absl::MutexLock lock(&mu_);
     size_t owned = 0;
@@ -120,10 +126,14 @@ absl::Status ProcessTable::Remove(absl::string_view id, const Identity& caller) 
     processes_.erase(process->id());
   }
   // Output fds may still be watched (a grandchild holding a pipe open): drop
-  // the watches on the loop thread; the last reference then closes the fds.
-  loop_.Post([this, process] {
+  // the watches on the loop thread, and wait for that, so the fds are closed
+  // (by the last reference) by the time Remove returns.
+  absl::Notification unwatched;
+  loop_.Post([this, process, &unwatched] {
     for (const auto& [fd, stream] : process->OutputFds()) loop_.Unwatch(fd);
+    unwatched.Notify();
   });
+  unwatched.WaitForNotification();
   PublishEvent(procwarp::v1::ProcessEvent::KIND_REMOVED, *process);
   return absl::OkStatus();
 }

@@ -7,6 +7,8 @@
 #ifndef PROCWARP_DAEMON_PROCESS_PROCESS_TABLE_H_
 #define PROCWARP_DAEMON_PROCESS_PROCESS_TABLE_H_
 
+#include <sys/resource.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +28,9 @@ namespace procwarp {
 struct ProcessLimits {
   size_t max_processes_per_identity = 1024;
   size_t output_buffer_bytes = 1 << 20;
+  // RLIMIT_NOFILE children start with unless they ask for another (the
+  // daemon's own limit is raised).
+  struct rlimit children_nofile = {1024, 4096};
 };
 
 class ProcessTable {

@@ -3,6 +3,8 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -149,8 +151,14 @@ absl::StatusOr<std::optional<UniqueFd>> TakeActivatedSocket() {
 Listener::Listener(UniqueFd listen_fd, SessionRegistry* sessions,
                    std::optional<gid_t> admin_gid)
     : listen_fd_(std::move(listen_fd)),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       sessions_(sessions),
-      admin_gid_(admin_gid) {}
+      admin_gid_(admin_gid) {
+  if (!wake_fd_) abort();  // out of fds at start-up
+  // accept() after poll() must not block if the client gave up meanwhile.
+  int flags = fcntl(listen_fd_.get(), F_GETFL);
+  if (flags >= 0) fcntl(listen_fd_.get(), F_SETFL, flags | O_NONBLOCK);
+}
 
 Listener::~Listener() { Stop(); }
 
@@ -160,17 +168,22 @@ void Listener::Start(grpc::Server* server) {
 
 void Listener::Stop() {
   if (stopping_.exchange(true)) return;
-  // shutdown() wakes the blocked accept() with EINVAL.
-  shutdown(listen_fd_.get(), SHUT_RDWR);
+  // Wake the loop through our own eventfd. shutdown() on the listening socket
+  // would also wake it, but under socket activation that socket is systemd's
+  // and is handed to the next daemon instance: it must stay listening.
+  uint64_t one = 1;
+  (void)!write(wake_fd_.get(), &one, sizeof(one));
   if (thread_.joinable()) thread_.join();
 }
 
 void Listener::AcceptLoop(grpc::Server* server) {
   while (!stopping_.load()) {
+    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) continue;  // EINTR
+    if (fds[1].revents != 0) return;
     int raw = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (raw < 0) {
-      if (stopping_.load()) return;
-      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
           errno == ENOMEM) {
         // Out of resources: say so and keep serving existing clients; the
@@ -179,7 +192,6 @@ void Listener::AcceptLoop(grpc::Server* server) {
         usleep(100 * 1000);
         continue;
       }
-      if (errno == EINVAL) return;  // shut down underneath us
       LogError(absl::StrCat("accept: ", strerror(errno)));
       continue;
     }

@@ -54,6 +54,7 @@ class Listener {
   void AcceptLoop(grpc::Server* server);
 
   UniqueFd listen_fd_;
+  UniqueFd wake_fd_;  // eventfd: Stop() wakes the accept loop with it
   SessionRegistry* sessions_;
   std::optional<gid_t> admin_gid_;
   std::atomic<bool> stopping_{false};

@@ -308,7 +308,7 @@ TEST_F(ProcessesTest, ThousandSpawnsLeakNothing) {
   int fds_before = daemon_->CountFds();
   long rss_before = daemon_->RssKb();
   for (int i = 0; i < 1000; ++i) cycle();
-  EXPECT_EQ(daemon_->CountFds(), fds_before);
+  EXPECT_LE(daemon_->CountFds(), fds_before);
   EXPECT_LT(daemon_->RssKb() - rss_before, 8 * 1024)
       << "daemon RSS grew from " << rss_before << " kB";
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what procwarp needs to build, run and test on Debian 12 (as root),
+# from Debian's packages only. Idempotent: does nothing when all is present.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  bazel-bootstrap bazel-rules-java bazel-platforms gcc g++ python3
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
+  libabsl-dev libsystemd-dev libgtest-dev libgmock-dev libcli11-dev
+  # tests: unit verification and the real-systemd container test
+  systemd debootstrap systemd-container zstd procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "procwarp setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
