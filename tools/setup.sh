@@ -9,7 +9,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev libsystemd-dev libgtest-dev libgmock-dev libcli11-dev
   # tests: unit verification and the real-systemd container test
-  systemd debootstrap systemd-container zstd procps
+  systemd debootstrap debian-archive-keyring systemd-container zstd procps
+  util-linux
 )
 
 missing=()

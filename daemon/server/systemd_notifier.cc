@@ -8,8 +8,10 @@
 
 namespace procwarp {
 
-SystemdNotifier::~SystemdNotifier() {
-  stop_watchdog_.Notify();
+SystemdNotifier::~SystemdNotifier() { StopWatchdog(); }
+
+void SystemdNotifier::StopWatchdog() {
+  if (!stop_watchdog_.HasBeenNotified()) stop_watchdog_.Notify();
   if (watchdog_.joinable()) watchdog_.join();
 }
 
@@ -22,6 +24,8 @@ void SystemdNotifier::Status(absl::string_view status) {
 }
 
 void SystemdNotifier::Stopping() {
+  // No pings once stopping: systemd now times the stop (TimeoutStopSec).
+  StopWatchdog();
   sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 }
 

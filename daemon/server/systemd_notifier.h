@@ -19,12 +19,15 @@ class SystemdNotifier {
 
   void Ready(absl::string_view status);
   void Status(absl::string_view status);
+  // STOPPING=1; also ends the watchdog pings.
   void Stopping();
   // Pings WATCHDOG=1 at half the interval systemd asked for (WATCHDOG_USEC),
   // if it asked.
   void StartWatchdog();
 
  private:
+  void StopWatchdog();
+
   absl::Notification stop_watchdog_;
   std::thread watchdog_;
 };

@@ -1,0 +1,217 @@
+// Client, SpawnOptions and EventStream (see client.h).
+#include "client/cc/client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/cc/connection.h"
+#include "client/cc/grpc_status.h"
+#include "client/cc/socket_path.h"
+
+namespace procwarp {
+namespace {
+
+// How long Connect waits for the daemon's first answer. Generous because a
+// socket-activated daemon may still be starting when we connect.
+constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
+
+v1::StdioKind ToStdioKind(Stdio mode) {
+  switch (mode) {
+    case Stdio::kNull:
+      return v1::STDIO_KIND_NULL;
+    case Stdio::kPipe:
+      return v1::STDIO_KIND_PIPE;
+    case Stdio::kPty:
+      return v1::STDIO_KIND_PTY;
+  }
+  return v1::STDIO_KIND_NULL;
+}
+
+// Explains a failed first call so that the person reading it knows whether
+// the daemon is missing, something else owns the socket, or the call failed.
+absl::Status ConnectError(const std::string& socket_path,
+                          const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+      return DaemonNotRunningError(socket_path);
+    case absl::StatusCode::kUnimplemented:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the server at ", socket_path,
+          " is not procwarpd (it does not serve procwarp.v1.Admin)"));
+    default:
+      return absl::Status(
+          status.code(), absl::StrCat("procwarpd at ", socket_path,
+                                      " did not answer: ", status.message()));
+  }
+}
+
+}  // namespace
+
+v1::SpawnRequest SpawnOptions::ToRequest() const {
+  v1::SpawnRequest request;
+  request.mutable_argv()->Add(argv.begin(), argv.end());
+  request.mutable_env()->Add(env.begin(), env.end());
+  request.set_cwd(cwd);
+  request.mutable_stdin()->set_kind(ToStdioKind(stdin_mode));
+  request.mutable_stdout()->set_kind(ToStdioKind(stdout_mode));
+  request.mutable_stderr()->set_kind(ToStdioKind(stderr_mode));
+  if (pty_rows != 0 || pty_cols != 0) {
+    request.mutable_window_size()->set_rows(pty_rows);
+    request.mutable_window_size()->set_cols(pty_cols);
+  }
+  request.mutable_labels()->insert(labels.begin(), labels.end());
+  return request;
+}
+
+// ---------------------------------------------------------------------------
+// EventStream
+
+EventStream::EventStream(std::unique_ptr<grpc::ClientContext> context,
+                         std::unique_ptr<Reader> reader)
+    : context_(std::move(context)), reader_(std::move(reader)) {}
+
+EventStream& EventStream::operator=(EventStream&& other) noexcept {
+  if (this != &other) {
+    Abandon();
+    context_ = std::move(other.context_);
+    reader_ = std::move(other.reader_);
+    final_status_ = std::move(other.final_status_);
+  }
+  return *this;
+}
+
+EventStream::~EventStream() { Abandon(); }
+
+void EventStream::Abandon() {
+  if (reader_ == nullptr || final_status_.has_value()) return;
+  Cancel();
+  v1::ProcessEvent ignored;
+  while (reader_->Read(&ignored)) {
+  }
+  final_status_ = FromGrpcStatus(reader_->Finish());
+}
+
+absl::StatusOr<v1::ProcessEvent> EventStream::Next() {
+  if (!final_status_.has_value()) {
+    v1::ProcessEvent event;
+    if (reader_->Read(&event)) return event;
+    final_status_ = FromGrpcStatus(reader_->Finish());
+  }
+  if (!final_status_->ok()) return *final_status_;
+  return absl::OutOfRangeError("the daemon ended the event stream");
+}
+
+void EventStream::Cancel() { context_->TryCancel(); }
+
+// ---------------------------------------------------------------------------
+// Client
+
+Client::Client(std::shared_ptr<internal::Connection> connection)
+    : connection_(std::move(connection)) {}
+
+absl::StatusOr<Client> Client::Connect(std::string socket_path) {
+  if (socket_path.empty()) socket_path = DefaultSocketPath();
+  // A plain connect() first: it tells "nothing listens" apart from "no
+  // permission" precisely, where gRPC would only say UNAVAILABLE.
+  if (absl::Status status = ProbeSocket(socket_path); !status.ok()) {
+    return status;
+  }
+  Client client(std::make_shared<internal::Connection>(socket_path));
+  grpc::ClientContext context;
+  internal::SetTimeout(context, kConnectTimeout);
+  v1::GetVersionResponse version;
+  absl::Status status = FromGrpcStatus(client.connection_->admin->GetVersion(
+      &context, v1::GetVersionRequest(), &version));
+  if (!status.ok()) return ConnectError(socket_path, status);
+  return client;
+}
+
+const std::string& Client::socket_path() const {
+  return connection_->socket_path;
+}
+
+absl::StatusOr<v1::GetStatusResponse> Client::Status() const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::GetStatusResponse response;
+  absl::Status status = FromGrpcStatus(connection_->admin->GetStatus(
+      &context, v1::GetStatusRequest(), &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::GetVersionResponse> Client::Version() const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::GetVersionResponse response;
+  absl::Status status = FromGrpcStatus(connection_->admin->GetVersion(
+      &context, v1::GetVersionRequest(), &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<Process> Client::Spawn(const SpawnOptions& options) const {
+  return Spawn(options.ToRequest());
+}
+
+absl::StatusOr<Process> Client::Spawn(const v1::SpawnRequest& request) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::SpawnResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->processes->Spawn(&context, request, &response));
+  if (!status.ok()) return status;
+  return Process(connection_, std::move(*response.mutable_process()),
+                 /*owned=*/true);
+}
+
+absl::StatusOr<v1::ProcessInfo> Client::GetProcess(const std::string& id) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::GetProcessRequest request;
+  request.set_id(id);
+  v1::GetProcessResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->processes->Get(&context, request, &response));
+  if (!status.ok()) return status;
+  return std::move(*response.mutable_process());
+}
+
+absl::StatusOr<Process> Client::Open(const std::string& id) const {
+  absl::StatusOr<v1::ProcessInfo> info = GetProcess(id);
+  if (!info.ok()) return info.status();
+  return Process(connection_, *std::move(info), /*owned=*/false);
+}
+
+absl::StatusOr<std::vector<v1::ProcessInfo>> Client::List(bool all) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::ListProcessesRequest request;
+  request.set_all(all);
+  v1::ListProcessesResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->processes->List(&context, request, &response));
+  if (!status.ok()) return status;
+  return std::vector<v1::ProcessInfo>(
+      std::make_move_iterator(response.mutable_processes()->begin()),
+      std::make_move_iterator(response.mutable_processes()->end()));
+}
+
+EventStream Client::Events() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  std::unique_ptr<EventStream::Reader> reader =
+      connection_->processes->Events(context.get(), v1::EventsRequest());
+  return EventStream(std::move(context), std::move(reader));
+}
+
+absl::Status Client::Events(
+    const std::function<bool(const v1::ProcessEvent&)>& on_event) const {
+  EventStream stream = Events();
+  while (true) {
+    absl::StatusOr<v1::ProcessEvent> event = stream.Next();
+    if (!event.ok()) return event.status();
+    if (!on_event(*event)) return absl::OkStatus();
+  }
+}
+
+}  // namespace procwarp

@@ -1,0 +1,169 @@
+// procwarp C++ client: talks to procwarpd over its unix socket and manages
+// child processes through it. This header is the library's entry point.
+//
+// Example: run `/bin/echo hello`, print its output and exit code.
+//
+//   absl::StatusOr<procwarp::Client> client = procwarp::Client::Connect();
+//   if (!client.ok()) return Fail(client.status());  // e.g. daemon not running
+//   absl::StatusOr<procwarp::Process> process = client->Spawn({
+//       .argv = {"/bin/echo", "hello"},
+//       .stdout_mode = procwarp::Stdio::kPipe,
+//   });
+//   if (!process.ok()) return Fail(process.status());
+//   absl::StatusOr<procwarp::AttachSession> session = process->Attach();
+//   if (!session.ok()) return Fail(session.status());
+//   while (true) {
+//     absl::StatusOr<procwarp::v1::AttachResponse> next = session->Read();
+//     if (!next.ok()) return Fail(next.status());
+//     if (next->has_exit()) {
+//       std::cout << "exit: " << procwarp::ShellExitCode(next->exit()) << "\n";
+//       break;
+//     }
+//     std::cout << next->output().data();
+//   }
+//   // `process` goes out of scope here: the daemon forgets the process.
+//
+// Errors are absl::Status values carrying the daemon's gRPC code and message
+// (NOT_FOUND for an unknown id, PERMISSION_DENIED for someone else's
+// process, ...). Nothing here throws.
+//
+// Threading: a Client and the handles made from it may be used from several
+// threads at once, except that a single Process, AttachSession or EventStream
+// object follows the rules written on its class.
+#ifndef PROCWARP_CLIENT_CC_CLIENT_H_
+#define PROCWARP_CLIENT_CC_CLIENT_H_
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/sync_stream.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "client/cc/process.h"
+#include "proto/procwarp/v1/admin.pb.h"
+#include "proto/procwarp/v1/processes.pb.h"
+
+namespace procwarp {
+
+namespace internal {
+struct Connection;
+}  // namespace internal
+
+// What one of the child's standard streams is connected to.
+enum class Stdio {
+  kNull,  // /dev/null
+  kPipe,  // a pipe, read and written through Process::Attach
+  kPty,   // a pseudo terminal, read and written through Process::Attach
+};
+
+// The common spawn settings. For everything else (files as stdio, rlimits,
+// namespaces, umask, uid/gid) pass a v1::SpawnRequest to Client::Spawn.
+struct SpawnOptions {
+  // argv[0] is the program; without a slash it is looked up in PATH from env.
+  std::vector<std::string> argv;
+  // The child's exact environment as "NAME=value"; nothing is inherited.
+  std::vector<std::string> env;
+  // Working directory; empty leaves the daemon's default.
+  std::string cwd;
+  Stdio stdin_mode = Stdio::kNull;
+  Stdio stdout_mode = Stdio::kNull;
+  Stdio stderr_mode = Stdio::kNull;
+  // Initial pty window size (0 = the daemon's default).
+  uint32_t pty_rows = 0;
+  uint32_t pty_cols = 0;
+  // Free-form labels, shown by List.
+  std::map<std::string, std::string> labels;
+
+  v1::SpawnRequest ToRequest() const;
+};
+
+// A stream of process events (started / exited / removed) for every process
+// the caller may see. Move-only; a moved-from stream may only be destroyed or
+// assigned to. Next() is for one thread; Cancel() may be called from any
+// thread.
+class EventStream {
+ public:
+  EventStream(EventStream&&) noexcept = default;
+  // Cancels this object's own stream first if it is still open.
+  EventStream& operator=(EventStream&& other) noexcept;
+  // Cancels the stream if it is still open.
+  ~EventStream();
+
+  // Blocks for the next event. When the stream ends, returns the call's
+  // error (CANCELLED after Cancel(), UNAVAILABLE if the daemon went away),
+  // or OUT_OF_RANGE if the daemon ended it cleanly.
+  absl::StatusOr<v1::ProcessEvent> Next();
+
+  // Ends the stream; a blocked Next() returns CANCELLED.
+  void Cancel();
+
+ private:
+  friend class Client;
+  using Reader = grpc::ClientReader<v1::ProcessEvent>;
+
+  EventStream(std::unique_ptr<grpc::ClientContext> context,
+              std::unique_ptr<Reader> reader);
+  // Cancels and finishes a stream that is still open; no-op otherwise.
+  void Abandon();
+
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<Reader> reader_;
+  std::optional<absl::Status> final_status_;
+};
+
+// A connection to procwarpd. Cheap to copy: copies share one channel.
+class Client {
+ public:
+  // Connects to the daemon at `socket_path`, or at DefaultSocketPath() (see
+  // socket_path.h: $PROCWARP_SOCKET, else /run/procwarp/procwarpd.sock for
+  // root, else $XDG_RUNTIME_DIR/procwarp/procwarpd.sock) when it is empty,
+  // and checks that it answers. When nothing listens there, returns
+  // UNAVAILABLE: "procwarpd is not running at PATH (start it with: ...)".
+  static absl::StatusOr<Client> Connect(std::string socket_path = "");
+
+  const std::string& socket_path() const;
+
+  // Daemon uptime, clients, process counts, and the caller's identity as the
+  // daemon authenticated it.
+  absl::StatusOr<v1::GetStatusResponse> Status() const;
+  absl::StatusOr<v1::GetVersionResponse> Version() const;
+
+  // Starts a process; the returned handle owns it (see Process).
+  absl::StatusOr<Process> Spawn(const SpawnOptions& options) const;
+  absl::StatusOr<Process> Spawn(const v1::SpawnRequest& request) const;
+
+  // The daemon's record of process `id`.
+  absl::StatusOr<v1::ProcessInfo> GetProcess(const std::string& id) const;
+
+  // A handle on an existing process `id` that does NOT own it: destroying the
+  // handle leaves the process alone.
+  absl::StatusOr<Process> Open(const std::string& id) const;
+
+  // The caller's processes; with `all`, every identity's (admins only).
+  absl::StatusOr<std::vector<v1::ProcessInfo>> List(bool all = false) const;
+
+  // Subscribes to process events. Events that happen before the daemon has
+  // registered the subscription are not seen.
+  EventStream Events() const;
+
+  // Calls `on_event` for each event until it returns false (then returns OK)
+  // or the stream fails (then returns the error).
+  absl::Status Events(
+      const std::function<bool(const v1::ProcessEvent&)>& on_event) const;
+
+ private:
+  explicit Client(std::shared_ptr<internal::Connection> connection);
+
+  std::shared_ptr<internal::Connection> connection_;
+};
+
+}  // namespace procwarp
+
+#endif  // PROCWARP_CLIENT_CC_CLIENT_H_

@@ -1,0 +1,38 @@
+// Internal to //client/cc:client. The channel and stubs shared by a Client and
+// every Process handle made from it, so handles stay usable after the Client
+// object is gone.
+#ifndef PROCWARP_CLIENT_CC_CONNECTION_H_
+#define PROCWARP_CLIENT_CC_CONNECTION_H_
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "proto/procwarp/v1/admin.grpc.pb.h"
+#include "proto/procwarp/v1/processes.grpc.pb.h"
+
+namespace procwarp::internal {
+
+// Deadline for calls that should answer promptly (everything except Wait and
+// the streams): a wedged daemon then gives DEADLINE_EXCEEDED, not a hang.
+inline constexpr absl::Duration kShortCallTimeout = absl::Seconds(30);
+
+struct Connection {
+  explicit Connection(std::string path);
+
+  const std::string socket_path;
+  const std::shared_ptr<grpc::Channel> channel;
+  const std::unique_ptr<v1::Admin::Stub> admin;
+  const std::unique_ptr<v1::Processes::Stub> processes;
+};
+
+// Sets `context`'s deadline `timeout` from now; an infinite timeout leaves the
+// call without a deadline.
+void SetTimeout(grpc::ClientContext& context, absl::Duration timeout);
+
+}  // namespace procwarp::internal
+
+#endif  // PROCWARP_CLIENT_CC_CONNECTION_H_

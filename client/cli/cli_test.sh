@@ -1,0 +1,274 @@
+#!/bin/bash
+# End-to-end test of the procwarp CLI (and the C++ client example) against a
+# real procwarpd on a temporary socket: run in the foreground and detached,
+# ps, kill, wait, rm, attach, status, events, --json output, and the error
+# printed when no daemon is running.
+set -u
+
+readonly DAEMON="${PWD}/daemon/procwarpd"
+readonly CLI="${PWD}/client/cli/procwarp"
+readonly EXAMPLE="${PWD}/client/cc/spawn_and_wait"
+# Unix socket paths must stay under 108 bytes: Bazel's TEST_TMPDIR may not.
+TMP="$(mktemp -d /tmp/procwarp_cli_test.XXXXXX)"
+readonly TMP
+readonly SOCKET="${TMP}/procwarpd.sock"
+DAEMON_PID=""
+EVENTS_PID=""
+FAILURES=0
+
+cleanup() {
+  [[ -n "${EVENTS_PID}" ]] && kill "${EVENTS_PID}" 2>/dev/null
+  if [[ -n "${DAEMON_PID}" ]]; then
+    kill "${DAEMON_PID}" 2>/dev/null
+    wait "${DAEMON_PID}" 2>/dev/null
+  fi
+  rm -rf "${TMP}"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  FAILURES=$((FAILURES + 1))
+}
+
+# expect_eq WHAT EXPECTED ACTUAL
+expect_eq() {
+  if [[ "$2" != "$3" ]]; then
+    fail "$1: expected [$2], got [$3]"
+  else
+    echo "ok: $1"
+  fi
+}
+
+# expect_contains WHAT NEEDLE HAYSTACK
+expect_contains() {
+  if [[ "$3" != *"$2"* ]]; then
+    fail "$1: [$2] not found in [$3]"
+  else
+    echo "ok: $1"
+  fi
+}
+
+is_json() {
+  /usr/bin/python3 -c 'import json, sys; json.load(sys.stdin)'
+}
+
+pw() {
+  "${CLI}" --socket "${SOCKET}" "$@"
+}
+
+start_daemon() {
+  "${DAEMON}" --socket "${SOCKET}" --socket_mode 0666 \
+    >"${TMP}/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+  # Readiness poll, bounded: the daemon answers once it serves the socket.
+  for _ in $(seq 1 200); do
+    pw status >/dev/null 2>&1 && return 0
+    kill -0 "${DAEMON_PID}" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "procwarpd did not come up; its log:" >&2
+  cat "${TMP}/daemon.log" >&2
+  exit 1
+}
+
+test_not_running() {
+  local out rc
+  out="$("${CLI}" --socket "${TMP}/absent.sock" status 2>&1)"
+  rc=$?
+  expect_eq "not running: exit code" 1 "${rc}"
+  expect_eq "not running: message" \
+    "procwarp: procwarpd is not running at ${TMP}/absent.sock (start it with: sudo procwarpd, or systemctl start procwarpd.socket)" \
+    "${out}"
+  out="$(PROCWARP_SOCKET="${TMP}/env.sock" "${CLI}" ps 2>&1)"
+  expect_contains "not running: PROCWARP_SOCKET is the default" \
+    "not running at ${TMP}/env.sock" "${out}"
+}
+
+test_status() {
+  local out
+  out="$(pw status)"
+  expect_eq "status: exit code" 0 $?
+  expect_contains "status: daemon line" "procwarpd" "${out}"
+  expect_contains "status: caller" "uid $(id -u)" "${out}"
+  pw --json status | is_json
+  expect_eq "status --json parses" 0 $?
+}
+
+test_run_foreground() {
+  local rc
+  pw run -- /bin/sh -c 'echo out; echo err >&2; exit 3' \
+    >"${TMP}/run.out" 2>"${TMP}/run.err"
+  rc=$?
+  expect_eq "run: exit code" 3 "${rc}"
+  expect_eq "run: stdout" "out" "$(cat "${TMP}/run.out")"
+  expect_eq "run: stderr" "err" "$(cat "${TMP}/run.err")"
+
+  expect_eq "run: stdin is forwarded" "piped" \
+    "$(echo piped | pw run -- /bin/cat)"
+  expect_eq "run: no argv separator needed" "a -n b" \
+    "$(pw run /bin/echo a -n b)"
+  expect_eq "run: empty environment by default" "" \
+    "$(pw run -- /usr/bin/env)"
+  expect_eq "run: -e" "A=1 B=x=y" \
+    "$(pw run -e A=1 -e B=x=y -- /usr/bin/env | tr '\n' ' ' | sed 's/ $//')"
+  expect_contains "run: --inherit-env" "PROCWARP_TEST_VAR=42" \
+    "$(PROCWARP_TEST_VAR=42 pw run --inherit-env -- /usr/bin/env)"
+  expect_eq "run: cwd defaults to ours" "${TMP}" \
+    "$(cd "${TMP}" && pw run -- /bin/pwd)"
+  expect_eq "run: --cwd" "/" "$(pw run --cwd / -- /bin/pwd)"
+
+  pw run -- /bin/sh -c 'kill -TERM $$'
+  expect_eq "run: killed by a signal exits 128+signal" 143 $?
+
+  local out
+  out="$(echo hi | pw run -t -- /bin/cat)"
+  rc=$?
+  expect_eq "run -t with piped stdin: exit code" 0 "${rc}"
+  expect_contains "run -t with piped stdin: output" "hi" "${out}"
+
+  out="$(pw run -- /nonexistent/program 2>&1)"
+  rc=$?
+  expect_eq "run: missing program exit code" 1 "${rc}"
+  expect_contains "run: missing program message" "procwarp: " "${out}"
+}
+
+test_detached_lifecycle() {
+  local id out rc
+  id="$(pw run -d --name sleeper -- /bin/sleep 100)"
+  expect_eq "run -d: exit code" 0 $?
+  [[ -n "${id}" ]] || fail "run -d printed no id"
+
+  out="$(pw ps)"
+  expect_contains "ps: header" "ID" "${out}"
+  expect_contains "ps: lists the process" "${id:0:12}" "${out}"
+  expect_contains "ps: running" "running" "${out}"
+  expect_contains "ps: command" "/bin/sleep 100" "${out}"
+
+  out="$(pw --json ps)"
+  echo "${out}" | is_json
+  expect_eq "ps --json parses" 0 $?
+  expect_contains "ps --json: full id" "\"${id}\"" "${out}"
+  pw ps --json | is_json
+  expect_eq "ps --json after the subcommand parses" 0 $?
+
+  out="$(pw kill -s NOPE "${id}" 2>&1)"
+  expect_eq "kill: bad signal exit code" 1 $?
+  expect_contains "kill: bad signal message" "unknown signal 'NOPE'" "${out}"
+
+  pw kill -s KILL "${id:0:10}"
+  expect_eq "kill by id prefix: exit code" 0 $?
+  out="$(pw wait "${id}")"
+  rc=$?
+  expect_eq "wait: exit code propagated" 137 "${rc}"
+  expect_contains "wait: description" "signal 9" "${out}"
+  expect_contains "ps: exited by SIGKILL" "SIGKILL" "$(pw ps)"
+
+  expect_eq "rm: prints the id" "${id}" "$(pw rm "${id}")"
+  out="$(pw ps)"
+  [[ "${out}" == *"${id:0:12}"* ]] && fail "ps still lists a removed process"
+  out="$(pw rm "${id}" 2>&1)"
+  expect_eq "rm again: exit code" 1 $?
+  expect_contains "rm again: message" "procwarp: " "${out}"
+
+  id="$(pw run -d -- /bin/sleep 100)"
+  out="$(pw rm "${id}" 2>&1)"
+  expect_eq "rm of a running process: exit code" 1 $?
+  pw rm -f "${id}" >/dev/null
+  expect_eq "rm -f of a running process" 0 $?
+
+  out="$(pw --json run -d -- /bin/true)"
+  echo "${out}" | is_json
+  expect_eq "run -d --json parses" 0 $?
+}
+
+test_attach_replays_output() {
+  local id out rc
+  id="$(pw run -d -- /bin/sh -c 'echo hello; echo oops >&2; exit 5')"
+  pw wait "${id}" >/dev/null
+  expect_eq "wait: exit code 5" 5 $?
+  out="$(pw attach --no-stdin "${id}" 2>"${TMP}/attach.err")"
+  rc=$?
+  expect_eq "attach: exit code" 5 "${rc}"
+  expect_eq "attach: replayed stdout" "hello" "${out}"
+  expect_eq "attach: replayed stderr" "oops" "$(cat "${TMP}/attach.err")"
+  out="$(pw --json wait "${id}")"
+  expect_eq "wait --json: exit code" 5 $?
+  echo "${out}" | is_json
+  expect_eq "wait --json parses" 0 $?
+  pw rm "${id}" >/dev/null
+}
+
+# Succeeds once the JSON event lines on stdin show one process both started
+# and exited.
+saw_start_and_exit() {
+  /usr/bin/python3 -c '
+import json, sys
+kinds = {}
+for line in sys.stdin:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        continue  # a line still being written
+    kinds.setdefault(event["process"]["id"], set()).add(event["kind"])
+sys.exit(0 if any({"KIND_STARTED", "KIND_EXITED"} <= k for k in kinds.values()) else 1)
+'
+}
+
+test_events() {
+  pw --json events >"${TMP}/events.jsonl" 2>"${TMP}/events.err" &
+  EVENTS_PID=$!
+  # The subscription starts asynchronously: run short processes until one
+  # shows up whole in the stream (bounded).
+  local seen=1
+  for _ in $(seq 1 100); do
+    pw run -- /bin/true
+    saw_start_and_exit <"${TMP}/events.jsonl" && seen=0 && break
+    sleep 0.05
+  done
+  kill "${EVENTS_PID}" 2>/dev/null
+  wait "${EVENTS_PID}" 2>/dev/null
+  EVENTS_PID=""
+  expect_eq "events: a process started and exited" 0 "${seen}"
+  local bad=0 line
+  while IFS= read -r line; do
+    echo "${line}" | is_json || bad=1
+  done <"${TMP}/events.jsonl"
+  expect_eq "events --json: every line parses" 0 "${bad}"
+  pw events >"${TMP}/events.txt" 2>&1 &
+  EVENTS_PID=$!
+  for _ in $(seq 1 100); do
+    pw run -- /bin/true
+    grep -q " exited .* exit code 0 /bin/true" "${TMP}/events.txt" && break
+    sleep 0.05
+  done
+  kill "${EVENTS_PID}" 2>/dev/null
+  wait "${EVENTS_PID}" 2>/dev/null
+  EVENTS_PID=""
+  expect_contains "events: text line" "exit code 0 /bin/true" \
+    "$(cat "${TMP}/events.txt")"
+}
+
+test_example() {
+  local out
+  out="$("${EXAMPLE}" "${SOCKET}")"
+  expect_eq "spawn_and_wait: exit code" 0 $?
+  expect_contains "spawn_and_wait: output" "hello" "${out}"
+  expect_contains "spawn_and_wait: exit" "exit code 0" "${out}"
+}
+
+test_not_running
+start_daemon
+test_status
+test_run_foreground
+test_detached_lifecycle
+test_attach_replays_output
+test_events
+test_example
+
+if [[ "${FAILURES}" -ne 0 ]]; then
+  echo "${FAILURES} check(s) failed; daemon log:" >&2
+  cat "${TMP}/daemon.log" >&2
+  exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,127 @@
+// procwarp: the command-line client of procwarpd. Parses the command line
+// with CLI11 and hands each subcommand to commands.cc; every error is printed
+// as "procwarp: <message>" with exit code 1.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/cli/commands.h"
+
+namespace procwarp::cli {
+namespace {
+
+// Everything the command line can say, filled in by CLI11.
+struct CommandLine {
+  GlobalOptions global;
+  RunOptions run;
+  bool ps_all = false;
+  std::string id;
+  std::vector<std::string> ids;
+  bool attach_no_stdin = false;
+  std::string signal = "TERM";
+  bool rm_force = false;
+};
+
+void AddRun(CLI::App& app, CommandLine& line) {
+  CLI::App* run = app.add_subcommand(
+      "run", "Start a process; by default attached to this terminal");
+  run->add_flag("-d,--detach", line.run.detach,
+                "Start in the background and print the process id");
+  run->add_flag("-t,--tty", line.run.tty, "Give the process a pseudo terminal");
+  run->add_option("-e,--env", line.run.env,
+                  "Set NAME=VALUE (or pass NAME from this environment) in the "
+                  "process's environment; repeatable")
+      ->allow_extra_args(false);
+  run->add_flag("--inherit-env", line.run.inherit_env,
+                "Start from this shell's environment instead of an empty one");
+  run->add_option("--cwd", line.run.cwd,
+                  "Working directory (default: the current one)");
+  run->add_option("--name", line.run.name, "A label shown with the process");
+  run->add_option("command", line.run.argv, "The command and its arguments")
+      ->required();
+  // Everything from the command on belongs to it, options included, with or
+  // without a "--" before it.
+  run->positionals_at_end();
+}
+
+void AddIdCommands(CLI::App& app, CommandLine& line) {
+  CLI::App* attach = app.add_subcommand(
+      "attach", "Connect this terminal to a process's stdio until it exits");
+  attach->add_option("id", line.id, "Process id or unique prefix")->required();
+  attach->add_flag("--no-stdin", line.attach_no_stdin,
+                   "Do not send this terminal's input to the process");
+
+  CLI::App* kill = app.add_subcommand("kill", "Send a signal to a process");
+  kill->add_option("-s,--signal", line.signal,
+                   "Signal number or name, e.g. 9, KILL, SIGKILL (default TERM)");
+  kill->add_option("id", line.id, "Process id or unique prefix")->required();
+
+  CLI::App* wait = app.add_subcommand(
+      "wait", "Wait for a process to exit and exit with its exit code");
+  wait->add_option("id", line.id, "Process id or unique prefix")->required();
+
+  CLI::App* rm = app.add_subcommand("rm", "Forget exited processes");
+  rm->add_flag("-f,--force", line.rm_force, "Kill running processes first");
+  rm->add_option("ids", line.ids, "Process ids or unique prefixes")
+      ->required();
+}
+
+void AddOtherCommands(CLI::App& app, CommandLine& line) {
+  app.add_subcommand("status", "Show the daemon's version and state");
+  CLI::App* ps = app.add_subcommand("ps", "List processes");
+  ps->add_flag("-a,--all", line.ps_all,
+               "Every identity's processes (admins only)");
+  app.add_subcommand("events", "Print process events as they happen");
+}
+
+absl::StatusOr<int> Dispatch(const CLI::App& app, const CommandLine& line) {
+  const std::string name = app.get_subcommands().front()->get_name();
+  if (name == "status") return RunStatus(line.global);
+  if (name == "run") return RunRun(line.global, line.run);
+  if (name == "ps") return RunPs(line.global, line.ps_all);
+  if (name == "attach") {
+    return RunAttach(line.global, line.id, line.attach_no_stdin);
+  }
+  if (name == "kill") return RunKill(line.global, line.id, line.signal);
+  if (name == "wait") return RunWait(line.global, line.id);
+  if (name == "rm") return RunRm(line.global, line.ids, line.rm_force);
+  if (name == "events") return RunEvents(line.global);
+  return absl::InternalError("unhandled subcommand " + name);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app("procwarp: manage processes through procwarpd", "procwarp");
+  CommandLine line;
+  app.add_option("--socket", line.global.socket_path,
+                 "procwarpd's socket (default: $PROCWARP_SOCKET, else "
+                 "/run/procwarp/procwarpd.sock as root, else "
+                 "$XDG_RUNTIME_DIR/procwarp/procwarpd.sock)");
+  app.add_flag("--json", line.global.json, "Print results as JSON");
+  app.require_subcommand(1);
+  // Global options may also follow the subcommand's name.
+  app.fallthrough();
+  AddRun(app, line);
+  AddIdCommands(app, line);
+  AddOtherCommands(app, line);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  }
+  absl::StatusOr<int> exit_code = Dispatch(app, line);
+  if (!exit_code.ok()) {
+    std::cerr << "procwarp: " << exit_code.status().message() << std::endl;
+    return 1;
+  }
+  return *exit_code;
+}
+
+}  // namespace
+}  // namespace procwarp::cli
+
+int main(int argc, char** argv) { return procwarp::cli::Main(argc, argv); }

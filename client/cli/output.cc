@@ -1,0 +1,186 @@
+// Human and JSON output of the CLI (see output.h).
+#include "client/cli/output.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <array>
+#include <iostream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "client/cc/process.h"
+#include "client/cli/signals.h"
+
+namespace procwarp::cli {
+namespace {
+
+// Long enough to be unique among a person's processes, short enough for a
+// table; any unique prefix is accepted back.
+constexpr size_t kShortIdLength = 12;
+
+bool IsShellSafe(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("@%+=:,./_-").find(c) != std::string_view::npos;
+}
+
+std::string ShellQuote(const std::string& word) {
+  if (!word.empty() && std::all_of(word.begin(), word.end(), IsShellSafe)) {
+    return word;
+  }
+  std::string quoted = "'";
+  for (char c : word) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  return quoted + "'";
+}
+
+std::string StateName(v1::ProcessState state) {
+  switch (state) {
+    case v1::PROCESS_STATE_RUNNING:
+      return "running";
+    case v1::PROCESS_STATE_EXITED:
+      return "exited";
+    default:
+      return "unknown";
+  }
+}
+
+// "0", "3", "SIGKILL", "SIGSEGV+core", or "-" while running.
+std::string ExitColumn(const v1::ProcessInfo& process) {
+  if (process.state() != v1::PROCESS_STATE_EXITED) return "-";
+  const v1::ExitStatus& exit = process.exit_status();
+  std::string text = exit.how_case() == v1::ExitStatus::kSignal
+                         ? SignalName(exit.signal())
+                         : absl::StrCat(exit.code());
+  if (exit.core_dumped()) absl::StrAppend(&text, "+core");
+  return text;
+}
+
+std::string EventKindName(v1::ProcessEvent::Kind kind) {
+  switch (kind) {
+    case v1::ProcessEvent::KIND_STARTED:
+      return "started";
+    case v1::ProcessEvent::KIND_EXITED:
+      return "exited";
+    case v1::ProcessEvent::KIND_REMOVED:
+      return "removed";
+    default:
+      return "unknown";
+  }
+}
+
+std::string FormatUnixNs(int64_t unix_ns) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixNanos(unix_ns),
+                          absl::UTCTimeZone());
+}
+
+std::string FormatIdentity(const v1::Identity& identity) {
+  std::string text =
+      absl::StrCat("uid ", identity.uid(), ", gid ", identity.gid());
+  if (!identity.groups().empty()) {
+    absl::StrAppend(&text, ", groups ", absl::StrJoin(identity.groups(), ","));
+  }
+  if (identity.pid() != 0) absl::StrAppend(&text, ", pid ", identity.pid());
+  if (!identity.subject().empty()) {
+    absl::StrAppend(&text, ", subject ", identity.subject());
+  }
+  if (identity.admin()) absl::StrAppend(&text, ", admin");
+  return text;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string json;
+  auto status =
+      google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat(
+        "cannot print ", message.GetTypeName(), " as JSON: ", status.ToString()));
+  }
+  return json;
+}
+
+absl::Status PrintJson(const google::protobuf::Message& message) {
+  absl::StatusOr<std::string> json = ToJson(message);
+  if (!json.ok()) return json.status();
+  std::cout << *json << std::endl;
+  return absl::OkStatus();
+}
+
+std::string ShellJoin(const std::vector<std::string>& argv) {
+  std::vector<std::string> words;
+  words.reserve(argv.size());
+  for (const std::string& arg : argv) words.push_back(ShellQuote(arg));
+  return absl::StrJoin(words, " ");
+}
+
+std::string FormatProcessTable(const std::vector<v1::ProcessInfo>& processes) {
+  using Row = std::array<std::string, 6>;
+  std::vector<Row> rows = {{"ID", "PID", "STATE", "EXIT", "UID", "COMMAND"}};
+  for (const v1::ProcessInfo& process : processes) {
+    rows.push_back({process.id().substr(0, kShortIdLength),
+                    absl::StrCat(process.pid()), StateName(process.state()),
+                    ExitColumn(process), absl::StrCat(process.uid()),
+                    ShellJoin({process.argv().begin(), process.argv().end()})});
+  }
+  // Every column but the last is padded to its widest cell.
+  std::array<size_t, 6> widths = {};
+  for (const Row& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  std::string table;
+  for (const Row& row : rows) {
+    for (size_t i = 0; i + 1 < row.size(); ++i) {
+      absl::StrAppendFormat(&table, "%-*s  ", widths[i], row[i]);
+    }
+    absl::StrAppend(&table, row.back(), "\n");
+  }
+  return table;
+}
+
+std::string FormatEvent(const v1::ProcessEvent& event) {
+  const v1::ProcessInfo& process = event.process();
+  std::string line = absl::StrCat(
+      FormatUnixNs(event.unix_ns()), " ", EventKindName(event.kind()), " ",
+      process.id(), " pid=", process.pid());
+  if (event.kind() == v1::ProcessEvent::KIND_EXITED) {
+    absl::StrAppend(&line, " ", DescribeExitStatus(process.exit_status()));
+  }
+  absl::StrAppend(&line, " ",
+                  ShellJoin({process.argv().begin(), process.argv().end()}));
+  return line;
+}
+
+std::string FormatStatus(const StatusOutput& output) {
+  const v1::GetStatusResponse& status = output.status();
+  const absl::Duration uptime =
+      absl::Trunc(absl::Milliseconds(status.uptime_ms()), absl::Seconds(1));
+  return absl::StrCat(
+      "daemon:     procwarpd ", output.version().version(), " (pid ",
+      status.daemon_pid(), ", api ",
+      absl::StrJoin(output.version().api_versions(), ","), ")\n",
+      "socket:     ", output.socket_path(), "\n",
+      "uptime:     ",
+      uptime == absl::ZeroDuration() ? "0s" : absl::FormatDuration(uptime),
+      "\n",
+      "clients:    ", status.clients(), "\n",
+      "processes:  ", status.processes(), " (", status.running_processes(),
+      " running)\n",
+      "caller:     ", FormatIdentity(status.caller()), "\n");
+}
+
+}  // namespace procwarp::cli
