@@ -88,7 +88,7 @@ std::string DefaultSocketPath() {
   const char* runtime = getenv("XDG_RUNTIME_DIR");
   std::string base = runtime != nullptr && *runtime != '\0'
                          ? runtime
-                         : absl::StrCat("/tmp/procwarp-", geteuid());
+                         : absl::StrCat("/run/user/", geteuid());
   return absl::StrCat(base, "/procwarp/procwarpd.sock");
 }
 

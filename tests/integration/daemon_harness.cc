@@ -22,6 +22,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
 
 extern char** environ;
 
@@ -148,7 +149,12 @@ absl::StatusOr<std::unique_ptr<DaemonHarness>> DaemonHarness::Start(
 }
 
 DaemonHarness::~DaemonHarness() {
-  if (pid_ > 0) Stop();
+  // A clean SIGTERM shutdown exits 0; anything else (a crash, a sanitizer or
+  // leak report at exit) fails the test that used this daemon.
+  if (pid_ > 0) {
+    int code = Stop();
+    EXPECT_EQ(code, 0) << "procwarpd did not exit cleanly on SIGTERM";
+  }
   if (pidfd_ >= 0) close(pidfd_);
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);

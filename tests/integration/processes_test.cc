@@ -25,6 +25,14 @@ using ::testing::HasSubstr;
 
 std::string Target() { return RunfilePath("tests/testcases/pw_target"); }
 
+// Under ASan freed memory sits in a quarantine, so resident size says nothing
+// about leaks there (LeakSanitizer checks the daemon at exit instead).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRssIsMeaningful = false;
+#else
+constexpr bool kRssIsMeaningful = true;
+#endif
+
 class ProcessesTest : public ::testing::Test {
  protected:
   void SetUp() override { StartDaemon({}); }
@@ -309,8 +317,10 @@ TEST_F(ProcessesTest, ThousandSpawnsLeakNothing) {
   long rss_before = daemon_->RssKb();
   for (int i = 0; i < 1000; ++i) cycle();
   EXPECT_LE(daemon_->CountFds(), fds_before);
-  EXPECT_LT(daemon_->RssKb() - rss_before, 8 * 1024)
-      << "daemon RSS grew from " << rss_before << " kB";
+  if (kRssIsMeaningful) {
+    EXPECT_LT(daemon_->RssKb() - rss_before, 8 * 1024)
+        << "daemon RSS grew from " << rss_before << " kB";
+  }
 }
 
 TEST_F(ProcessesTest, ConcurrentClients) {
@@ -412,7 +422,7 @@ TEST_F(BoundedOutputTest, ChattyChildCannotExhaustDaemonMemory) {
   long rss_before = daemon_->RssKb();
   ProcessInfo p = Spawn(PipedSpawn({Target(), "flood", "67108864"}));  // 64 MiB
   EXPECT_EQ(Wait(p.id()).exit_status().code(), 0);
-  EXPECT_LT(daemon_->RssKb() - rss_before, 16 * 1024);
+  if (kRssIsMeaningful) EXPECT_LT(daemon_->RssKb() - rss_before, 16 * 1024);
   AttachOutcome out = AttachAndCollect(stub_.get(), p.id());
   EXPECT_LE(out.stdout_data.size(), 65536u);
   EXPECT_GT(out.stdout_data.size(), 0u);

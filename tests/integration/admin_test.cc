@@ -1,0 +1,80 @@
+// The Admin service, standard health checking and server reflection.
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/daemon_harness.h"
+#include "tests/integration/protos/health.grpc.pb.h"
+#include "tests/integration/protos/reflection.grpc.pb.h"
+
+namespace procwarp::testing {
+namespace {
+
+using ::testing::Contains;
+
+class AdminTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = DaemonHarness::Start();
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = *std::move(d);
+  }
+  std::unique_ptr<DaemonHarness> daemon_;
+};
+
+TEST_F(AdminTest, VersionAndStatus) {
+  auto admin = daemon_->Admin();
+  procwarp::v1::GetVersionResponse version;
+  ASSERT_TRUE(admin->GetVersion(Ctx().get(), {}, &version).ok());
+  EXPECT_FALSE(version.version().empty());
+  EXPECT_THAT(version.api_versions(), Contains("procwarp.v1"));
+
+  procwarp::v1::SpawnResponse spawned;
+  ASSERT_TRUE(daemon_->Processes()
+                  ->Spawn(Ctx().get(), PipedSpawn({"/bin/sleep", "100"}), &spawned)
+                  .ok());
+  procwarp::v1::GetStatusResponse status;
+  ASSERT_TRUE(admin->GetStatus(Ctx().get(), {}, &status).ok());
+  EXPECT_EQ(status.daemon_pid(), daemon_->pid());
+  EXPECT_GE(status.clients(), 1);
+  EXPECT_EQ(status.processes(), 1);
+  EXPECT_EQ(status.running_processes(), 1);
+  EXPECT_GE(status.uptime_ms(), 0);
+  EXPECT_EQ(status.caller().uid(), 0u);
+  EXPECT_TRUE(status.caller().admin());
+  procwarp::v1::RemoveProcessRequest remove;
+  remove.set_id(spawned.process().id());
+  remove.set_force(true);
+  procwarp::v1::RemoveProcessResponse removed;
+  EXPECT_TRUE(daemon_->Processes()->Remove(Ctx().get(), remove, &removed).ok());
+}
+
+TEST_F(AdminTest, HealthCheckServing) {
+  auto health = grpc::health::v1::Health::NewStub(daemon_->NewChannel());
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(health->Check(Ctx().get(), {}, &response).ok());
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(AdminTest, ReflectionListsServices) {
+  auto reflection =
+      grpc::reflection::v1alpha::ServerReflection::NewStub(daemon_->NewChannel());
+  auto ctx = Ctx();
+  auto stream = reflection->ServerReflectionInfo(ctx.get());
+  grpc::reflection::v1alpha::ServerReflectionRequest request;
+  request.set_list_services("*");
+  ASSERT_TRUE(stream->Write(request));
+  stream->WritesDone();
+  grpc::reflection::v1alpha::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> names;
+  for (const auto& s : response.list_services_response().service()) {
+    names.push_back(s.name());
+  }
+  EXPECT_THAT(names, Contains("procwarp.v1.Processes"));
+  EXPECT_THAT(names, Contains("procwarp.v1.Admin"));
+  EXPECT_THAT(names, Contains("grpc.health.v1.Health"));
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+}  // namespace
+}  // namespace procwarp::testing
