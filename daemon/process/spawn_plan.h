@@ -43,6 +43,20 @@ struct SpawnPlan {
   int unshare_flags = 0;
   bool new_pid_namespace = false;
 
+  // Daemon fds to install in the child at fixed numbers, inherited across
+  // execve (e.g. an agent's socket on fd 3). Precondition: every source is
+  // >= 3 and no source is another entry's target.
+  struct InheritedFd {
+    int source;
+    int target;
+  };
+  std::vector<InheritedFd> inherited_fds;
+
+  // PR_SET_PDEATHSIG for the child (0: none). The kernel sends it when the
+  // *thread* that spawned the child exits, so only spawn with it from a
+  // thread that lives as long as the daemon.
+  int parent_death_signal = 0;
+
   procwarp::v1::StdioSpec stdio[3];
   procwarp::v1::WindowSize window_size;
   bool uses_pty() const;

@@ -1,10 +1,14 @@
 // See spawner.h.
 //
-// The child half (RunChild) runs in a copy of a multi-threaded daemon made by
-// a raw clone3: glibc does not know it is a new process, so the child uses only
-// plain system-call wrappers, touches no lock and allocates nothing. Credential
-// changes go through syscall() directly, because glibc's setuid() family would
-// try to broadcast the change to threads that do not exist in the child.
+// The child half (RunChild) is made the way posix_spawn makes its child:
+// clone(CLONE_VM | CLONE_VFORK). It borrows the daemon's memory (on a stack of
+// its own) until execve, while the spawning thread waits, instead of copying
+// the page tables of a large multi-threaded process and leaving every daemon
+// page copy-on-write (each later write to one would fault). So the child uses
+// only plain system-call wrappers, writes nothing but its own stack, touches no
+// lock and allocates nothing. Credential changes go through syscall()
+// directly, because glibc's setuid() family would broadcast the change to the
+// daemon's threads.
 #include "daemon/process/spawner.h"
 
 #include <fcntl.h>
@@ -13,6 +17,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -31,18 +36,6 @@
 namespace procwarp {
 namespace {
 
-// Kernel ABI for clone3 (declared here: <linux/sched.h> clashes with glibc's
-// <sched.h>).
-struct CloneArgs {
-  uint64_t flags;
-  uint64_t pidfd;
-  uint64_t child_tid;
-  uint64_t parent_tid;
-  uint64_t exit_signal;
-  uint64_t stack;
-  uint64_t stack_size;
-  uint64_t tls;
-};
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
@@ -63,6 +56,8 @@ enum class ChildStage : int32_t {
   kChdir,
   kOpenStdioFile,
   kExec,
+  kInheritFds,
+  kParentDeathSignal,
 };
 
 struct ChildReport {
@@ -87,6 +82,8 @@ const char* StageName(ChildStage stage) {
     case ChildStage::kChdir: return "chdir";
     case ChildStage::kOpenStdioFile: return "opening stdio file";
     case ChildStage::kExec: return "execve";
+    case ChildStage::kInheritFds: return "installing inherited fds";
+    case ChildStage::kParentDeathSignal: return "prctl(PR_SET_PDEATHSIG)";
   }
   return "unknown stage";
 }
@@ -115,9 +112,18 @@ struct ChildSetup {
   const char* uid_map;  // "0 <uid> 1\n"
   const char* gid_map;
   int report_fd;
+  const SpawnPlan::InheritedFd* inherited_fds;
+  size_t num_inherited_fds;
+  int parent_death_signal;
+  pid_t parent_pid;  // the daemon, to notice it died before the prctl
 };
 
-[[noreturn]] void Fail(const ChildSetup& s, ChildStage stage, int error,
+// Code that runs in the child while it borrows the daemon's memory: not
+// instrumented by ASan, whose bookkeeping (stack redzones, the current
+// thread) belongs to the daemon and would be disturbed.
+#define PW_CHILD_CODE __attribute__((no_sanitize_address))
+
+PW_CHILD_CODE [[noreturn]] void Fail(const ChildSetup& s, ChildStage stage, int error,
                        int index = 0) {
   ChildReport report{stage, error, index};
   // Best effort: if the parent is gone there is nobody to tell.
@@ -125,7 +131,7 @@ struct ChildSetup {
   _exit(127);
 }
 
-bool WriteProcFile(const char* path, const char* text) {
+PW_CHILD_CODE bool WriteProcFile(const char* path, const char* text) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;
   size_t len = strlen(text);
@@ -134,7 +140,7 @@ bool WriteProcFile(const char* path, const char* text) {
   return ok;
 }
 
-[[noreturn]] void RunChild(const ChildSetup& s) {
+PW_CHILD_CODE [[noreturn]] void RunChild(const ChildSetup& s) {
   // Nothing of the daemon's may leak into the child: every inherited fd is
   // marked close-on-exec (the report pipe already is).
   syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -161,6 +167,14 @@ bool WriteProcFile(const char* path, const char* text) {
     }
   }
 
+  for (size_t i = 0; i < s.num_inherited_fds; ++i) {
+    const SpawnPlan::InheritedFd& fd = s.inherited_fds[i];
+    // dup2 onto itself would leave the close-on-exec flag set.
+    int r = fd.source == fd.target ? fcntl(fd.target, F_SETFD, 0)
+                                   : dup2(fd.source, fd.target);
+    if (r < 0) Fail(s, ChildStage::kInheritFds, errno, i);
+  }
+
   // Become the caller. Groups first, uid last: after setresuid the child no
   // longer has the privilege to change the others.
   if (syscall(SYS_setgroups, s.num_groups, s.groups) != 0) {
@@ -176,6 +190,14 @@ bool WriteProcFile(const char* path, const char* text) {
   // root-owned and the id maps below unwritable. The child is the caller's
   // own process now (execve would set the flag again anyway).
   prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+  // After the credential change, which clears the parent-death signal.
+  if (s.parent_death_signal != 0) {
+    if (prctl(PR_SET_PDEATHSIG, s.parent_death_signal, 0, 0, 0) != 0) {
+      Fail(s, ChildStage::kParentDeathSignal, errno);
+    }
+    // The daemon may have died before the prctl: then nobody would send it.
+    if (syscall(SYS_getppid) != s.parent_pid) _exit(127);
+  }
   // Limits are set as the caller, so the kernel refuses to raise a hard
   // limit the caller could not raise.
   for (size_t i = 0; i < s.num_rlimits; ++i) {
@@ -223,6 +245,31 @@ bool WriteProcFile(const char* path, const char* text) {
   }
   Fail(s, ChildStage::kExec, error, index);
 }
+
+PW_CHILD_CODE int ChildEntry(void* setup) { RunChild(*static_cast<const ChildSetup*>(setup)); }
+
+// The child's stack while it borrows the daemon's memory.
+class ChildStack {
+ public:
+  static absl::StatusOr<ChildStack> Make() {
+    void* base = mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) return ErrnoStatus(errno, "mmap(child stack)");
+    return ChildStack(base);
+  }
+  ChildStack(ChildStack&& other) noexcept : base_(std::exchange(other.base_, nullptr)) {}
+  ChildStack(const ChildStack&) = delete;
+  ~ChildStack() {
+    if (base_ != nullptr) munmap(base_, kSize);
+  }
+  // Stacks grow down on x86-64: the child starts at the top.
+  void* top() const { return static_cast<char*>(base_) + kSize; }
+
+ private:
+  static constexpr size_t kSize = 256 * 1024;
+  explicit ChildStack(void* base) : base_(base) {}
+  void* base_;
+};
 
 std::vector<char*> CStringArray(const std::vector<std::string>& strings) {
   std::vector<char*> out;
@@ -375,15 +422,20 @@ absl::StatusOr<SpawnedChild> SpawnChild(const SpawnPlan& plan) {
   setup.uid_map = uid_map.c_str();
   setup.gid_map = gid_map.c_str();
   setup.report_fd = report_write.get();
+  setup.inherited_fds = plan.inherited_fds.data();
+  setup.num_inherited_fds = plan.inherited_fds.size();
+  setup.parent_death_signal = plan.parent_death_signal;
+  // As the child sees it: a parent outside its pid namespace shows as 0
+  // (there the check cannot tell a reparenting; the window is tiny).
+  setup.parent_pid = plan.new_pid_namespace ? 0 : getpid();
 
+  ASSIGN_OR_RETURN(ChildStack stack, ChildStack::Make());
   int pidfd = -1;
-  CloneArgs args{};
-  args.flags = CLONE_PIDFD | (plan.new_pid_namespace ? CLONE_NEWPID : 0);
-  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  long pid = syscall(SYS_clone3, &args, sizeof(args));
-  if (pid < 0) return ErrnoStatus(errno, "clone3(CLONE_PIDFD)");
-  if (pid == 0) RunChild(setup);
+  int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD |
+              (plan.new_pid_namespace ? CLONE_NEWPID : 0);
+  // With CLONE_PIDFD, clone() stores the pidfd where parent_tid points.
+  pid_t pid = clone(ChildEntry, stack.top(), flags, &setup, &pidfd);
+  if (pid < 0) return ErrnoStatus(errno, "clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)");
 
   result.pid = pid;
   result.pidfd.Reset(pidfd);
