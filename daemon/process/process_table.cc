@@ -7,6 +7,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "daemon/process/spawner.h"
+#include "daemon/server/log.h"
 #include "daemon/util/handle_id.h"
 #include "daemon/util/status_macros.h"
 
@@ -65,7 +66,8 @@ void ProcessTable::Watch(const std::shared_ptr<ManagedProcess>& process) {
                                        stream = stream](uint32_t) {
       if (!process->ReadOutput(watched_fd, stream)) loop_.Unwatch(watched_fd);
     });
-    (void)s;  // without a watch the output is only read at exit
+    // Without a watch the output is still read once, at exit.
+    if (!s.ok()) LogError(absl::StrCat("watching output of ", process->id(), ": ", s.ToString()));
   }
   int pidfd = process->pidfd();
   auto s = loop_.Watch(pidfd, EPOLLIN, [this, process, pidfd](uint32_t) {
@@ -78,7 +80,10 @@ void ProcessTable::Watch(const std::shared_ptr<ManagedProcess>& process) {
     }
     OnExit(process);
   });
-  (void)s;
+  if (!s.ok()) {
+    // Without the pidfd watch the exit would go unnoticed: say so loudly.
+    LogError(absl::StrCat("watching pidfd of ", process->id(), ": ", s.ToString()));
+  }
 }
 
 void ProcessTable::OnExit(const std::shared_ptr<ManagedProcess>& process) {
