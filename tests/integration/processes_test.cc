@@ -390,6 +390,9 @@ TEST_F(ProcessesTest, ClientDisconnectDuringAttachLeaksNothing) {
 }
 
 TEST_F(ProcessesTest, ChildKilledDuringAttachEndsStreamWithSignal) {
+  auto events_ctx = Ctx();
+  auto events = stub_->Events(events_ctx.get(), {});
+  events->WaitForInitialMetadata();
   ProcessInfo p = Spawn(PipedSpawn({Target(), "pause"}));
   auto ctx = Ctx();
   auto stream = stub_->Attach(ctx.get());
@@ -411,6 +414,21 @@ TEST_F(ProcessesTest, ChildKilledDuringAttachEndsStreamWithSignal) {
   EXPECT_TRUE(got_exit);
   EXPECT_TRUE(stream->Finish().ok());
   EXPECT_TRUE(Remove(p.id()).ok());
+  // The events tell the same story: started, exited by SIGKILL, removed.
+  std::vector<ProcessEvent::Kind> kinds;
+  ProcessEvent event;
+  while (kinds.size() < 3 && events->Read(&event)) {
+    if (event.process().id() != p.id()) continue;
+    kinds.push_back(event.kind());
+    if (event.kind() == ProcessEvent::KIND_EXITED) {
+      EXPECT_EQ(event.process().exit_status().signal(), SIGKILL);
+    }
+  }
+  EXPECT_EQ(kinds, (std::vector<ProcessEvent::Kind>{ProcessEvent::KIND_STARTED,
+                                                    ProcessEvent::KIND_EXITED,
+                                                    ProcessEvent::KIND_REMOVED}));
+  events_ctx->TryCancel();
+  events->Finish();
 }
 
 class BoundedOutputTest : public ProcessesTest {
