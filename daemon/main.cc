@@ -16,6 +16,8 @@
 #include "absl/time/clock.h"
 #include "daemon/admin/admin_service.h"
 #include "daemon/config.h"
+#include "daemon/files/files_service.h"
+#include "daemon/memory/memory_service.h"
 #include "daemon/process/event_bus.h"
 #include "daemon/process/process_table.h"
 #include "daemon/process/processes_service.h"
@@ -25,6 +27,9 @@
 #include "daemon/server/session_registry.h"
 #include "daemon/server/stream_limiter.h"
 #include "daemon/server/systemd_notifier.h"
+#include "daemon/thread/agent_launcher.h"
+#include "daemon/thread/thread_table.h"
+#include "daemon/thread/threads_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
@@ -42,6 +47,7 @@ struct Flags {
   std::optional<uint32_t> max_processes;
   std::optional<uint32_t> max_streams;
   std::optional<uint64_t> output_buffer_bytes;
+  std::optional<std::string> agent_path;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -101,7 +107,7 @@ struct rlimit RaiseFileLimit() {
   return original;
 }
 
-int Serve(const DaemonConfig& config) {
+int Serve(const DaemonConfig& config, const std::string& agent_path) {
   // Signals are taken synchronously by the main thread; block them before
   // any thread starts so every thread inherits the mask.
   sigset_t stop_signals;
@@ -151,12 +157,24 @@ int Serve(const DaemonConfig& config) {
   StreamLimiter streams(config.limits().max_streams_per_identity());
   ProcessesService processes(&table, &events, &callers, &streams);
   AdminService admin(&callers, &sessions, &table);
+  AgentLauncher agent_launcher(agent_path);
+  if (!agent_launcher.status().ok()) {
+    LogError(absl::StrCat("threads are unavailable: ",
+                          agent_launcher.status().ToString()));
+  }
+  ThreadTable threads(&agent_launcher, &sessions);
+  ThreadsService threads_service(&threads, &callers);
+  MemoryService memory_service(&threads, &callers);
+  FilesService files_service(&threads, &callers);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.RegisterService(&processes);
   builder.RegisterService(&admin);
+  builder.RegisterService(&threads_service);
+  builder.RegisterService(&memory_service);
+  builder.RegisterService(&files_service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(callers.MakeInterceptorFactory());
@@ -208,6 +226,10 @@ int main(int argc, char** argv) {
   app.add_option("--max_streams_per_identity", flags.max_streams);
   app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
                  "output kept per process for late attachers");
+  app.add_option("--agent_path,--agent-path", flags.agent_path,
+                 "procwarp-agent binary for Threads (default: next to "
+                 "procwarpd, then ../agent/procwarp-agent, then "
+                 "/usr/local/libexec/procwarp/procwarp-agent)");
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
@@ -222,5 +244,6 @@ int main(int argc, char** argv) {
     procwarp::LogError(config.status().ToString());
     return 2;
   }
-  return procwarp::Serve(*config);
+  return procwarp::Serve(*config, flags.agent_path.value_or(
+                                      procwarp::FindAgentBinary()));
 }

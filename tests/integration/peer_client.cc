@@ -9,9 +9,16 @@
 //   OP: status | list | get ID | signal ID SIG | wait ID | remove ID |
 //       attach ID | resize ID | list_all |
 //       run [--userns] [--as-uid U] ARGV... | churn N |
-//       events MILLIS
+//       events MILLIS |
+//       thread_syscall ID NR [ARGS...] | thread_get ID | thread_exit ID |
+//       thread_list | mem_read POINTER_ID |
+//       thread_probe [--userns] ROOT_PID
 #include <grp.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include <cstdio>
 #include <cstdlib>
@@ -26,7 +33,9 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
+#include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
+#include "proto/procwarp/v1/threads.grpc.pb.h"
 
 namespace {
 
@@ -126,6 +135,73 @@ int Events(int millis) {
                                               absl::StrJoin(seen, ",")));
 }
 
+// Runs one syscall in `thread`; the raw result as "value" and errno name.
+std::string ThreadSyscall(procwarp::v1::Threads::Stub* stub,
+                          const std::string& thread, int64_t nr,
+                          const std::vector<int64_t>& args,
+                          grpc::Status* status) {
+  procwarp::v1::SyscallRequest request;
+  request.set_thread_id(thread);
+  request.mutable_syscall()->set_number(nr);
+  for (int64_t a : args) request.mutable_syscall()->add_args(a);
+  procwarp::v1::SyscallResponse response;
+  *status = stub->Syscall(Ctx().get(), request, &response);
+  if (response.result().error() != 0) return response.result().error_name();
+  return absl::StrCat(response.result().value());
+}
+
+// Creates a thread as this (unprivileged) caller and reports what it is and
+// what it may do to root's process `root_pid`: its uid inside, its real uid
+// outside, kill(root_pid, 0) and process_vm_readv(root_pid, ...).
+int ThreadProbe(bool userns, int root_pid) {
+  auto channel = Channel();
+  auto threads = procwarp::v1::Threads::NewStub(channel);
+  auto memory = procwarp::v1::Memory::NewStub(channel);
+  procwarp::v1::CreateThreadRequest create;
+  create.mutable_namespaces()->set_user(userns);
+  procwarp::v1::CreateThreadResponse created;
+  grpc::Status s = threads->CreateThread(Ctx().get(), create, &created);
+  if (!s.ok()) return Print(s);
+  const std::string& id = created.thread().id();
+  std::string uid = ThreadSyscall(threads.get(), id, SYS_getuid, {}, &s);
+  if (!s.ok()) return Print(s);
+  int status_uid = -1;
+  std::ifstream proc_status(absl::StrCat("/proc/", created.thread().pid(), "/status"));
+  std::string line;
+  while (std::getline(proc_status, line)) {
+    if (line.rfind("Uid:", 0) == 0) status_uid = atoi(line.c_str() + 4);
+  }
+  std::string kill_result =
+      ThreadSyscall(threads.get(), id, SYS_kill, {root_pid, 0}, &s);
+  if (!s.ok()) return Print(s);
+  // Two iovecs in thread memory: local (into the buffer) and remote (any
+  // address of root's process: permission is checked first).
+  procwarp::v1::AllocateRequest allocate;
+  allocate.set_thread_id(id);
+  allocate.set_size(64);
+  procwarp::v1::AllocateResponse allocated;
+  s = memory->Allocate(Ctx().get(), allocate, &allocated);
+  if (!s.ok()) return Print(s);
+  uint64_t base = allocated.pointer().address();
+  struct iovec iovs[2] = {{reinterpret_cast<void*>(base + 32), 8},
+                          {reinterpret_cast<void*>(0x10000), 8}};
+  procwarp::v1::WriteMemoryRequest write;
+  write.set_pointer_id(allocated.pointer().id());
+  write.set_data(std::string(reinterpret_cast<const char*>(iovs), sizeof(iovs)));
+  procwarp::v1::WriteMemoryResponse written;
+  s = memory->Write(Ctx().get(), write, &written);
+  if (!s.ok()) return Print(s);
+  std::string vm_result = ThreadSyscall(
+      threads.get(), id, SYS_process_vm_readv,
+      {root_pid, static_cast<int64_t>(base), 1, static_cast<int64_t>(base + 16), 1, 0},
+      &s);
+  if (!s.ok()) return Print(s);
+  return Print(grpc::Status::OK,
+               absl::StrCat("uid=", uid, " status_uid=", status_uid,
+                            " kill=", kill_result,
+                            " process_vm_readv=", vm_result));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -218,6 +294,46 @@ int main(int argc, char** argv) {
     return Run(rest, userns, as_uid);
   }
   if (op == "churn") return Churn(atoi(id.c_str()));
+  auto threads = procwarp::v1::Threads::NewStub(Channel());
+  if (op == "thread_syscall") {
+    std::vector<int64_t> args;
+    for (size_t k = 2; k < rest.size(); ++k) args.push_back(atoll(rest[k].c_str()));
+    grpc::Status s;
+    std::string value = ThreadSyscall(threads.get(), id,
+                                      rest.size() > 1 ? atoll(rest[1].c_str()) : 39,
+                                      args, &s);
+    return Print(s, s.ok() ? "value=" + value : "");
+  }
+  if (op == "thread_get") {
+    procwarp::v1::GetThreadRequest q;
+    q.set_id(id);
+    procwarp::v1::GetThreadResponse r;
+    return Print(threads->GetThread(Ctx().get(), q, &r));
+  }
+  if (op == "thread_exit") {
+    procwarp::v1::ExitThreadRequest q;
+    q.set_id(id);
+    procwarp::v1::ExitThreadResponse r;
+    return Print(threads->ExitThread(Ctx().get(), q, &r));
+  }
+  if (op == "thread_list") {
+    procwarp::v1::ListThreadsResponse r;
+    grpc::Status s = threads->ListThreads(Ctx().get(), {}, &r);
+    return Print(s, absl::StrCat("n=", r.threads_size()));
+  }
+  if (op == "mem_read") {
+    procwarp::v1::ReadMemoryRequest q;
+    q.set_pointer_id(id);
+    q.set_length(1);
+    procwarp::v1::ReadMemoryResponse r;
+    return Print(procwarp::v1::Memory::NewStub(Channel())->Read(Ctx().get(), q, &r));
+  }
+  if (op == "thread_probe") {
+    bool userns = !rest.empty() && rest[0] == "--userns";
+    if (userns) rest.erase(rest.begin());
+    if (rest.empty()) return 2;
+    return ThreadProbe(userns, atoi(rest[0].c_str()));
+  }
   if (op == "events") return Events(atoi(id.c_str()));
   fprintf(stderr, "unknown op %s\n", op.c_str());
   return 2;

@@ -1,0 +1,216 @@
+// See files_service.h.
+//
+// These are not raw syscalls: a failure (EBADF, EMFILE...) is an RPC error
+// naming the call, the thread and the fd.
+#include "daemon/files/files_service.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "daemon/server/log.h"
+#include "daemon/thread/threads_service.h"
+#include "daemon/util/errno_status.h"
+#include "daemon/util/status_macros.h"
+#include "daemon/util/unique_fd.h"
+
+namespace procwarp {
+namespace {
+
+absl::Status CheckFd(int fd, absl::string_view field) {
+  if (fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " ", fd, " is not a file descriptor number"));
+  }
+  return absl::OkStatus();
+}
+
+// Runs one syscall in `thread`; a failed syscall becomes an error naming
+// `what`.
+absl::StatusOr<int64_t> RunChecked(AgentThread& thread, int64_t nr,
+                                   absl::Span<const uint64_t> args,
+                                   absl::string_view what) {
+  absl::StatusOr<int64_t> raw = thread.connection().Syscall(nr, args);
+  RETURN_IF_ERROR(ExplainThreadError(thread, raw.status()));
+  if (*raw < 0 && *raw >= -4095) {
+    return ErrnoStatus(static_cast<int>(-*raw),
+                       absl::StrCat(what, " in ", thread.Name()));
+  }
+  return *raw;
+}
+
+// One fd's entry from /proc/PID/fd and /proc/PID/fdinfo.
+absl::StatusOr<procwarp::v1::FdInfo> ReadFdInfo(pid_t pid, int fd) {
+  procwarp::v1::FdInfo info;
+  info.set_fd(fd);
+  std::string link = absl::StrCat("/proc/", pid, "/fd/", fd);
+  char target[PATH_MAX];
+  ssize_t n = readlink(link.c_str(), target, sizeof(target));
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink(", link, ")"));
+  info.set_path(std::string(target, n));
+  std::ifstream fdinfo(absl::StrCat("/proc/", pid, "/fdinfo/", fd));
+  std::string line;
+  while (std::getline(fdinfo, line)) {
+    absl::string_view rest = line;
+    if (absl::ConsumePrefix(&rest, "pos:")) {
+      int64_t pos = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &pos)) {
+        info.set_position(pos);
+      }
+    } else if (absl::ConsumePrefix(&rest, "flags:")) {
+      // Printed in octal.
+      int flags = static_cast<int>(strtol(
+          std::string(absl::StripAsciiWhitespace(rest)).c_str(), nullptr, 8));
+      info.set_flags(flags & ~O_CLOEXEC);
+      info.set_cloexec((flags & O_CLOEXEC) != 0);
+    }
+  }
+  return info;
+}
+
+}  // namespace
+
+grpc::Status FilesService::ListFds(grpc::ServerContext* context,
+                                   const procwarp::v1::ListFdsRequest* request,
+                                   procwarp::v1::ListFdsResponse* response) {
+  return WithCaller(*callers_, context, [&](const Identity& caller) {
+    ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
+    return thread->WithLivePid([&](pid_t pid) -> absl::Status {
+      std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
+      DIR* dir = opendir(dir_path.c_str());
+      if (dir == nullptr) {
+        return ErrnoStatus(errno, absl::StrCat("ListFds: opendir(", dir_path, ")"));
+      }
+      std::vector<int> fds;
+      while (dirent* entry = readdir(dir)) {
+        int fd;
+        if (absl::SimpleAtoi(entry->d_name, &fd)) fds.push_back(fd);
+      }
+      closedir(dir);
+      std::sort(fds.begin(), fds.end());
+      for (int fd : fds) {
+        absl::StatusOr<procwarp::v1::FdInfo> info = ReadFdInfo(pid, fd);
+        // Closed meanwhile: it is simply not there any more.
+        if (info.ok()) *response->add_fds() = *std::move(info);
+      }
+      return absl::OkStatus();
+    });
+  });
+}
+
+grpc::Status FilesService::CloseFd(grpc::ServerContext* context,
+                                   const procwarp::v1::CloseFdRequest* request,
+                                   procwarp::v1::CloseFdResponse*) {
+  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckFd(request->fd(), "CloseFd: fd"));
+    ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
+    const uint64_t args[] = {static_cast<uint64_t>(request->fd())};
+    ASSIGN_OR_RETURN(int64_t r,
+                     RunChecked(*thread, SYS_close, args,
+                                absl::StrCat("CloseFd: close(", request->fd(), ")")));
+    (void)r;
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status FilesService::DupFd(grpc::ServerContext* context,
+                                 const procwarp::v1::DupFdRequest* request,
+                                 procwarp::v1::DupFdResponse* response) {
+  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckFd(request->fd(), "DupFd: fd"));
+    if (request->has_target_fd()) {
+      RETURN_IF_ERROR(CheckFd(request->target_fd(), "DupFd: target_fd"));
+    }
+    ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
+    const uint64_t fd = request->fd();
+    int64_t r;
+    if (request->has_target_fd()) {
+      const uint64_t args[] = {fd, static_cast<uint64_t>(request->target_fd()),
+                               request->cloexec() ? O_CLOEXEC : 0u};
+      ASSIGN_OR_RETURN(r, RunChecked(*thread, SYS_dup3, args,
+                                     absl::StrCat("DupFd: dup3(", fd, ", ",
+                                                  request->target_fd(), ")")));
+    } else {
+      const uint64_t args[] = {
+          fd, static_cast<uint64_t>(request->cloexec() ? F_DUPFD_CLOEXEC : F_DUPFD),
+          0};
+      ASSIGN_OR_RETURN(r, RunChecked(*thread, SYS_fcntl, args,
+                                     absl::StrCat("DupFd: fcntl(", fd, ", F_DUPFD)")));
+    }
+    response->set_fd(static_cast<int32_t>(r));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status FilesService::TransferFd(
+    grpc::ServerContext* context, const procwarp::v1::TransferFdRequest* request,
+    procwarp::v1::TransferFdResponse* response) {
+  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckFd(request->source_fd(), "TransferFd: source_fd"));
+    if (request->has_target_fd()) {
+      RETURN_IF_ERROR(CheckFd(request->target_fd(), "TransferFd: target_fd"));
+    }
+    ASSIGN_OR_RETURN(auto source,
+                     table_->Find(request->source_thread_id(), caller));
+    ASSIGN_OR_RETURN(auto target,
+                     table_->Find(request->target_thread_id(), caller));
+    RETURN_IF_ERROR(source->CheckAlive());
+    // Into the daemon first (close-on-exec here, always).
+    UniqueFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, source->pidfd(),
+                                           request->source_fd(), 0)));
+    if (!copy) {
+      return ErrnoStatus(errno, absl::StrCat("TransferFd: pidfd_getfd(",
+                                             source->Name(), ", fd=",
+                                             request->source_fd(), ")"));
+    }
+    AgentCall call;
+    call.op = PW_OP_RECV_FD;
+    call.args[0] = request->has_target_fd()
+                       ? static_cast<uint64_t>(request->target_fd())
+                       : static_cast<uint64_t>(-1);
+    call.args[1] = request->cloexec() ? PW_RECV_FD_CLOEXEC : 0;
+    call.fd_to_pass = copy.get();
+    std::vector<AgentReply> replies;
+    RETURN_IF_ERROR(ExplainThreadError(
+        *target, target->connection().Run(absl::MakeConstSpan(&call, 1), &replies)));
+    if (replies[0].result < 0) {
+      return ErrnoStatus(static_cast<int>(-replies[0].result),
+                         absl::StrCat("TransferFd: installing the fd in ",
+                                      target->Name()));
+    }
+    response->set_fd(static_cast<int32_t>(replies[0].result));
+    Audit("fd_transfer", caller,
+          {{"SOURCE_THREAD_ID", source->id()},
+           {"SOURCE_FD", absl::StrCat(request->source_fd())},
+           {"THREAD_ID", target->id()},
+           {"FD", absl::StrCat(response->fd())}});
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status FilesService::SetCloexec(
+    grpc::ServerContext* context, const procwarp::v1::SetCloexecRequest* request,
+    procwarp::v1::SetCloexecResponse*) {
+  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckFd(request->fd(), "SetCloexec: fd"));
+    ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
+    const uint64_t args[] = {static_cast<uint64_t>(request->fd()), F_SETFD,
+                             request->cloexec() ? FD_CLOEXEC : 0u};
+    ASSIGN_OR_RETURN(int64_t r,
+                     RunChecked(*thread, SYS_fcntl, args,
+                                absl::StrCat("SetCloexec: fcntl(", request->fd(),
+                                             ", F_SETFD)")));
+    (void)r;
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace procwarp

@@ -1,0 +1,160 @@
+// See agent_launcher.h.
+#include "daemon/thread/agent_launcher.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "agent/protocol.h"
+#include "daemon/process/spawn_plan.h"
+#include "daemon/process/spawner.h"
+#include "daemon/util/errno_status.h"
+#include "daemon/util/status_macros.h"
+
+namespace procwarp {
+namespace {
+
+constexpr char kInstalledAgent[] = "/usr/local/libexec/procwarp/procwarp-agent";
+// Deep pipelines need room in both directions (DESIGN.md: a default buffer
+// holds ~280 small messages). Root may exceed the wmem/rmem sysctls.
+constexpr int kSocketBufferBytes = 4 << 20;
+
+void GrowSocketBuffers(int fd) {
+  int size = kSocketBufferBytes;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+  }
+}
+
+absl::StatusOr<UniqueFd> OpenAgent(const std::string& path) {
+  if (path.empty()) {
+    return absl::FailedPreconditionError(
+        "no procwarp-agent binary found next to the daemon or in " +
+        std::string(kInstalledAgent) + "; start procwarpd with --agent_path");
+  }
+  UniqueFd fd(open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!fd) {
+    return ErrnoStatus(errno, absl::StrCat("open(agent binary ", path, ")"));
+  }
+  return fd;
+}
+
+}  // namespace
+
+std::string FindAgentBinary() {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) {
+    std::string dir(exe, n);
+    dir = dir.substr(0, dir.rfind('/'));
+    for (const std::string& candidate :
+         {dir + "/procwarp-agent", dir + "/../agent/procwarp-agent"}) {
+      if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  if (access(kInstalledAgent, X_OK) == 0) return kInstalledAgent;
+  return "";
+}
+
+AgentLauncher::AgentLauncher(const std::string& agent_path)
+    : agent_fd_(OpenAgent(agent_path)), agent_path_(agent_path) {
+  spawn_thread_ = std::thread([this] { SpawnLoop(); });
+}
+
+AgentLauncher::~AgentLauncher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  spawn_thread_.join();
+}
+
+void AgentLauncher::SpawnLoop() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](AgentLauncher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->stopping_ || !self->tasks_.empty();
+          },
+          this));
+      if (tasks_.empty()) return;  // stopping, nothing left
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+void AgentLauncher::RunOnSpawnThread(std::function<void()> task) {
+  absl::Notification finished;
+  {
+    absl::MutexLock lock(&mu_);
+    tasks_.push_back([&] {
+      task();
+      finished.Notify();
+    });
+  }
+  finished.WaitForNotification();
+}
+
+absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
+    const procwarp::v1::Namespaces& namespaces, const Identity& caller,
+    const std::string& name) {
+  if (!agent_fd_.ok()) return agent_fd_.status();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_STREAM)");
+  }
+  UniqueFd ours(sv[0]);
+  UniqueFd theirs(sv[1]);
+  GrowSocketBuffers(ours.get());
+  GrowSocketBuffers(theirs.get());
+
+  // The same validation and namespace rules as Processes.Spawn.
+  procwarp::v1::SpawnRequest request;
+  request.add_argv("procwarp-agent");
+  request.set_path(absl::StrCat("/proc/self/fd/", agent_fd_->get()));
+  *request.mutable_namespaces() = namespaces;
+  ASSIGN_OR_RETURN(SpawnPlan plan, BuildSpawnPlan(request, caller));
+  plan.inherited_fds.push_back({theirs.get(), PW_AGENT_DEFAULT_SOCKET_FD});
+  plan.parent_death_signal = SIGKILL;
+
+  absl::StatusOr<SpawnedChild> child =
+      absl::InternalError("the spawn thread did not run");
+  RunOnSpawnThread([&] { child = SpawnChild(plan); });
+  if (!child.ok()) {
+    return absl::Status(child.status().code(),
+                        absl::StrCat("starting procwarp-agent (", agent_path_,
+                                     "): ", child.status().message()));
+  }
+  theirs.Reset();
+  LaunchedAgent agent;
+  agent.pid = child->pid;
+  agent.pidfd = std::move(child->pidfd);
+  absl::StatusOr<std::unique_ptr<AgentConnection>> connection =
+      AgentConnection::Open(std::move(ours), agent.pidfd.get(), name);
+  if (!connection.ok()) {
+    // Never leave a half-started agent (or its zombie) behind.
+    syscall(SYS_pidfd_send_signal, agent.pidfd.get(), SIGKILL, nullptr, 0);
+    siginfo_t info{};
+    waitid(static_cast<idtype_t>(P_PIDFD), agent.pidfd.get(), &info, WEXITED);
+    return connection.status();
+  }
+  agent.connection = *std::move(connection);
+  return agent;
+}
+
+}  // namespace procwarp

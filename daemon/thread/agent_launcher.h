@@ -1,0 +1,82 @@
+// AgentLauncher: starts procwarp-agent processes ("agent threads") for
+// callers: as the caller's uid/gids, in the namespaces asked for, with the
+// daemon's end of a socketpair connected and a pidfd held from the start.
+//
+// Agents must die with the daemon, so they get PR_SET_PDEATHSIG(SIGKILL).
+// The kernel sends that signal when the spawning *thread* exits, and gRPC's
+// worker threads come and go; so every agent is cloned from one dedicated
+// thread that lives as long as the launcher.
+//
+// The agent binary is opened once (O_PATH) and executed through
+// /proc/self/fd/N, so an unprivileged caller's agent needs execute permission
+// on the file only, not search permission on every directory above it (a
+// build tree under /root, say).
+#ifndef PROCWARP_DAEMON_THREAD_AGENT_LAUNCHER_H_
+#define PROCWARP_DAEMON_THREAD_AGENT_LAUNCHER_H_
+
+#include <sys/types.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "daemon/server/identity.h"
+#include "daemon/thread/agent_connection.h"
+#include "daemon/util/unique_fd.h"
+#include "proto/procwarp/v1/processes.pb.h"
+
+namespace procwarp {
+
+// A started agent. The connection refers to `pidfd`, so keep them together
+// (and destroy the connection first).
+struct LaunchedAgent {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+  std::unique_ptr<AgentConnection> connection;
+};
+
+// The agent binary to use when --agent_path is not given: next to the
+// daemon executable, then in the Bazel output layout (<exe dir>/../agent),
+// then the installed location. Empty when none exists.
+std::string FindAgentBinary();
+
+class AgentLauncher {
+ public:
+  // Opens the agent binary at `agent_path`; a failure is kept and reported
+  // by every Launch (the daemon still serves everything else).
+  explicit AgentLauncher(const std::string& agent_path);
+  ~AgentLauncher();
+  AgentLauncher(const AgentLauncher&) = delete;
+  AgentLauncher& operator=(const AgentLauncher&) = delete;
+
+  // OK when agents can be launched at all.
+  absl::Status status() const { return agent_fd_.status(); }
+
+  // Starts an agent for `caller` in `namespaces` and reads its hello.
+  // `name` goes into the connection's error messages.
+  absl::StatusOr<LaunchedAgent> Launch(const procwarp::v1::Namespaces& namespaces,
+                                       const Identity& caller,
+                                       const std::string& name);
+
+ private:
+  // Runs `task` on the spawning thread and waits for it.
+  void RunOnSpawnThread(std::function<void()> task);
+  void SpawnLoop();
+
+  absl::StatusOr<UniqueFd> agent_fd_;
+  std::string agent_path_;
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread spawn_thread_;
+};
+
+}  // namespace procwarp
+
+#endif  // PROCWARP_DAEMON_THREAD_AGENT_LAUNCHER_H_

@@ -1,0 +1,200 @@
+// See thread_table.h.
+#include "daemon/thread/thread_table.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/util/handle_id.h"
+#include "daemon/util/status_macros.h"
+
+namespace procwarp {
+namespace {
+
+absl::Status NoSuchThread(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("no thread with id '", id, "'"));
+}
+
+absl::Status NoSuchPointer(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("no pointer with id '", id, "'"));
+}
+
+}  // namespace
+
+ThreadTable::ThreadTable(AgentLauncher* launcher, SessionRegistry* sessions,
+                         ThreadLimits limits)
+    : launcher_(launcher),
+      limits_(limits),
+      guard_(std::make_shared<ListenerGuard>()) {
+  {
+    absl::MutexLock lock(&guard_->mu);
+    guard_->table = this;
+  }
+  sessions->AddEndListener([guard = guard_](const Session& session) {
+    absl::MutexLock lock(&guard->mu);
+    if (guard->table != nullptr) guard->table->EndSession(session.id);
+  });
+}
+
+ThreadTable::~ThreadTable() {
+  {
+    absl::MutexLock lock(&guard_->mu);
+    guard_->table = nullptr;
+  }
+  std::map<std::string, Entry, std::less<>> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    threads.swap(threads_);
+  }
+  for (auto& [id, entry] : threads) entry.thread->Kill();
+}
+
+absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
+    const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
+    uint64_t session_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    size_t owned = 0;
+    for (const auto& [id, entry] : threads_) {
+      if (entry.thread->owner().OwnerKey() == caller.OwnerKey()) ++owned;
+    }
+    if (owned >= limits_.max_threads_per_identity) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "CreateThread: ", caller.OwnerKey(), " already has ", owned,
+          " threads (the limit); end some with ExitThread"));
+    }
+  }
+  AgentThread::Options options;
+  options.id = NewHandleId();
+  options.owner = caller;
+  options.session_id = session_id;
+  options.persistent = request.persistent();
+  options.request = request;
+  ASSIGN_OR_RETURN(
+      LaunchedAgent agent,
+      launcher_->Launch(request.namespaces(), caller,
+                        absl::StrCat("thread ", options.id)));
+  auto thread = std::make_shared<AgentThread>(std::move(options),
+                                              std::move(agent));
+  absl::MutexLock lock(&mu_);
+  threads_[thread->id()].thread = thread;
+  return thread;
+}
+
+absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Find(
+    absl::string_view id, const Identity& caller) const {
+  absl::MutexLock lock(&mu_);
+  auto it = threads_.find(id);
+  if (it == threads_.end() || !caller.MayAccess(it->second.thread->owner())) {
+    return NoSuchThread(id);
+  }
+  return it->second.thread;
+}
+
+std::vector<std::shared_ptr<AgentThread>> ThreadTable::List(
+    const Identity& caller, bool all) const {
+  std::vector<std::shared_ptr<AgentThread>> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, entry] : threads_) {
+    const Identity& owner = entry.thread->owner();
+    if ((all && caller.admin) || owner.OwnerKey() == caller.OwnerKey()) {
+      out.push_back(entry.thread);
+    }
+  }
+  return out;
+}
+
+void ThreadTable::ErasePointersLocked(const Entry& entry) {
+  for (const std::string& pointer : entry.pointers) pointers_.erase(pointer);
+}
+
+absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Remove(
+    absl::string_view id, const Identity& caller) {
+  absl::MutexLock lock(&mu_);
+  auto it = threads_.find(id);
+  if (it == threads_.end() || !caller.MayAccess(it->second.thread->owner())) {
+    return NoSuchThread(id);
+  }
+  std::shared_ptr<AgentThread> thread = it->second.thread;
+  ErasePointersLocked(it->second);
+  threads_.erase(it);
+  return thread;
+}
+
+absl::StatusOr<procwarp::v1::Pointer> ThreadTable::AddPointer(
+    const std::shared_ptr<AgentThread>& thread, uint64_t address,
+    uint64_t size) {
+  absl::MutexLock lock(&mu_);
+  auto it = threads_.find(thread->id());
+  if (it == threads_.end() || it->second.thread != thread) {
+    return NoSuchThread(thread->id());
+  }
+  if (it->second.pointers.size() >= limits_.max_pointers_per_thread) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        thread->Name(), " already has ", it->second.pointers.size(),
+        " pointers (the limit); Free some"));
+  }
+  procwarp::v1::Pointer pointer;
+  pointer.set_id(NewHandleId());
+  pointer.set_thread_id(thread->id());
+  pointer.set_address(address);
+  pointer.set_size(size);
+  pointers_[pointer.id()] = pointer;
+  it->second.pointers.push_back(pointer.id());
+  return pointer;
+}
+
+absl::StatusOr<ResolvedPointer> ThreadTable::FindPointer(
+    absl::string_view id, const Identity& caller) const {
+  absl::MutexLock lock(&mu_);
+  auto it = pointers_.find(id);
+  if (it == pointers_.end()) return NoSuchPointer(id);
+  auto thread = threads_.find(it->second.thread_id());
+  if (thread == threads_.end() ||
+      !caller.MayAccess(thread->second.thread->owner())) {
+    return NoSuchPointer(id);
+  }
+  return ResolvedPointer{thread->second.thread, it->second};
+}
+
+absl::StatusOr<ResolvedPointer> ThreadTable::RemovePointer(
+    absl::string_view id, const Identity& caller) {
+  absl::MutexLock lock(&mu_);
+  auto it = pointers_.find(id);
+  if (it == pointers_.end()) return NoSuchPointer(id);
+  auto thread = threads_.find(it->second.thread_id());
+  if (thread == threads_.end() ||
+      !caller.MayAccess(thread->second.thread->owner())) {
+    return NoSuchPointer(id);
+  }
+  ResolvedPointer resolved{thread->second.thread, it->second};
+  auto& ids = thread->second.pointers;
+  ids.erase(std::remove(ids.begin(), ids.end(), std::string(id)), ids.end());
+  pointers_.erase(it);
+  return resolved;
+}
+
+void ThreadTable::EndSession(uint64_t session_id) {
+  std::vector<std::shared_ptr<AgentThread>> ended;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      const AgentThread& thread = *it->second.thread;
+      if (!thread.persistent() && thread.session_id() == session_id) {
+        ended.push_back(it->second.thread);
+        ErasePointersLocked(it->second);
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // Outside the lock: killing waits for the agent to die.
+  for (const auto& thread : ended) thread->Kill();
+}
+
+size_t ThreadTable::size() const {
+  absl::MutexLock lock(&mu_);
+  return threads_.size();
+}
+
+}  // namespace procwarp

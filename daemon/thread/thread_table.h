@@ -1,0 +1,107 @@
+// ThreadTable: every agent thread by handle id, with its owner, and the
+// memory pointers allocated in them.
+//
+// Lookups by anyone but the owner (or an admin) answer NOT_FOUND, exactly
+// like unknown ids, so an id reveals nothing to others. Threads that are not
+// persistent end with the session (connection) that created them: the table
+// listens for session ends and kills and forgets them.
+#ifndef PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_
+#define PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "daemon/server/identity.h"
+#include "daemon/server/session_registry.h"
+#include "daemon/thread/agent_launcher.h"
+#include "daemon/thread/agent_thread.h"
+#include "proto/procwarp/v1/memory.pb.h"
+#include "proto/procwarp/v1/threads.pb.h"
+
+namespace procwarp {
+
+struct ThreadLimits {
+  size_t max_threads_per_identity = 256;
+  size_t max_pointers_per_thread = 4096;
+};
+
+// A pointer handle resolved for use: the thread (kept alive) and the range.
+struct ResolvedPointer {
+  std::shared_ptr<AgentThread> thread;
+  procwarp::v1::Pointer pointer;
+};
+
+class ThreadTable {
+ public:
+  // Registers a session-end listener with `sessions` (which must outlive
+  // the table's use, the listener is disarmed by the destructor).
+  ThreadTable(AgentLauncher* launcher, SessionRegistry* sessions,
+              ThreadLimits limits = {});
+  ~ThreadTable();  // kills every thread
+  ThreadTable(const ThreadTable&) = delete;
+  ThreadTable& operator=(const ThreadTable&) = delete;
+
+  // Starts a thread for `caller` on session `session_id`.
+  absl::StatusOr<std::shared_ptr<AgentThread>> Create(
+      const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
+      uint64_t session_id);
+
+  // The thread `id` if `caller` may use it; NOT_FOUND otherwise.
+  absl::StatusOr<std::shared_ptr<AgentThread>> Find(absl::string_view id,
+                                                    const Identity& caller) const;
+
+  std::vector<std::shared_ptr<AgentThread>> List(const Identity& caller,
+                                                 bool all) const;
+
+  // Takes thread `id` (and its pointers) out of the table; the caller ends
+  // it (Exit/Kill).
+  absl::StatusOr<std::shared_ptr<AgentThread>> Remove(absl::string_view id,
+                                                      const Identity& caller);
+
+  // Records memory [address, address+size) of `thread` as a new pointer.
+  absl::StatusOr<procwarp::v1::Pointer> AddPointer(
+      const std::shared_ptr<AgentThread>& thread, uint64_t address,
+      uint64_t size);
+  absl::StatusOr<ResolvedPointer> FindPointer(absl::string_view id,
+                                              const Identity& caller) const;
+  absl::StatusOr<ResolvedPointer> RemovePointer(absl::string_view id,
+                                                const Identity& caller);
+
+  // Kills and forgets the non-persistent threads of session `session_id`.
+  void EndSession(uint64_t session_id);
+
+  size_t size() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<AgentThread> thread;
+    // Pointer ids of this thread.
+    std::vector<std::string> pointers;
+  };
+  // Lets the session listener outlive the table safely.
+  struct ListenerGuard {
+    absl::Mutex mu;
+    ThreadTable* table ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  void ErasePointersLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  AgentLauncher* launcher_;
+  const ThreadLimits limits_;
+  std::shared_ptr<ListenerGuard> guard_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Entry, std::less<>> threads_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, procwarp::v1::Pointer, std::less<>> pointers_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace procwarp
+
+#endif  // PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_

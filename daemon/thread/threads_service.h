@@ -1,0 +1,52 @@
+// ThreadsService: the gRPC face of the ThreadTable: create agent threads, run
+// syscalls in them (one at a time, or pipelined batches over Execute), end
+// and list them.
+#ifndef PROCWARP_DAEMON_THREAD_THREADS_SERVICE_H_
+#define PROCWARP_DAEMON_THREAD_THREADS_SERVICE_H_
+
+#include "daemon/server/caller_context.h"
+#include "daemon/thread/thread_table.h"
+#include "proto/procwarp/v1/threads.grpc.pb.h"
+
+namespace procwarp {
+
+// The proto form of a raw agent result (>= 0, or -errno).
+procwarp::v1::SyscallResult ToSyscallResult(int64_t raw);
+
+// `status` from a call on `thread`, with a dead thread's UNAVAILABLE
+// rewritten to say how it ended.
+absl::Status ExplainThreadError(AgentThread& thread, absl::Status status);
+
+class ThreadsService final : public procwarp::v1::Threads::Service {
+ public:
+  ThreadsService(ThreadTable* table, const CallerBindings* callers)
+      : table_(table), callers_(callers) {}
+
+  grpc::Status CreateThread(grpc::ServerContext* context,
+                            const procwarp::v1::CreateThreadRequest* request,
+                            procwarp::v1::CreateThreadResponse* response) override;
+  grpc::Status Syscall(grpc::ServerContext* context,
+                       const procwarp::v1::SyscallRequest* request,
+                       procwarp::v1::SyscallResponse* response) override;
+  grpc::Status Execute(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<procwarp::v1::ExecuteResponse,
+                               procwarp::v1::ExecuteRequest>* stream) override;
+  grpc::Status ExitThread(grpc::ServerContext* context,
+                          const procwarp::v1::ExitThreadRequest* request,
+                          procwarp::v1::ExitThreadResponse* response) override;
+  grpc::Status ListThreads(grpc::ServerContext* context,
+                           const procwarp::v1::ListThreadsRequest* request,
+                           procwarp::v1::ListThreadsResponse* response) override;
+  grpc::Status GetThread(grpc::ServerContext* context,
+                         const procwarp::v1::GetThreadRequest* request,
+                         procwarp::v1::GetThreadResponse* response) override;
+
+ private:
+  ThreadTable* table_;
+  const CallerBindings* callers_;
+};
+
+}  // namespace procwarp
+
+#endif  // PROCWARP_DAEMON_THREAD_THREADS_SERVICE_H_

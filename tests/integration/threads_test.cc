@@ -1,0 +1,601 @@
+// Threads, Memory and Files against a real procwarpd and real agent threads:
+// syscalls and their errnos, pipelined batches, large memory transfers,
+// moving fds between threads, namespaces, dead agents, session-bound and
+// persistent threads, and what another uid can and cannot do.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "proto/procwarp/v1/files.grpc.pb.h"
+#include "proto/procwarp/v1/memory.grpc.pb.h"
+#include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/daemon_harness.h"
+
+namespace procwarp::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using v1::Files;
+using v1::Memory;
+using v1::SyscallResult;
+using v1::ThreadInfo;
+using v1::Threads;
+
+constexpr int kNobody = 65534;
+
+// The stubs of one connection to the daemon.
+struct Client {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<Threads::Stub> threads;
+  std::unique_ptr<Memory::Stub> memory;
+  std::unique_ptr<Files::Stub> files;
+};
+
+// True once the process behind `pidfd` has exited, waiting up to `timeout`.
+bool ExitsWithin(int pidfd, absl::Duration timeout) {
+  pollfd pfd = {pidfd, POLLIN, 0};
+  return poll(&pfd, 1, absl::ToInt64Milliseconds(timeout)) == 1;
+}
+
+// The real uid in /proc/PID/status.
+int RealUidOf(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "Uid:")) return atoi(line.c_str() + 4);
+  }
+  return -1;
+}
+
+class ThreadsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    DaemonHarness::Options options;
+    options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent")};
+    auto d = DaemonHarness::Start(options);
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = *std::move(d);
+    client_ = Connect();
+  }
+
+  Client Connect() {
+    Client c;
+    c.channel = daemon_->NewChannel();
+    c.threads = Threads::NewStub(c.channel);
+    c.memory = Memory::NewStub(c.channel);
+    c.files = Files::NewStub(c.channel);
+    return c;
+  }
+
+  ThreadInfo Create(Client& c, v1::CreateThreadRequest request = {}) {
+    v1::CreateThreadResponse response;
+    grpc::Status s = c.threads->CreateThread(Ctx().get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.thread();
+  }
+  ThreadInfo Create(v1::CreateThreadRequest request = {}) {
+    return Create(client_, std::move(request));
+  }
+
+  grpc::Status TrySys(Client& c, const std::string& thread, int64_t nr,
+                      std::vector<int64_t> args, SyscallResult* result) {
+    v1::SyscallRequest request;
+    request.set_thread_id(thread);
+    request.mutable_syscall()->set_number(nr);
+    for (int64_t a : args) request.mutable_syscall()->add_args(a);
+    v1::SyscallResponse response;
+    grpc::Status s = c.threads->Syscall(Ctx().get(), request, &response);
+    *result = response.result();
+    return s;
+  }
+  SyscallResult Sys(const std::string& thread, int64_t nr,
+                    std::vector<int64_t> args = {}) {
+    SyscallResult result;
+    grpc::Status s = TrySys(client_, thread, nr, args, &result);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return result;
+  }
+
+  v1::Pointer Allocate(Client& c, const std::string& thread, uint64_t size) {
+    v1::AllocateRequest request;
+    request.set_thread_id(thread);
+    request.set_size(size);
+    v1::AllocateResponse response;
+    grpc::Status s = c.memory->Allocate(Ctx().get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.pointer();
+  }
+  v1::Pointer Allocate(const std::string& thread, uint64_t size) {
+    return Allocate(client_, thread, size);
+  }
+
+  grpc::Status Write(const v1::Pointer& p, uint64_t offset,
+                     const std::string& data) {
+    v1::WriteMemoryRequest request;
+    request.set_pointer_id(p.id());
+    request.set_offset(offset);
+    request.set_data(data);
+    v1::WriteMemoryResponse response;
+    return client_.memory->Write(Ctx().get(), request, &response);
+  }
+
+  grpc::Status Read(const v1::Pointer& p, uint64_t offset, uint64_t length,
+                    std::string* out) {
+    v1::ReadMemoryRequest request;
+    request.set_pointer_id(p.id());
+    request.set_offset(offset);
+    request.set_length(length);
+    v1::ReadMemoryResponse response;
+    grpc::Status s = client_.memory->Read(Ctx().get(), request, &response);
+    *out = response.data();
+    return s;
+  }
+
+  // A NUL-terminated string in fresh thread memory; returns its address.
+  int64_t PutString(const std::string& thread, const std::string& s) {
+    v1::Pointer p = Allocate(thread, s.size() + 1);
+    EXPECT_TRUE(Write(p, 0, std::string(s.c_str(), s.size() + 1)).ok());
+    return static_cast<int64_t>(p.address());
+  }
+
+  std::string Peer(int uid, std::vector<std::string> op) {
+    std::vector<std::string> argv = {RunfilePath("tests/integration/peer_client"),
+                                     "--socket", daemon_->socket_path()};
+    if (uid >= 0) {
+      argv.insert(argv.end(),
+                  {"--uid", absl::StrCat(uid), "--gid", absl::StrCat(uid)});
+    }
+    argv.insert(argv.end(), op.begin(), op.end());
+    RunResult r = RunProgram(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return r.out;
+  }
+
+  std::unique_ptr<DaemonHarness> daemon_;
+  Client client_;
+};
+
+TEST_F(ThreadsTest, GetpidIsTheThreadsPid) {
+  ThreadInfo t = Create();
+  EXPECT_GT(t.pid(), 0);
+  EXPECT_EQ(t.state(), v1::THREAD_STATE_RUNNING);
+  EXPECT_EQ(t.uid(), 0u);
+  SyscallResult r = Sys(t.id(), SYS_getpid);
+  EXPECT_EQ(r.error(), 0);
+  EXPECT_EQ(r.value(), t.pid());
+  EXPECT_EQ(t.namespace_pid(), t.pid());
+  // The agent is running as a child of the daemon.
+  std::ifstream stat(absl::StrCat("/proc/", t.pid(), "/stat"));
+  std::string content((std::istreambuf_iterator<char>(stat)), {});
+  std::vector<std::string> fields = absl::StrSplit(content.substr(content.rfind(')') + 2), ' ');
+  EXPECT_EQ(atoi(fields[1].c_str()), daemon_->pid());
+}
+
+TEST_F(ThreadsTest, FailedSyscallsAreResultsWithErrno) {
+  ThreadInfo t = Create();
+  SyscallResult r = Sys(t.id(), SYS_close, {9999});
+  EXPECT_EQ(r.value(), -1);
+  EXPECT_EQ(r.error(), EBADF);
+  EXPECT_EQ(r.error_name(), "EBADF");
+
+  int64_t missing = PutString(t.id(), "/nonexistent/procwarp-test");
+  r = Sys(t.id(), SYS_openat, {AT_FDCWD, missing, O_RDONLY});
+  EXPECT_EQ(r.error(), ENOENT);
+
+  int64_t zero = PutString(t.id(), "/dev/zero");
+  r = Sys(t.id(), SYS_openat, {AT_FDCWD, zero, O_RDONLY | O_CLOEXEC});
+  ASSERT_EQ(r.error(), 0);
+  int64_t fd = r.value();
+  r = Sys(t.id(), SYS_read, {fd, 8, 16});  // address 8: never mapped
+  EXPECT_EQ(r.error(), EFAULT);
+  EXPECT_EQ(r.error_name(), "EFAULT");
+
+  // Bad requests are RPC errors, and the daemon keeps serving.
+  SyscallResult ignored;
+  grpc::Status s = TrySys(client_, t.id(), SYS_getpid, {1, 2, 3, 4, 5, 6, 7},
+                          &ignored);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  s = TrySys(client_, "0123456789abcdef0123456789abcdef", SYS_getpid, {},
+             &ignored);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Sys(t.id(), SYS_getpid).value(), t.pid());
+}
+
+TEST_F(ThreadsTest, ExecutePipelines100kGetpidsInOrder) {
+  ThreadInfo t = Create();
+  constexpr int kTotal = 100000;
+  constexpr int kBatch = 1000;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  auto stream = client_.threads->Execute(&ctx);
+  auto start = std::chrono::steady_clock::now();
+  // Writes from their own thread: the replies must be read while requests
+  // are still going out, or flow control stalls both directions.
+  std::thread writer([&] {
+    for (int b = 0; b < kTotal / kBatch; ++b) {
+      v1::ExecuteRequest request;
+      if (b == 0) request.set_thread_id(t.id());
+      for (int i = 0; i < kBatch; ++i) {
+        // Alternate getpid and getppid so the order is visible.
+        request.add_syscalls()->set_number(i % 2 == 0 ? SYS_getpid : SYS_getppid);
+      }
+      if (!stream->Write(request)) break;
+    }
+    stream->WritesDone();
+  });
+  int results = 0, wrong = 0;
+  v1::ExecuteResponse response;
+  while (stream->Read(&response)) {
+    for (const SyscallResult& r : response.results()) {
+      int64_t want = results % 2 == 0 ? t.pid() : daemon_->pid();
+      if (r.value() != want) ++wrong;
+      ++results;
+    }
+  }
+  writer.join();
+  grpc::Status s = stream->Finish();
+  double seconds = std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(results, kTotal);
+  EXPECT_EQ(wrong, 0);
+  printf("pipelined: %d syscalls in %.3f s = %.0f syscalls/s\n", kTotal, seconds,
+         kTotal / seconds);
+  RecordProperty("syscalls_per_second", static_cast<int>(kTotal / seconds));
+}
+
+TEST_F(ThreadsTest, SixtyFourMebibytesRoundTripByHash) {
+  ThreadInfo t = Create();
+  constexpr uint64_t kSize = 64 << 20;
+  constexpr uint64_t kChunk = 2 << 20;
+  v1::Pointer p = Allocate(t.id(), kSize);
+  ASSERT_EQ(p.size(), kSize);
+  std::string data(kSize, '\0');
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i + 8 <= data.size(); i += 8) {
+    uint64_t v = rng();
+    memcpy(&data[i], &v, 8);
+  }
+  auto start = std::chrono::steady_clock::now();
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::WriteMemoryResponse written;
+    auto writer = client_.memory->WriteStream(&ctx, &written);
+    for (uint64_t off = 0; off < kSize; off += kChunk) {
+      v1::WriteMemoryRequest request;
+      request.set_pointer_id(p.id());
+      request.set_offset(off);
+      request.set_data(data.substr(off, kChunk));
+      ASSERT_TRUE(writer->Write(request));
+    }
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(written.written(), kSize);
+  }
+  auto written_at = std::chrono::steady_clock::now();
+  std::string back;
+  back.reserve(kSize);
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::ReadMemoryRequest request;
+    request.set_pointer_id(p.id());
+    request.set_length(kSize);
+    auto reader = client_.memory->ReadStream(&ctx, request);
+    v1::ReadMemoryChunk chunk;
+    while (reader->Read(&chunk)) {
+      EXPECT_EQ(chunk.offset(), back.size());
+      back += chunk.data();
+    }
+    grpc::Status s = reader->Finish();
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  auto read_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(back.size(), kSize);
+  EXPECT_EQ(std::hash<std::string>()(back), std::hash<std::string>()(data));
+  EXPECT_TRUE(back == data);
+  double mib = kSize / double(1 << 20);
+  printf("64 MiB: write %.0f MiB/s, read %.0f MiB/s\n",
+         mib / std::chrono::duration<double>(written_at - start).count(),
+         mib / std::chrono::duration<double>(read_at - written_at).count());
+  // The thread sees the same bytes: a syscall writes part of it to a pipe.
+  std::string piece;
+  ASSERT_TRUE(Read(p, kSize - 100, 100, &piece).ok());
+  EXPECT_EQ(piece, data.substr(kSize - 100));
+}
+
+TEST_F(ThreadsTest, PointerBoundsAreChecked) {
+  ThreadInfo t = Create();
+  v1::Pointer p = Allocate(t.id(), 4096);
+  std::string out;
+  EXPECT_EQ(Read(p, 4090, 10, &out).error_code(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(Read(p, 5000, 0, &out).error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(Read(p, 1, ~0ull, &out).error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(Write(p, 4095, "ab").error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_TRUE(Write(p, 4094, "ab").ok());
+  ASSERT_TRUE(Read(p, 4094, 2, &out).ok());
+  EXPECT_EQ(out, "ab");
+  // Freed: the handle is gone.
+  v1::FreeRequest free;
+  free.set_pointer_id(p.id());
+  v1::FreeResponse freed;
+  ASSERT_TRUE(client_.memory->Free(Ctx().get(), free, &freed).ok());
+  EXPECT_EQ(Read(p, 0, 1, &out).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ThreadsTest, PipeWriteEndTransferredToAnotherThread) {
+  ThreadInfo a = Create();
+  ThreadInfo b = Create();
+  v1::Pointer fds = Allocate(a.id(), 8);
+  ASSERT_EQ(Sys(a.id(), SYS_pipe2, {static_cast<int64_t>(fds.address()),
+                                   O_CLOEXEC}).error(), 0);
+  std::string raw;
+  ASSERT_TRUE(Read(fds, 0, 8, &raw).ok());
+  int pipe_fds[2];
+  memcpy(pipe_fds, raw.data(), 8);
+
+  v1::TransferFdRequest transfer;
+  transfer.set_source_thread_id(a.id());
+  transfer.set_source_fd(pipe_fds[1]);
+  transfer.set_target_thread_id(b.id());
+  v1::TransferFdResponse transferred;
+  grpc::Status s =
+      client_.files->TransferFd(Ctx().get(), transfer, &transferred);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  int b_write = transferred.fd();
+  // A keeps only the read end, so the data can only have come through B.
+  v1::CloseFdRequest close;
+  close.set_thread_id(a.id());
+  close.set_fd(pipe_fds[1]);
+  v1::CloseFdResponse closed;
+  ASSERT_TRUE(client_.files->CloseFd(Ctx().get(), close, &closed).ok());
+
+  const std::string message = "through the pipe";
+  int64_t source = PutString(b.id(), message);
+  SyscallResult w = Sys(b.id(), SYS_write,
+                        {b_write, source, static_cast<int64_t>(message.size())});
+  ASSERT_EQ(w.value(), static_cast<int64_t>(message.size()));
+  v1::Pointer into = Allocate(a.id(), 64);
+  SyscallResult r = Sys(a.id(), SYS_read, {pipe_fds[0],
+                                           static_cast<int64_t>(into.address()), 64});
+  ASSERT_EQ(r.value(), static_cast<int64_t>(message.size()));
+  std::string got;
+  ASSERT_TRUE(Read(into, 0, message.size(), &got).ok());
+  EXPECT_EQ(got, message);
+
+  // ListFds shows B's end as a pipe, not close-on-exec.
+  v1::ListFdsRequest list;
+  list.set_thread_id(b.id());
+  v1::ListFdsResponse listed;
+  ASSERT_TRUE(client_.files->ListFds(Ctx().get(), list, &listed).ok());
+  bool found = false;
+  for (const auto& fd : listed.fds()) {
+    if (fd.fd() == b_write) {
+      found = true;
+      EXPECT_THAT(fd.path(), StartsWith("pipe:"));
+      EXPECT_FALSE(fd.cloexec());
+      EXPECT_EQ(fd.flags() & O_ACCMODE, O_WRONLY);
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(ThreadsTest, NewUserNamespaceMakesTheCallerRootInside) {
+  v1::CreateThreadRequest request;
+  request.mutable_namespaces()->set_user(true);
+  ThreadInfo t = Create(request);
+  EXPECT_EQ(Sys(t.id(), SYS_getuid).value(), 0);
+  EXPECT_EQ(RealUidOf(t.pid()), 0);  // the caller (root) outside
+  std::ifstream map(absl::StrCat("/proc/", t.pid(), "/uid_map"));
+  std::string line;
+  std::getline(map, line);
+  std::vector<std::string> fields =
+      absl::StrSplit(line, ' ', absl::SkipEmpty());
+  ASSERT_EQ(fields.size(), 3u);
+  EXPECT_EQ(fields[0], "0");
+  EXPECT_EQ(fields[1], "0");
+  EXPECT_EQ(fields[2], "1");
+}
+
+TEST_F(ThreadsTest, TmpfsMountedInNewMountNamespaceIsInvisibleToTheHost) {
+  std::string dir = MakeTempDir();
+  v1::CreateThreadRequest request;
+  request.mutable_namespaces()->set_user(true);
+  request.mutable_namespaces()->set_mount(true);
+  ThreadInfo t = Create(request);
+  int64_t source = PutString(t.id(), "procwarp-tmpfs");
+  int64_t target = PutString(t.id(), dir);
+  int64_t type = PutString(t.id(), "tmpfs");
+  SyscallResult r = Sys(t.id(), SYS_mount, {source, target, type, 0, 0});
+  ASSERT_EQ(r.error(), 0) << r.error_name();
+  int64_t inside = PutString(t.id(), dir + "/made-inside");
+  ASSERT_EQ(Sys(t.id(), SYS_mkdirat, {AT_FDCWD, inside, 0755}).error(), 0);
+
+  // The thread sees the mount; the host neither the mount nor the file.
+  std::ifstream thread_mounts(absl::StrCat("/proc/", t.pid(), "/mounts"));
+  std::string thread_view((std::istreambuf_iterator<char>(thread_mounts)), {});
+  EXPECT_THAT(thread_view, HasSubstr("procwarp-tmpfs " + dir));
+  std::ifstream host_mounts("/proc/self/mounts");
+  std::string host_view((std::istreambuf_iterator<char>(host_mounts)), {});
+  EXPECT_THAT(host_view, ::testing::Not(HasSubstr(dir)));
+  struct stat st;
+  EXPECT_NE(stat((dir + "/made-inside").c_str(), &st), 0);
+  rmdir(dir.c_str());
+}
+
+TEST_F(ThreadsTest, KilledAgentMidExecuteIsUnavailableNotAHang) {
+  ThreadInfo t = Create();
+  v1::Pointer fds = Allocate(t.id(), 8);
+  ASSERT_EQ(Sys(t.id(), SYS_pipe2, {static_cast<int64_t>(fds.address()), 0})
+                .error(), 0);
+  std::string raw;
+  ASSERT_TRUE(Read(fds, 0, 8, &raw).ok());
+  int pipe_fds[2];
+  memcpy(pipe_fds, raw.data(), 8);
+  int pidfd = syscall(SYS_pidfd_open, t.pid(), 0);
+  ASSERT_GE(pidfd, 0);
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  auto stream = client_.threads->Execute(&ctx);
+  v1::ExecuteRequest request;
+  request.set_thread_id(t.id());
+  request.add_syscalls()->set_number(SYS_getpid);
+  // Blocks forever: nobody writes to the pipe.
+  auto* blocked = request.add_syscalls();
+  blocked->set_number(SYS_read);
+  blocked->add_args(pipe_fds[0]);
+  blocked->add_args(static_cast<int64_t>(fds.address()));
+  blocked->add_args(1);
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_EQ(kill(t.pid(), SIGKILL), 0);
+  ASSERT_TRUE(ExitsWithin(pidfd, absl::Seconds(10)));
+  close(pidfd);
+  v1::ExecuteResponse response;
+  EXPECT_FALSE(stream->Read(&response));
+  stream->WritesDone();
+  grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("signal 9"));
+
+  // Later calls say so too, until the handle is released.
+  SyscallResult ignored;
+  s = TrySys(client_, t.id(), SYS_getpid, {}, &ignored);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  std::string out;
+  EXPECT_EQ(Read(fds, 0, 8, &out).error_code(), grpc::StatusCode::UNAVAILABLE);
+  v1::GetThreadRequest get;
+  get.set_id(t.id());
+  v1::GetThreadResponse got;
+  ASSERT_TRUE(client_.threads->GetThread(Ctx().get(), get, &got).ok());
+  EXPECT_EQ(got.thread().state(), v1::THREAD_STATE_EXITED);
+  EXPECT_EQ(got.thread().exit_status().signal(), SIGKILL);
+  v1::ExitThreadRequest exit;
+  exit.set_id(t.id());
+  v1::ExitThreadResponse exited;
+  ASSERT_TRUE(client_.threads->ExitThread(Ctx().get(), exit, &exited).ok());
+  s = TrySys(client_, t.id(), SYS_getpid, {}, &ignored);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ThreadsTest, ExitThreadEndsTheAgentWithItsCode) {
+  ThreadInfo t = Create();
+  v1::ExitThreadRequest exit;
+  exit.set_id(t.id());
+  exit.set_exit_code(7);
+  v1::ExitThreadResponse exited;
+  ASSERT_TRUE(client_.threads->ExitThread(Ctx().get(), exit, &exited).ok());
+  EXPECT_EQ(exited.thread().state(), v1::THREAD_STATE_EXITED);
+  EXPECT_EQ(exited.thread().exit_status().code(), 7);
+  EXPECT_FALSE(std::ifstream(absl::StrCat("/proc/", t.pid(), "/stat")).good());
+}
+
+TEST_F(ThreadsTest, DisconnectEndsNonPersistentThreadsAndFreesFds) {
+  // The fixture's own connection is up before the count.
+  v1::ListThreadsResponse listed;
+  ASSERT_TRUE(client_.threads->ListThreads(Ctx().get(), {}, &listed).ok());
+  int fds_before = daemon_->CountFds();
+  std::vector<int> pidfds;
+  {
+    Client c = Connect();
+    for (int i = 0; i < 3; ++i) {
+      ThreadInfo t = Create(c);
+      ASSERT_GT(t.pid(), 0);
+      Allocate(c, t.id(), 4096);  // pointers go with their thread
+      pidfds.push_back(syscall(SYS_pidfd_open, t.pid(), 0));
+      ASSERT_GE(pidfds.back(), 0);
+    }
+  }
+  for (int pidfd : pidfds) {
+    EXPECT_TRUE(ExitsWithin(pidfd, absl::Seconds(10)));
+    close(pidfd);
+  }
+  // The daemon reaps and closes right after the kill; allow it a moment.
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (daemon_->CountFds() > fds_before && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_LE(daemon_->CountFds(), fds_before);
+  listed.Clear();
+  ASSERT_TRUE(client_.threads->ListThreads(Ctx().get(), {}, &listed).ok());
+  EXPECT_EQ(listed.threads_size(), 0);
+}
+
+TEST_F(ThreadsTest, PersistentThreadOutlivesItsConnection) {
+  std::string id;
+  pid_t pid;
+  {
+    Client c = Connect();
+    v1::CreateThreadRequest request;
+    request.set_persistent(true);
+    ThreadInfo t = Create(c, request);
+    id = t.id();
+    pid = t.pid();
+    EXPECT_TRUE(t.persistent());
+  }
+  // It still answers, from a new connection of the same identity.
+  Client c = Connect();
+  SyscallResult r;
+  ASSERT_TRUE(TrySys(c, id, SYS_getpid, {}, &r).ok());
+  EXPECT_EQ(r.value(), pid);
+  v1::ExitThreadRequest exit;
+  exit.set_id(id);
+  v1::ExitThreadResponse exited;
+  ASSERT_TRUE(c.threads->ExitThread(Ctx().get(), exit, &exited).ok());
+}
+
+TEST_F(ThreadsTest, NobodyCannotReachRootsThreadsOrPointers) {
+  ThreadInfo t = Create();
+  v1::Pointer p = Allocate(t.id(), 64);
+  EXPECT_THAT(Peer(kNobody, {"thread_syscall", t.id(), "39"}),
+              StartsWith("NOT_FOUND"));
+  EXPECT_THAT(Peer(kNobody, {"thread_get", t.id()}), StartsWith("NOT_FOUND"));
+  EXPECT_THAT(Peer(kNobody, {"thread_exit", t.id()}), StartsWith("NOT_FOUND"));
+  EXPECT_THAT(Peer(kNobody, {"mem_read", p.id()}), StartsWith("NOT_FOUND"));
+  EXPECT_THAT(Peer(kNobody, {"thread_list"}), StartsWith("OK n=0"));
+  // Root's own client can (admins can).
+  EXPECT_THAT(Peer(-1, {"thread_syscall", t.id(), "39"}),
+              StartsWith(absl::StrCat("OK value=", t.pid())));
+  EXPECT_EQ(Sys(t.id(), SYS_getpid).value(), t.pid());
+}
+
+TEST_F(ThreadsTest, NobodysThreadRunsAsNobodyAndCannotTouchRoot) {
+  std::string answer =
+      Peer(kNobody, {"thread_probe", absl::StrCat(getpid())});
+  EXPECT_EQ(answer,
+            "OK uid=65534 status_uid=65534 kill=EPERM process_vm_readv=EPERM\n");
+}
+
+TEST_F(ThreadsTest, NobodysUserNamespaceThreadIsRootInsideOnly) {
+  std::string answer =
+      Peer(kNobody, {"thread_probe", "--userns", absl::StrCat(getpid())});
+  EXPECT_EQ(answer,
+            "OK uid=0 status_uid=65534 kill=EPERM process_vm_readv=EPERM\n");
+}
+
+}  // namespace
+}  // namespace procwarp::testing
