@@ -255,6 +255,35 @@ TEST_F(ProcessesTest, NewSessionAndUtsNamespace) {
   EXPECT_TRUE(Remove(p.id()).ok());
 }
 
+TEST_F(ProcessesTest, PidNetAndMountNamespaces) {
+  SpawnRequest request = PipedSpawn(
+      {"/bin/sh", "-c",
+       "echo pid=$$; mount -t tmpfs none /mnt && touch /mnt/only-inside && ls /mnt"});
+  request.add_env("PATH=/usr/bin:/bin");
+  request.mutable_namespaces()->set_pid(true);
+  request.mutable_namespaces()->set_net(true);
+  request.mutable_namespaces()->set_mount(true);
+  ProcessInfo p = Spawn(request);
+  AttachOutcome out = AttachAndCollect(stub_.get(), p.id());
+  // pid 1 in its own pid namespace.
+  EXPECT_THAT(out.stdout_data, ::testing::StartsWith("pid=1\n")) << out.stderr_data;
+  EXPECT_THAT(out.stdout_data, HasSubstr("only-inside"));
+  EXPECT_EQ(out.exit.code(), 0) << out.stderr_data;
+  // The tmpfs stayed inside the child's mount namespace.
+  EXPECT_FALSE(std::filesystem::exists("/mnt/only-inside"));
+  EXPECT_TRUE(Remove(p.id()).ok());
+
+  // The network namespace: only the loopback device, and it is down.
+  SpawnRequest net = PipedSpawn({"/bin/cat", "/proc/net/dev"});
+  net.mutable_namespaces()->set_net(true);
+  ProcessInfo n = Spawn(net);
+  AttachOutcome devices = AttachAndCollect(stub_.get(), n.id());
+  std::vector<std::string> lines = absl::StrSplit(devices.stdout_data, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << devices.stdout_data;  // two header lines + lo
+  EXPECT_THAT(lines[2], HasSubstr("lo:"));
+  EXPECT_TRUE(Remove(n.id()).ok());
+}
+
 TEST_F(ProcessesTest, EventsReportLifecycle) {
   auto ctx = Ctx();
   auto events = stub_->Events(ctx.get(), {});
