@@ -2,8 +2,8 @@
  * procwarp-agent: the syscall server procwarpd runs as an "agent thread".
  *
  * It reads fixed-size requests from a unix socket, runs them (a raw syscall,
- * an in-band memory read or write, an fd transfer, exit) and answers each in
- * order; agent/protocol.h is the contract. It is freestanding C with its own
+ * an in-band memory read or write, an fd transfer, a clone of itself, exit)
+ * and answers each in order; agent/protocol.h is the contract. It is freestanding C with its own
  * entry point: no libc, so no TLS, no rseq registration, no atexit, no
  * malloc; a static PIE with no relocations, so it runs wherever it is loaded.
  * That keeps its footprint to its own image, its stack and the kernel state
@@ -423,18 +423,17 @@ static void do_write_mem(const struct pw_agent_request *req) {
   reply(req, (len > 0 && n == 0) ? -EFAULT : (int64_t)n, 0);
 }
 
-static void do_send_fd(const struct pw_agent_request *req) {
-  int64_t fd = (int64_t)req->args[0];
-  if (fd < 0 || fd > 0x7fffffff) {
-    reply(req, -EBADF, 0);
-    return;
-  }
+/* Writes the response (req's tag and op, `result`) by a sendmsg of its own
+ * that carries `fd` as SCM_RIGHTS. Returns 0, or the -errno of a sendmsg
+ * that sent nothing (then nothing was written and the caller replies). */
+static long reply_with_fd(const struct pw_agent_request *req, int64_t result,
+                          int fd) {
   /* The fd rides on a sendmsg of its own response alone, so the daemon can
    * tell which response it belongs to: the one whose first byte comes with
    * it. Earlier responses must therefore go out first. */
   flush_out();
   struct pw_agent_response resp = {
-      .result = fd, .tag = req->tag, .op = req->op, .payload_len = 0};
+      .result = result, .tag = req->tag, .op = req->op, .payload_len = 0};
   union {
     struct pw_cmsghdr align;
     unsigned char bytes[PW_CMSG_HDR_SIZE + PW_CMSG_ALIGN(sizeof(int))];
@@ -443,8 +442,7 @@ static void do_send_fd(const struct pw_agent_request *req) {
   control.align.len = PW_CMSG_HDR_SIZE + sizeof(int);
   control.align.level = PW_SOL_SOCKET;
   control.align.type = PW_SCM_RIGHTS;
-  int fd32 = (int)fd;
-  memcpy(control.bytes + PW_CMSG_HDR_SIZE, &fd32, sizeof(fd32));
+  memcpy(control.bytes + PW_CMSG_HDR_SIZE, &fd, sizeof(fd));
 
   struct pw_iovec iov = {.base = &resp, .len = sizeof(resp)};
   struct pw_msghdr msg = {.iov = &iov,
@@ -462,17 +460,111 @@ static void do_send_fd(const struct pw_agent_request *req) {
     break;
   }
   if (r == -EPIPE || r == -ECONNRESET) pw_exit(PW_AGENT_EXIT_EOF);
-  if (r < 0) {
-    /* Nothing was sent; the error is about the fd (EBADF, ETOOMANYREFS...).
-     * If it was really about the socket, the plain reply fails too. */
-    reply(req, r, 0);
-    return;
-  }
+  /* Nothing was sent; the error is about the fd (EBADF, ETOOMANYREFS...).
+   * If it was really about the socket, the plain reply fails too. */
+  if (r < 0) return r;
   if ((size_t)r < sizeof(resp)) {
     struct pw_iovec rest = {.base = (char *)&resp + r,
                             .len = sizeof(resp) - (size_t)r};
     send_all(&rest, 1, 0, 0);
   }
+  return 0;
+}
+
+static void do_send_fd(const struct pw_agent_request *req) {
+  int64_t fd = (int64_t)req->args[0];
+  if (fd < 0 || fd > 0x7fffffff) {
+    reply(req, -EBADF, 0);
+    return;
+  }
+  long r = reply_with_fd(req, fd, (int)fd);
+  if (r < 0) reply(req, r, 0);
+}
+
+/* Greets the daemon on g_sock: the first thing an agent (or a cloned child
+ * agent) writes. */
+static void send_hello(void) {
+  struct pw_agent_hello hello = {
+      .magic = PW_AGENT_MAGIC,
+      .version = PW_AGENT_PROTOCOL_VERSION,
+      .hello_size = sizeof(struct pw_agent_hello),
+      .request_size = sizeof(struct pw_agent_request),
+      .response_size = sizeof(struct pw_agent_response),
+      .pid = (int32_t)PW_SYSCALL0(__NR_getpid),
+      .socket_fd = g_sock,
+  };
+  append_out(&hello, sizeof(hello));
+  flush_out();
+}
+
+#define PW_CLONE_FILES 0x400ul
+#define PW_CLONE_PIDFD 0x1000ul
+#define PW_SIGCHLD 17
+#define PW_SIGKILL 9
+#define PW_PR_SET_PDEATHSIG 1
+#define PW_F_GETFD 1
+
+static void do_clone(const struct pw_agent_request *req) {
+  uint64_t flags = req->args[0];
+  int64_t child_sock = (int64_t)req->args[1];
+  if ((flags & ~(uint64_t)PW_CLONE_ALLOWED_FLAGS) != 0) {
+    reply(req, -EINVAL, 0);
+    return;
+  }
+  if (child_sock < 0 || child_sock > 0x7fffffff) {
+    reply(req, -EBADF, 0);
+    return;
+  }
+  if (child_sock == g_sock) {
+    reply(req, -EBUSY, 0);
+    return;
+  }
+  long valid = PW_SYSCALL2(__NR_fcntl, child_sock, PW_F_GETFD);
+  if (valid < 0) {
+    reply(req, valid, 0);
+    return;
+  }
+  /* The child starts with a copy of our buffers: send what is pending so it
+   * cannot send our responses again. */
+  flush_out();
+  int pidfd = -1;
+  /* x86-64 clone(flags, stack, parent_tid, child_tid, tls): CLONE_PIDFD
+   * stores the pidfd through parent_tid. No CLONE_VM and a null stack: the
+   * child runs on its own copy of this stack, returning 0 right here. */
+  long pid = PW_SYSCALL5(__NR_clone, flags | PW_CLONE_PIDFD | PW_SIGCHLD, 0,
+                         &pidfd, 0, 0);
+  if (pid < 0) {
+    reply(req, pid, 0);
+    return;
+  }
+  int shared_files = (flags & PW_CLONE_FILES) != 0;
+  if (pid == 0) {
+    /* The child: forget the parent's stream, serve on our own socket. */
+    int parent_sock = g_sock;
+    g_sock = (int)child_sock;
+    g_in_start = g_in_end = 0;
+    g_out_len = 0;
+    if (!shared_files) {
+      pw_close(parent_sock);
+      pw_close(pidfd);
+      for (unsigned i = 0; i < g_fd_count; ++i) {
+        pw_close(g_fds[(g_fd_head + i) % PW_AGENT_MAX_PENDING_FDS]);
+      }
+    }
+    g_fd_head = g_fd_count = 0;
+    PW_SYSCALL2(__NR_prctl, PW_PR_SET_PDEATHSIG, PW_SIGKILL);
+    send_hello();
+    return; /* back to the request loop, now on the child's socket */
+  }
+  if (!shared_files) pw_close((int)child_sock);
+  long r = reply_with_fd(req, pid, pidfd);
+  if (r < 0) {
+    /* The daemon cannot hold the child without its pidfd: end it. Its
+     * reaping is left to its parent (the daemon, under CLONE_PARENT). */
+    PW_SYSCALL4(__NR_pidfd_send_signal, pidfd, PW_SIGKILL, 0, 0);
+    reply(req, r, 0);
+  }
+  pw_close(pidfd);
 }
 
 static void do_recv_fd(const struct pw_agent_request *req) {
@@ -539,6 +631,9 @@ static void handle(const struct pw_agent_request *req) {
       reply(req, 0, 0);
       flush_out();
       pw_exit((int)req->args[0]);
+    case PW_OP_CLONE:
+      do_clone(req);
+      return;
     default:
       reply(req, -ENOSYS, 0);
       return;
@@ -571,17 +666,9 @@ void pw_agent_main(uint64_t *initial_sp) {
   }
   if (install_fault_handlers() != 0) pw_exit(PW_AGENT_EXIT_STARTUP);
 
-  struct pw_agent_hello hello = {
-      .magic = PW_AGENT_MAGIC,
-      .version = PW_AGENT_PROTOCOL_VERSION,
-      .hello_size = sizeof(struct pw_agent_hello),
-      .request_size = sizeof(struct pw_agent_request),
-      .response_size = sizeof(struct pw_agent_response),
-      .pid = (int32_t)PW_SYSCALL0(__NR_getpid),
-      .socket_fd = g_sock,
-  };
-  append_out(&hello, sizeof(hello));
-  flush_out();
+  /* A program this thread execve()s must not inherit the daemon's line. */
+  PW_SYSCALL3(__NR_fcntl, g_sock, PW_F_SETFD, PW_FD_CLOEXEC);
+  send_hello();
 
   for (;;) {
     in_fill(sizeof(struct pw_agent_request), 0);

@@ -6,6 +6,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -155,6 +156,12 @@ class Agent {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
+  }
+
+  // Wraps an agent this process did not start itself (a clone of another
+  // agent, made our child by CLONE_PARENT) and its socket.
+  static std::unique_ptr<Agent> Adopt(pid_t pid, UniqueFd sock) {
+    return std::unique_ptr<Agent>(new Agent(pid, std::move(sock)));
   }
 
   pid_t pid() const { return pid_; }
@@ -774,6 +781,77 @@ TEST(AgentTest, EofInsideRequestIsTruncation) {
 
 // The snapshot restorer runs the agent inside an address space it rebuilds:
 // the binary must be one self-contained, position-independent image.
+TEST(AgentTest, CloneStartsAChildAgentOnItsOwnSocket) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Agent> parent, StartReady());
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd ours(sv[0]);
+  UniqueFd theirs(sv[1]);
+  ASSERT_OK_AND_ASSIGN(
+      pw_agent_response resp,
+      parent->Call(
+          MakeRequest(PW_OP_RECV_FD, 0,
+                      {static_cast<uint64_t>(-1), PW_RECV_FD_CLOEXEC}, 1),
+          {}, theirs.get()));
+  ASSERT_GE(resp.result, 0);
+  const uint64_t child_sock = static_cast<uint64_t>(resp.result);
+  theirs.Reset();
+
+  // Refused: flags outside the allowed set, the agent's own socket, no fd.
+  ASSERT_OK_AND_ASSIGN(
+      resp,
+      parent->Call(MakeRequest(PW_OP_CLONE, 0, {CLONE_VM, child_sock}, 2), {}));
+  EXPECT_EQ(resp.result, -EINVAL);
+  ASSERT_OK_AND_ASSIGN(
+      resp,
+      parent->Call(
+          MakeRequest(PW_OP_CLONE, 0, {0, PW_AGENT_DEFAULT_SOCKET_FD}, 3), {}));
+  EXPECT_EQ(resp.result, -EBUSY);
+  ASSERT_OK_AND_ASSIGN(
+      resp, parent->Call(MakeRequest(PW_OP_CLONE, 0, {0, 9999}, 4), {}));
+  EXPECT_EQ(resp.result, -EBADF);
+
+  std::vector<UniqueFd> fds;
+  ASSERT_OK_AND_ASSIGN(
+      resp,
+      parent->Call(MakeRequest(PW_OP_CLONE, 0, {CLONE_PARENT, child_sock}, 5),
+                   {}, -1, &fds));
+  ASSERT_GT(resp.result, 0);
+  ASSERT_EQ(fds.size(), 1u);  // the child's pidfd
+  const pid_t child_pid = static_cast<pid_t>(resp.result);
+  std::unique_ptr<Agent> child = Agent::Adopt(child_pid, std::move(ours));
+  ASSERT_OK_AND_ASSIGN(pw_agent_hello hello, child->ReadHello());
+  EXPECT_EQ(hello.pid, child_pid);
+  EXPECT_EQ(hello.socket_fd, static_cast<int32_t>(child_sock));
+  ASSERT_OK_AND_ASSIGN(int64_t pid, child->Syscall(SYS_getpid));
+  EXPECT_EQ(pid, child_pid);
+  ASSERT_OK_AND_ASSIGN(int64_t ppid, child->Syscall(SYS_getppid));
+  EXPECT_EQ(ppid, getpid());  // CLONE_PARENT
+
+  // Copied fd tables: each keeps only its own socket, close-on-exec.
+  ASSERT_OK_AND_ASSIGN(
+      int64_t r,
+      child->Syscall(SYS_fcntl, {PW_AGENT_DEFAULT_SOCKET_FD, F_GETFD}));
+  EXPECT_EQ(r, -EBADF);
+  ASSERT_OK_AND_ASSIGN(r, child->Syscall(SYS_fcntl, {child_sock, F_GETFD}));
+  EXPECT_EQ(r, FD_CLOEXEC);
+  ASSERT_OK_AND_ASSIGN(r, parent->Syscall(SYS_fcntl, {child_sock, F_GETFD}));
+  EXPECT_EQ(r, -EBADF);
+  ASSERT_OK_AND_ASSIGN(
+      r, parent->Syscall(SYS_fcntl, {PW_AGENT_DEFAULT_SOCKET_FD, F_GETFD}));
+  EXPECT_EQ(r, FD_CLOEXEC);
+
+  // The pidfd names the child: it sees it exit.
+  ASSERT_OK_AND_ASSIGN(resp,
+                       child->Call(MakeRequest(PW_OP_EXIT, 0, {5}, 6), {}));
+  pollfd pfd = {fds[0].get(), POLLIN, 0};
+  EXPECT_EQ(poll(&pfd, 1, 10000), 1);
+  ASSERT_OK_AND_ASSIGN(int status, child->Wait());
+  EXPECT_EQ(ExitDescription(status), "exit 5");
+  ASSERT_OK_AND_ASSIGN(pid, parent->Syscall(SYS_getpid));
+  EXPECT_EQ(pid, parent->pid());
+}
+
 TEST(AgentTest, ElfIsStaticPieWithoutInterpreterTlsOrRelocations) {
   std::ifstream in(kAgentPath, std::ios::binary);
   ASSERT_TRUE(in) << kAgentPath;

@@ -14,7 +14,9 @@
  *   procwarp-agent [SOCKET_FD]
  *
  * The agent talks over one connected AF_UNIX SOCK_STREAM socket (normally one
- * end of a socketpair). It is file descriptor SOCKET_FD (decimal) when given,
+ * end of a socketpair). It marks the socket close-on-exec at start, so a
+ * program the thread execve()s does not inherit it (and the daemon sees EOF
+ * when an execve succeeds). It is file descriptor SOCKET_FD (decimal) when given,
  * else PW_AGENT_DEFAULT_SOCKET_FD (3). The agent touches no other descriptor
  * on its own, ignores its environment, and needs nothing mapped or open
  * beyond what the kernel gives an exec'd static PIE. A bad command line makes
@@ -110,6 +112,37 @@
  * PW_OP_EXIT       Reply (result 0), send every buffered response, then
  *                  exit_group(a[0]). The daemon sees the response, then EOF.
  *
+ * PW_OP_CLONE      Clone a child agent of this agent (rsyscall's ChildThread):
+ *                  a raw clone() without CLONE_VM, so the child has a copy of
+ *                  this agent's memory and, per a[0], a copy or a share of its
+ *                  fd table, and its namespaces.
+ *                  a[0]: clone flags, a subset of PW_CLONE_ALLOWED_FLAGS
+ *                        (others: -EINVAL). The agent adds CLONE_PIDFD and
+ *                        SIGCHLD as the exit signal.
+ *                  a[1]: the child's socket: an fd of this agent (installed
+ *                        with RECV_FD beforehand, close-on-exec), connected to
+ *                        the daemon; not the agent's own socket (-EBUSY).
+ *                  Every earlier response is sent first.
+ *                  result: the child's pid as this agent sees it, or -errno
+ *                  of clone() (nothing is created then). On success the
+ *                  response carries the child's pidfd as SCM_RIGHTS, exactly
+ *                  like SEND_FD, so the daemon names the child without a pid
+ *                  race; the agent closes its own copy.
+ *                  Without CLONE_FILES the parent closes a[1] and the child
+ *                  closes the parent's socket and any queued RECV_FD fds, so
+ *                  each agent keeps only its own socket; with CLONE_FILES
+ *                  both stay in the shared table.
+ *                  The child serves on a[1] as a fresh agent: it sets
+ *                  PR_SET_PDEATHSIG(SIGKILL), writes its own hello and then
+ *                  blocks reading requests. Nothing it does before the first
+ *                  request depends on its credentials, so a daemon that must
+ *                  write a new user namespace's uid_map/gid_map does so
+ *                  after the hello and before sending anything.
+ *                  With CLONE_PARENT the child becomes a child of this
+ *                  agent's parent (the daemon, which can then reap it);
+ *                  clone() refuses that (-EINVAL) in the init of a pid
+ *                  namespace.
+ *
  * ---------------------------------------------------------------------------
  * Agent exit status
  *
@@ -153,6 +186,7 @@ enum pw_agent_op {
   PW_OP_SEND_FD = 4,
   PW_OP_RECV_FD = 5,
   PW_OP_EXIT = 6,
+  PW_OP_CLONE = 7,
 };
 
 /* Bits of pw_agent_request.flags. */
@@ -162,6 +196,12 @@ enum pw_agent_op {
 
 /* Bits of args[1] of PW_OP_RECV_FD. */
 #define PW_RECV_FD_CLOEXEC 0x1u
+
+/* Flags PW_OP_CLONE accepts in args[0]: CLONE_PARENT, CLONE_FILES,
+ * CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
+ * CLONE_NEWNET (the kernel's values, spelled out so C++ users need no
+ * <linux/sched.h>). */
+#define PW_CLONE_ALLOWED_FLAGS 0x7c028400ull
 
 /* Agent exit statuses other than the code of an EXIT request. */
 #define PW_AGENT_EXIT_EOF 0

@@ -20,12 +20,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/bench_util.h"
-#include "bench/echo.grpc.pb.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/server_builder.h"
+#include "bench/echo_server.h"
 #include "tests/integration/daemon_harness.h"
-
-extern char** environ;
 
 namespace procwarp::bench {
 namespace {
@@ -33,57 +29,16 @@ namespace {
 using procwarp::testing::Ctx;
 using procwarp::testing::DaemonHarness;
 
-class EchoService final : public Echo::Service {
-  grpc::Status Echo(grpc::ServerContext*, const EchoRequest* request,
-                    EchoResponse* response) override {
-    response->set_payload(request->payload());
-    return grpc::Status::OK;
-  }
-};
-
-int ServeEcho(const std::string& socket_path) {
-  EchoService service;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
-  builder.RegisterService(&service);
-  auto server = builder.BuildAndStart();
-  if (!server) return 1;
-  server->Wait();
-  return 0;
-}
-
-// The echo server as a separate process, like the daemon.
-struct EchoServer {
-  pid_t pid = -1;
-  std::string socket_path;
-  std::unique_ptr<Echo::Stub> stub;
-
-  EchoServer(const std::string& self, const std::string& dir) {
-    socket_path = dir + "/echo.sock";
-    std::string mode = "--echo_server=" + socket_path;
-    char* argv[] = {const_cast<char*>(self.c_str()), mode.data(), nullptr};
-    posix_spawn(&pid, argv[0], nullptr, nullptr, argv, environ);
-    auto channel = grpc::CreateChannel("unix:" + socket_path,
-                                       grpc::InsecureChannelCredentials());
-    channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    stub = Echo::NewStub(channel);
-  }
-  ~EchoServer() {
-    kill(pid, SIGTERM);
-    waitpid(pid, nullptr, 0);
-  }
-};
-
 void CompareUnary(const std::string& self, DaemonHarness* daemon, int n) {
   EchoServer echo(self, daemon->dir());
   auto admin = daemon->Admin();
-  double echo_cpu = ProcessCpuMicros(echo.pid);
+  double echo_cpu = ProcessCpuMicros(echo.pid());
   Samples bare = Measure(n, n / 10, [&] {
     EchoRequest request;
     EchoResponse response;
-    echo.stub->Echo(Ctx().get(), request, &response);
+    echo.stub()->Echo(Ctx().get(), request, &response);
   });
-  echo_cpu = ProcessCpuMicros(echo.pid) - echo_cpu;
+  echo_cpu = ProcessCpuMicros(echo.pid()) - echo_cpu;
   double daemon_cpu = ProcessCpuMicros(daemon->pid());
   Samples status = Measure(n, n / 10, [&] {
     procwarp::v1::GetStatusResponse response;
@@ -132,17 +87,14 @@ void CompareSpawn(DaemonHarness* daemon, int n) {
 }
 
 int Main(int argc, char** argv) {
+  if (int code = MaybeServeEcho(argc, argv); code >= 0) return code;
   int iterations = 3000;
   for (int i = 1; i < argc; ++i) {
-    if (strncmp(argv[i], "--echo_server=", 14) == 0) return ServeEcho(argv[i] + 14);
     if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
       iterations = atoi(argv[++i]);
     }
   }
-  std::string self = "/proc/self/exe";
-  char path[4096];
-  ssize_t len = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  if (len > 0) self.assign(path, len);
+  std::string self = SelfPath();
 
   for (int cpu : {0, -1}) {
     PinToCpu(cpu);

@@ -163,7 +163,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
                           agent_launcher.status().ToString()));
   }
   ThreadTable threads(&agent_launcher, &sessions);
-  ThreadsService threads_service(&threads, &callers);
+  ThreadsService threads_service(&threads, &table, &callers);
   MemoryService memory_service(&threads, &callers);
   FilesService files_service(&threads, &callers);
 

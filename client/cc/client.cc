@@ -197,6 +197,56 @@ absl::StatusOr<std::vector<v1::ProcessInfo>> Client::List(bool all) const {
       std::make_move_iterator(response.mutable_processes()->end()));
 }
 
+absl::StatusOr<Thread> Client::CreateThread(
+    const ThreadOptions& options) const {
+  return CreateThread(options.ToRequest());
+}
+
+absl::StatusOr<Thread> Client::CreateThread(
+    const v1::CreateThreadRequest& request) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::CreateThreadResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->threads->CreateThread(&context, request, &response));
+  if (!status.ok()) return status;
+  return Thread(connection_, std::move(*response.mutable_thread()),
+                /*owned=*/true);
+}
+
+absl::StatusOr<v1::ThreadInfo> Client::GetThread(const std::string& id) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::GetThreadRequest request;
+  request.set_id(id);
+  v1::GetThreadResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->threads->GetThread(&context, request, &response));
+  if (!status.ok()) return status;
+  return std::move(*response.mutable_thread());
+}
+
+absl::StatusOr<Thread> Client::OpenThread(const std::string& id) const {
+  absl::StatusOr<v1::ThreadInfo> info = GetThread(id);
+  if (!info.ok()) return info.status();
+  return Thread(connection_, *std::move(info), /*owned=*/false);
+}
+
+absl::StatusOr<std::vector<v1::ThreadInfo>> Client::ListThreads(
+    bool all) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::ListThreadsRequest request;
+  request.set_all(all);
+  v1::ListThreadsResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->threads->ListThreads(&context, request, &response));
+  if (!status.ok()) return status;
+  return std::vector<v1::ThreadInfo>(
+      std::make_move_iterator(response.mutable_threads()->begin()),
+      std::make_move_iterator(response.mutable_threads()->end()));
+}
+
 EventStream Client::Events() const {
   auto context = std::make_unique<grpc::ClientContext>();
   std::unique_ptr<EventStream::Reader> reader =

@@ -23,6 +23,9 @@
 //   }
 //   // `process` goes out of scope here: the daemon forgets the process.
 //
+// Remote threads (rsyscall-style syscalls, memory and fds in processes the
+// daemon runs for us) are in thread.h, made by Client::CreateThread.
+//
 // Errors are absl::Status values carrying the daemon's gRPC code and message
 // (NOT_FOUND for an unknown id, PERMISSION_DENIED for someone else's
 // process, ...). Nothing here throws.
@@ -47,8 +50,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "client/cc/process.h"
+#include "client/cc/thread.h"
 #include "proto/procwarp/v1/admin.pb.h"
 #include "proto/procwarp/v1/processes.pb.h"
+#include "proto/procwarp/v1/threads.pb.h"
 
 namespace procwarp {
 
@@ -148,6 +153,24 @@ class Client {
 
   // The caller's processes; with `all`, every identity's (admins only).
   absl::StatusOr<std::vector<v1::ProcessInfo>> List(bool all = false) const;
+
+  // Starts an agent thread running as the caller; the returned handle owns
+  // it (see Thread in thread.h).
+  absl::StatusOr<Thread> CreateThread(
+      const ThreadOptions& options = {}) const;
+  absl::StatusOr<Thread> CreateThread(
+      const v1::CreateThreadRequest& request) const;
+
+  // The daemon's record of thread `id`.
+  absl::StatusOr<v1::ThreadInfo> GetThread(const std::string& id) const;
+
+  // A handle on an existing thread `id` (e.g. a persistent one made by an
+  // earlier connection) that does NOT own it.
+  absl::StatusOr<Thread> OpenThread(const std::string& id) const;
+
+  // The caller's threads; with `all`, every identity's (admins only).
+  absl::StatusOr<std::vector<v1::ThreadInfo>> ListThreads(
+      bool all = false) const;
 
   // Subscribes to process events. Events that happen before the daemon has
   // registered the subscription are not seen.

@@ -1,4 +1,4 @@
-// Channel setup shared by Client and Process (see connection.h).
+// Channel setup shared by Client and its handles (see connection.h).
 #include "client/cc/connection.h"
 
 #include <grpcpp/create_channel.h>
@@ -13,7 +13,10 @@ Connection::Connection(std::string path)
       channel(grpc::CreateChannel("unix:" + socket_path,
                                   grpc::InsecureChannelCredentials())),
       admin(v1::Admin::NewStub(channel)),
-      processes(v1::Processes::NewStub(channel)) {}
+      processes(v1::Processes::NewStub(channel)),
+      threads(v1::Threads::NewStub(channel)),
+      memory(v1::Memory::NewStub(channel)),
+      files(v1::Files::NewStub(channel)) {}
 
 void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
   if (timeout == absl::InfiniteDuration()) return;

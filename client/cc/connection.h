@@ -1,5 +1,5 @@
 // Internal to //client/cc:client. The channel and stubs shared by a Client and
-// every Process handle made from it, so handles stay usable after the Client
+// every Process, Thread, Pointer and FileDescriptor handle made from it, so handles stay usable after the Client
 // object is gone.
 #ifndef PROCWARP_CLIENT_CC_CONNECTION_H_
 #define PROCWARP_CLIENT_CC_CONNECTION_H_
@@ -12,7 +12,10 @@
 
 #include "absl/time/time.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
+#include "proto/procwarp/v1/files.grpc.pb.h"
+#include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
+#include "proto/procwarp/v1/threads.grpc.pb.h"
 
 namespace procwarp::internal {
 
@@ -27,6 +30,9 @@ struct Connection {
   const std::shared_ptr<grpc::Channel> channel;
   const std::unique_ptr<v1::Admin::Stub> admin;
   const std::unique_ptr<v1::Processes::Stub> processes;
+  const std::unique_ptr<v1::Threads::Stub> threads;
+  const std::unique_ptr<v1::Memory::Stub> memory;
+  const std::unique_ptr<v1::Files::Stub> files;
 };
 
 // Sets `context`'s deadline `timeout` from now; an infinite timeout leaves the

@@ -149,6 +149,7 @@ class Process {
 
  private:
   friend class Client;
+  friend class Thread;  // Thread::Exec turns a thread into a Process.
 
   Process(std::shared_ptr<internal::Connection> connection,
           v1::ProcessInfo info, bool owned);

@@ -2,12 +2,15 @@
 # End-to-end test of the procwarp CLI (and the C++ client example) against a
 # real procwarpd on a temporary socket: run in the foreground and detached,
 # ps, kill, wait, rm, attach, status, events, --json output, and the error
-# printed when no daemon is running.
+# printed when no daemon is running; `procwarp thread ...` and the thread
+# example against real agent threads.
 set -u
 
 readonly DAEMON="${PWD}/daemon/procwarpd"
 readonly CLI="${PWD}/client/cli/procwarp"
 readonly EXAMPLE="${PWD}/client/cc/spawn_and_wait"
+readonly THREAD_EXAMPLE="${PWD}/client/cc/thread_example"
+readonly AGENT="${PWD}/agent/procwarp-agent"
 # Unix socket paths must stay under 108 bytes: Bazel's TEST_TMPDIR may not.
 TMP="$(mktemp -d /tmp/procwarp_cli_test.XXXXXX)"
 readonly TMP
@@ -59,7 +62,7 @@ pw() {
 
 start_daemon() {
   "${DAEMON}" --socket "${SOCKET}" --socket_mode 0666 \
-    >"${TMP}/daemon.log" 2>&1 &
+    --agent_path "${AGENT}" >"${TMP}/daemon.log" 2>&1 &
   DAEMON_PID=$!
   # Readiness poll, bounded: the daemon answers once it serves the socket.
   for _ in $(seq 1 200); do
@@ -257,6 +260,92 @@ test_example() {
   expect_contains "spawn_and_wait: exit" "exit code 0" "${out}"
 }
 
+test_threads() {
+  local id out pid
+  id="$(pw thread create --name poke)"
+  expect_eq "thread create: exit code" 0 $?
+  [[ -n "${id}" ]] || fail "thread create printed no id"
+
+  out="$(pw thread ls)"
+  expect_contains "thread ls: header" "PERSISTENT" "${out}"
+  expect_contains "thread ls: lists the thread" "${id:0:12}" "${out}"
+  expect_contains "thread ls: running" "running" "${out}"
+  pid="$(pw --json thread ls | /usr/bin/python3 -c '
+import json, sys
+for t in json.load(sys.stdin)["threads"]:
+    if t["id"] == sys.argv[1]:
+        print(t["pid"])
+' "${id}")"
+  [[ -n "${pid}" ]] || fail "thread ls --json has no pid for ${id}"
+
+  expect_eq "thread syscall getpid is the listed pid" "${pid}" \
+    "$(pw thread syscall "${id}" getpid)"
+  expect_eq "thread syscall by number (39 = getpid)" "${pid}" \
+    "$(pw thread syscall "${id:0:10}" 39)"
+  expect_eq "thread syscall close 9999" "-1 EBADF (Bad file descriptor)" \
+    "$(pw thread syscall "${id}" close 9999)"
+  expect_eq "thread syscall with hex and negative args" \
+    "-1 EBADF (Bad file descriptor)" \
+    "$(pw thread syscall "${id}" fcntl -5 0x1)"
+  out="$(pw --json thread syscall "${id}" close 9999)"
+  echo "${out}" | is_json
+  expect_eq "thread syscall --json parses" 0 $?
+  expect_contains "thread syscall --json: errno name" '"EBADF"' "${out}"
+  out="$(pw thread syscall "${id}" no_such_call 2>&1)"
+  expect_eq "thread syscall unknown name: exit code" 1 $?
+  expect_contains "thread syscall unknown name: message" \
+    "unknown syscall 'no_such_call'" "${out}"
+
+  pw thread kill "${id}"
+  expect_eq "thread kill: exit code" 0 $?
+  local gone=1
+  for _ in $(seq 1 100); do
+    kill -0 "${pid}" 2>/dev/null || { gone=0; break; }
+    sleep 0.05
+  done
+  expect_eq "thread kill: the agent process is gone" 0 "${gone}"
+  out="$(pw thread ls)"
+  [[ "${out}" == *"${id:0:12}"* ]] && fail "thread ls still lists a killed thread"
+  out="$(pw thread syscall "${id}" getpid 2>&1)"
+  expect_eq "thread syscall after kill: exit code" 1 $?
+
+  out="$(pw --json thread create --userns --mountns)"
+  echo "${out}" | is_json
+  expect_eq "thread create --json parses" 0 $?
+  id="$(echo "${out}" | /usr/bin/python3 -c \
+    'import json, sys; print(json.load(sys.stdin)["thread"]["id"])')"
+  expect_contains "thread ls: namespaces" "user,mnt" "$(pw thread ls)"
+  pw thread kill "${id}"
+  expect_eq "thread kill of a namespaced thread" 0 $?
+}
+
+test_thread_exec() {
+  local id pid out process
+  id="$(pw thread create)"
+  pid="$(pw thread syscall "${id}" getpid)"
+  out="$(pw thread exec "${id}" -- /nonexistent/program 2>&1)"
+  expect_eq "thread exec of a missing program: exit code" 1 $?
+  expect_contains "thread exec of a missing program: message" "execve" "${out}"
+  process="$(pw thread exec -e A=1 "${id}" -- /bin/sh -c 'exit 6')"
+  expect_eq "thread exec: exit code" 0 $?
+  out="$(pw wait "${process}")"
+  expect_eq "thread exec: the process's exit code" 6 $?
+  expect_contains "thread exec: same pid" "${pid}" "$(pw ps)"
+  pw rm "${process}" >/dev/null
+  out="$(pw thread syscall "${id}" getpid 2>&1)"
+  expect_eq "thread syscall after exec: exit code" 1 $?
+}
+
+test_thread_example() {
+  local out
+  out="$("${THREAD_EXAMPLE}" "${SOCKET}")"
+  expect_eq "thread_example: exit code" 0 $?
+  expect_contains "thread_example: hostname" "hostname: $(cat /etc/hostname)" \
+    "${out}"
+  expect_contains "thread_example: pipe" "pipe: through the pipe" "${out}"
+  expect_contains "thread_example: errno" "close(9999): -1 EBADF" "${out}"
+}
+
 test_not_running
 start_daemon
 test_status
@@ -265,6 +354,9 @@ test_detached_lifecycle
 test_attach_replays_output
 test_events
 test_example
+test_threads
+test_thread_exec
+test_thread_example
 
 if [[ "${FAILURES}" -ne 0 ]]; then
   echo "${FAILURES} check(s) failed; daemon log:" >&2

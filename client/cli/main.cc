@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/cli/commands.h"
+#include "client/cli/thread_commands.h"
 
 namespace procwarp::cli {
 namespace {
@@ -24,6 +25,11 @@ struct CommandLine {
   bool attach_no_stdin = false;
   std::string signal = "TERM";
   bool rm_force = false;
+  ThreadCreateOptions thread_create;
+  bool thread_ls_all = false;
+  std::string syscall;
+  std::vector<std::string> syscall_args;
+  ThreadExecOptions thread_exec;
 };
 
 void AddRun(CLI::App& app, CommandLine& line) {
@@ -78,8 +84,88 @@ void AddOtherCommands(CLI::App& app, CommandLine& line) {
   app.add_subcommand("events", "Print process events as they happen");
 }
 
+void AddThreadCommands(CLI::App& app, CommandLine& line) {
+  CLI::App* thread = app.add_subcommand(
+      "thread", "Create and drive remote threads (syscalls in an agent process)");
+  thread->require_subcommand(1);
+
+  CLI::App* create = thread->add_subcommand(
+      "create", "Start a thread and print its id (kept until `thread kill`)");
+  create->add_flag("--persistent", line.thread_create.persistent,
+                   "Keep the thread after this command exits (always the "
+                   "case for threads made by the CLI)");
+  create->add_flag("--userns", line.thread_create.user_namespace,
+                   "In a new user namespace (uid 0 inside is you)");
+  create->add_flag("--mountns", line.thread_create.mount_namespace,
+                   "In a new mount namespace");
+  create->add_flag("--pidns", line.thread_create.pid_namespace,
+                   "In a new pid namespace");
+  create->add_flag("--netns", line.thread_create.net_namespace,
+                   "In a new network namespace");
+  create->add_flag("--utsns", line.thread_create.uts_namespace,
+                   "In a new UTS namespace");
+  create->add_flag("--ipcns", line.thread_create.ipc_namespace,
+                   "In a new IPC namespace");
+  create->add_option("--name", line.thread_create.name,
+                     "A label shown with the thread");
+
+  CLI::App* ls = thread->add_subcommand("ls", "List threads");
+  ls->add_flag("-a,--all", line.thread_ls_all,
+               "Every identity's threads (admins only)");
+
+  CLI::App* syscall = thread->add_subcommand(
+      "syscall", "Run one syscall in a thread and print its result");
+  syscall->add_option("id", line.id, "Thread id or unique prefix")->required();
+  syscall->add_option("syscall", line.syscall,
+                      "Name as strace prints it (getpid, close...) or number")
+      ->required();
+  syscall->add_option("args", line.syscall_args,
+                      "Integer arguments, decimal or 0x hex (at most 6)");
+  // Arguments such as -100 (AT_FDCWD) are values, not options.
+  syscall->positionals_at_end();
+
+  CLI::App* exec = thread->add_subcommand(
+      "exec",
+      "Run a program in a thread (execve), making it a managed process; "
+      "prints the process id");
+  exec->add_option("id", line.id,
+                   "Thread id or unique prefix (options go before it: "
+                   "everything after it belongs to the program)")
+      ->required();
+  exec->add_option("-e,--env", line.thread_exec.env,
+                   "Set NAME=VALUE (or pass NAME from this environment) in "
+                   "the program's environment; repeatable")
+      ->allow_extra_args(false);
+  exec->add_option("--name", line.thread_exec.name,
+                   "A label shown with the process");
+  exec->add_option("command", line.thread_exec.argv,
+                   "The program (absolute path, no PATH search) and its "
+                   "arguments")
+      ->required();
+  exec->positionals_at_end();
+
+  CLI::App* kill = thread->add_subcommand("kill", "End a thread");
+  kill->add_option("id", line.id, "Thread id or unique prefix")->required();
+}
+
+absl::StatusOr<int> DispatchThread(const CLI::App& thread,
+                                   const CommandLine& line) {
+  const std::string name = thread.get_subcommands().front()->get_name();
+  if (name == "create") return RunThreadCreate(line.global, line.thread_create);
+  if (name == "ls") return RunThreadLs(line.global, line.thread_ls_all);
+  if (name == "syscall") {
+    return RunThreadSyscall(line.global, line.id, line.syscall,
+                            line.syscall_args);
+  }
+  if (name == "exec") return RunThreadExec(line.global, line.id, line.thread_exec);
+  if (name == "kill") return RunThreadKill(line.global, line.id);
+  return absl::InternalError("unhandled thread subcommand " + name);
+}
+
 absl::StatusOr<int> Dispatch(const CLI::App& app, const CommandLine& line) {
-  const std::string name = app.get_subcommands().front()->get_name();
+  const CLI::App* command = app.get_subcommands().front();
+  const std::string name = command->get_name();
+  if (name == "thread") return DispatchThread(*command, line);
   if (name == "status") return RunStatus(line.global);
   if (name == "run") return RunRun(line.global, line.run);
   if (name == "ps") return RunPs(line.global, line.ps_all);
@@ -107,6 +193,7 @@ int Main(int argc, char** argv) {
   AddRun(app, line);
   AddIdCommands(app, line);
   AddOtherCommands(app, line);
+  AddThreadCommands(app, line);
 
   try {
     app.parse(argc, argv);

@@ -3,6 +3,10 @@
 
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 #include <sstream>
@@ -237,6 +241,146 @@ grpc::Status MemoryService::Maps(grpc::ServerContext* context,
     for (auto& m : mappings) *response->add_mappings() = std::move(m);
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<uint64_t> MemoryService::ScratchPage(AgentThread& thread) {
+  {
+    absl::MutexLock lock(&scratch_mu_);
+    auto it = scratch_.find(thread.id());
+    if (it != scratch_.end()) return it->second;
+  }
+  const uint64_t args[] = {0, 4096, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS,
+                           static_cast<uint64_t>(-1), 0};
+  absl::StatusOr<int64_t> mapped = thread.connection().Syscall(SYS_mmap, args);
+  RETURN_IF_ERROR(ExplainThreadError(thread, mapped.status()));
+  if (*mapped < 0 && *mapped >= -4095) {
+    return ErrnoStatus(static_cast<int>(-*mapped),
+                       absl::StrCat("mmap(scratch page) in ", thread.Name()));
+  }
+  absl::MutexLock lock(&scratch_mu_);
+  // Two first uses may race: keep one page; the other stays mapped unused
+  // (a page, for the thread's lifetime).
+  auto [it, inserted] =
+      scratch_.emplace(thread.id(), static_cast<uint64_t>(*mapped));
+  return it->second;
+}
+
+absl::Status MemoryService::DirectCopy(
+    const grpc::ServerContext* context,
+    const procwarp::v1::DirectMemoryRequest& request, bool to_client,
+    procwarp::v1::DirectMemoryResponse* response) {
+  const char* call = to_client ? "ReadToClient" : "WriteFromClient";
+  ASSIGN_OR_RETURN(std::shared_ptr<const Session> session,
+                   callers_->SessionOf(context));
+  const Identity& caller = session->identity;
+  ASSIGN_OR_RETURN(ResolvedPointer p,
+                   table_->FindPointer(request.pointer_id(), caller));
+  RETURN_IF_ERROR(
+      CheckPointerRange(p.pointer, request.offset(), request.length(), call));
+  if (request.client_address() == 0 && request.length() > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(call, ": client_address must not be 0"));
+  }
+  if (caller.pid <= 0 || session->peer_pidfd == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        call, ": only a local client (whose pid the daemon knows) can be "
+              "copied to directly; use ",
+        to_client ? "Read/ReadStream" : "Write/WriteStream"));
+  }
+  if (!PeerAlive(*session->peer_pidfd)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        call, ": the client process ", caller.pid, " has exited"));
+  }
+  if (request.length() == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(uint64_t scratch, ScratchPage(*p.thread));
+
+  // The thread's end is the "local" side of its process_vm_* call, the
+  // client's the "remote" one: process_vm_writev puts thread memory into the
+  // client (ReadToClient), process_vm_readv takes client memory into the
+  // thread (WriteFromClient).
+  const uint64_t thread_base = p.pointer.address() + request.offset();
+  uint64_t done = 0;
+  while (done < request.length()) {
+    const uint64_t left = request.length() - done;
+    iovec iovs[2] = {
+        {reinterpret_cast<void*>(thread_base + done), left},
+        {reinterpret_cast<void*>(request.client_address() + done), left}};
+    AgentCall calls[2];
+    calls[0].op = PW_OP_WRITE_MEM;
+    calls[0].payload =
+        absl::string_view(reinterpret_cast<const char*>(iovs), sizeof(iovs));
+    calls[0].args[0] = scratch;
+    calls[0].args[1] = sizeof(iovs);
+    const uint64_t args[] = {static_cast<uint64_t>(caller.pid), scratch, 1,
+                             scratch + sizeof(iovec), 1, 0};
+    calls[1] = AgentCall::Syscall(
+        to_client ? SYS_process_vm_writev : SYS_process_vm_readv, args);
+    std::vector<AgentReply> replies;
+    RETURN_IF_ERROR(ExplainThreadError(
+        *p.thread, p.thread->connection().Run(calls, &replies)));
+    if (replies[0].result != static_cast<int64_t>(sizeof(iovs))) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          call, ": the scratch page of ", p.thread->Name(), " at 0x",
+          absl::Hex(scratch), " is no longer writable"));
+    }
+    int64_t r = replies[1].result;
+    if (r == -EPERM || r == -EACCES) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          call, ": ", p.thread->Name(), " (uid ", p.thread->owner().uid,
+          ") may not access client process ", caller.pid,
+          " (the kernel refused process_vm_*: EPERM); use ",
+          to_client ? "Read/ReadStream" : "Write/WriteStream"));
+    }
+    if (r == -ESRCH) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          call, ": the client process ", caller.pid, " has exited"));
+    }
+    if (r == -EFAULT || r == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          call, ": copied ", done, " of ", request.length(),
+          " bytes; then either pointer ", p.pointer.id(), " at offset ",
+          request.offset() + done, " or the client's address 0x",
+          absl::Hex(request.client_address() + done),
+          " is not mapped with the access needed"));
+    }
+    if (r < 0) {
+      return ErrnoStatus(static_cast<int>(-r),
+                         absl::StrCat(call, ": ",
+                                      to_client ? "process_vm_writev"
+                                                : "process_vm_readv",
+                                      " in ", p.thread->Name(), " (client pid ",
+                                      caller.pid, ", length ", left, ")"));
+    }
+    done += static_cast<uint64_t>(r);
+  }
+  // The pid named the client during the copy only if the client did not
+  // exit meanwhile (a pid is reused only after its process is gone).
+  if (!PeerAlive(*session->peer_pidfd)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        call, ": the client process ", caller.pid, " exited during the copy"));
+  }
+  response->set_copied(done);
+  if (!to_client) {
+    Audit("memory_write_direct", caller,
+          {{"THREAD_ID", p.thread->id()},
+           {"POINTER_ID", p.pointer.id()},
+           {"LENGTH", absl::StrCat(done)}});
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status MemoryService::ReadToClient(
+    grpc::ServerContext* context, const procwarp::v1::DirectMemoryRequest* request,
+    procwarp::v1::DirectMemoryResponse* response) {
+  return ToGrpcStatus(DirectCopy(context, *request, /*to_client=*/true, response));
+}
+
+grpc::Status MemoryService::WriteFromClient(
+    grpc::ServerContext* context, const procwarp::v1::DirectMemoryRequest* request,
+    procwarp::v1::DirectMemoryResponse* response) {
+  return ToGrpcStatus(
+      DirectCopy(context, *request, /*to_client=*/false, response));
 }
 
 }  // namespace procwarp

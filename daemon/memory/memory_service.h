@@ -4,6 +4,12 @@
 #ifndef PROCWARP_DAEMON_MEMORY_MEMORY_SERVICE_H_
 #define PROCWARP_DAEMON_MEMORY_MEMORY_SERVICE_H_
 
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "daemon/server/caller_context.h"
 #include "daemon/thread/thread_table.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
@@ -37,8 +43,25 @@ class MemoryService final : public procwarp::v1::Memory::Service {
   grpc::Status Maps(grpc::ServerContext* context,
                     const procwarp::v1::MapsRequest* request,
                     procwarp::v1::MapsResponse* response) override;
+  grpc::Status ReadToClient(grpc::ServerContext* context,
+                            const procwarp::v1::DirectMemoryRequest* request,
+                            procwarp::v1::DirectMemoryResponse* response) override;
+  grpc::Status WriteFromClient(
+      grpc::ServerContext* context,
+      const procwarp::v1::DirectMemoryRequest* request,
+      procwarp::v1::DirectMemoryResponse* response) override;
 
  private:
+  // ReadToClient (to_client) and WriteFromClient.
+  absl::Status DirectCopy(const grpc::ServerContext* context,
+                          const procwarp::v1::DirectMemoryRequest& request,
+                          bool to_client,
+                          procwarp::v1::DirectMemoryResponse* response);
+  // A page in `thread` (mapped on first use) where the iovecs of direct
+  // copies are written, since the agent's syscalls take their arguments from
+  // its own memory.
+  absl::StatusOr<uint64_t> ScratchPage(AgentThread& thread);
+
   // Checks and performs one write; adds to response->written.
   absl::Status WriteOne(const Identity& caller,
                         const procwarp::v1::WriteMemoryRequest& request,
@@ -46,6 +69,10 @@ class MemoryService final : public procwarp::v1::Memory::Service {
 
   ThreadTable* table_;
   const CallerBindings* callers_;
+  absl::Mutex scratch_mu_;
+  // Thread id -> scratch page address. Ids are never reused, so an entry of
+  // a thread that has ended is only a few stale bytes.
+  std::map<std::string, uint64_t> scratch_ ABSL_GUARDED_BY(scratch_mu_);
 };
 
 // OUT_OF_RANGE unless [offset, offset+length) lies inside `pointer`.

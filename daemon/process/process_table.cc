@@ -28,16 +28,7 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
   }
   {
     absl::MutexLock lock(&mu_);
-    size_t owned = 0;
-    for (const auto& [id, p] : processes_) {
-      if (p->owner().OwnerKey() == caller.OwnerKey()) ++owned;
-    }
-    if (owned >= limits_.max_processes_per_identity) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "you already have ", owned, " managed processes (the limit is ",
-          limits_.max_processes_per_identity,
-          "); remove exited ones with Remove / `procwarp rm`"));
-    }
+    RETURN_IF_ERROR(CheckLimitLocked(caller));
   }
   ASSIGN_OR_RETURN(SpawnedChild child, SpawnChild(plan));
 
@@ -51,6 +42,44 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
   auto process = std::make_shared<ManagedProcess>(
       std::move(info), caller, std::move(child), limits_.output_buffer_bytes);
   {
+    absl::MutexLock lock(&mu_);
+    processes_[process->id()] = process;
+  }
+  PublishEvent(procwarp::v1::ProcessEvent::KIND_STARTED, *process);
+  Watch(process);
+  return process;
+}
+
+absl::Status ProcessTable::CheckLimitLocked(const Identity& caller) const {
+  size_t owned = 0;
+  for (const auto& [id, p] : processes_) {
+    if (p->owner().OwnerKey() == caller.OwnerKey()) ++owned;
+  }
+  if (owned >= limits_.max_processes_per_identity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "you already have ", owned, " managed processes (the limit is ",
+        limits_.max_processes_per_identity,
+        "); remove exited ones with Remove / `procwarp rm`"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Adopt(
+    pid_t pid, UniqueFd pidfd, const Identity& owner,
+    procwarp::v1::ProcessInfo info) {
+  SpawnedChild child;
+  child.pid = pid;
+  child.pidfd = std::move(pidfd);
+  info.set_id(NewHandleId());
+  info.set_uid(owner.uid);
+  info.set_gid(owner.gid);
+  *info.mutable_owner() = owner.ToProto();
+  auto process = std::make_shared<ManagedProcess>(
+      std::move(info), owner, std::move(child), limits_.output_buffer_bytes);
+  {
+    // No per-identity limit here: the program already runs (the thread it
+    // was counted against the thread limit), and refusing now would leave it
+    // running unmanaged.
     absl::MutexLock lock(&mu_);
     processes_[process->id()] = process;
   }

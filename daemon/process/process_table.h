@@ -8,6 +8,7 @@
 #define PROCWARP_DAEMON_PROCESS_PROCESS_TABLE_H_
 
 #include <sys/resource.h>
+#include <sys/types.h>
 
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "daemon/process/managed_process.h"
 #include "daemon/process/spawn_plan.h"
 #include "daemon/server/identity.h"
+#include "daemon/util/unique_fd.h"
 
 namespace procwarp {
 
@@ -43,6 +45,15 @@ class ProcessTable {
   absl::StatusOr<std::shared_ptr<ManagedProcess>> Spawn(
       const procwarp::v1::SpawnRequest& request, const Identity& caller);
 
+  // Takes over a running child of the daemon that was not spawned here (an
+  // agent thread that execve()d): `pidfd` refers to it and the daemon must
+  // be its parent, so it can be reaped. It has no stdio pipes; its output
+  // goes wherever its fds 1 and 2 point. `info` carries argv and labels.
+  // Not subject to the per-identity limit (the program is already running).
+  absl::StatusOr<std::shared_ptr<ManagedProcess>> Adopt(
+      pid_t pid, UniqueFd pidfd, const Identity& owner,
+      procwarp::v1::ProcessInfo info);
+
   // The process `id` if `caller` may access it; NOT_FOUND otherwise.
   absl::StatusOr<std::shared_ptr<ManagedProcess>> Find(
       absl::string_view id, const Identity& caller) const;
@@ -59,6 +70,8 @@ class ProcessTable {
   size_t running() const;
 
  private:
+  absl::Status CheckLimitLocked(const Identity& caller) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Watch(const std::shared_ptr<ManagedProcess>& process);
   void OnExit(const std::shared_ptr<ManagedProcess>& process);
   void PublishEvent(procwarp::v1::ProcessEvent::Kind kind,

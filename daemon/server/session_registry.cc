@@ -2,7 +2,10 @@
 #include "daemon/server/session_registry.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +19,33 @@
 #include "daemon/util/errno_status.h"
 
 namespace procwarp {
+namespace {
+
+// Linux 6.5+; older headers lack the name.
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+// The peer's pidfd. SO_PEERPIDFD names the very process that connected;
+// pidfd_open of the SO_PEERCRED pid is the fallback for older kernels (a
+// small window where that pid could already be another process, which the
+// kernel's own access checks on later use still cover).
+std::shared_ptr<const UniqueFd> OpenPeerPidfd(int socket_fd, pid_t pid) {
+  if (pid <= 0) return nullptr;
+  int pidfd = -1;
+  socklen_t len = sizeof(pidfd);
+  if (getsockopt(socket_fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0 ||
+      pidfd < 0) {
+    pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  }
+  if (pidfd < 0) return nullptr;
+  // SO_PEERPIDFD's fd is not close-on-exec everywhere; children must not
+  // inherit it.
+  fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  return std::make_shared<const UniqueFd>(pidfd);
+}
+
+}  // namespace
 
 SessionRegistry::SessionRegistry()
     : epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
@@ -38,6 +68,14 @@ SessionRegistry::~SessionRegistry() {
   watcher_.join();
 }
 
+bool PeerAlive(const UniqueFd& pidfd) {
+  if (!pidfd) return false;
+  // A pidfd polls readable once its process has exited.
+  pollfd pfd = {pidfd.get(), POLLIN, 0};
+  int n = poll(&pfd, 1, 0);
+  return n == 0;
+}
+
 absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Register(
     int fd, Identity identity) {
   struct stat st {};
@@ -52,6 +90,7 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Register(
   session->identity = std::move(identity);
   session->grpc_fd = fd;
   session->socket_inode = st.st_ino;
+  session->peer_pidfd = OpenPeerPidfd(fd, session->identity.pid);
 
   epoll_event ev{};
   ev.events = EPOLLRDHUP | EPOLLHUP | EPOLLERR;

@@ -37,7 +37,15 @@ struct Session {
   Identity identity;
   int grpc_fd = -1;     // the fd number gRPC owns and names in peer()
   ino_t socket_inode = 0;
+  // A pidfd of the peer process (SO_PEERPIDFD, else pidfd_open of the
+  // SO_PEERCRED pid at connect), so users of identity.pid can check it is
+  // still the same process: null for remote peers or when neither worked.
+  std::shared_ptr<const UniqueFd> peer_pidfd;
 };
+
+// True while the process behind `pidfd` has not exited (so its pid cannot
+// have been reused).
+bool PeerAlive(const UniqueFd& pidfd);
 
 class SessionRegistry {
  public:

@@ -228,7 +228,9 @@ void AgentConnection::Parse(absl::Span<const AgentCall> calls,
     bool current = resp.tag >= first_tag && resp.tag < first_tag + calls.size();
     size_t index = resp.tag - first_tag;
     UniqueFd fd;
-    if (resp.op == PW_OP_SEND_FD && resp.result >= 0 && !fds_.empty()) {
+    // SEND_FD and CLONE replies that succeeded carry one fd each.
+    if ((resp.op == PW_OP_SEND_FD || resp.op == PW_OP_CLONE) &&
+        resp.result >= 0 && !fds_.empty()) {
       fd = std::move(fds_.front());
       fds_.pop_front();
     }

@@ -49,7 +49,7 @@ struct AgentCall {
 struct AgentReply {
   // The raw kernel-style result: >= 0, or -errno.
   int64_t result = 0;
-  // SEND_FD: the fd the agent sent.
+  // SEND_FD: the fd the agent sent; CLONE: the child's pidfd.
   UniqueFd fd;
 };
 

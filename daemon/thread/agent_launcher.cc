@@ -2,6 +2,7 @@
 #include "daemon/thread/agent_launcher.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -10,6 +11,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -48,6 +50,37 @@ absl::StatusOr<UniqueFd> OpenAgent(const std::string& path) {
     return ErrnoStatus(errno, absl::StrCat("open(agent binary ", path, ")"));
   }
   return fd;
+}
+
+// The pid (in the daemon's pid namespace) of the process behind `pidfd`.
+absl::StatusOr<pid_t> PidOfPidfd(int pidfd) {
+  std::ifstream fdinfo(absl::StrCat("/proc/self/fdinfo/", pidfd));
+  std::string line;
+  while (std::getline(fdinfo, line)) {
+    if (line.rfind("Pid:", 0) == 0) {
+      int pid = atoi(line.c_str() + 4);
+      if (pid > 0) return pid;
+      break;
+    }
+  }
+  return absl::InternalError(
+      absl::StrCat("reading the pid of pidfd ", pidfd, " from fdinfo"));
+}
+
+absl::Status WriteProcFile(const std::string& path, const std::string& text) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("open(", path, ")"));
+  if (write(fd.get(), text.data(), text.size()) !=
+      static_cast<ssize_t>(text.size())) {
+    return ErrnoStatus(errno, absl::StrCat("write(", path, ", \"", text, "\")"));
+  }
+  return absl::OkStatus();
+}
+
+void KillAndReap(int pidfd) {
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  waitid(static_cast<idtype_t>(P_PIDFD), pidfd, &info, WEXITED);
 }
 
 }  // namespace
@@ -148,12 +181,93 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
       AgentConnection::Open(std::move(ours), agent.pidfd.get(), name);
   if (!connection.ok()) {
     // Never leave a half-started agent (or its zombie) behind.
-    syscall(SYS_pidfd_send_signal, agent.pidfd.get(), SIGKILL, nullptr, 0);
-    siginfo_t info{};
-    waitid(static_cast<idtype_t>(P_PIDFD), agent.pidfd.get(), &info, WEXITED);
+    KillAndReap(agent.pidfd.get());
     return connection.status();
   }
   agent.connection = *std::move(connection);
+  return agent;
+}
+
+absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
+    AgentConnection& parent, uint64_t clone_flags, const Identity& owner,
+    const std::string& name) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_STREAM)");
+  }
+  UniqueFd ours(sv[0]);
+  UniqueFd theirs(sv[1]);
+  GrowSocketBuffers(ours.get());
+  GrowSocketBuffers(theirs.get());
+
+  // The child's end goes into the parent first (close-on-exec, like every
+  // agent socket), then the parent clones. Two round trips: CLONE needs the
+  // fd number RECV_FD picked.
+  AgentCall recv;
+  recv.op = PW_OP_RECV_FD;
+  recv.args[0] = static_cast<uint64_t>(-1);
+  recv.args[1] = PW_RECV_FD_CLOEXEC;
+  recv.fd_to_pass = theirs.get();
+  std::vector<AgentReply> replies;
+  RETURN_IF_ERROR(parent.Run(absl::MakeConstSpan(&recv, 1), &replies));
+  theirs.Reset();
+  const int64_t child_sock = replies[0].result;
+  if (child_sock < 0) {
+    return ErrnoStatus(static_cast<int>(-child_sock),
+                       "RECV_FD(child socket) in the parent thread");
+  }
+  AgentCall clone;
+  clone.op = PW_OP_CLONE;
+  clone.flags = PW_REQ_FLUSH_FIRST;
+  clone.args[0] = clone_flags | CLONE_PARENT;
+  clone.args[1] = static_cast<uint64_t>(child_sock);
+  RETURN_IF_ERROR(parent.Run(absl::MakeConstSpan(&clone, 1), &replies));
+  const int64_t result = replies[0].result;
+  if (result < 0) {
+    // Nothing was created; the parent keeps the child's socket: drop it.
+    parent.Syscall(SYS_close, {static_cast<uint64_t>(child_sock)}).IgnoreError();
+    return ErrnoStatus(static_cast<int>(-result),
+                       absl::StrCat("clone(flags=", absl::Hex(clone_flags),
+                                    ") in the parent thread"));
+  }
+  // Under CLONE_FILES the shared table keeps the child's socket open for
+  // both agents; the parent must leave it alone (closing it would cut the
+  // child off), so it shows in the parent's fds too.
+  LaunchedAgent agent;
+  agent.pidfd = std::move(replies[0].fd);
+  if (!agent.pidfd) {
+    return absl::InternalError(
+        "clone in the parent thread: the reply carried no pidfd");
+  }
+  absl::StatusOr<pid_t> pid = PidOfPidfd(agent.pidfd.get());
+  if (!pid.ok()) {
+    KillAndReap(agent.pidfd.get());
+    return pid.status();
+  }
+  agent.pid = *pid;
+  absl::StatusOr<std::unique_ptr<AgentConnection>> connection =
+      AgentConnection::Open(std::move(ours), agent.pidfd.get(), name);
+  if (!connection.ok()) {
+    KillAndReap(agent.pidfd.get());
+    return connection.status();
+  }
+  agent.connection = *std::move(connection);
+  if ((clone_flags & CLONE_NEWUSER) != 0) {
+    // The daemon (root outside) writes the maps: no setgroups "deny" is
+    // needed, and the child cannot map anything but its owner.
+    std::string proc = absl::StrCat("/proc/", agent.pid);
+    absl::Status mapped =
+        WriteProcFile(proc + "/uid_map", absl::StrCat("0 ", owner.uid, " 1\n"));
+    if (mapped.ok()) {
+      mapped = WriteProcFile(proc + "/gid_map",
+                             absl::StrCat("0 ", owner.gid, " 1\n"));
+    }
+    if (!mapped.ok()) {
+      agent.connection.reset();
+      KillAndReap(agent.pidfd.get());
+      return mapped;
+    }
+  }
   return agent;
 }
 

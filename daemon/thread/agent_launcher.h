@@ -5,7 +5,9 @@
 // Agents must die with the daemon, so they get PR_SET_PDEATHSIG(SIGKILL).
 // The kernel sends that signal when the spawning *thread* exits, and gRPC's
 // worker threads come and go; so every agent is cloned from one dedicated
-// thread that lives as long as the launcher.
+// thread that lives as long as the launcher. Child agents (CloneChild) are
+// cloned with CLONE_PARENT, so they share that parent thread, and set
+// PDEATHSIG themselves.
 //
 // The agent binary is opened once (O_PATH) and executed through
 // /proc/self/fd/N, so an unprivileged caller's agent needs execute permission
@@ -62,6 +64,18 @@ class AgentLauncher {
   absl::StatusOr<LaunchedAgent> Launch(const procwarp::v1::Namespaces& namespaces,
                                        const Identity& caller,
                                        const std::string& name);
+
+  // Asks the agent behind `parent` to clone a child agent of itself
+  // (PW_OP_CLONE with CLONE_PARENT, so the child is the daemon's to reap)
+  // with `clone_flags` (CLONE_FILES, CLONE_NEW*), and reads its hello. For a
+  // new user namespace, writes the child's uid_map/gid_map as
+  // "0 <owner uid> 1" / "0 <owner gid> 1" before anything is sent to it
+  // (the child waits for its first request). Errors of the clone itself
+  // carry its errno.
+  absl::StatusOr<LaunchedAgent> CloneChild(AgentConnection& parent,
+                                           uint64_t clone_flags,
+                                           const Identity& owner,
+                                           const std::string& name);
 
  private:
   // Runs `task` on the spawning thread and waits for it.

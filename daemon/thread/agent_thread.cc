@@ -42,6 +42,8 @@ std::string AgentThread::Name() const {
 
 bool AgentThread::Reap(bool block) {
   if (exit_status_.has_value()) return true;
+  // The process is (or may become) the new program's: not ours to reap.
+  if (exec_state_ != ExecState::kNone) return false;
   siginfo_t info{};
   int r;
   do {
@@ -60,7 +62,33 @@ bool AgentThread::Reap(bool block) {
   return true;
 }
 
+absl::Status AgentThread::BeginExec() {
+  absl::MutexLock lock(&mu_);
+  if (exec_state_ != ExecState::kNone) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Name(), " is already exec'ing a program"));
+  }
+  if (Reap(/*block=*/false)) {
+    return absl::UnavailableError(
+        absl::StrCat(Name(), " ", Describe(*exit_status_)));
+  }
+  exec_state_ = ExecState::kInProgress;
+  return absl::OkStatus();
+}
+
+void AgentThread::EndExec(bool succeeded) {
+  absl::MutexLock lock(&mu_);
+  exec_state_ = succeeded ? ExecState::kDone : ExecState::kNone;
+}
+
 absl::Status AgentThread::CheckAlive(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (exec_state_ == ExecState::kDone) {
+      return absl::UnavailableError(
+          absl::StrCat(Name(), " became a managed process by Exec"));
+    }
+  }
   if (grace > absl::ZeroDuration()) {
     pollfd pfd = {agent_.pidfd.get(), POLLIN, 0};
     poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(grace)));
@@ -79,6 +107,10 @@ absl::Status AgentThread::WithLivePid(
     return absl::UnavailableError(
         absl::StrCat(Name(), " ", Describe(*exit_status_)));
   }
+  if (exec_state_ == ExecState::kDone) {
+    return absl::UnavailableError(
+        absl::StrCat(Name(), " became a managed process by Exec"));
+  }
   // Not reaped: even if it died just now, the pid is still its zombie's.
   return body(agent_.pid);
 }
@@ -87,7 +119,7 @@ void AgentThread::Exit(int code) {
   absl::Status status;
   {
     absl::ReaderMutexLock lock(&mu_);
-    if (exit_status_.has_value()) return;
+    if (exit_status_.has_value() || exec_state_ == ExecState::kDone) return;
   }
   AgentCall call;
   call.op = PW_OP_EXIT;
@@ -108,7 +140,7 @@ void AgentThread::Exit(int code) {
 
 void AgentThread::Kill() {
   absl::MutexLock lock(&mu_);
-  if (exit_status_.has_value()) return;
+  if (exit_status_.has_value() || exec_state_ == ExecState::kDone) return;
   syscall(SYS_pidfd_send_signal, agent_.pidfd.get(), SIGKILL, nullptr, 0);
   Reap(/*block=*/true);
 }
@@ -127,8 +159,12 @@ procwarp::v1::ThreadInfo AgentThread::Info() {
   info.set_created_unix_ns(created_unix_ns_);
   info.mutable_labels()->insert(request.labels().begin(),
                                 request.labels().end());
+  info.set_parent_thread_id(request.parent_thread_id());
+  info.set_shares_fd_table(request.share_fd_table());
   absl::MutexLock lock(&mu_);
-  if (Reap(/*block=*/false)) {
+  if (exec_state_ == ExecState::kDone) {
+    info.set_state(procwarp::v1::THREAD_STATE_EXITED);
+  } else if (Reap(/*block=*/false)) {
     info.set_state(procwarp::v1::THREAD_STATE_EXITED);
     *info.mutable_exit_status() = *exit_status_;
   } else {

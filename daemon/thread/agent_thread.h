@@ -60,6 +60,14 @@ class AgentThread {
   // UNAVAILABLE if it is gone already.
   absl::Status WithLivePid(const std::function<absl::Status(pid_t)>& body);
 
+  // Exec support. While an execve is under way the thread is never reaped
+  // here (the exit status is the new program's, for the process table), and
+  // once it has succeeded the thread is done: Kill/Exit leave the process
+  // alone and every use is UNAVAILABLE. BeginExec fails if the thread is
+  // gone or already exec'ing.
+  absl::Status BeginExec();
+  void EndExec(bool succeeded);
+
   // Asks the agent to exit_group(code); SIGKILL if it cannot. Reaps it.
   void Exit(int code);
   // SIGKILL and reap; idempotent.
@@ -78,6 +86,8 @@ class AgentThread {
   // Readers: users of the pid. Writer: the reaper.
   absl::Mutex mu_;
   std::optional<procwarp::v1::ExitStatus> exit_status_ ABSL_GUARDED_BY(mu_);
+  enum class ExecState { kNone, kInProgress, kDone };
+  ExecState exec_state_ ABSL_GUARDED_BY(mu_) = ExecState::kNone;
 };
 
 }  // namespace procwarp

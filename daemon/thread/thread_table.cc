@@ -1,6 +1,8 @@
 // See thread_table.h.
 #include "daemon/thread/thread_table.h"
 
+#include <sched.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -69,10 +71,45 @@ absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
   options.session_id = session_id;
   options.persistent = request.persistent();
   options.request = request;
-  ASSIGN_OR_RETURN(
-      LaunchedAgent agent,
-      launcher_->Launch(request.namespaces(), caller,
-                        absl::StrCat("thread ", options.id)));
+  const std::string name = absl::StrCat("thread ", options.id);
+  LaunchedAgent agent;
+  if (request.parent_thread_id().empty()) {
+    if (request.share_fd_table()) {
+      return absl::InvalidArgumentError(
+          "CreateThread: share_fd_table needs a parent_thread_id");
+    }
+    ASSIGN_OR_RETURN(agent,
+                     launcher_->Launch(request.namespaces(), caller, name));
+  } else {
+    // A child of one of the caller's threads; it acts with the parent's
+    // credentials, so it belongs to the parent's owner.
+    ASSIGN_OR_RETURN(std::shared_ptr<AgentThread> parent,
+                     Find(request.parent_thread_id(), caller));
+    RETURN_IF_ERROR(parent->CheckAlive());
+    options.owner = parent->owner();
+    const procwarp::v1::Namespaces& ns = request.namespaces();
+    uint64_t flags = 0;
+    if (request.share_fd_table()) flags |= CLONE_FILES;
+    if (ns.user()) flags |= CLONE_NEWUSER;
+    if (ns.mount()) flags |= CLONE_NEWNS;
+    if (ns.net()) flags |= CLONE_NEWNET;
+    if (ns.uts()) flags |= CLONE_NEWUTS;
+    if (ns.ipc()) flags |= CLONE_NEWIPC;
+    if (ns.pid()) flags |= CLONE_NEWPID;
+    absl::StatusOr<LaunchedAgent> child = launcher_->CloneChild(
+        parent->connection(), flags, options.owner, name);
+    if (!child.ok()) {
+      absl::Status status = child.status();
+      if (absl::IsUnavailable(status)) {
+        absl::Status alive = parent->CheckAlive(absl::Seconds(1));
+        if (!alive.ok()) status = alive;
+      }
+      return absl::Status(status.code(),
+                          absl::StrCat("CreateThread from parent ",
+                                       parent->Name(), ": ", status.message()));
+    }
+    agent = *std::move(child);
+  }
   auto thread = std::make_shared<AgentThread>(std::move(options),
                                               std::move(agent));
   absl::MutexLock lock(&mu_);

@@ -48,7 +48,10 @@ class ThreadTable {
   ThreadTable(const ThreadTable&) = delete;
   ThreadTable& operator=(const ThreadTable&) = delete;
 
-  // Starts a thread for `caller` on session `session_id`.
+  // Starts a thread for `caller` on session `session_id`: launched by the
+  // daemon, or cloned by request.parent_thread_id (which must be a thread
+  // `caller` may use: NOT_FOUND otherwise); a child belongs to its parent's
+  // owner.
   absl::StatusOr<std::shared_ptr<AgentThread>> Create(
       const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
       uint64_t session_id);

@@ -7,6 +7,12 @@
 // do to others is bounded by what its owner could do anyway.
 #include "daemon/thread/threads_service.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
@@ -19,6 +25,63 @@ constexpr int kMaxArgs = 6;
 // One Execute message may not hold more than this many syscalls: the
 // replies must fit a gRPC message and the agent's socket buffers.
 constexpr int kMaxBatch = 65536;
+// Most bytes of path, argv and env strings Exec writes into a thread (the
+// kernel's own limit is a quarter of the stack rlimit).
+constexpr size_t kMaxExecStrings = 1 << 20;
+
+// The strings and pointer arrays execve needs, laid out for one block of
+// thread memory at `base`: argv[] and envp[] (NULL-terminated), then the
+// NUL-terminated path, args and env strings.
+std::string ExecBlock(uint64_t base, const std::string& path,
+                      const procwarp::v1::ExecRequest& request) {
+  const size_t argc = request.argv_size();
+  const size_t envc = request.env_size();
+  const size_t arrays = (argc + 1 + envc + 1) * sizeof(uint64_t);
+  std::vector<uint64_t> pointers;
+  std::string strings;
+  auto add = [&](const std::string& s) {
+    uint64_t address = base + arrays + strings.size();
+    strings.append(s);
+    strings.push_back('\0');
+    return address;
+  };
+  add(path);
+  for (const std::string& arg : request.argv()) pointers.push_back(add(arg));
+  pointers.push_back(0);
+  for (const std::string& var : request.env()) pointers.push_back(add(var));
+  pointers.push_back(0);
+  std::string block(arrays, '\0');
+  memcpy(block.data(), pointers.data(), arrays);
+  return block + strings;
+}
+
+absl::Status ValidateExec(const procwarp::v1::ExecRequest& request) {
+  if (request.argv_size() == 0) {
+    return absl::InvalidArgumentError("Exec: argv is empty");
+  }
+  size_t total = request.path().size();
+  auto check = [&](const std::string& s, absl::string_view what) {
+    total += s.size() + 1;
+    if (s.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Exec: ", what, " contains a NUL byte"));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(check(request.path(), "path"));
+  for (const std::string& arg : request.argv()) {
+    RETURN_IF_ERROR(check(arg, "an argv string"));
+  }
+  for (const std::string& var : request.env()) {
+    RETURN_IF_ERROR(check(var, "an env string"));
+  }
+  if (total > kMaxExecStrings) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Exec: path, argv and env add up to ", total,
+                     " bytes; at most ", kMaxExecStrings));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ToAgentCall(const procwarp::v1::Syscall& syscall, int index,
                          AgentCall* call) {
@@ -177,6 +240,91 @@ grpc::Status ThreadsService::GetThread(
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->id(), caller));
     *response->mutable_thread() = thread->Info();
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
+                                  const procwarp::v1::ExecRequest* request,
+                                  procwarp::v1::ExecResponse* response) {
+  return WithCaller(*callers_, context, [&](const Identity& caller) {
+    RETURN_IF_ERROR(ValidateExec(*request));
+    ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
+    const std::string path =
+        request->path().empty() ? request->argv(0) : request->path();
+    AgentConnection& agent = thread->connection();
+
+    // Room for the strings in the thread; the size is known before the
+    // addresses are, since only pointers depend on the base.
+    const size_t size = ExecBlock(0, path, *request).size();
+    ASSIGN_OR_RETURN(int64_t base,
+                     agent.Syscall(SYS_mmap, {0, size, PROT_READ | PROT_WRITE,
+                                              MAP_PRIVATE | MAP_ANONYMOUS,
+                                              static_cast<uint64_t>(-1), 0}));
+    if (base < 0 && base >= -4095) {
+      return ErrnoStatus(
+          static_cast<int>(-base),
+          absl::StrCat("Exec: mmap(", size, ") in ", thread->Name()));
+    }
+    const uint64_t address = static_cast<uint64_t>(base);
+    const std::string block = ExecBlock(address, path, *request);
+    const size_t argc = request->argv_size();
+    const uint64_t argv = address;
+    const uint64_t envp = address + (argc + 1) * sizeof(uint64_t);
+    const uint64_t path_address =
+        address + (argc + 1 + request->env_size() + 1) * sizeof(uint64_t);
+
+    AgentCall calls[2];
+    calls[0].op = PW_OP_WRITE_MEM;
+    calls[0].args[0] = address;
+    calls[0].args[1] = block.size();
+    calls[0].payload = block;
+    calls[1] = AgentCall::Syscall(SYS_execve, {path_address, argv, envp});
+    // The agent's socket is close-on-exec: a successful execve shows up as
+    // EOF on it, with no reply.
+    calls[1].flags = PW_REQ_FLUSH_FIRST;
+    RETURN_IF_ERROR(thread->BeginExec());
+    std::vector<AgentReply> replies;
+    absl::Status run = agent.Run(calls, &replies);
+    if (run.ok()) {
+      thread->EndExec(/*succeeded=*/false);
+      agent.Syscall(SYS_munmap, {address, size}).IgnoreError();
+      int64_t result = replies[1].result;
+      if (replies[0].result != static_cast<int64_t>(block.size())) {
+        return absl::InternalError(absl::StrCat("Exec: writing argv/env into ",
+                                                thread->Name(), " gave ",
+                                                replies[0].result));
+      }
+      return ErrnoStatus(
+          result < 0 ? static_cast<int>(-result) : EIO,
+          absl::StrCat("Exec: execve(", path, ") in ", thread->Name()));
+    }
+    if (!absl::IsUnavailable(run)) {
+      thread->EndExec(/*succeeded=*/false);
+      return run;
+    }
+    // The stream ended without an answer: the program replaced the agent.
+    // (An agent killed at this very moment looks the same; the process
+    // table then reports how it died.)
+    thread->EndExec(/*succeeded=*/true);
+    table_->Remove(thread->id(), caller).IgnoreError();
+    UniqueFd pidfd(fcntl(thread->pidfd(), F_DUPFD_CLOEXEC, 0));
+    if (!pidfd) {
+      return ErrnoStatus(
+          errno, absl::StrCat("Exec: dup(pidfd of ", thread->Name(), ")"));
+    }
+    procwarp::v1::ProcessInfo info;
+    for (const std::string& arg : request->argv()) info.add_argv(arg);
+    *info.mutable_labels() = request->labels();
+    ASSIGN_OR_RETURN(auto process,
+                     processes_->Adopt(thread->pid(), std::move(pidfd),
+                                       thread->owner(), std::move(info)));
+    *response->mutable_process() = process->Info();
+    Audit("thread_exec", caller,
+          {{"THREAD_ID", thread->id()},
+           {"PROCESS_ID", process->id()},
+           {"TARGET_PID", absl::StrCat(thread->pid())},
+           {"PATH", path}});
     return absl::OkStatus();
   });
 }

@@ -1,9 +1,10 @@
 // ThreadsService: the gRPC face of the ThreadTable: create agent threads, run
 // syscalls in them (one at a time, or pipelined batches over Execute), end
-// and list them.
+// and list them, and turn them into managed processes by execve (Exec).
 #ifndef PROCWARP_DAEMON_THREAD_THREADS_SERVICE_H_
 #define PROCWARP_DAEMON_THREAD_THREADS_SERVICE_H_
 
+#include "daemon/process/process_table.h"
 #include "daemon/server/caller_context.h"
 #include "daemon/thread/thread_table.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
@@ -19,8 +20,10 @@ absl::Status ExplainThreadError(AgentThread& thread, absl::Status status);
 
 class ThreadsService final : public procwarp::v1::Threads::Service {
  public:
-  ThreadsService(ThreadTable* table, const CallerBindings* callers)
-      : table_(table), callers_(callers) {}
+  // Exec hands threads over to `processes`.
+  ThreadsService(ThreadTable* table, ProcessTable* processes,
+                 const CallerBindings* callers)
+      : table_(table), processes_(processes), callers_(callers) {}
 
   grpc::Status CreateThread(grpc::ServerContext* context,
                             const procwarp::v1::CreateThreadRequest* request,
@@ -41,9 +44,13 @@ class ThreadsService final : public procwarp::v1::Threads::Service {
   grpc::Status GetThread(grpc::ServerContext* context,
                          const procwarp::v1::GetThreadRequest* request,
                          procwarp::v1::GetThreadResponse* response) override;
+  grpc::Status Exec(grpc::ServerContext* context,
+                    const procwarp::v1::ExecRequest* request,
+                    procwarp::v1::ExecResponse* response) override;
 
  private:
   ThreadTable* table_;
+  ProcessTable* processes_;
   const CallerBindings* callers_;
 };
 

@@ -11,8 +11,8 @@
 //       run [--userns] [--as-uid U] ARGV... | churn N |
 //       events MILLIS |
 //       thread_syscall ID NR [ARGS...] | thread_get ID | thread_exit ID |
-//       thread_list | mem_read POINTER_ID |
-//       thread_probe [--userns] ROOT_PID
+//       thread_list | mem_read POINTER_ID | thread_child PARENT_ID |
+//       thread_probe [--userns] ROOT_PID | thread_child_userns
 #include <grp.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -148,6 +148,37 @@ std::string ThreadSyscall(procwarp::v1::Threads::Stub* stub,
   *status = stub->Syscall(Ctx().get(), request, &response);
   if (response.result().error() != 0) return response.result().error_name();
   return absl::StrCat(response.result().value());
+}
+
+// Creates a thread as this caller, then a child of it in a new user
+// namespace, and reports both uids as the threads see them and the child's
+// real uid outside.
+int ThreadChildUserns() {
+  auto threads = procwarp::v1::Threads::NewStub(Channel());
+  procwarp::v1::CreateThreadRequest create;
+  procwarp::v1::CreateThreadResponse parent;
+  grpc::Status s = threads->CreateThread(Ctx().get(), create, &parent);
+  if (!s.ok()) return Print(s);
+  create.set_parent_thread_id(parent.thread().id());
+  create.mutable_namespaces()->set_user(true);
+  procwarp::v1::CreateThreadResponse child;
+  s = threads->CreateThread(Ctx().get(), create, &child);
+  if (!s.ok()) return Print(s);
+  std::string parent_uid =
+      ThreadSyscall(threads.get(), parent.thread().id(), SYS_getuid, {}, &s);
+  if (!s.ok()) return Print(s);
+  std::string child_uid =
+      ThreadSyscall(threads.get(), child.thread().id(), SYS_getuid, {}, &s);
+  if (!s.ok()) return Print(s);
+  int status_uid = -1;
+  std::ifstream proc_status(
+      absl::StrCat("/proc/", child.thread().pid(), "/status"));
+  std::string line;
+  while (std::getline(proc_status, line)) {
+    if (line.rfind("Uid:", 0) == 0) status_uid = atoi(line.c_str() + 4);
+  }
+  return Print(s, absl::StrCat("parent_uid=", parent_uid, " child_uid=",
+                               child_uid, " child_status_uid=", status_uid));
 }
 
 // Creates a thread as this (unprivileged) caller and reports what it is and
@@ -316,6 +347,12 @@ int main(int argc, char** argv) {
     procwarp::v1::ExitThreadResponse r;
     return Print(threads->ExitThread(Ctx().get(), q, &r));
   }
+  if (op == "thread_child") {
+    procwarp::v1::CreateThreadRequest q;
+    q.set_parent_thread_id(id);
+    procwarp::v1::CreateThreadResponse r;
+    return Print(threads->CreateThread(Ctx().get(), q, &r));
+  }
   if (op == "thread_list") {
     procwarp::v1::ListThreadsResponse r;
     grpc::Status s = threads->ListThreads(Ctx().get(), {}, &r);
@@ -334,6 +371,7 @@ int main(int argc, char** argv) {
     if (rest.empty()) return 2;
     return ThreadProbe(userns, atoi(rest[0].c_str()));
   }
+  if (op == "thread_child_userns") return ThreadChildUserns();
   if (op == "events") return Events(atoi(id.c_str()));
   fprintf(stderr, "unknown op %s\n", op.c_str());
   return 2;

@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "proto/procwarp/v1/files.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
+#include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
 #include "tests/integration/daemon_harness.h"
 
@@ -50,6 +51,7 @@ struct Client {
   std::unique_ptr<Threads::Stub> threads;
   std::unique_ptr<Memory::Stub> memory;
   std::unique_ptr<Files::Stub> files;
+  std::unique_ptr<v1::Processes::Stub> processes;
 };
 
 // True once the process behind `pidfd` has exited, waiting up to `timeout`.
@@ -85,6 +87,7 @@ class ThreadsTest : public ::testing::Test {
     c.threads = Threads::NewStub(c.channel);
     c.memory = Memory::NewStub(c.channel);
     c.files = Files::NewStub(c.channel);
+    c.processes = v1::Processes::NewStub(c.channel);
     return c;
   }
 
@@ -595,6 +598,274 @@ TEST_F(ThreadsTest, NobodysUserNamespaceThreadIsRootInsideOnly) {
       Peer(kNobody, {"thread_probe", "--userns", absl::StrCat(getpid())});
   EXPECT_EQ(answer,
             "OK uid=0 status_uid=65534 kill=EPERM process_vm_readv=EPERM\n");
+}
+
+// ---------------------------------------------------------------------------
+// Child threads: cloned by an agent thread (rsyscall's ChildThread).
+
+TEST_F(ThreadsTest, ChildWithCopiedFdTableUsesTheParentsFds) {
+  ThreadInfo parent = Create();
+  v1::Pointer fds = Allocate(parent.id(), 8);
+  ASSERT_EQ(Sys(parent.id(), SYS_pipe2,
+                {static_cast<int64_t>(fds.address()), O_CLOEXEC})
+                .error(),
+            0);
+  std::string raw;
+  ASSERT_TRUE(Read(fds, 0, 8, &raw).ok());
+  int pipe_fds[2];
+  memcpy(pipe_fds, raw.data(), 8);
+  const std::string message = "from the parent";
+  int64_t source = PutString(parent.id(), message);
+  ASSERT_EQ(Sys(parent.id(), SYS_write,
+                {pipe_fds[1], source, static_cast<int64_t>(message.size())})
+                .value(),
+            static_cast<int64_t>(message.size()));
+
+  v1::CreateThreadRequest request;
+  request.set_parent_thread_id(parent.id());
+  ThreadInfo child = Create(request);
+  ASSERT_FALSE(child.id().empty());
+  EXPECT_NE(child.pid(), parent.pid());
+  EXPECT_EQ(child.parent_thread_id(), parent.id());
+  EXPECT_FALSE(child.shares_fd_table());
+  EXPECT_EQ(Sys(child.id(), SYS_getpid).value(), child.pid());
+  // CLONE_PARENT: the daemon's child, like every other thread.
+  std::ifstream stat(absl::StrCat("/proc/", child.pid(), "/stat"));
+  std::string content((std::istreambuf_iterator<char>(stat)), {});
+  std::vector<std::string> fields =
+      absl::StrSplit(content.substr(content.rfind(')') + 2), ' ');
+  EXPECT_EQ(atoi(fields[1].c_str()), daemon_->pid());
+
+  // The child reads what the parent wrote, through its copy of the fd; the
+  // memory it reads into is its own copy of the parent's.
+  SyscallResult r = Sys(child.id(), SYS_read,
+                        {pipe_fds[0], static_cast<int64_t>(fds.address()), 8});
+  ASSERT_EQ(r.value(), 8);
+  // A copied table: closing the read end in the child leaves the parent's.
+  ASSERT_EQ(Sys(child.id(), SYS_close, {pipe_fds[0]}).error(), 0);
+  EXPECT_EQ(Sys(parent.id(), SYS_fcntl, {pipe_fds[0], F_GETFD}).error(), 0);
+  EXPECT_EQ(Sys(child.id(), SYS_fcntl, {pipe_fds[0], F_GETFD}).error(), EBADF);
+}
+
+TEST_F(ThreadsTest, ChildWithSharedFdTableShowsItsFdsInTheParent) {
+  ThreadInfo parent = Create();
+  v1::CreateThreadRequest request;
+  request.set_parent_thread_id(parent.id());
+  request.set_share_fd_table(true);
+  ThreadInfo child = Create(request);
+  ASSERT_FALSE(child.id().empty());
+  EXPECT_TRUE(child.shares_fd_table());
+
+  v1::Pointer fds = Allocate(child.id(), 8);
+  ASSERT_EQ(Sys(child.id(), SYS_pipe2,
+                {static_cast<int64_t>(fds.address()), O_CLOEXEC})
+                .error(),
+            0);
+  std::string raw;
+  ASSERT_TRUE(Read(fds, 0, 8, &raw).ok());
+  int pipe_fds[2];
+  memcpy(pipe_fds, raw.data(), 8);
+  const std::string message = "from the child";
+  int64_t source = PutString(child.id(), message);
+  ASSERT_EQ(Sys(child.id(), SYS_write,
+                {pipe_fds[1], source, static_cast<int64_t>(message.size())})
+                .value(),
+            static_cast<int64_t>(message.size()));
+  // The parent reads it through the same fd numbers.
+  v1::Pointer into = Allocate(parent.id(), 64);
+  SyscallResult r =
+      Sys(parent.id(), SYS_read,
+          {pipe_fds[0], static_cast<int64_t>(into.address()), 64});
+  ASSERT_EQ(r.value(), static_cast<int64_t>(message.size()));
+  std::string got;
+  ASSERT_TRUE(Read(into, 0, message.size(), &got).ok());
+  EXPECT_EQ(got, message);
+}
+
+TEST_F(ThreadsTest, ChildInNewUserNamespaceIsRootInside) {
+  ThreadInfo parent = Create();
+  v1::CreateThreadRequest request;
+  request.set_parent_thread_id(parent.id());
+  request.mutable_namespaces()->set_user(true);
+  ThreadInfo child = Create(request);
+  ASSERT_FALSE(child.id().empty());
+  EXPECT_EQ(Sys(child.id(), SYS_getuid).value(), 0);
+  std::ifstream map(absl::StrCat("/proc/", child.pid(), "/uid_map"));
+  std::string line;
+  std::getline(map, line);
+  EXPECT_EQ(
+      std::vector<std::string>(absl::StrSplit(line, ' ', absl::SkipEmpty())),
+      (std::vector<std::string>{"0", "0", "1"}));
+  char parent_ns[64] = {}, child_ns[64] = {};
+  ASSERT_GT(readlink(absl::StrCat("/proc/", parent.pid(), "/ns/user").c_str(),
+                     parent_ns, sizeof(parent_ns) - 1),
+            0);
+  ASSERT_GT(readlink(absl::StrCat("/proc/", child.pid(), "/ns/user").c_str(),
+                     child_ns, sizeof(child_ns) - 1),
+            0);
+  EXPECT_STRNE(parent_ns, child_ns);
+  // An unprivileged caller's child becomes root inside only.
+  EXPECT_EQ(Peer(kNobody, {"thread_child_userns"}),
+            "OK parent_uid=65534 child_uid=0 child_status_uid=65534\n");
+}
+
+TEST_F(ThreadsTest, ChildOfMountNamespaceThreadSeesItsTmpfs) {
+  std::string dir = MakeTempDir();
+  v1::CreateThreadRequest request;
+  request.mutable_namespaces()->set_user(true);
+  request.mutable_namespaces()->set_mount(true);
+  ThreadInfo parent = Create(request);
+  int64_t source = PutString(parent.id(), "procwarp-tmpfs");
+  int64_t target = PutString(parent.id(), dir);
+  int64_t type = PutString(parent.id(), "tmpfs");
+  SyscallResult r = Sys(parent.id(), SYS_mount, {source, target, type, 0, 0});
+  ASSERT_EQ(r.error(), 0) << r.error_name();
+  int64_t inside = PutString(parent.id(), dir + "/made-inside");
+  ASSERT_EQ(Sys(parent.id(), SYS_mkdirat, {AT_FDCWD, inside, 0755}).error(), 0);
+
+  v1::CreateThreadRequest child_request;
+  child_request.set_parent_thread_id(parent.id());
+  ThreadInfo child = Create(child_request);
+  ASSERT_FALSE(child.id().empty());
+  // `inside` is at the same address in the child's copy of the memory.
+  EXPECT_EQ(Sys(child.id(), SYS_faccessat, {AT_FDCWD, inside, F_OK}).error(),
+            0);
+  struct stat st;
+  EXPECT_NE(stat((dir + "/made-inside").c_str(), &st), 0);
+  rmdir(dir.c_str());
+}
+
+TEST_F(ThreadsTest, NobodyCannotUseRootsThreadAsParent) {
+  ThreadInfo t = Create();
+  EXPECT_THAT(Peer(kNobody, {"thread_child", t.id()}), StartsWith("NOT_FOUND"));
+  v1::CreateThreadRequest request;
+  request.set_share_fd_table(true);
+  v1::CreateThreadResponse response;
+  EXPECT_EQ(client_.threads->CreateThread(Ctx().get(), request, &response)
+                .error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ThreadsTest, KillingTheParentLeavesTheChildWorking) {
+  for (bool shared : {false, true}) {
+    ThreadInfo parent = Create();
+    v1::CreateThreadRequest request;
+    request.set_parent_thread_id(parent.id());
+    request.set_share_fd_table(shared);
+    ThreadInfo child = Create(request);
+    ASSERT_FALSE(child.id().empty());
+    int pidfd = syscall(SYS_pidfd_open, parent.pid(), 0);
+    ASSERT_GE(pidfd, 0);
+    ASSERT_EQ(kill(parent.pid(), SIGKILL), 0);
+    ASSERT_TRUE(ExitsWithin(pidfd, absl::Seconds(10)));
+    close(pidfd);
+    EXPECT_EQ(Sys(child.id(), SYS_getpid).value(), child.pid()) << shared;
+    SyscallResult ignored;
+    EXPECT_EQ(
+        TrySys(client_, parent.id(), SYS_getpid, {}, &ignored).error_code(),
+        grpc::StatusCode::UNAVAILABLE);
+    // A dead parent cannot have children: a clear error, not a hang.
+    v1::CreateThreadRequest orphan;
+    orphan.set_parent_thread_id(parent.id());
+    v1::CreateThreadResponse response;
+    EXPECT_EQ(client_.threads->CreateThread(Ctx().get(), orphan, &response)
+                  .error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Exec: a thread becomes a managed process.
+
+TEST_F(ThreadsTest, ExecCatWithAnInheritedPipeAsStdin) {
+  ThreadInfo t = Create();
+  v1::Pointer fds = Allocate(t.id(), 16);
+  const int64_t at = static_cast<int64_t>(fds.address());
+  ASSERT_EQ(Sys(t.id(), SYS_pipe2, {at, O_CLOEXEC}).error(), 0);
+  ASSERT_EQ(Sys(t.id(), SYS_pipe2, {at + 8, O_CLOEXEC}).error(), 0);
+  std::string raw;
+  ASSERT_TRUE(Read(fds, 0, 16, &raw).ok());
+  int in[2], out[2];
+  memcpy(in, raw.data(), 8);
+  memcpy(out, raw.data() + 8, 8);
+
+  // A failed execve is the RPC's error and leaves the thread usable.
+  v1::ExecRequest exec;
+  exec.set_thread_id(t.id());
+  exec.set_path("/nonexistent/procwarp-cat");
+  exec.add_argv("cat");
+  v1::ExecResponse execed;
+  grpc::Status s = client_.threads->Exec(Ctx().get(), exec, &execed);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("execve"));
+  EXPECT_EQ(Sys(t.id(), SYS_getpid).value(), t.pid());
+
+  // stdin: the read end of `in`; stdout: the write end of `out` (dup3
+  // without O_CLOEXEC, so they survive the exec; the originals do not).
+  ASSERT_EQ(Sys(t.id(), SYS_dup3, {in[0], 0, 0}).value(), 0);
+  ASSERT_EQ(Sys(t.id(), SYS_dup3, {out[1], 1, 0}).value(), 1);
+  // The other ends live on in a child thread that keeps them.
+  v1::CreateThreadRequest child_request;
+  child_request.set_parent_thread_id(t.id());
+  ThreadInfo w = Create(child_request);
+  ASSERT_FALSE(w.id().empty());
+
+  exec.set_path("/bin/cat");
+  (*exec.mutable_labels())["via"] = "exec";
+  s = client_.threads->Exec(Ctx().get(), exec, &execed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const v1::ProcessInfo& process = execed.process();
+  EXPECT_EQ(process.pid(), t.pid());
+  EXPECT_EQ(process.state(), v1::PROCESS_STATE_RUNNING);
+  EXPECT_EQ(process.labels().at("via"), "exec");
+  // The thread handle is gone.
+  SyscallResult ignored;
+  EXPECT_EQ(TrySys(client_, t.id(), SYS_getpid, {}, &ignored).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  // cat holds no agent socket (it is close-on-exec), nor the pipes' other
+  // ends: only what was dup3()ed without O_CLOEXEC.
+  for (int fd = 0; fd < 64; ++fd) {
+    char link[256] = {};
+    if (readlink(absl::StrCat("/proc/", t.pid(), "/fd/", fd).c_str(), link,
+                 sizeof(link) - 1) < 0) {
+      continue;
+    }
+    EXPECT_FALSE(absl::StartsWith(link, "socket:")) << fd << " " << link;
+  }
+
+  v1::ListProcessesResponse listed;
+  ASSERT_TRUE(client_.processes->List(Ctx().get(), {}, &listed).ok());
+  bool found = false;
+  for (const auto& p : listed.processes()) found |= p.id() == process.id();
+  EXPECT_TRUE(found);
+
+  const std::string message = "through cat\n";
+  int64_t source = PutString(w.id(), message);
+  ASSERT_EQ(Sys(w.id(), SYS_write,
+                {in[1], source, static_cast<int64_t>(message.size())})
+                .value(),
+            static_cast<int64_t>(message.size()));
+  ASSERT_EQ(Sys(w.id(), SYS_close, {in[1]}).error(), 0);  // cat sees EOF
+  v1::Pointer into = Allocate(w.id(), 64);
+  std::string got;
+  while (got.size() < message.size()) {
+    SyscallResult r = Sys(w.id(), SYS_read,
+                          {out[0], static_cast<int64_t>(into.address()), 64});
+    ASSERT_GT(r.value(), 0) << r.error_name();
+    std::string chunk;
+    ASSERT_TRUE(Read(into, 0, r.value(), &chunk).ok());
+    got += chunk;
+  }
+  EXPECT_EQ(got, message);
+
+  v1::WaitRequest wait;
+  wait.set_id(process.id());
+  v1::WaitResponse waited;
+  s = client_.processes->Wait(Ctx().get(), wait, &waited);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(waited.process().state(), v1::PROCESS_STATE_EXITED);
+  EXPECT_FALSE(waited.process().exit_status().has_signal());
+  EXPECT_EQ(waited.process().exit_status().code(), 0);
 }
 
 }  // namespace

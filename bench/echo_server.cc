@@ -1,0 +1,79 @@
+// See echo_server.h.
+#include "bench/echo_server.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/server_builder.h"
+
+extern char** environ;
+
+namespace procwarp::bench {
+namespace {
+
+constexpr char kFlag[] = "--echo_server=";
+
+class EchoService final : public Echo::Service {
+  grpc::Status Echo(grpc::ServerContext*, const EchoRequest* request,
+                    EchoResponse* response) override {
+    response->set_payload(request->payload());
+    return grpc::Status::OK;
+  }
+};
+
+int ServeEcho(const std::string& socket_path) {
+  EchoService service;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socket_path,
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  auto server = builder.BuildAndStart();
+  if (!server) return 1;
+  server->Wait();
+  return 0;
+}
+
+}  // namespace
+
+int MaybeServeEcho(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (strncmp(argv[i], kFlag, strlen(kFlag)) == 0) {
+      return ServeEcho(argv[i] + strlen(kFlag));
+    }
+  }
+  return -1;
+}
+
+std::string SelfPath() {
+  char path[4096];
+  ssize_t len = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (len <= 0) return "/proc/self/exe";
+  return std::string(path, len);
+}
+
+EchoServer::EchoServer(const std::string& self, const std::string& dir) {
+  std::string socket_path = dir + "/echo.sock";
+  std::string mode = kFlag + socket_path;
+  char* argv[] = {const_cast<char*>(self.c_str()), mode.data(), nullptr};
+  posix_spawn(&pid_, argv[0], nullptr, nullptr, argv, environ);
+  auto channel = grpc::CreateChannel("unix:" + socket_path,
+                                     grpc::InsecureChannelCredentials());
+  channel->WaitForConnected(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  stub_ = Echo::NewStub(channel);
+}
+
+EchoServer::~EchoServer() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  waitpid(pid_, nullptr, 0);
+}
+
+}  // namespace procwarp::bench

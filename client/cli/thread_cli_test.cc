@@ -1,0 +1,98 @@
+// Unit tests for the pure parts of `procwarp thread`: the generated syscall
+// table, argument parsing, result formatting, thread id prefixes and the
+// `thread ls` table.
+#include <errno.h>
+#include <sys/syscall.h>
+
+#include "client/cli/syscall_names.h"
+#include "client/cli/thread_commands.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace procwarp::cli {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(SyscallNamesTest, GeneratedTableMatchesTheLibcNumbers) {
+  EXPECT_EQ(SyscallNumberByName("read"), SYS_read);
+  EXPECT_EQ(SyscallNumberByName("getpid"), SYS_getpid);
+  EXPECT_EQ(SyscallNumberByName("close"), SYS_close);
+  EXPECT_EQ(SyscallNumberByName("kill"), SYS_kill);
+  EXPECT_EQ(SyscallNumberByName("openat"), SYS_openat);
+  EXPECT_EQ(SyscallNumberByName("pidfd_getfd"), SYS_pidfd_getfd);
+  EXPECT_EQ(SyscallNumberByName("nope"), std::nullopt);
+  EXPECT_EQ(SyscallName(SYS_getpid), "getpid");
+  EXPECT_EQ(SyscallName(100000), "");
+}
+
+TEST(SyscallNamesTest, ParsesNamesAndNumbers) {
+  EXPECT_EQ(ParseSyscall("getpid").value(), SYS_getpid);
+  EXPECT_EQ(ParseSyscall("39").value(), 39);
+  EXPECT_EQ(ParseSyscall("GETPID").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseSyscall("-1").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SyscallNamesTest, ParsesIntegerArguments) {
+  EXPECT_EQ(ParseSyscallArg("0").value(), 0);
+  EXPECT_EQ(ParseSyscallArg("9999").value(), 9999);
+  EXPECT_EQ(ParseSyscallArg("-100").value(), -100);
+  EXPECT_EQ(ParseSyscallArg("0x10").value(), 16);
+  EXPECT_EQ(ParseSyscallArg("0XfF").value(), 255);
+  EXPECT_EQ(ParseSyscallArg("0xffffffffffffffff").value(), -1);
+  EXPECT_FALSE(ParseSyscallArg("").ok());
+  EXPECT_FALSE(ParseSyscallArg("0x").ok());
+  EXPECT_FALSE(ParseSyscallArg("12ab").ok());
+  EXPECT_FALSE(ParseSyscallArg("-").ok());
+}
+
+TEST(SyscallNamesTest, FormatsResultsLikeStrace) {
+  EXPECT_EQ(FormatSyscallResult({.value = 42}), "42");
+  EXPECT_EQ(FormatSyscallResult(
+                {.value = -1, .error = EBADF, .error_name = "EBADF"}),
+            "-1 EBADF (Bad file descriptor)");
+  EXPECT_EQ(FormatSyscallResult({.value = -1, .error = ENOENT}),
+            "-1 ENOENT (No such file or directory)");
+}
+
+v1::ThreadInfo ThreadWithId(const std::string& id) {
+  v1::ThreadInfo thread;
+  thread.set_id(id);
+  return thread;
+}
+
+TEST(MatchThreadIdPrefixTest, ExactUniqueAmbiguousMissing) {
+  std::vector<v1::ThreadInfo> threads = {ThreadWithId("abc123"),
+                                         ThreadWithId("abd456"),
+                                         ThreadWithId("abc")};
+  EXPECT_EQ(MatchThreadIdPrefix("abc", threads).value(), "abc");
+  EXPECT_EQ(MatchThreadIdPrefix("abd", threads).value(), "abd456");
+  EXPECT_EQ(MatchThreadIdPrefix("ab", threads).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MatchThreadIdPrefix("x", threads).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(MatchThreadIdPrefix("", threads).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FormatThreadTableTest, ShowsStateNamespacesAndName) {
+  v1::ThreadInfo thread = ThreadWithId("0123456789abcdef0123");
+  thread.set_pid(4242);
+  thread.set_state(v1::THREAD_STATE_RUNNING);
+  thread.set_persistent(true);
+  thread.mutable_namespaces()->set_user(true);
+  thread.mutable_namespaces()->set_net(true);
+  (*thread.mutable_labels())["name"] = "poke";
+  std::string table = FormatThreadTable({thread});
+  EXPECT_THAT(table, HasSubstr("0123456789ab "));
+  EXPECT_THAT(table, HasSubstr("4242"));
+  EXPECT_THAT(table, HasSubstr("running"));
+  EXPECT_THAT(table, HasSubstr("yes"));
+  EXPECT_THAT(table, HasSubstr("user,net"));
+  EXPECT_THAT(table, HasSubstr("poke"));
+}
+
+}  // namespace
+}  // namespace procwarp::cli
