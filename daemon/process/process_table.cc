@@ -163,8 +163,11 @@ absl::Status ProcessTable::Remove(absl::string_view id, const Identity& caller) 
   // the watches on the loop thread, and wait for that, so the fds are closed
   // (by the last reference) by the time Remove returns.
   absl::Notification unwatched;
-  loop_.Post([this, process, &unwatched] {
+  loop_.Post([this, process, &unwatched]() mutable {
     for (const auto& [fd, stream] : process->OutputFds()) loop_.Unwatch(fd);
+    // Drop this task's reference before waking the caller: it may be the
+    // last one, and then the fds must be closed by the time Remove returns.
+    process.reset();
     unwatched.Notify();
   });
   unwatched.WaitForNotification();
