@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "daemon/admin/admin_service.h"
 #include "daemon/config.h"
+#include "daemon/files/fd_side_channel.h"
 #include "daemon/files/files_service.h"
 #include "daemon/memory/memory_service.h"
 #include "daemon/process/event_bus.h"
@@ -165,7 +166,26 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   ThreadTable threads(&agent_launcher, &sessions);
   ThreadsService threads_service(&threads, &table, &callers);
   MemoryService memory_service(&threads, &callers);
-  FilesService files_service(&threads, &callers);
+  // The fd side socket sits next to the main one. Under socket activation
+  // it goes next to the activated socket's path when that has one; without
+  // it, ExportFd/ImportFd say so and everything else works.
+  std::unique_ptr<FdSideChannel> fd_side_channel;
+  {
+    std::string main_path =
+        socket_activated ? BoundUnixPath(listen_fd.get()) : config.socket_path();
+    if (main_path.empty()) {
+      LogInfo("fd export/import disabled: the activated socket has no path");
+    } else {
+      auto opened = OpenFdSideChannel(main_path);
+      if (opened.ok()) {
+        fd_side_channel = *std::move(opened);
+      } else {
+        LogError(absl::StrCat("fd export/import disabled: ",
+                              opened.status().ToString()));
+      }
+    }
+  }
+  FilesService files_service(&threads, &callers, fd_side_channel.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -189,6 +209,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
 
   Listener listener(std::move(listen_fd), &sessions, admin_gid);
   listener.Start(server.get());
+  if (fd_side_channel != nullptr) fd_side_channel->Start();
   LogInfo(absl::StrCat("procwarpd ", kProcwarpVersion, " serving on ", where));
   systemd.Ready(absl::StrCat("serving on ", where));
   systemd.StartWatchdog();
@@ -198,6 +219,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   LogInfo(absl::StrCat("received signal ", signal_number, ", shutting down"));
   systemd.Stopping();
   listener.Stop();
+  if (fd_side_channel != nullptr) fd_side_channel->Stop();
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(config.limits().shutdown_grace_ms()));
   if (!socket_activated) unlink(config.socket_path().c_str());

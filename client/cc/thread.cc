@@ -4,7 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -534,6 +537,135 @@ absl::StatusOr<FileDescriptor> Thread::TransferFd(const FileDescriptor& fd,
       connection_->files->TransferFd(&context, request, &response));
   if (!status.ok()) return status;
   return FileDescriptor(connection_, to.id(), response.fd());
+}
+
+namespace {
+
+// One exchange on the daemon's fd side socket: the token (with `fd_to_send`
+// as SCM_RIGHTS when >= 0), then the daemon's int32 reply and any fd riding
+// with it (*fd_received, -1 if none). `call` names the RPC in errors.
+absl::Status SideExchange(absl::string_view call, const std::string& path,
+                          const std::string& token, int fd_to_send,
+                          int32_t* reply, int* fd_received) {
+  *fd_received = -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
+    return absl::InternalError(
+        absl::StrCat(call, ": bad side socket path '", path, "'"));
+  }
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    return absl::UnavailableError(
+        absl::StrCat(call, ": socket(AF_UNIX): ", strerror(errno)));
+  }
+  // Closes `s` on every path out.
+  std::unique_ptr<int, void (*)(int*)> closer(&s, [](int* fd) { close(*fd); });
+  if (connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat(call, ": connect(", path, "): ", strerror(errno)));
+  }
+  iovec iov = {const_cast<char*>(token.data()), token.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd_to_send >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd_to_send, sizeof(int));
+  }
+  if (sendmsg(s, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(token.size())) {
+    return absl::UnavailableError(
+        absl::StrCat(call, ": sendmsg(", path, "): ", strerror(errno)));
+  }
+  iovec riov = {reply, sizeof(*reply)};
+  alignas(cmsghdr) char rcontrol[CMSG_SPACE(sizeof(int))] = {};
+  msghdr rmsg{};
+  rmsg.msg_iov = &riov;
+  rmsg.msg_iovlen = 1;
+  rmsg.msg_control = rcontrol;
+  rmsg.msg_controllen = sizeof(rcontrol);
+  ssize_t n;
+  do {
+    n = recvmsg(s, &rmsg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&rmsg); n > 0 && c != nullptr;
+       c = CMSG_NXTHDR(&rmsg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      memcpy(fd_received, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  if (n != static_cast<ssize_t>(sizeof(*reply))) {
+    if (*fd_received >= 0) close(*fd_received);
+    *fd_received = -1;
+    // The daemon closes without a reply when it refuses the token.
+    return absl::PermissionDeniedError(
+        absl::StrCat(call, ": the daemon refused the side socket exchange"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int> Thread::ExportFd(const FileDescriptor& fd) const {
+  if (empty() || fd.empty()) {
+    return absl::FailedPreconditionError("ExportFd on an empty handle");
+  }
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::ExportFdRequest request;
+  request.set_thread_id(fd.thread_id());
+  request.set_fd(fd.number());
+  v1::ExportFdResponse response;
+  absl::Status status =
+      FromGrpcStatus(connection_->files->ExportFd(&context, request, &response));
+  if (!status.ok()) return status;
+  int32_t reply = -1;
+  int local = -1;
+  status = SideExchange("ExportFd", response.side_socket_path(),
+                        response.token(), -1, &reply, &local);
+  if (!status.ok()) return status;
+  if (local < 0) {
+    return absl::InternalError("ExportFd: the daemon's reply carried no fd");
+  }
+  return local;
+}
+
+absl::StatusOr<FileDescriptor> Thread::ImportFd(int local_fd, int target_fd,
+                                                bool cloexec) const {
+  if (empty()) return absl::FailedPreconditionError("empty Thread handle");
+  if (local_fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ImportFd: local fd ", local_fd, " is not an fd"));
+  }
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::ImportFdRequest request;
+  request.set_thread_id(id());
+  request.set_target_fd(target_fd);
+  request.set_cloexec(cloexec);
+  v1::ImportFdResponse response;
+  absl::Status status =
+      FromGrpcStatus(connection_->files->ImportFd(&context, request, &response));
+  if (!status.ok()) return status;
+  int32_t reply = -1;
+  int unused = -1;
+  status = SideExchange("ImportFd", response.side_socket_path(),
+                        response.token(), local_fd, &reply, &unused);
+  if (!status.ok()) return status;
+  if (unused >= 0) close(unused);
+  if (reply < 0) {
+    SyscallResult failed;
+    failed.error = -reply;
+    return SyscallError("ImportFd: installing the fd", failed);
+  }
+  return FileDescriptor(connection_, id(), reply);
 }
 
 absl::StatusOr<Thread> Thread::CreateChild(ThreadOptions options) const {

@@ -269,6 +269,16 @@ class Thread {
   absl::StatusOr<FileDescriptor> TransferFd(const FileDescriptor& fd,
                                             const Thread& to) const;
 
+  // Local clients only (the fd crosses over the daemon's side socket with
+  // SCM_RIGHTS): a copy of `fd` (an fd of this thread) as a close-on-exec fd
+  // of the calling process, which the caller must close.
+  absl::StatusOr<int> ExportFd(const FileDescriptor& fd) const;
+  // Local clients only: a copy of `local_fd` (an fd of the calling process)
+  // installed in this thread at `target_fd` (replacing whatever is open
+  // there), or at the lowest free number when `target_fd` is -1.
+  absl::StatusOr<FileDescriptor> ImportFd(int local_fd, int target_fd = -1,
+                                          bool cloexec = false) const;
+
   // A new thread cloned from this one (`options.parent_thread_id` is set to
   // this thread); the returned handle owns it.
   absl::StatusOr<Thread> CreateChild(ThreadOptions options = {}) const;

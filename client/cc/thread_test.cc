@@ -210,6 +210,34 @@ TEST_F(ThreadTest, FdTransferredToAnotherThreadReadsThePipe) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(ThreadTest, FdsExportedToAndImportedFromThisProcess) {
+  Thread t = NewThread();
+  auto pipe = t.Pipe();
+  ASSERT_TRUE(pipe.ok()) << pipe.status();
+  // The thread's read end, read here.
+  absl::StatusOr<int> local_read = t.ExportFd(pipe->first);
+  ASSERT_TRUE(local_read.ok()) << local_read.status();
+  // Our pipe's write end, written by the thread.
+  int ours[2];
+  ASSERT_EQ(pipe2(ours, O_CLOEXEC), 0);
+  absl::StatusOr<FileDescriptor> thread_write = t.ImportFd(ours[1]);
+  ASSERT_TRUE(thread_write.ok()) << thread_write.status();
+  close(ours[1]);
+  absl::StatusOr<Pointer> text = t.PutString("both ways");
+  ASSERT_TRUE(text.ok());
+  ASSERT_TRUE(pipe->second.Write(*text, 9).ok());
+  ASSERT_TRUE(thread_write->Write(*text, 9).ok());
+  char buf[16] = {};
+  EXPECT_EQ(read(*local_read, buf, sizeof(buf)), 9);
+  EXPECT_EQ(std::string(buf, 9), "both ways");
+  EXPECT_EQ(read(ours[0], buf, sizeof(buf)), 9);
+  EXPECT_EQ(std::string(buf, 9), "both ways");
+  close(*local_read);
+  close(ours[0]);
+  // A negative local fd is refused before anything is sent.
+  EXPECT_EQ(t.ImportFd(-5).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ThreadTest, SocketpairAndEpollGiveFds) {
   Thread t = NewThread();
   auto pair = t.Socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC);

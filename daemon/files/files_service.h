@@ -1,8 +1,10 @@
 // FilesService: file descriptors of agent threads: list (with fdinfo),
-// close, dup, transfer between threads, close-on-exec control.
+// close, dup, transfer between threads, close-on-exec control, and export
+// to / import from the local client (through FdSideChannel).
 #ifndef PROCWARP_DAEMON_FILES_FILES_SERVICE_H_
 #define PROCWARP_DAEMON_FILES_FILES_SERVICE_H_
 
+#include "daemon/files/fd_side_channel.h"
 #include "daemon/server/caller_context.h"
 #include "daemon/thread/thread_table.h"
 #include "proto/procwarp/v1/files.grpc.pb.h"
@@ -11,8 +13,10 @@ namespace procwarp {
 
 class FilesService final : public procwarp::v1::Files::Service {
  public:
-  FilesService(ThreadTable* table, const CallerBindings* callers)
-      : table_(table), callers_(callers) {}
+  // `side_channel` null: ExportFd/ImportFd are FAILED_PRECONDITION.
+  FilesService(ThreadTable* table, const CallerBindings* callers,
+               FdSideChannel* side_channel = nullptr)
+      : table_(table), callers_(callers), side_channel_(side_channel) {}
 
   grpc::Status ListFds(grpc::ServerContext* context,
                        const procwarp::v1::ListFdsRequest* request,
@@ -29,10 +33,23 @@ class FilesService final : public procwarp::v1::Files::Service {
   grpc::Status SetCloexec(grpc::ServerContext* context,
                           const procwarp::v1::SetCloexecRequest* request,
                           procwarp::v1::SetCloexecResponse* response) override;
+  grpc::Status ExportFd(grpc::ServerContext* context,
+                        const procwarp::v1::ExportFdRequest* request,
+                        procwarp::v1::ExportFdResponse* response) override;
+  grpc::Status ImportFd(grpc::ServerContext* context,
+                        const procwarp::v1::ImportFdRequest* request,
+                        procwarp::v1::ImportFdResponse* response) override;
 
  private:
+  // FAILED_PRECONDITION unless fds can be exchanged with this caller; sets
+  // *session to the call's session.
+  absl::Status CheckSideChannel(const grpc::ServerContextBase* context,
+                                absl::string_view call,
+                                std::shared_ptr<const Session>* session) const;
+
   ThreadTable* table_;
   const CallerBindings* callers_;
+  FdSideChannel* side_channel_;
 };
 
 }  // namespace procwarp
