@@ -179,6 +179,31 @@ class ThreadsTest : public ::testing::Test {
   Client client_;
 };
 
+TEST_F(ThreadsTest, MapsShowAllocationsAndTheAgent) {
+  ThreadInfo t = Create();
+  v1::Pointer p = Allocate(t.id(), 3 * 4096);
+  v1::MapsRequest request;
+  request.set_thread_id(t.id());
+  v1::MapsResponse maps;
+  ASSERT_TRUE(client_.memory->Maps(Ctx().get(), request, &maps).ok());
+  bool found_allocation = false, found_agent = false;
+  for (const auto& m : maps.mappings()) {
+    EXPECT_LT(m.start(), m.end());
+    EXPECT_EQ(m.permissions().size(), 4u) << m.permissions();
+    if (m.start() <= p.address() && p.address() + p.size() <= m.end() &&
+        m.permissions().substr(0, 2) == "rw") {
+      found_allocation = true;
+    }
+    if (m.path().find("procwarp-agent") != std::string::npos) found_agent = true;
+  }
+  EXPECT_TRUE(found_allocation) << "allocation at " << p.address() << " not in maps";
+  EXPECT_TRUE(found_agent);
+  // Someone else's thread: NOT_FOUND like every other handle.
+  request.set_thread_id("00000000000000000000000000000000");
+  EXPECT_EQ(client_.memory->Maps(Ctx().get(), request, &maps).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 TEST_F(ThreadsTest, GetpidIsTheThreadsPid) {
   ThreadInfo t = Create();
   EXPECT_GT(t.pid(), 0);
