@@ -13,6 +13,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/fd_passing.h"
 #include "absl/strings/str_cat.h"
 #include "client/cc/connection.h"
 #include "client/cc/grpc_status.h"
@@ -566,41 +567,12 @@ absl::Status SideExchange(absl::string_view call, const std::string& path,
     return absl::UnavailableError(
         absl::StrCat(call, ": connect(", path, "): ", strerror(errno)));
   }
-  iovec iov = {const_cast<char*>(token.data()), token.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd_to_send >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd_to_send, sizeof(int));
-  }
-  if (sendmsg(s, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(token.size())) {
+  if (SendWithFd(s, token.data(), token.size(), fd_to_send) !=
+      static_cast<ssize_t>(token.size())) {
     return absl::UnavailableError(
         absl::StrCat(call, ": sendmsg(", path, "): ", strerror(errno)));
   }
-  iovec riov = {reply, sizeof(*reply)};
-  alignas(cmsghdr) char rcontrol[CMSG_SPACE(sizeof(int))] = {};
-  msghdr rmsg{};
-  rmsg.msg_iov = &riov;
-  rmsg.msg_iovlen = 1;
-  rmsg.msg_control = rcontrol;
-  rmsg.msg_controllen = sizeof(rcontrol);
-  ssize_t n;
-  do {
-    n = recvmsg(s, &rmsg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  for (cmsghdr* c = CMSG_FIRSTHDR(&rmsg); n > 0 && c != nullptr;
-       c = CMSG_NXTHDR(&rmsg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      memcpy(fd_received, CMSG_DATA(c), sizeof(int));
-    }
-  }
+  ssize_t n = ReceiveWithFd(s, reply, sizeof(*reply), fd_received);
   if (n != static_cast<ssize_t>(sizeof(*reply))) {
     if (*fd_received >= 0) close(*fd_received);
     *fd_received = -1;

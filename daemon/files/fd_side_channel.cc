@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/fd_passing.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "daemon/server/listener.h"
@@ -35,37 +36,21 @@ void SetIoTimeout(int fd) {
 }
 
 // Reads exactly the token, plus one SCM_RIGHTS fd if the client sent one
-// with it (into *fd). False on EOF, timeout or a short message.
+// with it (into *fd). False on EOF, timeout, a short message or dropped fds.
 bool ReadToken(int conn, std::string* token, UniqueFd* fd) {
   token->assign(FdSideChannel::kTokenSize, '\0');
   size_t got = 0;
   while (got < token->size()) {
-    iovec iov = {token->data() + got, token->size() - got};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int received;
-        memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        // Keep the first; close any extras so they cannot leak here.
-        if (!*fd) {
-          fd->Reset(received);
-        } else {
-          close(received);
-        }
-      }
+    int received = -1;
+    ssize_t n = ReceiveWithFd(conn, token->data() + got, token->size() - got,
+                              &received);
+    // Keep the first fd; close any later one so it cannot leak here.
+    if (received >= 0 && !*fd) {
+      fd->Reset(received);
+    } else if (received >= 0) {
+      close(received);
     }
-    // Truncated control data means fds were dropped: refuse.
-    if (msg.msg_flags & MSG_CTRUNC) return false;
+    if (n <= 0) return false;
     got += static_cast<size_t>(n);
   }
   return true;
@@ -73,25 +58,8 @@ bool ReadToken(int conn, std::string* token, UniqueFd* fd) {
 
 // Sends the int32 reply, with `fd` as SCM_RIGHTS when it is >= 0.
 bool SendReply(int conn, int32_t value, int fd) {
-  iovec iov = {&value, sizeof(value)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(conn, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(sizeof(value));
+  return SendWithFd(conn, &value, sizeof(value), fd) ==
+         static_cast<ssize_t>(sizeof(value));
 }
 
 }  // namespace

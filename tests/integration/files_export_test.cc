@@ -16,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/fd_passing.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -43,8 +44,9 @@ sockaddr_un SideAddress(const std::string& path) {
 }
 
 // One side-socket exchange: sends `token` (with `fd_to_send` as SCM_RIGHTS
-// when >= 0) and reads the int32 reply and any fd with it. Only raw syscalls,
-// so a forked child of this multi-threaded test may run it. Returns false
+// when >= 0) and reads the int32 reply and any fd with it. Only raw syscalls
+// (fd_passing allocates nothing), so a forked child of this multi-threaded
+// test may run it. Returns false
 // when the daemon closed without a reply (a refused token).
 bool Exchange(const sockaddr_un& addr, const std::string& token, int fd_to_send,
               int32_t* reply, int* fd_received) {
@@ -55,40 +57,14 @@ bool Exchange(const sockaddr_un& addr, const std::string& token, int fd_to_send,
     close(s);
     return false;
   }
-  iovec iov = {const_cast<char*>(token.data()), token.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd_to_send >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd_to_send, sizeof(int));
-  }
-  if (sendmsg(s, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(token.size())) {
-    close(s);
-    return false;
-  }
-  iovec riov = {reply, sizeof(*reply)};
-  alignas(cmsghdr) char rcontrol[CMSG_SPACE(sizeof(int))] = {};
-  msghdr rmsg{};
-  rmsg.msg_iov = &riov;
-  rmsg.msg_iovlen = 1;
-  rmsg.msg_control = rcontrol;
-  rmsg.msg_controllen = sizeof(rcontrol);
-  ssize_t n = recvmsg(s, &rmsg, MSG_CMSG_CLOEXEC);
+  bool ok = SendWithFd(s, token.data(), token.size(), fd_to_send) ==
+                static_cast<ssize_t>(token.size()) &&
+            ReceiveWithFd(s, reply, sizeof(*reply), fd_received) ==
+                static_cast<ssize_t>(sizeof(*reply));
   close(s);
-  if (n != static_cast<ssize_t>(sizeof(*reply))) return false;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&rmsg); c != nullptr; c = CMSG_NXTHDR(&rmsg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      memcpy(fd_received, CMSG_DATA(c), sizeof(int));
-    }
-  }
-  return true;
+  if (!ok && *fd_received >= 0) close(*fd_received);
+  if (!ok) *fd_received = -1;
+  return ok;
 }
 
 // Everything readable from `fd` until EOF.

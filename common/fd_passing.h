@@ -1,0 +1,26 @@
+// Passing file descriptors over unix sockets (SCM_RIGHTS): one message with
+// at most one fd riding on it. Shared by the daemon's fd side channel, the
+// client library and the tests that speak that protocol.
+#ifndef PROCWARP_COMMON_FD_PASSING_H_
+#define PROCWARP_COMMON_FD_PASSING_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+
+namespace procwarp {
+
+// One sendmsg of `len` bytes from `data`, with `fd` attached as SCM_RIGHTS
+// when fd >= 0. Retries EINTR; never raises SIGPIPE. Returns what sendmsg
+// returns (bytes sent, or -1 with errno set).
+ssize_t SendWithFd(int socket, const void* data, size_t len, int fd);
+
+// One recvmsg of up to `len` bytes into `data`. An fd that came with the
+// message is stored in *fd (close-on-exec; the caller owns it), else *fd is
+// -1. Retries EINTR. Returns what recvmsg returns; -1 with EMSGSIZE when the
+// kernel had to drop passed fds (truncated control data).
+ssize_t ReceiveWithFd(int socket, void* data, size_t len, int* fd);
+
+}  // namespace procwarp
+
+#endif  // PROCWARP_COMMON_FD_PASSING_H_
