@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <array>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -153,6 +154,21 @@ class ThreadsTest : public ::testing::Test {
     grpc::Status s = client_.memory->Read(Ctx().get(), request, &response);
     *out = response.data();
     return s;
+  }
+
+  // pipe2(O_CLOEXEC) in `thread`: its read and write fds, as the thread
+  // numbers them.
+  std::array<int, 2> MakePipe(const std::string& thread) {
+    v1::Pointer fds = Allocate(thread, 8);
+    EXPECT_EQ(Sys(thread, SYS_pipe2,
+                  {static_cast<int64_t>(fds.address()), O_CLOEXEC})
+                  .error(),
+              0);
+    std::string raw;
+    EXPECT_TRUE(Read(fds, 0, 8, &raw).ok());
+    std::array<int, 2> pipe_fds = {-1, -1};
+    if (raw.size() == 8) memcpy(pipe_fds.data(), raw.data(), 8);
+    return pipe_fds;
   }
 
   // A NUL-terminated string in fresh thread memory; returns its address.
@@ -378,13 +394,8 @@ TEST_F(ThreadsTest, PointerBoundsAreChecked) {
 TEST_F(ThreadsTest, PipeWriteEndTransferredToAnotherThread) {
   ThreadInfo a = Create();
   ThreadInfo b = Create();
-  v1::Pointer fds = Allocate(a.id(), 8);
-  ASSERT_EQ(Sys(a.id(), SYS_pipe2, {static_cast<int64_t>(fds.address()),
-                                   O_CLOEXEC}).error(), 0);
-  std::string raw;
-  ASSERT_TRUE(Read(fds, 0, 8, &raw).ok());
-  int pipe_fds[2];
-  memcpy(pipe_fds, raw.data(), 8);
+  std::array<int, 2> pipe_fds = MakePipe(a.id());
+  ASSERT_GE(pipe_fds[0], 0);
 
   v1::TransferFdRequest transfer;
   transfer.set_source_thread_id(a.id());
@@ -681,15 +692,8 @@ TEST_F(ThreadsTest, ChildWithSharedFdTableShowsItsFdsInTheParent) {
   ASSERT_FALSE(child.id().empty());
   EXPECT_TRUE(child.shares_fd_table());
 
-  v1::Pointer fds = Allocate(child.id(), 8);
-  ASSERT_EQ(Sys(child.id(), SYS_pipe2,
-                {static_cast<int64_t>(fds.address()), O_CLOEXEC})
-                .error(),
-            0);
-  std::string raw;
-  ASSERT_TRUE(Read(fds, 0, 8, &raw).ok());
-  int pipe_fds[2];
-  memcpy(pipe_fds, raw.data(), 8);
+  std::array<int, 2> pipe_fds = MakePipe(child.id());
+  ASSERT_GE(pipe_fds[0], 0);
   const std::string message = "from the child";
   int64_t source = PutString(child.id(), message);
   ASSERT_EQ(Sys(child.id(), SYS_write,
