@@ -7,8 +7,42 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+
+#include "CLI/CLI.hpp"
 
 namespace procwarp::bench {
+
+bool BenchOptions::Wants(const std::string& figure) const {
+  return only.empty() ||
+         std::find(only.begin(), only.end(), figure) != only.end();
+}
+
+std::vector<int> BenchOptions::Cpus() const {
+  if (placement == "pinned") return {0};
+  if (placement == "unpinned") return {-1};
+  return {0, -1};
+}
+
+BenchOptions ParseBenchOptions(int argc, char** argv, const std::string& about,
+                               const std::vector<std::string>& figures) {
+  BenchOptions options;
+  CLI::App app(about);
+  app.add_option("--iterations", options.iterations,
+                 "timed calls per latency figure")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--only", options.only, "run only these figures")
+      ->check(CLI::IsMember(figures));
+  app.add_option("--placement", options.placement,
+                 "pinned (everything on CPU 0), unpinned, or both")
+      ->check(CLI::IsMember({"pinned", "unpinned", "both"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+  return options;
+}
 
 double Samples::Median() const {
   std::vector<double> sorted = micros;
@@ -32,6 +66,46 @@ Samples Measure(int n, int warmup, const std::function<void()>& op) {
         std::chrono::duration<double, std::micro>(end - start).count());
   }
   return s;
+}
+
+namespace {
+
+// Appends `n` timed runs of `op` to `samples`; returns the growth of
+// `counter` over them (0 without one).
+double TimeRound(int n, const std::function<void()>& op,
+                 const std::function<double()>& counter, Samples* samples) {
+  double before = counter ? counter() : 0;
+  Samples round = Measure(n, 0, op);
+  samples->micros.insert(samples->micros.end(), round.micros.begin(),
+                         round.micros.end());
+  return counter ? counter() - before : 0;
+}
+
+}  // namespace
+
+Paired MeasurePaired(int n, const std::function<void()>& baseline,
+                     const std::function<void()>& measured,
+                     const std::function<double()>& measured_counter,
+                     const std::function<double()>& baseline_counter) {
+  constexpr int kRounds = 20;
+  Measure(n / 10, 0, baseline);
+  Measure(n / 10, 0, measured);
+  Paired paired;
+  double measured_total = 0;
+  double baseline_total = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    // This round's share of n, so the rounds add up to exactly n.
+    int count = n * (round + 1) / kRounds - n * round / kRounds;
+    baseline_total +=
+        TimeRound(count, baseline, baseline_counter, &paired.baseline);
+    measured_total +=
+        TimeRound(count, measured, measured_counter, &paired.measured);
+  }
+  if (n > 0) {
+    paired.measured_counter_per_op = measured_total / n;
+    paired.baseline_counter_per_op = baseline_total / n;
+  }
+  return paired;
 }
 
 double ProcessCpuMicros(pid_t pid) {

@@ -10,6 +10,7 @@
 // wall time on a VM.
 //
 //   bazel run -c opt //bench:foundation_bench [-- --iterations N]
+//       [--only unary|spawn]... [--placement pinned|unpinned]
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,38 +33,37 @@ using procwarp::testing::DaemonHarness;
 void CompareUnary(const std::string& self, DaemonHarness* daemon, int n) {
   EchoServer echo(self, daemon->dir());
   auto admin = daemon->Admin();
-  double echo_cpu = ProcessCpuMicros(echo.pid());
-  Samples bare = Measure(n, n / 10, [&] {
-    EchoRequest request;
-    EchoResponse response;
-    echo.stub()->Echo(Ctx().get(), request, &response);
-  });
-  echo_cpu = ProcessCpuMicros(echo.pid()) - echo_cpu;
-  double daemon_cpu = ProcessCpuMicros(daemon->pid());
-  Samples status = Measure(n, n / 10, [&] {
-    procwarp::v1::GetStatusResponse response;
-    admin->GetStatus(Ctx().get(), {}, &response);
-  });
-  daemon_cpu = ProcessCpuMicros(daemon->pid()) - daemon_cpu;
-  Report("Admin.GetStatus (procwarpd)", status, "bare gRPC unary echo", bare,
-         "<= 1.3x");
+  Paired paired = MeasurePaired(
+      n,
+      [&] {
+        EchoRequest request;
+        EchoResponse response;
+        echo.stub()->Echo(Ctx().get(), request, &response);
+      },
+      [&] {
+        procwarp::v1::GetStatusResponse response;
+        admin->GetStatus(Ctx().get(), {}, &response);
+      },
+      [&] { return ProcessCpuMicros(daemon->pid()); },
+      [&] { return ProcessCpuMicros(echo.pid()); });
+  Report("Admin.GetStatus (procwarpd)", paired.measured,
+         "bare gRPC unary echo", paired.baseline, "<= 1.3x");
   printf("  server CPU per call: procwarpd %.1f us, echo %.1f us (%.2fx)\n",
-         daemon_cpu / (n + n / 10), echo_cpu / (n + n / 10),
-         daemon_cpu / echo_cpu);
+         paired.measured_counter_per_op, paired.baseline_counter_per_op,
+         paired.measured_counter_per_op / paired.baseline_counter_per_op);
 }
 
 void CompareSpawn(DaemonHarness* daemon, int n) {
-  Samples local = Measure(n, n / 10, [] {
+  auto local = [] {
     pid_t pid;
     char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
     char* envp[] = {nullptr};
     posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, envp);
     waitpid(pid, nullptr, 0);
-  });
+  };
   auto stub = daemon->Processes();
   std::vector<std::string> ids;
-  double daemon_cpu = ProcessCpuMicros(daemon->pid());
-  Samples remote = Measure(n, n / 10, [&] {
+  auto remote = [&] {
     procwarp::v1::SpawnRequest spawn;
     spawn.add_argv("/bin/true");
     procwarp::v1::SpawnResponse spawned;
@@ -73,30 +73,30 @@ void CompareSpawn(DaemonHarness* daemon, int n) {
     procwarp::v1::WaitResponse waited;
     stub->Wait(Ctx().get(), wait, &waited);
     ids.push_back(spawned.process().id());
+  };
+  Paired paired = MeasurePaired(n, local, remote, [&] {
+    return ProcessCpuMicros(daemon->pid());
   });
-  daemon_cpu = ProcessCpuMicros(daemon->pid()) - daemon_cpu;
   for (const auto& id : ids) {
     procwarp::v1::RemoveProcessRequest remove;
     remove.set_id(id);
     procwarp::v1::RemoveProcessResponse removed;
     stub->Remove(Ctx().get(), remove, &removed);
   }
-  Report("Spawn+Wait /bin/true (procwarpd)", remote,
-         "posix_spawn+waitpid /bin/true", local, "<= 1.3x");
-  printf("  procwarpd CPU per spawn+wait: %.1f us\n", daemon_cpu / (n + n / 10));
+  Report("Spawn+Wait /bin/true (procwarpd)", paired.measured,
+         "posix_spawn+waitpid /bin/true", paired.baseline, "<= 1.3x");
+  printf("  procwarpd CPU per spawn+wait: %.1f us\n",
+         paired.measured_counter_per_op);
 }
 
 int Main(int argc, char** argv) {
   if (int code = MaybeServeEcho(argc, argv); code >= 0) return code;
-  int iterations = 3000;
-  for (int i = 1; i < argc; ++i) {
-    if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
-      iterations = atoi(argv[++i]);
-    }
-  }
+  BenchOptions options = ParseBenchOptions(
+      argc, argv, "Admin/Processes figures against same-run baselines",
+      {"unary", "spawn"});
   std::string self = SelfPath();
 
-  for (int cpu : {0, -1}) {
+  for (int cpu : options.Cpus()) {
     PinToCpu(cpu);
     printf("== %s ==\n", cpu >= 0 ? "pinned: client and servers on CPU 0"
                                   : "unpinned");
@@ -106,8 +106,12 @@ int Main(int argc, char** argv) {
               daemon.status().ToString().c_str());
       return 1;
     }
-    CompareUnary(self, daemon->get(), iterations);
-    CompareSpawn(daemon->get(), iterations / 10);
+    if (options.Wants("unary")) {
+      CompareUnary(self, daemon->get(), options.iterations);
+    }
+    if (options.Wants("spawn")) {
+      CompareSpawn(daemon->get(), options.iterations / 10);
+    }
   }
   return 0;
 }

@@ -13,8 +13,12 @@
 // reports the daemon's CPU time where it helps.
 //
 //   bazel run -c opt //bench:threads_bench [-- --iterations N]
+//       [--only getpid|unary|pipelined|memory]... [--placement pinned|unpinned]
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
@@ -27,6 +31,8 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "daemon/thread/agent_connection.h"
+#include "daemon/util/unique_fd.h"
 #include "bench/echo_server.h"
 #include "grpcpp/client_context.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
@@ -59,26 +65,58 @@ void CompareUnary(const std::string& self, DaemonHarness* daemon,
                   v1::Threads::Stub* threads, const v1::ThreadInfo& thread,
                   int n) {
   EchoServer echo(self, daemon->dir());
-  Samples bare = Measure(n, n / 10, [&] {
-    EchoRequest request;
-    EchoResponse response;
-    echo.stub()->Echo(Ctx().get(), request, &response);
-  });
   v1::SyscallRequest request;
   request.set_thread_id(thread.id());
   request.mutable_syscall()->set_number(SYS_getpid);
   bool wrong = false;
-  double daemon_cpu = ProcessCpuMicros(daemon->pid());
-  Samples remote = Measure(n, n / 10, [&] {
-    v1::SyscallResponse response;
-    grpc::Status s = threads->Syscall(Ctx().get(), request, &response);
-    if (!s.ok() || response.result().value() != thread.pid()) wrong = true;
-  });
-  daemon_cpu = ProcessCpuMicros(daemon->pid()) - daemon_cpu;
+  Paired paired = MeasurePaired(
+      n,
+      [&] {
+        EchoRequest request;
+        EchoResponse response;
+        echo.stub()->Echo(Ctx().get(), request, &response);
+      },
+      [&] {
+        v1::SyscallResponse response;
+        grpc::Status s = threads->Syscall(Ctx().get(), request, &response);
+        if (!s.ok() || response.result().value() != thread.pid()) wrong = true;
+      },
+      [&] { return ProcessCpuMicros(daemon->pid()); },
+      [&] { return ProcessCpuMicros(echo.pid()); });
   if (wrong) printf("  !! some Threads.Syscall calls failed\n");
-  Report("Threads.Syscall getpid (unary)", remote, "bare gRPC unary echo", bare,
-         "<= 1.3x");
-  printf("  procwarpd CPU per Syscall: %.1f us\n", daemon_cpu / (n + n / 10));
+  Report("Threads.Syscall getpid (unary)", paired.measured,
+         "bare gRPC unary echo", paired.baseline, "<= 1.3x");
+  printf("  server CPU per call: procwarpd %.1f us, echo %.1f us\n",
+         paired.measured_counter_per_op, paired.baseline_counter_per_op);
+}
+
+// The agent hop on its own: getpid through AgentConnection on a socketpair to
+// a procwarp-agent started here, without gRPC or the daemon. Threads.Syscall
+// costs about a gRPC echo plus this.
+void AgentRoundTrip(const std::string& agent_path, int n) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return;
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (dup2(sv[1], PW_AGENT_DEFAULT_SOCKET_FD) < 0) _exit(127);
+    char* argv[] = {const_cast<char*>("procwarp-agent"), nullptr};
+    char* envp[] = {nullptr};
+    execve(agent_path.c_str(), argv, envp);
+    _exit(127);
+  }
+  close(sv[1]);
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  auto connection =
+      AgentConnection::Open(UniqueFd(sv[0]), pidfd.get(), "bench agent");
+  if (connection.ok()) {
+    Samples hop = Measure(n, n / 10, [&] { (*connection)->Syscall(SYS_getpid); });
+    printf("  agent round trip, no gRPC           median %9.1f us (min %9.1f)\n",
+           hop.Median(), hop.Min());
+  } else {
+    printf("  !! agent: %s\n", connection.status().ToString().c_str());
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
 }
 
 void Pipelined(DaemonHarness* daemon, v1::Threads::Stub* threads,
@@ -212,20 +250,17 @@ std::string AgentPath() {
 
 int Main(int argc, char** argv) {
   if (int code = MaybeServeEcho(argc, argv); code >= 0) return code;
-  int iterations = 3000;
-  for (int i = 1; i < argc; ++i) {
-    if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
-      iterations = atoi(argv[++i]);
-    }
-  }
+  BenchOptions options = ParseBenchOptions(
+      argc, argv, "Threads and Memory figures against same-run baselines",
+      {"getpid", "unary", "pipelined", "memory"});
   std::string self = SelfPath();
-  for (int cpu : {0, -1}) {
+  for (int cpu : options.Cpus()) {
     PinToCpu(cpu);
     printf("== %s ==\n", cpu >= 0 ? "pinned: client, daemon and agent on CPU 0"
                                   : "unpinned");
-    DaemonHarness::Options options;
-    options.flags = {"--agent_path", AgentPath()};
-    auto daemon = DaemonHarness::Start(options);
+    DaemonHarness::Options daemon_options;
+    daemon_options.flags = {"--agent_path", AgentPath()};
+    auto daemon = DaemonHarness::Start(daemon_options);
     if (!daemon.ok()) {
       fprintf(stderr, "cannot start procwarpd: %s\n",
               daemon.status().ToString().c_str());
@@ -240,11 +275,18 @@ int Main(int argc, char** argv) {
       fprintf(stderr, "CreateThread: %s\n", s.error_message().c_str());
       return 1;
     }
-    InProcessGetpid();
-    CompareUnary(self, daemon->get(), threads.get(), created.thread(),
-                 iterations);
-    Pipelined(daemon->get(), threads.get(), created.thread());
-    CompareMemory(memory.get(), created.thread(), 10);
+    if (options.Wants("getpid")) InProcessGetpid();
+    if (options.Wants("unary")) {
+      CompareUnary(self, daemon->get(), threads.get(), created.thread(),
+                   options.iterations);
+      AgentRoundTrip(AgentPath(), options.iterations);
+    }
+    if (options.Wants("pipelined")) {
+      Pipelined(daemon->get(), threads.get(), created.thread());
+    }
+    if (options.Wants("memory")) {
+      CompareMemory(memory.get(), created.thread(), 10);
+    }
   }
   return 0;
 }

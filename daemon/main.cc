@@ -13,8 +13,10 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "daemon/admin/admin_service.h"
+#include "daemon/admin/health_service.h"
 #include "daemon/config.h"
 #include "daemon/files/fd_side_channel.h"
 #include "daemon/files/files_service.h"
@@ -32,7 +34,6 @@
 #include "daemon/thread/thread_table.h"
 #include "daemon/thread/threads_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 
 namespace procwarp {
@@ -147,7 +148,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   }
 
   SessionRegistry sessions;
-  CallerBindings callers(&sessions);
+  CallerResolver callers(&sessions);
   EventBus events;
   ProcessLimits process_limits;
   process_limits.max_processes_per_identity =
@@ -187,18 +188,19 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   }
   FilesService files_service(&threads, &callers, fd_side_channel.get());
 
-  grpc::EnableDefaultHealthCheckService(true);
+  HealthService health(
+      {v1::Admin::service_full_name(), v1::Processes::service_full_name(),
+       v1::Threads::service_full_name(), v1::Memory::service_full_name(),
+       v1::Files::service_full_name()},
+      &callers, &streams);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.RegisterService(&processes);
   builder.RegisterService(&admin);
+  builder.RegisterService(&health);
   builder.RegisterService(&threads_service);
   builder.RegisterService(&memory_service);
   builder.RegisterService(&files_service);
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-      interceptors;
-  interceptors.push_back(callers.MakeInterceptorFactory());
-  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // No listening ports: connections come only from our own accept loop, which
   // authenticates them first.
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -218,6 +220,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   sigwait(&stop_signals, &signal_number);
   LogInfo(absl::StrCat("received signal ", signal_number, ", shutting down"));
   systemd.Stopping();
+  health.SetShuttingDown();
   listener.Stop();
   if (fd_side_channel != nullptr) fd_side_channel->Stop();
   server->Shutdown(std::chrono::system_clock::now() +
@@ -259,6 +262,12 @@ int main(int argc, char** argv) {
     printf("procwarpd %s\n", procwarp::kProcwarpVersion);
     return 0;
   }
+#ifdef NDEBUG
+  // Debian builds Abseil with Mutex deadlock detection on, which records
+  // every lock-order edge in a global graph: a cost on each lock the daemon
+  // takes per call. Optimised builds turn it off; test builds keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   procwarp::InitLogging();
   procwarp::EnsureStdioOpen();
   auto config = procwarp::ResolveConfig(flags);

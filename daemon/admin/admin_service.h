@@ -15,7 +15,7 @@ extern const char kProcwarpVersion[];
 
 class AdminService final : public procwarp::v1::Admin::Service {
  public:
-  AdminService(const CallerBindings* callers, const SessionRegistry* sessions,
+  AdminService(const CallerResolver* callers, const SessionRegistry* sessions,
                const ProcessTable* table)
       : callers_(callers),
         sessions_(sessions),
@@ -30,7 +30,7 @@ class AdminService final : public procwarp::v1::Admin::Service {
                          procwarp::v1::GetStatusResponse* response) override;
 
  private:
-  const CallerBindings* callers_;
+  const CallerResolver* callers_;
   const SessionRegistry* sessions_;
   const ProcessTable* table_;
   const absl::Time started_;

@@ -213,18 +213,16 @@ grpc::Status FilesService::SetCloexec(
   });
 }
 
-absl::Status FilesService::CheckSideChannel(
-    const grpc::ServerContextBase* context, absl::string_view call,
-    std::shared_ptr<const Session>* session) const {
+absl::Status FilesService::CheckSideChannel(const Session& session,
+                                              absl::string_view call) const {
   if (side_channel_ == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         call, ": the daemon has no fd side socket (socket-activated on an "
               "unnamed socket, or binding it failed)"));
   }
-  ASSIGN_OR_RETURN(*session, callers_->SessionOf(context));
   // SCM_RIGHTS only works between processes on this host, and the token is
   // bound to the caller's pid.
-  if ((*session)->identity.pid <= 0) {
+  if (session.identity.pid <= 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(call, ": only local clients can exchange fds"));
   }
@@ -234,11 +232,11 @@ absl::Status FilesService::CheckSideChannel(
 grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
                                     const procwarp::v1::ExportFdRequest* request,
                                     procwarp::v1::ExportFdResponse* response) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+  return WithSession(*callers_, context, [&](const Session& session) -> absl::Status {
+    const Identity& caller = session.identity;
     RETURN_IF_ERROR(CheckFd(request->fd(), "ExportFd: fd"));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
-    std::shared_ptr<const Session> session;
-    RETURN_IF_ERROR(CheckSideChannel(context, "ExportFd", &session));
+    RETURN_IF_ERROR(CheckSideChannel(session, "ExportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());
     // Copied now, so a bad fd is this call's error and the client gets the
     // file as it was at the call even if the thread closes it meanwhile.
@@ -249,7 +247,7 @@ grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
                                              thread->Name(), ", fd=",
                                              request->fd(), ")"));
     }
-    response->set_token(side_channel_->AddExport(*session, std::move(copy), thread));
+    response->set_token(side_channel_->AddExport(session, std::move(copy), thread));
     response->set_side_socket_path(side_channel_->path());
     Audit("fd_export", caller,
           {{"THREAD_ID", thread->id()}, {"FD", absl::StrCat(request->fd())}});
@@ -260,18 +258,18 @@ grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
 grpc::Status FilesService::ImportFd(grpc::ServerContext* context,
                                     const procwarp::v1::ImportFdRequest* request,
                                     procwarp::v1::ImportFdResponse* response) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+  return WithSession(*callers_, context, [&](const Session& session) -> absl::Status {
+    const Identity& caller = session.identity;
     if (request->target_fd() < -1) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ImportFd: target_fd ", request->target_fd(),
           " is neither -1 nor a file descriptor number"));
     }
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
-    std::shared_ptr<const Session> session;
-    RETURN_IF_ERROR(CheckSideChannel(context, "ImportFd", &session));
+    RETURN_IF_ERROR(CheckSideChannel(session, "ImportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());
     response->set_token(side_channel_->AddImport(
-        *session, thread, request->target_fd(), request->cloexec()));
+        session, thread, request->target_fd(), request->cloexec()));
     response->set_side_socket_path(side_channel_->path());
     Audit("fd_import", caller,
           {{"THREAD_ID", thread->id()},

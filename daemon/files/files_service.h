@@ -14,7 +14,7 @@ namespace procwarp {
 class FilesService final : public procwarp::v1::Files::Service {
  public:
   // `side_channel` null: ExportFd/ImportFd are FAILED_PRECONDITION.
-  FilesService(ThreadTable* table, const CallerBindings* callers,
+  FilesService(ThreadTable* table, const CallerResolver* callers,
                FdSideChannel* side_channel = nullptr)
       : table_(table), callers_(callers), side_channel_(side_channel) {}
 
@@ -41,14 +41,13 @@ class FilesService final : public procwarp::v1::Files::Service {
                         procwarp::v1::ImportFdResponse* response) override;
 
  private:
-  // FAILED_PRECONDITION unless fds can be exchanged with this caller; sets
-  // *session to the call's session.
-  absl::Status CheckSideChannel(const grpc::ServerContextBase* context,
-                                absl::string_view call,
-                                std::shared_ptr<const Session>* session) const;
+  // FAILED_PRECONDITION unless fds can be exchanged with the caller of
+  // `session`.
+  absl::Status CheckSideChannel(const Session& session,
+                                absl::string_view call) const;
 
   ThreadTable* table_;
-  const CallerBindings* callers_;
+  const CallerResolver* callers_;
   FdSideChannel* side_channel_;
 };
 

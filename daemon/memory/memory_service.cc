@@ -267,13 +267,10 @@ absl::StatusOr<uint64_t> MemoryService::ScratchPage(AgentThread& thread) {
 }
 
 absl::Status MemoryService::DirectCopy(
-    const grpc::ServerContext* context,
-    const procwarp::v1::DirectMemoryRequest& request, bool to_client,
-    procwarp::v1::DirectMemoryResponse* response) {
+    const Session& session, const procwarp::v1::DirectMemoryRequest& request,
+    bool to_client, procwarp::v1::DirectMemoryResponse* response) {
   const char* call = to_client ? "ReadToClient" : "WriteFromClient";
-  ASSIGN_OR_RETURN(std::shared_ptr<const Session> session,
-                   callers_->SessionOf(context));
-  const Identity& caller = session->identity;
+  const Identity& caller = session.identity;
   ASSIGN_OR_RETURN(ResolvedPointer p,
                    table_->FindPointer(request.pointer_id(), caller));
   RETURN_IF_ERROR(
@@ -282,13 +279,13 @@ absl::Status MemoryService::DirectCopy(
     return absl::InvalidArgumentError(
         absl::StrCat(call, ": client_address must not be 0"));
   }
-  if (caller.pid <= 0 || session->peer_pidfd == nullptr) {
+  if (caller.pid <= 0 || session.peer_pidfd == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         call, ": only a local client (whose pid the daemon knows) can be "
               "copied to directly; use ",
         to_client ? "Read/ReadStream" : "Write/WriteStream"));
   }
-  if (!PeerAlive(*session->peer_pidfd)) {
+  if (!PeerAlive(*session.peer_pidfd)) {
     return absl::FailedPreconditionError(absl::StrCat(
         call, ": the client process ", caller.pid, " has exited"));
   }
@@ -356,7 +353,7 @@ absl::Status MemoryService::DirectCopy(
   }
   // The pid named the client during the copy only if the client did not
   // exit meanwhile (a pid is reused only after its process is gone).
-  if (!PeerAlive(*session->peer_pidfd)) {
+  if (!PeerAlive(*session.peer_pidfd)) {
     return absl::FailedPreconditionError(absl::StrCat(
         call, ": the client process ", caller.pid, " exited during the copy"));
   }
@@ -373,14 +370,17 @@ absl::Status MemoryService::DirectCopy(
 grpc::Status MemoryService::ReadToClient(
     grpc::ServerContext* context, const procwarp::v1::DirectMemoryRequest* request,
     procwarp::v1::DirectMemoryResponse* response) {
-  return ToGrpcStatus(DirectCopy(context, *request, /*to_client=*/true, response));
+  return WithSession(*callers_, context, [&](const Session& session) {
+    return DirectCopy(session, *request, /*to_client=*/true, response);
+  });
 }
 
 grpc::Status MemoryService::WriteFromClient(
     grpc::ServerContext* context, const procwarp::v1::DirectMemoryRequest* request,
     procwarp::v1::DirectMemoryResponse* response) {
-  return ToGrpcStatus(
-      DirectCopy(context, *request, /*to_client=*/false, response));
+  return WithSession(*callers_, context, [&](const Session& session) {
+    return DirectCopy(session, *request, /*to_client=*/false, response);
+  });
 }
 
 }  // namespace procwarp

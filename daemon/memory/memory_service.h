@@ -18,7 +18,7 @@ namespace procwarp {
 
 class MemoryService final : public procwarp::v1::Memory::Service {
  public:
-  MemoryService(ThreadTable* table, const CallerBindings* callers)
+  MemoryService(ThreadTable* table, const CallerResolver* callers)
       : table_(table), callers_(callers) {}
 
   grpc::Status Allocate(grpc::ServerContext* context,
@@ -53,7 +53,7 @@ class MemoryService final : public procwarp::v1::Memory::Service {
 
  private:
   // ReadToClient (to_client) and WriteFromClient.
-  absl::Status DirectCopy(const grpc::ServerContext* context,
+  absl::Status DirectCopy(const Session& session,
                           const procwarp::v1::DirectMemoryRequest& request,
                           bool to_client,
                           procwarp::v1::DirectMemoryResponse* response);
@@ -68,7 +68,7 @@ class MemoryService final : public procwarp::v1::Memory::Service {
                         procwarp::v1::WriteMemoryResponse* response);
 
   ThreadTable* table_;
-  const CallerBindings* callers_;
+  const CallerResolver* callers_;
   absl::Mutex scratch_mu_;
   // Thread id -> scratch page address. Ids are never reused, so an entry of
   // a thread that has ended is only a few stale bytes.

@@ -15,7 +15,7 @@ namespace procwarp {
 class ProcessesService final : public procwarp::v1::Processes::Service {
  public:
   ProcessesService(ProcessTable* table, EventBus* events,
-                   const CallerBindings* callers, StreamLimiter* streams)
+                   const CallerResolver* callers, StreamLimiter* streams)
       : table_(table), events_(events), callers_(callers), streams_(streams) {}
 
   grpc::Status Spawn(grpc::ServerContext* context,
@@ -50,7 +50,7 @@ class ProcessesService final : public procwarp::v1::Processes::Service {
  private:
   ProcessTable* table_;
   EventBus* events_;
-  const CallerBindings* callers_;
+  const CallerResolver* callers_;
   StreamLimiter* streams_;
 };
 

@@ -4,9 +4,8 @@
 // fd numbers are reused: once gRPC closes fd N, the next accepted connection
 // may be N again. The registry therefore (1) keeps a duplicate of every
 // connection's socket, so the socket (and its inode) stays alive and a stale
-// lookup cannot match a new socket by inode, and (2) is consulted only once per
-// call, when the call starts (see caller_interceptor.h); nothing resolves
-// "fd:N" later in a call.
+// lookup cannot match a new socket by inode, and (2) is consulted only while a
+// call is alive, which pins its connection's fd (see caller_context.h).
 //
 // The duplicate is also how a session's end is seen: the watcher thread
 // epolls it for the peer's hang-up and then runs the end listeners (which free

@@ -124,9 +124,9 @@ grpc::Status ThreadsService::CreateThread(
     grpc::ServerContext* context,
     const procwarp::v1::CreateThreadRequest* request,
     procwarp::v1::CreateThreadResponse* response) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) {
-    ASSIGN_OR_RETURN(auto session, callers_->SessionOf(context));
-    ASSIGN_OR_RETURN(auto thread, table_->Create(*request, caller, session->id));
+  return WithSession(*callers_, context, [&](const Session& session) {
+    const Identity& caller = session.identity;
+    ASSIGN_OR_RETURN(auto thread, table_->Create(*request, caller, session.id));
     *response->mutable_thread() = thread->Info();
     Audit("thread_create", caller,
           {{"THREAD_ID", thread->id()},

@@ -22,7 +22,7 @@ class ThreadsService final : public procwarp::v1::Threads::Service {
  public:
   // Exec hands threads over to `processes`.
   ThreadsService(ThreadTable* table, ProcessTable* processes,
-                 const CallerBindings* callers)
+                 const CallerResolver* callers)
       : table_(table), processes_(processes), callers_(callers) {}
 
   grpc::Status CreateThread(grpc::ServerContext* context,
@@ -51,7 +51,7 @@ class ThreadsService final : public procwarp::v1::Threads::Service {
  private:
   ThreadTable* table_;
   ProcessTable* processes_;
-  const CallerBindings* callers_;
+  const CallerResolver* callers_;
 };
 
 }  // namespace procwarp

@@ -1,9 +1,12 @@
 // The Admin service, standard health checking and server reflection.
+#include <thread>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/daemon_harness.h"
-#include "tests/integration/protos/health.grpc.pb.h"
+#include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "tests/integration/protos/reflection.grpc.pb.h"
 
 namespace procwarp::testing {
@@ -53,6 +56,63 @@ TEST_F(AdminTest, HealthCheckServing) {
   grpc::health::v1::HealthCheckResponse response;
   ASSERT_TRUE(health->Check(Ctx().get(), {}, &response).ok());
   EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(AdminTest, HealthCheckNamesServices) {
+  auto health = grpc::health::v1::Health::NewStub(daemon_->NewChannel());
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  for (const char* service : {"procwarp.v1.Processes", "procwarp.v1.Threads",
+                              "procwarp.v1.Memory", "procwarp.v1.Files",
+                              "procwarp.v1.Admin"}) {
+    request.set_service(service);
+    ASSERT_TRUE(health->Check(Ctx().get(), request, &response).ok()) << service;
+    EXPECT_EQ(response.status(),
+              grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  request.set_service("no.such.Service");
+  EXPECT_EQ(health->Check(Ctx().get(), request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(AdminTest, HealthWatchSeesShutdown) {
+  auto health = grpc::health::v1::Health::NewStub(daemon_->NewChannel());
+  auto ctx = Ctx();
+  auto watch = health->Watch(ctx.get(), {});
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // The stream reports NOT_SERVING and ends at once: left open, it would
+  // hold up the daemon's exit until the shutdown grace period (5 s) cancels
+  // it.
+  absl::Time stopping = absl::Now();
+  std::thread stop([&] { EXPECT_EQ(daemon_->Stop(), 0); });
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(),
+            grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(watch->Read(&response));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_LT(absl::Now() - stopping, absl::Seconds(3));
+  stop.join();
+}
+
+TEST_F(AdminTest, HealthWatchUnknownServiceStaysOpen) {
+  auto health = grpc::health::v1::Health::NewStub(daemon_->NewChannel());
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("no.such.Service");
+  auto watch = health->Watch(&ctx, request);
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(),
+            grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+  ctx.TryCancel();
+  EXPECT_FALSE(watch->Read(&response));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The daemon still serves.
+  grpc::health::v1::HealthCheckResponse check;
+  EXPECT_TRUE(health->Check(Ctx().get(), {}, &check).ok());
 }
 
 TEST_F(AdminTest, ReflectionListsServices) {

@@ -109,8 +109,9 @@ absl::StatusOr<std::unique_ptr<DaemonHarness>> DaemonHarness::Start(
   argv.insert(argv.end(), options.flags.begin(), options.flags.end());
   std::vector<std::string> env = {"NOTIFY_SOCKET=" + notify_path,
                                   "PATH=/usr/bin:/bin"};
-  // Sanitizer settings reach the daemon too.
-  for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {
+  // Sanitizer and gRPC logging settings reach the daemon too.
+  for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+                           "GRPC_VERBOSITY", "GRPC_TRACE"}) {
     if (const char* v = getenv(name)) env.push_back(absl::StrCat(name, "=", v));
   }
   auto cargv = CArray(argv);
