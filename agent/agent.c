@@ -56,7 +56,6 @@ int memcmp(const void *a, const void *b, size_t n) {
 
 #define PW_SOL_SOCKET 1
 #define PW_SCM_RIGHTS 1
-#define PW_MSG_DONTWAIT 0x40
 #define PW_MSG_NOSIGNAL 0x4000
 #define PW_MSG_CMSG_CLOEXEC 0x40000000
 #define PW_POLLIN 0x1
@@ -245,8 +244,9 @@ static void queue_passed_fds(const struct pw_msghdr *msg) {
 
 /* One recvmsg into buf, always with room for passed fds (a plain read would
  * make the kernel close them). Returns bytes (> 0), 0 at EOF, or -EAGAIN when
- * `flags` has MSG_DONTWAIT and nothing is there. Other errors exit. */
-static long recv_once(void *buf, size_t len, int flags) {
+ * someone made the socket non-blocking and nothing is there. Other errors
+ * exit. */
+static long recv_once(void *buf, size_t len) {
   union {
     struct pw_cmsghdr align;
     unsigned char bytes[PW_CMSG_HDR_SIZE + PW_MAX_FDS_PER_MSG * sizeof(int)];
@@ -258,7 +258,7 @@ static long recv_once(void *buf, size_t len, int flags) {
                             .control = &control,
                             .controllen = sizeof(control)};
     long r =
-        PW_SYSCALL3(__NR_recvmsg, g_sock, &msg, flags | PW_MSG_CMSG_CLOEXEC);
+        PW_SYSCALL3(__NR_recvmsg, g_sock, &msg, PW_MSG_CMSG_CLOEXEC);
     if (r == -EINTR) continue;
     if (r == -EAGAIN) return r;
     if (r == -ECONNRESET) return 0; /* the daemon is gone: same as EOF */
@@ -269,16 +269,16 @@ static long recv_once(void *buf, size_t len, int flags) {
   }
 }
 
-/* Receives at least one byte into buf. Tries without blocking first; only
- * when that would block are the buffered responses written, so a batch gets
- * all its answers in as few writes as possible and a lone request is never
- * left waiting for its answer. Returns 0 at EOF. */
+/* Receives at least one byte into buf. The answers buffered so far go out
+ * first, in one write, because the daemon may be waiting for them. Answers
+ * still share writes where it matters: the daemon sends a batch in one go, so
+ * all of it is read, run and answered before the agent reads again. (Trying a
+ * non-blocking read first would cost a lone request one more syscall.)
+ * Returns 0 at EOF. */
 static long recv_some(void *buf, size_t len) {
-  long r = recv_once(buf, len, PW_MSG_DONTWAIT);
-  if (r != -EAGAIN) return r;
-  flush_out();
+  if (g_out_len > 0) flush_out();
   for (;;) {
-    r = recv_once(buf, len, 0);
+    long r = recv_once(buf, len);
     if (r != -EAGAIN) return r;
     wait_socket(PW_POLLIN);
   }

@@ -19,8 +19,9 @@ constexpr size_t kInBufferSize = 256 * 1024;
 // Most fds one recvmsg can bring: the agent sends one per message, but a
 // read may span several.
 constexpr size_t kMaxFdsPerRead = 64;
-// How often a wait wakes up to ask whether the caller still wants the answer.
-constexpr int kCancelPollMs = 100;
+// How often a wait wakes up to ask whether the caller still wants the answer
+// and whether the agent is still alive.
+constexpr int kWaitSliceMs = 100;
 // The hello comes right after execve; a silent agent is broken.
 constexpr int kHelloTimeoutMs = 10000;
 
@@ -42,6 +43,12 @@ AgentConnection::AgentConnection(UniqueFd socket, int pidfd, std::string name)
 
 absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
     UniqueFd socket, int pidfd, std::string name) {
+  // Waits for replies happen in recvmsg itself (see Run); this bounds them.
+  timeval slice = {0, kWaitSliceMs * 1000};
+  if (setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &slice,
+                 sizeof(slice)) != 0) {
+    return ErrnoStatus(errno, "setsockopt(agent socket, SO_RCVTIMEO)");
+  }
   std::unique_ptr<AgentConnection> connection(
       new AgentConnection(std::move(socket), pidfd, std::move(name)));
   RETURN_IF_ERROR(connection->ReadHello());
@@ -156,7 +163,7 @@ absl::Status AgentConnection::SendSome(Outgoing* out) {
   return absl::OkStatus();
 }
 
-absl::Status AgentConnection::ReceiveSome(bool* got_data) {
+absl::Status AgentConnection::ReceiveSome(bool* got_data, bool wait) {
   *got_data = false;
   for (;;) {
     if (in_begin_ == in_end_) {
@@ -174,7 +181,8 @@ absl::Status AgentConnection::ReceiveSome(bool* got_data) {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ssize_t n = recvmsg(socket_.get(), &msg,
+                        (wait ? 0 : MSG_DONTWAIT) | MSG_CMSG_CLOEXEC);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return absl::OkStatus();
@@ -197,6 +205,7 @@ absl::Status AgentConnection::ReceiveSome(bool* got_data) {
                                  hello_.socket_fd, ")"));
     }
     *got_data = true;
+    wait = false;  // got something: take only what else is already there
     in_end_ += n;
     if (in_end_ < in_.size()) return absl::OkStatus();
   }
@@ -276,51 +285,72 @@ absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
     if (agent_exited) {
       return Broken(absl::StrCat(name_, ": the thread has exited"));
     }
-    bool want_out = out.sent < out.bytes.size();
-    pollfd fds[2] = {
-        {socket_.get(), static_cast<short>(POLLIN | (want_out ? POLLOUT : 0)),
-         0},
-        {pidfd_, POLLIN, 0}};
-    int ready = poll(fds, 2, cancelled ? kCancelPollMs : -1);
-    if (ready < 0 && errno != EINTR) return ErrnoStatus(errno, "poll(agent)");
-    if (ready <= 0) {
-      if (cancelled && cancelled()) {
-        // Stop at a request boundary so the stream stays in sync; the
-        // replies still to come are dropped by later Runs (by tag).
-        auto boundary = std::lower_bound(out.request_ends.begin(),
-                                         out.request_ends.end(), out.sent);
-        if (boundary != out.request_ends.end()) out.bytes.resize(*boundary);
-        RETURN_IF_ERROR(SendSome(&out));
-        if (out.sent < out.bytes.size()) {
-          return Broken(absl::StrCat(
-              name_, ": a cancelled call left a request half-sent"));
-        }
-        return absl::CancelledError(
-            absl::StrCat(name_, ": call cancelled while the thread was busy"));
-      }
-      continue;
-    }
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      bool got_data = false;
-      absl::Status received = ReceiveSome(&got_data);
+    bool socket_ready = false;
+    bool timed_out = false;
+    if (out.sent == out.bytes.size()) {
+      // Everything is sent: wait in recvmsg itself, one syscall where poll +
+      // recvmsg would be two (this is the path of every unary Syscall).
+      absl::Status received = ReceiveSome(&socket_ready, /*wait=*/true);
       if (!received.ok()) {
         // Whatever arrived before the EOF still counts (e.g. EXIT's reply).
         Parse(calls, first_tag, replies, &done);
         if (done == calls.size()) return absl::OkStatus();
         return received;
       }
-    }
-    if (fds[1].revents & POLLIN) {
-      // Exited: one more pass takes what it wrote before dying.
-      agent_exited = true;
-      bool got_data = true;
-      while (got_data) {
-        absl::Status received = ReceiveSome(&got_data);
-        Parse(calls, first_tag, replies, &done);
-        if (!received.ok()) break;
+      if (socket_ready) continue;
+      timed_out = true;
+      // The socket's end may outlive the agent (a child it forked holds
+      // it), so silence is also the moment to look at the pidfd.
+      agent_exited = AgentExited();
+    } else {
+      pollfd fds[2] = {{socket_.get(), POLLIN | POLLOUT, 0}, {pidfd_, POLLIN, 0}};
+      int ready = poll(fds, 2, kWaitSliceMs);
+      if (ready < 0 && errno != EINTR) return ErrnoStatus(errno, "poll(agent)");
+      timed_out = ready == 0;
+      agent_exited = (fds[1].revents & POLLIN) != 0;
+      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        absl::Status received = ReceiveSome(&socket_ready);
+        if (!received.ok()) {
+          Parse(calls, first_tag, replies, &done);
+          if (done == calls.size()) return absl::OkStatus();
+          return received;
+        }
       }
     }
+    if (agent_exited) DrainExited(calls, first_tag, replies, &done);
+    if (timed_out && cancelled && cancelled()) return StopCancelledRun(&out);
   }
+}
+
+absl::Status AgentConnection::StopCancelledRun(Outgoing* out) {
+  // The replies still to come are dropped by later Runs (by tag).
+  auto boundary = std::lower_bound(out->request_ends.begin(),
+                                   out->request_ends.end(), out->sent);
+  if (boundary != out->request_ends.end()) out->bytes.resize(*boundary);
+  RETURN_IF_ERROR(SendSome(out));
+  if (out->sent < out->bytes.size()) {
+    return Broken(
+        absl::StrCat(name_, ": a cancelled call left a request half-sent"));
+  }
+  return absl::CancelledError(
+      absl::StrCat(name_, ": call cancelled while the thread was busy"));
+}
+
+void AgentConnection::DrainExited(absl::Span<const AgentCall> calls,
+                                  uint64_t first_tag,
+                                  std::vector<AgentReply>* replies,
+                                  size_t* done) {
+  bool got_data = true;
+  while (got_data) {
+    absl::Status received = ReceiveSome(&got_data);
+    Parse(calls, first_tag, replies, done);
+    if (!received.ok()) break;
+  }
+}
+
+bool AgentConnection::AgentExited() const {
+  pollfd exited = {pidfd_, POLLIN, 0};
+  return poll(&exited, 1, 0) == 1 && (exited.revents & POLLIN) != 0;
 }
 
 absl::StatusOr<int64_t> AgentConnection::Syscall(

@@ -100,8 +100,18 @@ class AgentConnection {
               Outgoing* out);
   // Sends what the socket takes without blocking.
   absl::Status SendSome(Outgoing* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Reads what is available without blocking; EOF is UNAVAILABLE.
-  absl::Status ReceiveSome(bool* got_data) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads what is available; EOF is UNAVAILABLE. With `wait`, blocks until
+  // something arrives or the socket's receive timeout (kWaitSliceMs) passes.
+  absl::Status ReceiveSome(bool* got_data, bool wait = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a cancelled Run at a request boundary, so the stream stays in sync.
+  absl::Status StopCancelledRun(Outgoing* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes whatever an agent that has exited wrote before it died.
+  void DrainExited(absl::Span<const AgentCall> calls, uint64_t first_tag,
+                   std::vector<AgentReply>* replies, size_t* done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AgentExited() const;
   // Consumes buffered replies; counts those for the current Run.
   void Parse(absl::Span<const AgentCall> calls, uint64_t first_tag,
              std::vector<AgentReply>* replies, size_t* done)
