@@ -128,10 +128,13 @@ class Pointer {
   int64_t arg() const { return static_cast<int64_t>(info_.address()); }
   uint64_t size() const { return info_.size(); }
 
-  // `length` bytes at `offset` (default: to the end). Large reads stream.
+  // `length` bytes at `offset` (default: to the end). Large transfers go
+  // straight between the thread's memory and this process when the daemon
+  // is local and allows it (Memory.ReadToClient / WriteFromClient), else
+  // they stream in chunks.
   absl::StatusOr<std::string> Read(uint64_t offset = 0,
                                    uint64_t length = UINT64_MAX) const;
-  // Writes `data` at `offset`. Large writes stream in chunks.
+  // Writes `data` at `offset` (large writes as for Read).
   absl::Status Write(absl::string_view data, uint64_t offset = 0) const;
 
   // Unmaps the memory now; the handle becomes empty.

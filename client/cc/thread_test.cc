@@ -120,6 +120,23 @@ class ThreadTest : public ::testing::Test {
   std::unique_ptr<Client> client_;
 };
 
+TEST_F(ThreadTest, LargeBuffersRoundTripAndStayInBounds) {
+  // 6 MiB: the direct local path (ReadToClient / WriteFromClient), at odd
+  // offsets so nothing depends on page alignment.
+  Thread t = NewThread();
+  constexpr size_t kSize = 6 << 20;
+  absl::StatusOr<Pointer> buffer = t.Allocate(kSize);
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  std::string data(kSize - 3, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + 7);
+  ASSERT_TRUE(buffer->Write(data, 3).ok());
+  absl::StatusOr<std::string> back = buffer->Read(3);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(*back == data) << "read back differs";
+  EXPECT_TRUE(absl::IsOutOfRange(buffer->Write(data, 4)));
+  EXPECT_TRUE(absl::IsOutOfRange(buffer->Read(3, kSize).status()));
+}
+
 TEST_F(ThreadTest, OpenAndReadEtcHostnameLikeTheLocalFile) {
   Thread t = NewThread();
   absl::StatusOr<FileDescriptor> fd = t.Open("/etc/hostname", O_RDONLY);

@@ -107,6 +107,7 @@ absl::StatusOr<std::unique_ptr<DaemonHarness>> DaemonHarness::Start(
                                    h->socket_path_, "--socket_mode",
                                    options.socket_mode};
   argv.insert(argv.end(), options.flags.begin(), options.flags.end());
+  argv.insert(argv.begin(), options.wrapper.begin(), options.wrapper.end());
   std::vector<std::string> env = {"NOTIFY_SOCKET=" + notify_path,
                                   "PATH=/usr/bin:/bin"};
   // Sanitizer and gRPC logging settings reach the daemon too.

@@ -42,6 +42,9 @@ class DaemonHarness {
   struct Options {
     std::vector<std::string> flags;  // extra procwarpd flags
     std::string socket_mode = "0666";
+    // A program (and its arguments) that runs procwarpd's command line, e.g.
+    // to confine it first.
+    std::vector<std::string> wrapper;
   };
   static absl::StatusOr<std::unique_ptr<DaemonHarness>> Start(Options options);
   static absl::StatusOr<std::unique_ptr<DaemonHarness>> Start() {
