@@ -48,6 +48,7 @@ struct Flags {
   std::optional<std::string> admin_group;
   std::optional<uint32_t> max_processes;
   std::optional<uint32_t> max_streams;
+  std::optional<uint32_t> max_threads;
   std::optional<uint64_t> output_buffer_bytes;
   std::optional<std::string> agent_path;
 };
@@ -73,6 +74,7 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   auto* limits = config.mutable_limits();
   if (flags.max_processes) limits->set_max_processes_per_identity(*flags.max_processes);
   if (flags.max_streams) limits->set_max_streams_per_identity(*flags.max_streams);
+  if (flags.max_threads) limits->set_max_threads_per_identity(*flags.max_threads);
   if (flags.output_buffer_bytes) {
     limits->set_output_buffer_bytes(*flags.output_buffer_bytes);
   }
@@ -164,7 +166,10 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
     LogError(absl::StrCat("threads are unavailable: ",
                           agent_launcher.status().ToString()));
   }
-  ThreadTable threads(&agent_launcher, &sessions);
+  ThreadLimits thread_limits;
+  thread_limits.max_threads_per_identity =
+      config.limits().max_threads_per_identity();
+  ThreadTable threads(&agent_launcher, &sessions, thread_limits);
   ThreadsService threads_service(&threads, &table, &callers);
   MemoryService memory_service(&threads, &callers);
   // The fd side socket sits next to the main one. Under socket activation
@@ -249,6 +254,7 @@ int main(int argc, char** argv) {
                  "members of this group act as admins");
   app.add_option("--max_processes_per_identity", flags.max_processes);
   app.add_option("--max_streams_per_identity", flags.max_streams);
+  app.add_option("--max_threads_per_identity", flags.max_threads);
   app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
                  "output kept per process for late attachers");
   app.add_option("--agent_path,--agent-path", flags.agent_path,

@@ -134,6 +134,11 @@ void SessionRegistry::AddEndListener(EndListener listener) {
   listeners_.push_back(std::move(listener));
 }
 
+bool SessionRegistry::IsLive(uint64_t session_id) const {
+  absl::MutexLock lock(&mu_);
+  return watched_.count(session_id) > 0;
+}
+
 int SessionRegistry::LiveSessions() const {
   absl::MutexLock lock(&mu_);
   return watched_.size();

@@ -69,6 +69,8 @@ class SessionRegistry {
   void AddEndListener(EndListener listener);
 
   int LiveSessions() const;
+  // False once session `session_id` has ended (before its end listeners run).
+  bool IsLive(uint64_t session_id) const;
 
  private:
   void WatchLoop();

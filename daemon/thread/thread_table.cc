@@ -25,6 +25,7 @@ absl::Status NoSuchPointer(absl::string_view id) {
 ThreadTable::ThreadTable(AgentLauncher* launcher, SessionRegistry* sessions,
                          ThreadLimits limits)
     : launcher_(launcher),
+      sessions_(sessions),
       limits_(limits),
       guard_(std::make_shared<ListenerGuard>()) {
   {
@@ -50,70 +51,103 @@ ThreadTable::~ThreadTable() {
   for (auto& [id, entry] : threads) entry.thread->Kill();
 }
 
+absl::Status ThreadTable::ReserveSlot(const Identity& owner) {
+  absl::MutexLock lock(&mu_);
+  size_t owned = starting_[owner.OwnerKey()];
+  for (const auto& [id, entry] : threads_) {
+    if (entry.thread->owner().OwnerKey() == owner.OwnerKey()) ++owned;
+  }
+  if (owned >= limits_.max_threads_per_identity) {
+    if (starting_[owner.OwnerKey()] == 0) starting_.erase(owner.OwnerKey());
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "CreateThread: ", owner.OwnerKey(), " already has ", owned,
+        " threads (the limit); end some with ExitThread"));
+  }
+  ++starting_[owner.OwnerKey()];
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
+    const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
+    const std::shared_ptr<AgentThread>& parent, const Identity& owner,
+    const std::string& name) {
+  if (parent == nullptr) {
+    return launcher_->Launch(request.namespaces(), caller, name);
+  }
+  RETURN_IF_ERROR(parent->CheckAlive());
+  const procwarp::v1::Namespaces& ns = request.namespaces();
+  uint64_t flags = 0;
+  if (request.share_fd_table()) flags |= CLONE_FILES;
+  if (ns.user()) flags |= CLONE_NEWUSER;
+  if (ns.mount()) flags |= CLONE_NEWNS;
+  if (ns.net()) flags |= CLONE_NEWNET;
+  if (ns.uts()) flags |= CLONE_NEWUTS;
+  if (ns.ipc()) flags |= CLONE_NEWIPC;
+  if (ns.pid()) flags |= CLONE_NEWPID;
+  absl::StatusOr<LaunchedAgent> child =
+      launcher_->CloneChild(parent->connection(), flags, owner, name);
+  if (child.ok()) return child;
+  absl::Status status = child.status();
+  if (absl::IsUnavailable(status)) {
+    absl::Status alive = parent->CheckAlive(absl::Seconds(1));
+    if (!alive.ok()) status = alive;
+  }
+  return absl::Status(status.code(),
+                      absl::StrCat("CreateThread from parent ", parent->Name(),
+                                   ": ", status.message()));
+}
+
 absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
     const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
     uint64_t session_id) {
-  {
-    absl::MutexLock lock(&mu_);
-    size_t owned = 0;
-    for (const auto& [id, entry] : threads_) {
-      if (entry.thread->owner().OwnerKey() == caller.OwnerKey()) ++owned;
-    }
-    if (owned >= limits_.max_threads_per_identity) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "CreateThread: ", caller.OwnerKey(), " already has ", owned,
-          " threads (the limit); end some with ExitThread"));
-    }
-  }
   AgentThread::Options options;
   options.id = NewHandleId();
   options.owner = caller;
   options.session_id = session_id;
   options.persistent = request.persistent();
   options.request = request;
-  const std::string name = absl::StrCat("thread ", options.id);
-  LaunchedAgent agent;
-  if (request.parent_thread_id().empty()) {
-    if (request.share_fd_table()) {
-      return absl::InvalidArgumentError(
-          "CreateThread: share_fd_table needs a parent_thread_id");
-    }
-    ASSIGN_OR_RETURN(agent,
-                     launcher_->Launch(request.namespaces(), caller, name));
-  } else {
+  std::shared_ptr<AgentThread> parent;
+  if (!request.parent_thread_id().empty()) {
     // A child of one of the caller's threads; it acts with the parent's
-    // credentials, so it belongs to the parent's owner.
-    ASSIGN_OR_RETURN(std::shared_ptr<AgentThread> parent,
-                     Find(request.parent_thread_id(), caller));
-    RETURN_IF_ERROR(parent->CheckAlive());
+    // credentials, so it belongs to (and counts for) the parent's owner.
+    ASSIGN_OR_RETURN(parent, Find(request.parent_thread_id(), caller));
     options.owner = parent->owner();
-    const procwarp::v1::Namespaces& ns = request.namespaces();
-    uint64_t flags = 0;
-    if (request.share_fd_table()) flags |= CLONE_FILES;
-    if (ns.user()) flags |= CLONE_NEWUSER;
-    if (ns.mount()) flags |= CLONE_NEWNS;
-    if (ns.net()) flags |= CLONE_NEWNET;
-    if (ns.uts()) flags |= CLONE_NEWUTS;
-    if (ns.ipc()) flags |= CLONE_NEWIPC;
-    if (ns.pid()) flags |= CLONE_NEWPID;
-    absl::StatusOr<LaunchedAgent> child = launcher_->CloneChild(
-        parent->connection(), flags, options.owner, name);
-    if (!child.ok()) {
-      absl::Status status = child.status();
-      if (absl::IsUnavailable(status)) {
-        absl::Status alive = parent->CheckAlive(absl::Seconds(1));
-        if (!alive.ok()) status = alive;
-      }
-      return absl::Status(status.code(),
-                          absl::StrCat("CreateThread from parent ",
-                                       parent->Name(), ": ", status.message()));
-    }
-    agent = *std::move(child);
+  } else if (request.share_fd_table()) {
+    return absl::InvalidArgumentError(
+        "CreateThread: share_fd_table needs a parent_thread_id");
   }
-  auto thread = std::make_shared<AgentThread>(std::move(options),
-                                              std::move(agent));
-  absl::MutexLock lock(&mu_);
-  threads_[thread->id()].thread = thread;
+  const std::string owner_key = options.owner.OwnerKey();
+  RETURN_IF_ERROR(ReserveSlot(options.owner));
+  const std::string name = absl::StrCat("thread ", options.id);
+  absl::StatusOr<LaunchedAgent> agent =
+      StartAgent(request, caller, parent, options.owner, name);
+  std::shared_ptr<AgentThread> thread;
+  if (agent.ok()) {
+    thread = std::make_shared<AgentThread>(std::move(options), *std::move(agent));
+  }
+  {
+    // The reservation turns into the entry (or goes) in one step, so the
+    // count never misses it.
+    absl::MutexLock lock(&mu_);
+    if (--starting_[owner_key] == 0) starting_.erase(owner_key);
+    if (thread == nullptr) return agent.status();
+    threads_[thread->id()].thread = thread;
+  }
+  // A session that ended while the agent was starting had nothing of this
+  // thread to end: end it here, or it would outlive its client.
+  if (!thread->persistent() && !sessions_->IsLive(session_id)) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = threads_.find(thread->id());
+      if (it != threads_.end() && it->second.thread == thread) {
+        ErasePointersLocked(it->second);
+        threads_.erase(it);
+      }
+    }
+    thread->Kill();
+    return absl::CancelledError(
+        "CreateThread: the client's connection ended while the thread started");
+  }
   return thread;
 }
 

@@ -95,14 +95,25 @@ class ThreadTable {
   };
 
   void ErasePointersLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a thread about to start toward `owner`'s limit (so concurrent
+  // creates cannot overshoot it), or says RESOURCE_EXHAUSTED.
+  absl::Status ReserveSlot(const Identity& owner);
+  // Starts the agent of a new thread (launched, or cloned from `parent`).
+  absl::StatusOr<LaunchedAgent> StartAgent(
+      const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
+      const std::shared_ptr<AgentThread>& parent, const Identity& owner,
+      const std::string& name);
 
   AgentLauncher* launcher_;
+  const SessionRegistry* sessions_;
   const ThreadLimits limits_;
   std::shared_ptr<ListenerGuard> guard_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry, std::less<>> threads_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, procwarp::v1::Pointer, std::less<>> pointers_
       ABSL_GUARDED_BY(mu_);
+  // Threads being started, by owner key (see ReserveSlot).
+  std::map<std::string, size_t> starting_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace procwarp

@@ -12,7 +12,8 @@
 //       events MILLIS |
 //       thread_syscall ID NR [ARGS...] | thread_get ID | thread_exit ID |
 //       thread_list | mem_read POINTER_ID | thread_child PARENT_ID |
-//       thread_probe [--userns] ROOT_PID | thread_child_userns
+//       thread_probe [--userns] ROOT_PID | thread_child_userns |
+//       thread_create_and_vanish MICROS
 #include <grp.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -30,6 +31,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/completion_queue.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
@@ -372,6 +374,28 @@ int main(int argc, char** argv) {
     return ThreadProbe(userns, atoi(rest[0].c_str()));
   }
   if (op == "thread_child_userns") return ThreadChildUserns();
+  if (op == "thread_create_and_vanish") {
+    // Sends CreateThread and exits MICROS later without waiting for the
+    // answer, so the session may end while the daemon starts the thread.
+    auto channel = Channel();
+    channel->WaitForConnected(
+        absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    auto threads_stub = procwarp::v1::Threads::NewStub(channel);
+    grpc::ClientContext context;
+    grpc::CompletionQueue cq;
+    procwarp::v1::CreateThreadRequest q;
+    auto call = threads_stub->AsyncCreateThread(&context, q, &cq);
+    procwarp::v1::CreateThreadResponse r;
+    grpc::Status s;
+    call->Finish(&r, &s, nullptr);
+    // Polling the queue drives the call's I/O until the deadline.
+    void* tag = nullptr;
+    bool ok = false;
+    cq.AsyncNext(&tag, &ok,
+                 absl::ToChronoTime(absl::Now() +
+                                    absl::Microseconds(atoi(id.c_str()))));
+    _exit(0);
+  }
   if (op == "events") return Events(atoi(id.c_str()));
   fprintf(stderr, "unknown op %s\n", op.c_str());
   return 2;

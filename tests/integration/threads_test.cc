@@ -584,6 +584,78 @@ TEST_F(ThreadsTest, DisconnectEndsNonPersistentThreadsAndFreesFds) {
   EXPECT_EQ(listed.threads_size(), 0);
 }
 
+TEST_F(ThreadsTest, ClientVanishingDuringCreateLeavesNoThread) {
+  // The client sends CreateThread and exits at various points of the
+  // daemon's launch: before it, during it, after it. The session may end
+  // before the thread exists; it must be ended all the same.
+  v1::ListThreadsResponse listed;
+  ASSERT_TRUE(client_.threads->ListThreads(Ctx().get(), {}, &listed).ok());
+  int fds_before = daemon_->CountFds();
+  for (int micros : {0, 100, 300, 1000, 2000, 5000, 10000, 30000}) {
+    Peer(-1, {"thread_create_and_vanish", absl::StrCat(micros)});
+  }
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  do {
+    listed.Clear();
+    ASSERT_TRUE(client_.threads->ListThreads(Ctx().get(), {}, &listed).ok());
+    if (listed.threads_size() == 0 && daemon_->CountFds() <= fds_before) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  } while (absl::Now() < deadline);
+  EXPECT_EQ(listed.threads_size(), 0);
+  EXPECT_LE(daemon_->CountFds(), fds_before);
+}
+
+TEST_F(ThreadsTest, ThreadLimitHoldsUnderConcurrentCreates) {
+  daemon_.reset();
+  DaemonHarness::Options options;
+  options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent"),
+                   "--max_threads_per_identity", "3"};
+  auto d = DaemonHarness::Start(options);
+  ASSERT_TRUE(d.ok()) << d.status();
+  daemon_ = *std::move(d);
+  client_ = Connect();
+
+  constexpr int kCreators = 8;
+  std::vector<grpc::StatusCode> codes(kCreators);
+  std::vector<std::string> ids(kCreators);
+  std::vector<std::thread> creators;
+  for (int i = 0; i < kCreators; ++i) {
+    creators.emplace_back([&, i] {
+      Client c = Connect();
+      v1::CreateThreadRequest request;
+      request.set_persistent(true);  // outlives this creator's connection
+      v1::CreateThreadResponse response;
+      codes[i] = c.threads->CreateThread(Ctx().get(), request, &response)
+                     .error_code();
+      ids[i] = response.thread().id();
+    });
+  }
+  for (auto& t : creators) t.join();
+  std::vector<std::string> created;
+  for (int i = 0; i < kCreators; ++i) {
+    if (codes[i] == grpc::StatusCode::OK) {
+      created.push_back(ids[i]);
+    } else {
+      EXPECT_EQ(codes[i], grpc::StatusCode::RESOURCE_EXHAUSTED);
+    }
+  }
+  ASSERT_EQ(created.size(), 3u);
+
+  // Child threads count for their parent's owner too.
+  v1::CreateThreadRequest child;
+  child.set_parent_thread_id(created[0]);
+  v1::CreateThreadResponse response;
+  EXPECT_EQ(client_.threads->CreateThread(Ctx().get(), child, &response)
+                .error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  v1::ExitThreadRequest exit;
+  exit.set_id(created[1]);
+  v1::ExitThreadResponse exited;
+  ASSERT_TRUE(client_.threads->ExitThread(Ctx().get(), exit, &exited).ok());
+  grpc::Status s = client_.threads->CreateThread(Ctx().get(), child, &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
 TEST_F(ThreadsTest, PersistentThreadOutlivesItsConnection) {
   std::string id;
   pid_t pid;
