@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "agent/protocol.h"
+#include "common/fd_passing.h"
 #include "gtest/gtest.h"
 
 namespace procwarp::agent {
@@ -183,26 +184,9 @@ class Agent {
   // first sendmsg, which carries data's first byte.
   absl::Status Send(const void* data, size_t len, int fd_to_pass = -1) {
     const char* p = static_cast<const char*>(data);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     while (len > 0) {
-      iovec iov = {const_cast<char*>(p), len};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      if (fd_to_pass >= 0) {
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof(control);
-        cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd_to_pass, sizeof(int));
-      }
-      ssize_t n = sendmsg(sock(), &msg, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoError("sendmsg");
-      }
+      ssize_t n = SendWithFd(sock(), p, len, fd_to_pass);
+      if (n < 0) return ErrnoError("sendmsg");
       fd_to_pass = -1;
       p += n;
       len -= n;

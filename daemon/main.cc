@@ -14,6 +14,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/socket_path.h"
 #include "absl/time/clock.h"
 #include "daemon/admin/admin_service.h"
 #include "daemon/admin/health_service.h"
@@ -78,7 +79,7 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   if (flags.output_buffer_bytes) {
     limits->set_output_buffer_bytes(*flags.output_buffer_bytes);
   }
-  if (config.socket_path().empty()) config.set_socket_path(DefaultSocketPath());
+  if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   return config;
 }
 

@@ -43,11 +43,7 @@ class ScopedFd {
 
 std::string DefaultSocketPathFor(const SocketPathInputs& inputs) {
   if (IsSet(inputs.procwarp_socket)) return *inputs.procwarp_socket;
-  if (inputs.euid == 0) return kSystemSocketPath;
-  const std::string runtime_dir = IsSet(inputs.xdg_runtime_dir)
-                                      ? *inputs.xdg_runtime_dir
-                                      : absl::StrCat("/run/user/", inputs.euid);
-  return absl::StrCat(runtime_dir, "/procwarp/procwarpd.sock");
+  return StandardSocketPath(inputs.euid, inputs.xdg_runtime_dir);
 }
 
 std::string DefaultSocketPath() {

@@ -9,11 +9,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/socket_path.h"
 
 namespace procwarp {
 
-// The system daemon's socket (used when the caller is root).
-inline constexpr char kSystemSocketPath[] = "/run/procwarp/procwarpd.sock";
 // Environment variable that overrides the default socket path.
 inline constexpr char kSocketPathEnvVar[] = "PROCWARP_SOCKET";
 
@@ -27,11 +26,8 @@ struct SocketPathInputs {
   std::optional<std::string> xdg_runtime_dir;
 };
 
-// The daemon's default socket path for `inputs`:
-//   $PROCWARP_SOCKET if set, else
-//   /run/procwarp/procwarpd.sock for root (euid 0), else
-//   $XDG_RUNTIME_DIR/procwarp/procwarpd.sock, where a missing XDG_RUNTIME_DIR
-//   falls back to /run/user/<euid> (what pam_systemd would have set).
+// The daemon's default socket path for `inputs`: $PROCWARP_SOCKET if set,
+// else the daemon's own default, StandardSocketPath() (common/socket_path.h).
 std::string DefaultSocketPathFor(const SocketPathInputs& inputs);
 
 // DefaultSocketPathFor() applied to this process's euid and environment.

@@ -83,15 +83,6 @@ absl::Status ApplySocketPermissions(const SocketOptions& options) {
 
 }  // namespace
 
-std::string DefaultSocketPath() {
-  if (geteuid() == 0) return "/run/procwarp/procwarpd.sock";
-  const char* runtime = getenv("XDG_RUNTIME_DIR");
-  std::string base = runtime != nullptr && *runtime != '\0'
-                         ? runtime
-                         : absl::StrCat("/run/user/", geteuid());
-  return absl::StrCat(base, "/procwarp/procwarpd.sock");
-}
-
 absl::StatusOr<UniqueFd> BindUnixSocket(const SocketOptions& options) {
   ASSIGN_OR_RETURN(sockaddr_un addr, UnixAddress(options.path));
   RETURN_IF_ERROR(MakeParentDirectory(options.path));

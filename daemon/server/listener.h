@@ -27,10 +27,6 @@ struct SocketOptions {
   std::string group = "procwarp";
 };
 
-// The default socket path: /run/procwarp/procwarpd.sock for root,
-// $XDG_RUNTIME_DIR/procwarp/procwarpd.sock otherwise.
-std::string DefaultSocketPath();
-
 // Binds and listens on `options.path`, creating its directory (0755).
 // Refuses (FAILED_PRECONDITION) when a live daemon already answers there and
 // removes a stale socket file.
