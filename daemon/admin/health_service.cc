@@ -68,9 +68,11 @@ grpc::Status HealthService::Watch(
         if (!written) break;
         sent_any = true;
         sent = now;
+        continue;  // it may have changed again while we wrote
       }
-      // Told; ending the stream lets the server's shutdown finish without
-      // waiting out its grace period for this call.
+      // The caller has the current status. When that is the final one,
+      // ending the stream lets the server's shutdown finish without waiting
+      // out its grace period for this call.
       if (shutting_down_) {
         return absl::UnavailableError("procwarpd is shutting down");
       }

@@ -1,6 +1,7 @@
 // The Admin service, standard health checking and server reflection.
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -88,13 +89,13 @@ TEST_F(AdminTest, HealthWatchSeesShutdown) {
   // it.
   absl::Time stopping = absl::Now();
   std::thread stop([&] { EXPECT_EQ(daemon_->Stop(), 0); });
+  absl::Cleanup join_stop = [&] { stop.join(); };
   ASSERT_TRUE(watch->Read(&response));
   EXPECT_EQ(response.status(),
             grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   EXPECT_FALSE(watch->Read(&response));
   EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_LT(absl::Now() - stopping, absl::Seconds(3));
-  stop.join();
 }
 
 TEST_F(AdminTest, HealthWatchUnknownServiceStaysOpen) {
