@@ -53,7 +53,7 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
 absl::Status ProcessTable::CheckLimitLocked(const Identity& caller) const {
   size_t owned = 0;
   for (const auto& [id, p] : processes_) {
-    if (p->owner().OwnerKey() == caller.OwnerKey()) ++owned;
+    if (p->owner().SameOwner(caller)) ++owned;
   }
   if (owned >= limits_.max_processes_per_identity) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -143,7 +143,7 @@ std::vector<std::shared_ptr<ManagedProcess>> ProcessTable::List(
   absl::MutexLock lock(&mu_);
   std::vector<std::shared_ptr<ManagedProcess>> out;
   for (const auto& [id, p] : processes_) {
-    bool own = p->owner().OwnerKey() == caller.OwnerKey();
+    bool own = p->owner().SameOwner(caller);
     if (own || (all && caller.admin)) out.push_back(p);
   }
   return out;

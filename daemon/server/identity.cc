@@ -16,8 +16,13 @@ std::string Identity::OwnerKey() const {
   return absl::StrCat("uid:", uid);
 }
 
+bool Identity::SameOwner(const Identity& other) const {
+  if (!subject.empty() || !other.subject.empty()) return subject == other.subject;
+  return uid == other.uid;
+}
+
 bool Identity::MayAccess(const Identity& owner) const {
-  return admin || OwnerKey() == owner.OwnerKey();
+  return admin || SameOwner(owner);
 }
 
 procwarp::v1::Identity Identity::ToProto() const {

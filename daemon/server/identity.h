@@ -26,6 +26,9 @@ struct Identity {
   // The key handles are owned by: two connections of the same user share
   // their processes.
   std::string OwnerKey() const;
+  // OwnerKey() == other.OwnerKey(), without building the strings (tables
+  // compare it for every entry).
+  bool SameOwner(const Identity& other) const;
 
   // True when this caller may act on something owned by `owner`.
   bool MayAccess(const Identity& owner) const;

@@ -55,7 +55,7 @@ absl::Status ThreadTable::ReserveSlot(const Identity& owner) {
   absl::MutexLock lock(&mu_);
   size_t owned = starting_[owner.OwnerKey()];
   for (const auto& [id, entry] : threads_) {
-    if (entry.thread->owner().OwnerKey() == owner.OwnerKey()) ++owned;
+    if (entry.thread->owner().SameOwner(owner)) ++owned;
   }
   if (owned >= limits_.max_threads_per_identity) {
     if (starting_[owner.OwnerKey()] == 0) starting_.erase(owner.OwnerKey());
@@ -167,7 +167,7 @@ std::vector<std::shared_ptr<AgentThread>> ThreadTable::List(
   absl::MutexLock lock(&mu_);
   for (const auto& [id, entry] : threads_) {
     const Identity& owner = entry.thread->owner();
-    if ((all && caller.admin) || owner.OwnerKey() == caller.OwnerKey()) {
+    if ((all && caller.admin) || owner.SameOwner(caller)) {
       out.push_back(entry.thread);
     }
   }
