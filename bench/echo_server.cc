@@ -10,6 +10,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/server_builder.h"
 
@@ -74,6 +75,22 @@ EchoServer::~EchoServer() {
   if (pid_ <= 0) return;
   kill(pid_, SIGTERM);
   waitpid(pid_, nullptr, 0);
+}
+
+void EchoServer::Call() const {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  EchoRequest request;
+  EchoResponse response;
+  stub_->Echo(&context, request, &response);
+}
+
+Paired EchoServer::MeasureAgainst(pid_t server, int n,
+                                  const std::function<void()>& measured) const {
+  return MeasurePaired(
+      n, [this] { Call(); }, measured,
+      [server] { return ProcessCpuMicros(server); },
+      [this] { return ProcessCpuMicros(pid_); });
 }
 
 }  // namespace procwarp::bench

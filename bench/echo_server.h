@@ -6,9 +6,11 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "bench/bench_util.h"
 #include "bench/echo.grpc.pb.h"
 
 namespace procwarp::bench {
@@ -31,7 +33,15 @@ class EchoServer {
   EchoServer& operator=(const EchoServer&) = delete;
 
   pid_t pid() const { return pid_; }
-  Echo::Stub* stub() const { return stub_.get(); }
+
+  // One empty unary Echo call.
+  void Call() const;
+
+  // `measured` against Call() (MeasurePaired), counting the CPU time of the
+  // process `server` (e.g. procwarpd) per measured call and the echo
+  // server's per echo.
+  Paired MeasureAgainst(pid_t server, int n,
+                        const std::function<void()>& measured) const;
 
  private:
   pid_t pid_ = -1;

@@ -33,19 +33,10 @@ using procwarp::testing::DaemonHarness;
 void CompareUnary(const std::string& self, DaemonHarness* daemon, int n) {
   EchoServer echo(self, daemon->dir());
   auto admin = daemon->Admin();
-  Paired paired = MeasurePaired(
-      n,
-      [&] {
-        EchoRequest request;
-        EchoResponse response;
-        echo.stub()->Echo(Ctx().get(), request, &response);
-      },
-      [&] {
-        procwarp::v1::GetStatusResponse response;
-        admin->GetStatus(Ctx().get(), {}, &response);
-      },
-      [&] { return ProcessCpuMicros(daemon->pid()); },
-      [&] { return ProcessCpuMicros(echo.pid()); });
+  Paired paired = echo.MeasureAgainst(daemon->pid(), n, [&] {
+    procwarp::v1::GetStatusResponse response;
+    admin->GetStatus(Ctx().get(), {}, &response);
+  });
   Report("Admin.GetStatus (procwarpd)", paired.measured,
          "bare gRPC unary echo", paired.baseline, "<= 1.3x");
   printf("  server CPU per call: procwarpd %.1f us, echo %.1f us (%.2fx)\n",

@@ -71,20 +71,11 @@ void CompareUnary(const std::string& self, DaemonHarness* daemon,
   bool wrong = false;
   // The agent works only in the measured rounds (and their warm-up).
   double agent_cpu = ProcessCpuMicros(thread.pid());
-  Paired paired = MeasurePaired(
-      n,
-      [&] {
-        EchoRequest request;
-        EchoResponse response;
-        echo.stub()->Echo(Ctx().get(), request, &response);
-      },
-      [&] {
-        v1::SyscallResponse response;
-        grpc::Status s = threads->Syscall(Ctx().get(), request, &response);
-        if (!s.ok() || response.result().value() != thread.pid()) wrong = true;
-      },
-      [&] { return ProcessCpuMicros(daemon->pid()); },
-      [&] { return ProcessCpuMicros(echo.pid()); });
+  Paired paired = echo.MeasureAgainst(daemon->pid(), n, [&] {
+    v1::SyscallResponse response;
+    grpc::Status s = threads->Syscall(Ctx().get(), request, &response);
+    if (!s.ok() || response.result().value() != thread.pid()) wrong = true;
+  });
   agent_cpu = ProcessCpuMicros(thread.pid()) - agent_cpu;
   if (wrong) printf("  !! some Threads.Syscall calls failed\n");
   Report("Threads.Syscall getpid (unary)", paired.measured,
