@@ -52,18 +52,19 @@ ThreadTable::~ThreadTable() {
 }
 
 absl::Status ThreadTable::ReserveSlot(const Identity& owner) {
+  const std::string key = owner.OwnerKey();
   absl::MutexLock lock(&mu_);
-  size_t owned = starting_[owner.OwnerKey()];
+  auto starting = starting_.find(key);
+  size_t owned = starting == starting_.end() ? 0 : starting->second;
   for (const auto& [id, entry] : threads_) {
     if (entry.thread->owner().SameOwner(owner)) ++owned;
   }
   if (owned >= limits_.max_threads_per_identity) {
-    if (starting_[owner.OwnerKey()] == 0) starting_.erase(owner.OwnerKey());
     return absl::ResourceExhaustedError(absl::StrCat(
-        "CreateThread: ", owner.OwnerKey(), " already has ", owned,
+        "CreateThread: ", key, " already has ", owned,
         " threads (the limit); end some with ExitThread"));
   }
-  ++starting_[owner.OwnerKey()];
+  ++starting_[key];
   return absl::OkStatus();
 }
 
@@ -136,14 +137,8 @@ absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
   // A session that ended while the agent was starting had nothing of this
   // thread to end: end it here, or it would outlive its client.
   if (!thread->persistent() && !sessions_->IsLive(session_id)) {
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = threads_.find(thread->id());
-      if (it != threads_.end() && it->second.thread == thread) {
-        ErasePointersLocked(it->second);
-        threads_.erase(it);
-      }
-    }
+    // NOT_FOUND here only means EndSession took it out first.
+    Remove(thread->id(), thread->owner()).IgnoreError();
     thread->Kill();
     return absl::CancelledError(
         "CreateThread: the client's connection ended while the thread started");
