@@ -285,23 +285,19 @@ absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
     if (agent_exited) {
       return Broken(absl::StrCat(name_, ": the thread has exited"));
     }
-    bool socket_ready = false;
+    bool got_data = false;
     bool timed_out = false;
+    absl::Status received;
     if (out.sent == out.bytes.size()) {
       // Everything is sent: wait in recvmsg itself, one syscall where poll +
       // recvmsg would be two (this is the path of every unary Syscall).
-      absl::Status received = ReceiveSome(&socket_ready, /*wait=*/true);
-      if (!received.ok()) {
-        // Whatever arrived before the EOF still counts (e.g. EXIT's reply).
-        Parse(calls, first_tag, replies, &done);
-        if (done == calls.size()) return absl::OkStatus();
-        return received;
+      received = ReceiveSome(&got_data, /*wait=*/true);
+      if (received.ok() && !got_data) {
+        timed_out = true;
+        // The socket's end may outlive the agent (a child it forked holds
+        // it), so silence is also the moment to look at the pidfd.
+        agent_exited = AgentExited();
       }
-      if (socket_ready) continue;
-      timed_out = true;
-      // The socket's end may outlive the agent (a child it forked holds
-      // it), so silence is also the moment to look at the pidfd.
-      agent_exited = AgentExited();
     } else {
       pollfd fds[2] = {{socket_.get(), POLLIN | POLLOUT, 0}, {pidfd_, POLLIN, 0}};
       int ready = poll(fds, 2, kWaitSliceMs);
@@ -309,13 +305,14 @@ absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
       timed_out = ready == 0;
       agent_exited = (fds[1].revents & POLLIN) != 0;
       if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-        absl::Status received = ReceiveSome(&socket_ready);
-        if (!received.ok()) {
-          Parse(calls, first_tag, replies, &done);
-          if (done == calls.size()) return absl::OkStatus();
-          return received;
-        }
+        received = ReceiveSome(&got_data);
       }
+    }
+    if (!received.ok()) {
+      // Whatever arrived before the EOF still counts (e.g. EXIT's reply).
+      Parse(calls, first_tag, replies, &done);
+      if (done == calls.size()) return absl::OkStatus();
+      return received;
     }
     if (agent_exited) DrainExited(calls, first_tag, replies, &done);
     if (timed_out && cancelled && cancelled()) return StopCancelledRun(&out);
