@@ -39,6 +39,20 @@ void GrowSocketBuffers(int fd) {
   }
 }
 
+// The daemon's end and the agent's end of a new agent socket, with grown
+// buffers.
+absl::Status MakeAgentSocketPair(UniqueFd* ours, UniqueFd* theirs) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_STREAM)");
+  }
+  ours->Reset(sv[0]);
+  theirs->Reset(sv[1]);
+  GrowSocketBuffers(ours->get());
+  GrowSocketBuffers(theirs->get());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<UniqueFd> OpenAgent(const std::string& path) {
   if (path.empty()) {
     return absl::FailedPreconditionError(
@@ -147,14 +161,9 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
     const procwarp::v1::Namespaces& namespaces, const Identity& caller,
     const std::string& name) {
   if (!agent_fd_.ok()) return agent_fd_.status();
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_STREAM)");
-  }
-  UniqueFd ours(sv[0]);
-  UniqueFd theirs(sv[1]);
-  GrowSocketBuffers(ours.get());
-  GrowSocketBuffers(theirs.get());
+  UniqueFd ours;
+  UniqueFd theirs;
+  RETURN_IF_ERROR(MakeAgentSocketPair(&ours, &theirs));
 
   // The same validation and namespace rules as Processes.Spawn.
   procwarp::v1::SpawnRequest request;
@@ -191,14 +200,9 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
 absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
     AgentConnection& parent, uint64_t clone_flags, const Identity& owner,
     const std::string& name) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return ErrnoStatus(errno, "socketpair(AF_UNIX, SOCK_STREAM)");
-  }
-  UniqueFd ours(sv[0]);
-  UniqueFd theirs(sv[1]);
-  GrowSocketBuffers(ours.get());
-  GrowSocketBuffers(theirs.get());
+  UniqueFd ours;
+  UniqueFd theirs;
+  RETURN_IF_ERROR(MakeAgentSocketPair(&ours, &theirs));
 
   // The child's end goes into the parent first (close-on-exec, like every
   // agent socket), then the parent clones. Two round trips: CLONE needs the
