@@ -88,6 +88,12 @@ RunResult RunProgram(const std::vector<std::string>& argv, int uid, int gid,
   return result;
 }
 
+DaemonHarness::Options DaemonHarness::Options::WithAgent() {
+  Options options;
+  options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent")};
+  return options;
+}
+
 absl::StatusOr<std::unique_ptr<DaemonHarness>> DaemonHarness::Start(
     Options options) {
   std::unique_ptr<DaemonHarness> h(new DaemonHarness());

@@ -45,6 +45,11 @@ class DaemonHarness {
     // A program (and its arguments) that runs procwarpd's command line, e.g.
     // to confine it first.
     std::vector<std::string> wrapper;
+
+    // For tests of Threads, Memory and Files: procwarpd takes the
+    // procwarp-agent from the test's runfiles (list //agent:procwarp-agent
+    // in the test's data).
+    static Options WithAgent();
   };
   static absl::StatusOr<std::unique_ptr<DaemonHarness>> Start(Options options);
   static absl::StatusOr<std::unique_ptr<DaemonHarness>> Start() {

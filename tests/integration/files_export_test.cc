@@ -79,9 +79,7 @@ std::string ReadAll(int fd) {
 class FilesExportTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    DaemonHarness::Options options;
-    options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent")};
-    auto d = DaemonHarness::Start(options);
+    auto d = DaemonHarness::Start(DaemonHarness::Options::WithAgent());
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = *std::move(d);
     auto channel = daemon_->NewChannel();

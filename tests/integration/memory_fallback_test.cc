@@ -37,9 +37,8 @@ std::string RandomBytes(size_t n, unsigned seed) {
 class MemoryFallbackTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    DaemonHarness::Options options;
+    DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
     options.wrapper = {RunfilePath("tests/testcases/deny_process_vm")};
-    options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent")};
     auto d = DaemonHarness::Start(options);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = *std::move(d);

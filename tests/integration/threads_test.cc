@@ -74,9 +74,7 @@ int RealUidOf(pid_t pid) {
 class ThreadsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    DaemonHarness::Options options;
-    options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent")};
-    auto d = DaemonHarness::Start(options);
+    auto d = DaemonHarness::Start(DaemonHarness::Options::WithAgent());
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = *std::move(d);
     client_ = Connect();
@@ -607,9 +605,8 @@ TEST_F(ThreadsTest, ClientVanishingDuringCreateLeavesNoThread) {
 
 TEST_F(ThreadsTest, ThreadLimitHoldsUnderConcurrentCreates) {
   daemon_.reset();
-  DaemonHarness::Options options;
-  options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent"),
-                   "--max_threads_per_identity", "3"};
+  DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
+  options.flags.insert(options.flags.end(), {"--max_threads_per_identity", "3"});
   auto d = DaemonHarness::Start(options);
   ASSERT_TRUE(d.ok()) << d.status();
   daemon_ = *std::move(d);
