@@ -2,7 +2,7 @@
  * Wire protocol between procwarpd and procwarp-agent.
  *
  * procwarp-agent is a tiny static, libc-free syscall server that the daemon
- * runs as a "thread" it controls (see DESIGN.md, Threads/agent). This header
+ * runs as a "thread" it controls (see docs/architecture.md, "Agent threads"). This header
  * is the whole contract between the two sides: plain C structs and constants,
  * usable from C (the agent is freestanding C) and from C++ (the daemon, the
  * tests). Everything is little-endian, native x86-64 layout; the agent always

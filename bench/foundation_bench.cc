@@ -1,5 +1,5 @@
 // foundation_bench: the foundation's two performance targets, each against a
-// baseline measured in the same run (DESIGN.md, "Performance targets"):
+// baseline measured in the same run (docs/architecture.md, "Performance targets"):
 //   1. Admin.GetStatus through procwarpd vs a bare gRPC unary echo on the
 //      same kind of socket (a unix socket, a separate server process).
 //      Target: <= 1.3x.

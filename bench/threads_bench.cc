@@ -1,5 +1,5 @@
 // threads_bench: the Threads/Memory performance targets, each against a
-// baseline measured in the same run (DESIGN.md, "Performance targets"):
+// baseline measured in the same run (docs/architecture.md, "Performance targets"):
 //   0. in-process syscall(SYS_getpid), ns/op (for scale).
 //   1. one getpid through Threads.Syscall (unary) vs a bare gRPC unary echo
 //      on the same kind of socket. Target: <= 1.3x.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # nspawn_test.sh: runs procwarpd under a real systemd. The CI and developer
 # machines do not boot systemd as PID 1, so this boots Debian bookworm's
-# systemd in a systemd-nspawn container (see shared DESIGN.md, "systemd for
-# real in tests"), installs the build with deploy/install.sh and checks what
+# systemd in a systemd-nspawn container (see docs/architecture.md, "systemd"),
+# installs the build with deploy/install.sh and checks what
 # only a real service manager shows:
 #   - procwarpd.socket listens at /run/procwarp/procwarpd.sock (0660 root:procwarp);
 #   - the CLI spawns a process through it, which socket-activates the daemon;
