@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/cli/commands.h"
+#include "client/cli/output.h"
 #include "client/cli/thread_commands.h"
 
 namespace procwarp::cli {
@@ -202,7 +203,10 @@ int Main(int argc, char** argv) {
   }
   absl::StatusOr<int> exit_code = Dispatch(app, line);
   if (!exit_code.ok()) {
-    std::cerr << "procwarp: " << exit_code.status().message() << std::endl;
+    // Messages echo the daemon's words and other users' data (ids, paths,
+    // names): escaped like all other output.
+    std::cerr << "procwarp: " << EscapeForTerminal(exit_code.status().message())
+              << std::endl;
     return 1;
   }
   return *exit_code;
