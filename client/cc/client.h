@@ -175,6 +175,7 @@ class Client {
   // there, returns UNAVAILABLE: "procwarpd is not running at PATH (start it
   // with: ...)"; when an untrusted uid serves it, PERMISSION_DENIED.
   static absl::StatusOr<Client> Connect(std::string socket_path = "");
+  // Call it as Connect(ConnectOptions{...}): a bare {...} is ambiguous.
   static absl::StatusOr<Client> Connect(const ConnectOptions& options);
 
   const std::string& socket_path() const;
