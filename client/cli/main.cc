@@ -188,6 +188,12 @@ int Main(int argc, char** argv) {
                  "/run/procwarp/procwarpd.sock as root, else "
                  "$XDG_RUNTIME_DIR/procwarp/procwarpd.sock)");
   app.add_flag("--json", line.global.json, "Print results as JSON");
+  app.footer(
+      "Environment:\n"
+      "  PROCWARP_SOCKET      the daemon's socket when --socket is not given\n"
+      "  PROCWARP_DAEMON_UID  one more uid trusted to serve the socket; by\n"
+      "                       default only a daemon run by root or by you is\n"
+      "                       used (see client/cc/client.h)");
   app.require_subcommand(1);
   // Global options may also follow the subcommand's name.
   app.fallthrough();
