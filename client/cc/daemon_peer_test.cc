@@ -378,6 +378,54 @@ class FakeDaemon {
   std::unique_ptr<grpc::Server> server_;
 };
 
+// ---------------------------------------------------------------------------
+// One checked connection per Client
+
+int OpenFdCount() {
+  int count = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++count;
+  }
+  return count;
+}
+
+// gRPC owns the checked fd from Connect on and closes it with the channel.
+// (The daemon's side of the last connection may still be closing, so the
+// count is compared with what one leaked fd per client would give.)
+TEST(OneConnectionTest, ClientsDoNotLeakTheirConnection) {
+  TempDir dir;
+  const std::string path = dir.path() + "/procwarpd.sock";
+  FakeDaemon daemon(path);
+  ASSERT_TRUE(daemon.ok());
+  const int before = OpenFdCount();
+  constexpr int kClients = 20;
+  for (int i = 0; i < kClients; ++i) {
+    absl::StatusOr<Client> client = Client::Connect(path);
+    ASSERT_TRUE(client.ok()) << client.status();
+  }
+  EXPECT_LT(OpenFdCount(), before + kClients / 2);
+}
+
+// The channel never reconnects: after a daemon restart, the old Client
+// fails (its non-persistent handles are gone with the old connection) even
+// though a daemon listens at the path again; a new Connect works.
+TEST(OneConnectionTest, NoSilentReconnect) {
+  TempDir dir;
+  const std::string path = dir.path() + "/procwarpd.sock";
+  auto daemon = std::make_unique<FakeDaemon>(path);
+  ASSERT_TRUE(daemon->ok());
+  absl::StatusOr<Client> client = Client::Connect(path);
+  ASSERT_TRUE(client.ok()) << client.status();
+  daemon.reset();
+  daemon = std::make_unique<FakeDaemon>(path);
+  ASSERT_TRUE(daemon->ok());
+  EXPECT_EQ(client->Version().status().code(), absl::StatusCode::kUnavailable);
+  absl::StatusOr<Client> again = Client::Connect(path);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->Version().ok());
+}
+
 // A root-owned listening unix socket at `path`.
 int ListenAt(const std::string& path) {
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
