@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/cc/connection.h"
+#include "client/cc/daemon_peer.h"
 #include "client/cc/grpc_status.h"
 #include "client/cc/socket_path.h"
 
@@ -110,13 +111,24 @@ Client::Client(std::shared_ptr<internal::Connection> connection)
     : connection_(std::move(connection)) {}
 
 absl::StatusOr<Client> Client::Connect(std::string socket_path) {
-  if (socket_path.empty()) socket_path = DefaultSocketPath();
-  // A plain connect() first: it tells "nothing listens" apart from "no
-  // permission" precisely, where gRPC would only say UNAVAILABLE.
-  if (absl::Status status = ProbeSocket(socket_path); !status.ok()) {
-    return status;
-  }
-  Client client(std::make_shared<internal::Connection>(socket_path));
+  return Connect(ConnectOptions{.socket_path = std::move(socket_path)});
+}
+
+absl::StatusOr<Client> Client::Connect(const ConnectOptions& options) {
+  const std::string socket_path = options.socket_path.empty()
+                                      ? DefaultSocketPath()
+                                      : options.socket_path;
+  absl::StatusOr<DaemonTrust> trust =
+      DaemonTrust::ForThisProcess(options.daemon_uid);
+  if (!trust.ok()) return trust.status();
+  // Our own connect(): it tells "nothing listens" apart from "no permission"
+  // precisely, where gRPC would only say UNAVAILABLE, and it lets us check
+  // the peer before gRPC sends anything.
+  absl::StatusOr<DaemonSocket> socket =
+      ConnectToDaemon(socket_path, *trust, kConnectTimeout);
+  if (!socket.ok()) return socket.status();
+  Client client(std::make_shared<internal::Connection>(socket_path,
+                                                       *std::move(socket)));
   grpc::ClientContext context;
   internal::SetTimeout(context, kConnectTimeout);
   v1::GetVersionResponse version;

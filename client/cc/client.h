@@ -33,11 +33,43 @@
 // Threading: a Client and the handles made from it may be used from several
 // threads at once, except that a single Process, AttachSession or EventStream
 // object follows the rules written on its class.
+//
+// Which daemon a Client talks to. Whatever serves the socket receives the
+// caller's requests (environments, stdin, fds), so Connect sends nothing, not
+// even gRPC's connection preface, before it has checked who serves it: it
+// connects the unix socket itself, reads the peer's credentials with
+// SO_PEERCRED, and accepts the peer only if its uid is
+//   - 0: the system daemon (or systemd holding its activation socket);
+//   - the caller's own uid, when the caller's real, effective and saved uids
+//     are all that uid: a per-user daemon the caller runs, which can do
+//     nothing the caller could not do itself. A setuid program (uids differ)
+//     trusts none of them, so it never talks to its invoker's daemon;
+//   - ConnectOptions::daemon_uid, or else $PROCWARP_DAEMON_UID (a decimal
+//     uid; read with secure_getenv(3), so not by setuid programs): a daemon
+//     run by another account the caller chose to trust.
+// Anything else is PERMISSION_DENIED, naming the socket, the peer's uid, pid
+// and command, and the setting that would trust it. The socket file's owner
+// and mode play no part: whoever can bind a socket there decides them.
+// SO_PEERCRED names the process that called listen(): a socket root set up and
+// then handed to another account's process counts as root's.
+//
+// One connection per Client: the gRPC channel runs on the checked fd and never
+// reconnects (reconnecting would reach whatever listens at the path by then,
+// unchecked). When the daemon restarts or drops the connection, every later
+// call on the Client and its handles fails with UNAVAILABLE; Connect again.
+// That is the daemon's model anyway: threads, pointers and fds that are not
+// persistent end with the connection that made them.
+//
+// The fd side socket (Thread::ExportFd / ImportFd) is used only at the main
+// socket's path + ".fds": a side_socket_path the daemon names elsewhere is
+// refused (the same directory through another spelling is fine), and so is a
+// side socket served by another uid than the main socket's.
 #ifndef PROCWARP_CLIENT_CC_CLIENT_H_
 #define PROCWARP_CLIENT_CC_CLIENT_H_
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/sync_stream.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <functional>
@@ -123,15 +155,28 @@ class EventStream {
   std::optional<absl::Status> final_status_;
 };
 
-// A connection to procwarpd. Cheap to copy: copies share one channel.
+// How Client::Connect finds and trusts the daemon.
+struct ConnectOptions {
+  // Empty: DefaultSocketPath() (socket_path.h).
+  std::string socket_path;
+  // One more uid trusted to serve the socket besides root and the caller
+  // (see "Which daemon a Client talks to" above); unset: $PROCWARP_DAEMON_UID
+  // if that is set.
+  std::optional<uid_t> daemon_uid;
+};
+
+// A connection to procwarpd. Cheap to copy: copies share one connection.
 class Client {
  public:
   // Connects to the daemon at `socket_path`, or at DefaultSocketPath() (see
   // socket_path.h: $PROCWARP_SOCKET, else /run/procwarp/procwarpd.sock for
   // root, else $XDG_RUNTIME_DIR/procwarp/procwarpd.sock) when it is empty,
-  // and checks that it answers. When nothing listens there, returns
-  // UNAVAILABLE: "procwarpd is not running at PATH (start it with: ...)".
+  // checks who serves it (above) and that it answers. When nothing listens
+  // there, returns UNAVAILABLE: "procwarpd is not running at PATH (start it
+  // with: ...)"; when an untrusted uid serves it, PERMISSION_DENIED.
   static absl::StatusOr<Client> Connect(std::string socket_path = "");
+  // Call it as Connect(ConnectOptions{...}): a bare {...} is ambiguous.
+  static absl::StatusOr<Client> Connect(const ConnectOptions& options);
 
   const std::string& socket_path() const;
 

@@ -1,17 +1,20 @@
 // Channel setup shared by Client and its handles (see connection.h).
 #include "client/cc/connection.h"
 
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
+#include <grpcpp/create_channel_posix.h>
 
 #include <utility>
 
 namespace procwarp::internal {
 
-Connection::Connection(std::string path)
+Connection::Connection(std::string path, DaemonSocket socket)
     : socket_path(std::move(path)),
-      channel(grpc::CreateChannel("unix:" + socket_path,
-                                  grpc::InsecureChannelCredentials())),
+      peer(socket.peer),
+      // Our own connected fd, not a "unix:" target: gRPC would connect (and
+      // later reconnect) by itself, to whatever listens at the path then,
+      // without the peer check.
+      channel(grpc::CreateInsecureChannelFromFd("unix:" + socket_path,
+                                                socket.fd.Release())),
       admin(v1::Admin::NewStub(channel)),
       processes(v1::Processes::NewStub(channel)),
       threads(v1::Threads::NewStub(channel)),

@@ -1,6 +1,6 @@
 // Internal to //client/cc:client. The channel and stubs shared by a Client and
-// every Process, Thread, Pointer and FileDescriptor handle made from it, so handles stay usable after the Client
-// object is gone.
+// every Process, Thread, Pointer and FileDescriptor handle made from it, so
+// handles stay usable after the Client object is gone.
 #ifndef PROCWARP_CLIENT_CC_CONNECTION_H_
 #define PROCWARP_CLIENT_CC_CONNECTION_H_
 
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "client/cc/daemon_peer.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "proto/procwarp/v1/files.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
@@ -24,9 +25,15 @@ namespace procwarp::internal {
 inline constexpr absl::Duration kShortCallTimeout = absl::Seconds(30);
 
 struct Connection {
-  explicit Connection(std::string path);
+  // Runs gRPC over `socket`, a connection to `path` whose peer passed the
+  // trust check. gRPC owns the socket from here on and never reconnects: a
+  // lost connection fails every later call with UNAVAILABLE.
+  Connection(std::string path, DaemonSocket socket);
 
   const std::string socket_path;
+  // Who serves socket_path. The fd side socket must be served by the same
+  // uid.
+  const PeerCredentials peer;
   const std::shared_ptr<grpc::Channel> channel;
   const std::unique_ptr<v1::Admin::Stub> admin;
   const std::unique_ptr<v1::Processes::Stub> processes;

@@ -1,4 +1,5 @@
-// Default socket path resolution and the pre-gRPC reachability probe.
+// Default socket path resolution, and the plain connect() to the daemon's
+// socket that the client makes itself before gRPC may use it.
 #include "client/cc/socket_path.h"
 
 #include <errno.h>
@@ -24,20 +25,8 @@ bool IsSet(const std::optional<std::string>& value) {
   return value.has_value() && !value->empty();
 }
 
-// Owns one socket fd for the duration of the probe.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  ~ScopedFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+// How long ProbeSocket waits for room in a full listen backlog.
+constexpr absl::Duration kProbeTimeout = absl::Seconds(10);
 
 }  // namespace
 
@@ -59,30 +48,56 @@ absl::Status DaemonNotRunningError(const std::string& socket_path) {
                    "procwarpd.socket)"));
 }
 
-absl::Status ProbeSocket(const std::string& socket_path) {
+UniqueFd ConnectUnixSocket(const std::string& path, absl::Duration timeout,
+                           int* error) {
   sockaddr_un address = {};
   address.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof(address.sun_path)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("socket path '", socket_path, "' must be 1 to ",
-                     sizeof(address.sun_path) - 1, " bytes long"));
+  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
+    *error = ENAMETOOLONG;
+    return UniqueFd();
   }
-  memcpy(address.sun_path, socket_path.data(), socket_path.size());
+  memcpy(address.sun_path, path.data(), path.size());
 
-  ScopedFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) {
-    return absl::InternalError(
-        absl::StrCat("socket(AF_UNIX, SOCK_STREAM) failed: ", strerror(errno)));
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) {
+    *error = errno;
+    return UniqueFd();
+  }
+  // connect() on a unix socket sleeps while the listener's backlog is full
+  // (anyone who may connect can fill it) for as long as SO_SNDTIMEO allows,
+  // then fails with EAGAIN.
+  const timeval limit = absl::ToTimeval(timeout);
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) !=
+      0) {
+    *error = errno;
+    return UniqueFd();
   }
   int result;
   do {
     result = connect(fd.get(), reinterpret_cast<const sockaddr*>(&address),
                      sizeof(address));
   } while (result < 0 && errno == EINTR);
-  if (result == 0) return absl::OkStatus();
+  if (result != 0) {
+    *error = errno;
+    return UniqueFd();
+  }
+  // Back to no send timeout: whoever uses the socket next (gRPC) decides.
+  const timeval none = {};
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none)) !=
+      0) {
+    *error = errno;
+    return UniqueFd();
+  }
+  *error = 0;
+  return fd;
+}
 
-  const int error = errno;
+absl::Status DaemonConnectError(const std::string& socket_path, int error) {
   switch (error) {
+    case ENAMETOOLONG:
+      return absl::InvalidArgumentError(
+          absl::StrCat("socket path '", socket_path, "' must be 1 to ",
+                       sizeof(sockaddr_un::sun_path) - 1, " bytes long"));
     // No socket file, a stale one nobody listens on, or not a socket at all.
     case ENOENT:
     case ENOTDIR:
@@ -94,10 +109,21 @@ absl::Status ProbeSocket(const std::string& socket_path) {
           "no permission to connect to procwarpd at ", socket_path,
           " (the socket's owner or group must include you; or set ",
           kSocketPathEnvVar, " to a daemon you may use)"));
+    case EAGAIN:
+      return absl::UnavailableError(absl::StrCat(
+          "procwarpd at ", socket_path,
+          " did not accept the connection: its listen backlog stayed full"));
     default:
       return absl::UnavailableError(absl::StrCat(
           "connect(", socket_path, ") failed: ", strerror(error)));
   }
+}
+
+absl::Status ProbeSocket(const std::string& socket_path) {
+  int error = 0;
+  UniqueFd fd = ConnectUnixSocket(socket_path, kProbeTimeout, &error);
+  if (fd.valid()) return absl::OkStatus();
+  return DaemonConnectError(socket_path, error);
 }
 
 }  // namespace procwarp

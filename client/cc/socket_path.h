@@ -9,7 +9,9 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "common/socket_path.h"
+#include "daemon/util/unique_fd.h"
 
 namespace procwarp {
 
@@ -37,10 +39,24 @@ std::string DefaultSocketPath();
 // worded so a person knows what to do next.
 absl::Status DaemonNotRunningError(const std::string& socket_path);
 
+// Connects a new close-on-exec unix stream socket to `path`, waiting at most
+// `timeout` while the listener's backlog is full (a blocking connect() would
+// wait for ever). Returns the connected socket; on failure returns an invalid
+// fd and sets *error to the errno of the call that failed: ENAMETOOLONG for a
+// path that does not fit in a sockaddr_un, EAGAIN when the backlog stayed
+// full, else what socket() or connect() said.
+UniqueFd ConnectUnixSocket(const std::string& path, absl::Duration timeout,
+                           int* error);
+
+// Explains ConnectUnixSocket failing with `error` for the daemon's socket at
+// `socket_path`, separating the cases a person fixes differently: nothing
+// listening (UNAVAILABLE, DaemonNotRunningError), no permission
+// (PERMISSION_DENIED), a path too long for a unix socket (INVALID_ARGUMENT),
+// a daemon too busy to accept (UNAVAILABLE).
+absl::Status DaemonConnectError(const std::string& socket_path, int error);
+
 // Connects to `socket_path` with a plain unix-socket connect() and closes the
-// connection again. Distinguishes the cases a person fixes differently:
-// nothing listening (UNAVAILABLE, DaemonNotRunningError), no permission
-// (PERMISSION_DENIED), a path too long for a unix socket (INVALID_ARGUMENT).
+// connection again, sending nothing; errors as DaemonConnectError.
 absl::Status ProbeSocket(const std::string& socket_path);
 
 }  // namespace procwarp

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,7 +15,9 @@
 
 #include "common/fd_passing.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/cc/connection.h"
+#include "client/cc/daemon_peer.h"
 #include "client/cc/grpc_status.h"
 
 namespace procwarp {
@@ -587,28 +589,32 @@ namespace {
 
 // One exchange on the daemon's fd side socket: the token (with `fd_to_send`
 // as SCM_RIGHTS when >= 0), then the daemon's int32 reply and any fd riding
-// with it (*fd_received, -1 if none). `call` names the RPC in errors.
-absl::Status SideExchange(absl::string_view call, const std::string& path,
+// with it (*fd_received, -1 if none). `reported_path` is the side socket the
+// daemon named; it is used only if it is next to `connection`'s socket and
+// served by the same uid (ConnectToSideSocket). `call` names the RPC in
+// errors.
+absl::Status SideExchange(absl::string_view call,
+                          const internal::Connection& connection,
+                          const std::string& reported_path,
                           const std::string& token, int fd_to_send,
                           int32_t* reply, int* fd_received) {
   *fd_received = -1;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return absl::InternalError(
-        absl::StrCat(call, ": bad side socket path '", path, "'"));
+  absl::StatusOr<UniqueFd> socket =
+      ConnectToSideSocket(connection.socket_path, connection.peer.uid,
+                          reported_path, internal::kShortCallTimeout);
+  if (!socket.ok()) {
+    return absl::Status(socket.status().code(),
+                        absl::StrCat(call, ": ", socket.status().message()));
   }
-  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s < 0) {
-    return absl::UnavailableError(
-        absl::StrCat(call, ": socket(AF_UNIX): ", strerror(errno)));
-  }
-  // Closes `s` on every path out.
-  std::unique_ptr<int, void (*)(int*)> closer(&s, [](int* fd) { close(*fd); });
-  if (connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return absl::UnavailableError(
-        absl::StrCat(call, ": connect(", path, "): ", strerror(errno)));
+  const int s = socket->get();
+  const std::string path = absl::StrCat(connection.socket_path, ".fds");
+  // A daemon that never answers must not hang the caller for ever.
+  const timeval limit = absl::ToTimeval(internal::kShortCallTimeout);
+  if (setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit)) != 0 ||
+      setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) != 0) {
+    return absl::InternalError(absl::StrCat(
+        call, ": setsockopt(", path, ", SO_RCVTIMEO/SO_SNDTIMEO): ",
+        strerror(errno)));
   }
   if (SendWithFd(s, token.data(), token.size(), fd_to_send) !=
       static_cast<ssize_t>(token.size())) {
@@ -617,8 +623,14 @@ absl::Status SideExchange(absl::string_view call, const std::string& path,
   }
   ssize_t n = ReceiveWithFd(s, reply, sizeof(*reply), fd_received);
   if (n != static_cast<ssize_t>(sizeof(*reply))) {
+    const int error = errno;
     if (*fd_received >= 0) close(*fd_received);
     *fd_received = -1;
+    if (n < 0 && (error == EAGAIN || error == EWOULDBLOCK)) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          call, ": procwarpd did not answer on ", path, " within ",
+          absl::FormatDuration(internal::kShortCallTimeout)));
+    }
     // The daemon closes without a reply when it refuses the token.
     return absl::PermissionDeniedError(
         absl::StrCat(call, ": the daemon refused the side socket exchange"));
@@ -643,7 +655,7 @@ absl::StatusOr<int> Thread::ExportFd(const FileDescriptor& fd) const {
   if (!status.ok()) return status;
   int32_t reply = -1;
   int local = -1;
-  status = SideExchange("ExportFd", response.side_socket_path(),
+  status = SideExchange("ExportFd", *connection_, response.side_socket_path(),
                         response.token(), -1, &reply, &local);
   if (!status.ok()) return status;
   if (local < 0) {
@@ -671,7 +683,7 @@ absl::StatusOr<FileDescriptor> Thread::ImportFd(int local_fd, int target_fd,
   if (!status.ok()) return status;
   int32_t reply = -1;
   int unused = -1;
-  status = SideExchange("ImportFd", response.side_socket_path(),
+  status = SideExchange("ImportFd", *connection_, response.side_socket_path(),
                         response.token(), local_fd, &reply, &unused);
   if (!status.ok()) return status;
   if (unused >= 0) close(unused);

@@ -2,6 +2,7 @@
 // the child environment, and the text and JSON it prints.
 #include <signal.h>
 
+#include "absl/strings/str_replace.h"
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
 #include "client/cli/process_id.h"
@@ -95,6 +96,8 @@ TEST(ShellJoinTest, QuotesWhatAShellWouldSplit) {
   EXPECT_EQ(ShellJoin({"sh", "-c", "echo out; exit 3"}),
             "sh -c 'echo out; exit 3'");
   EXPECT_EQ(ShellJoin({"echo", "it's", ""}), "echo 'it'\\''s' ''");
+  // A backslash alone needs no escaping: it is literal inside '...'.
+  EXPECT_EQ(ShellJoin({"printf", "a\\tb"}), "printf 'a\\tb'");
 }
 
 v1::ProcessInfo ExitedProcess() {
@@ -144,6 +147,116 @@ TEST(ToJsonTest, ProtoFieldNamesAndDefaults) {
   EXPECT_THAT(json, HasSubstr("\"code\":0"));
   EXPECT_THAT(json, HasSubstr("\"state\":\"PROCESS_STATE_UNSPECIFIED\""));
   EXPECT_EQ(json.find('\n'), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// Escaping: nothing from the daemon or another user reaches the terminal raw.
+
+// Another user's window-title escape sequence (OSC 0 ... BEL).
+constexpr char kTitleEscape[] = "\x1b]0;pwned\x07";
+
+// Whether `text` holds a byte a terminal acts on: C0 controls, DEL, or a
+// UTF-8 encoded C1 control (0xc2 0x80-0x9f).
+bool HasTerminalControls(const std::string& text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = text[i];
+    if (c < 0x20 || c == 0x7f) return true;
+    if (c == 0xc2 && i + 1 < text.size() &&
+        static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST(EscapeForTerminalTest, ControlCharactersBecomeCEscapes) {
+  EXPECT_EQ(EscapeForTerminal(kTitleEscape), "\\x1b]0;pwned\\x07");
+  EXPECT_EQ(EscapeForTerminal("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+  EXPECT_EQ(EscapeForTerminal(std::string("nul\0del\x7f", 8)),
+            "nul\\x00del\\x7f");
+  // A backslash is doubled, so "\x1b" typed literally cannot pass for ESC.
+  EXPECT_EQ(EscapeForTerminal("C:\\x1b"), "C:\\\\x1b");
+}
+
+TEST(EscapeForTerminalTest, PrintableTextAndUtf8PassUnchanged) {
+  EXPECT_EQ(EscapeForTerminal(""), "");
+  EXPECT_EQ(EscapeForTerminal("/bin/sleep 100 'quoted' \"x\" ~!@#$%^&*()"),
+            "/bin/sleep 100 'quoted' \"x\" ~!@#$%^&*()");
+  EXPECT_EQ(EscapeForTerminal("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\xa7"),
+            "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\xa7");
+}
+
+TEST(EscapeForTerminalTest, C1ControlsAndBidiOverridesAreEscaped) {
+  // U+009B is CSI for a terminal; U+202E reverses what follows on screen.
+  EXPECT_EQ(EscapeForTerminal("a\xc2\x9b" "31mb"), "a\\u009b31mb");
+  EXPECT_EQ(EscapeForTerminal("x\xe2\x80\xaey"), "x\\u202ey");
+  EXPECT_EQ(EscapeForTerminal("\xe2\x81\xa6\xe2\x80\xa8"), "\\u2066\\u2028");
+}
+
+TEST(EscapeForTerminalTest, InvalidUtf8BytesAreEscaped) {
+  // A raw 8-bit CSI, a stray continuation byte, a truncated sequence, an
+  // overlong encoding of '/', a UTF-16 surrogate.
+  EXPECT_EQ(EscapeForTerminal("\x9b" "31m"), "\\x9b31m");
+  EXPECT_EQ(EscapeForTerminal("a\x80"), "a\\x80");
+  EXPECT_EQ(EscapeForTerminal("\xe6\x97"), "\\xe6\\x97");
+  EXPECT_EQ(EscapeForTerminal("\xc0\xaf"), "\\xc0\\xaf");
+  EXPECT_EQ(EscapeForTerminal("\xed\xa0\x80"), "\\xed\\xa0\\x80");
+}
+
+TEST(EscapeForTerminalTest, NoByteSequenceGetsThroughRaw) {
+  // Every single byte and every byte pair: the result never holds a
+  // terminal control.
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) {
+      const std::string text = {static_cast<char>(a), static_cast<char>(b)};
+      const std::string escaped = EscapeForTerminal(text);
+      ASSERT_FALSE(HasTerminalControls(escaped)) << a << " " << b;
+    }
+  }
+}
+
+TEST(ShellJoinTest, WordsWithControlsUseBashDollarQuotes) {
+  EXPECT_EQ(ShellJoin({"/bin/sh", "-c", std::string("echo ") + kTitleEscape}),
+            "/bin/sh -c $'echo \\x1b]0;pwned\\x07'");
+  EXPECT_EQ(ShellJoin({"it's\n\\"}), "$'it\\'s\\n\\\\'");
+}
+
+TEST(FormatProcessTableTest, EscapesAnotherUsersArgvAndId) {
+  v1::ProcessInfo process;
+  process.set_id(std::string("id\x1b[2J"));
+  process.set_pid(7);
+  process.set_uid(65534);
+  process.set_state(v1::PROCESS_STATE_RUNNING);
+  process.add_argv("/bin/sh");
+  process.add_argv("-c");
+  process.add_argv(std::string("echo ") + kTitleEscape);
+  const std::string table = FormatProcessTable({process});
+  EXPECT_FALSE(HasTerminalControls(absl::StrReplaceAll(table, {{"\n", ""}})));
+  EXPECT_THAT(table, HasSubstr("id\\x1b[2J"));
+  EXPECT_THAT(table, HasSubstr("/bin/sh -c $'echo \\x1b]0;pwned\\x07'\n"));
+}
+
+TEST(FormatEventTest, EscapesAnotherUsersArgvAndId) {
+  v1::ProcessEvent event;
+  event.set_kind(v1::ProcessEvent::KIND_STARTED);
+  event.mutable_process()->set_id(std::string("e\r"));
+  event.mutable_process()->add_argv(kTitleEscape);
+  const std::string line = FormatEvent(event);
+  EXPECT_FALSE(HasTerminalControls(line));
+  EXPECT_THAT(line, HasSubstr(" started e\\r pid=0 $'\\x1b]0;pwned\\x07'"));
+}
+
+TEST(ToJsonTest, EscapesEveryTerminalControl) {
+  v1::ProcessInfo process;
+  process.add_argv(kTitleEscape);
+  process.add_argv("csi \xc2\x9b del \x7f rlo \xe2\x80\xae nl \n");
+  (*process.mutable_labels())["name"] = kTitleEscape;
+  const std::string json = ToJson(process).value();
+  EXPECT_FALSE(HasTerminalControls(json)) << json;
+  EXPECT_THAT(json, HasSubstr("\"\\u001b]0;pwned\\u0007\""));
+  EXPECT_THAT(json,
+              HasSubstr("csi \\u009b del \\u007f rlo \\u202e nl \\n"));
+  EXPECT_THAT(json, HasSubstr("\"name\":\"\\u001b]0;pwned\\u0007\""));
 }
 
 TEST(FormatStatusTest, Text) {

@@ -182,7 +182,7 @@ absl::StatusOr<int> RunRun(const GlobalOptions& global,
         return printed;
       }
     } else {
-      std::cout << process->id() << std::endl;
+      std::cout << EscapeForTerminal(process->id()) << std::endl;
     }
     return 0;
   }
@@ -279,7 +279,7 @@ absl::StatusOr<int> RunRm(const GlobalOptions& global,
         return printed;
       }
     } else {
-      std::cout << process->id() << std::endl;
+      std::cout << EscapeForTerminal(process->id()) << std::endl;
     }
   }
   return 0;

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/cli/commands.h"
+#include "client/cli/output.h"
 #include "client/cli/thread_commands.h"
 
 namespace procwarp::cli {
@@ -187,6 +188,12 @@ int Main(int argc, char** argv) {
                  "/run/procwarp/procwarpd.sock as root, else "
                  "$XDG_RUNTIME_DIR/procwarp/procwarpd.sock)");
   app.add_flag("--json", line.global.json, "Print results as JSON");
+  app.footer(
+      "Environment:\n"
+      "  PROCWARP_SOCKET      the daemon's socket when --socket is not given\n"
+      "  PROCWARP_DAEMON_UID  one more uid trusted to serve the socket; by\n"
+      "                       default only a daemon run by root or by you is\n"
+      "                       used (see client/cc/client.h)");
   app.require_subcommand(1);
   // Global options may also follow the subcommand's name.
   app.fallthrough();
@@ -202,7 +209,10 @@ int Main(int argc, char** argv) {
   }
   absl::StatusOr<int> exit_code = Dispatch(app, line);
   if (!exit_code.ok()) {
-    std::cerr << "procwarp: " << exit_code.status().message() << std::endl;
+    // Messages echo the daemon's words and other users' data (ids, paths,
+    // names): escaped like all other output.
+    std::cerr << "procwarp: " << EscapeForTerminal(exit_code.status().message())
+              << std::endl;
     return 1;
   }
   return *exit_code;

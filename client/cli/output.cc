@@ -22,6 +22,99 @@ namespace {
 // table; any unique prefix is accepted back.
 constexpr size_t kShortIdLength = 12;
 
+// The length of the valid UTF-8 sequence at the start of `text` (1 to 4)
+// with its code point in *code_point, or 0 if it is not valid UTF-8 (stray
+// continuation byte, truncated or overlong sequence, surrogate, beyond
+// U+10FFFF).
+size_t DecodeUtf8(absl::string_view text, char32_t* code_point) {
+  const auto byte = [&](size_t i) {
+    return static_cast<unsigned char>(text[i]);
+  };
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) {
+    *code_point = lead;
+    return 1;
+  }
+  size_t length;
+  unsigned char low = 0x80, high = 0xbf;  // allowed range of the 2nd byte
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;   // overlong
+    if (lead == 0xed) high = 0x9f;  // surrogates
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;   // overlong
+    if (lead == 0xf4) high = 0x8f;  // beyond U+10FFFF
+  } else {
+    return 0;
+  }
+  if (text.size() < length || byte(1) < low || byte(1) > high) return 0;
+  char32_t value = lead & (0x7f >> length);
+  for (size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return 0;
+    value = (value << 6) | (byte(i) & 0x3f);
+  }
+  *code_point = value;
+  return length;
+}
+
+// Code points a terminal acts on or that reorder what it shows: C0 controls,
+// DEL, C1 controls, and the Unicode bidirectional controls and line and
+// paragraph separators.
+bool MustEscape(char32_t c) {
+  return c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x061c ||
+         c == 0x200e || c == 0x200f || (c >= 0x2028 && c <= 0x202e) ||
+         (c >= 0x2066 && c <= 0x2069);
+}
+
+// Appends `text` to `out` escaped as EscapeForTerminal describes; inside
+// bash's $'...' (`dollar_quoted`) a single quote is escaped too.
+void AppendEscaped(absl::string_view text, bool dollar_quoted,
+                   std::string& out) {
+  while (!text.empty()) {
+    char32_t c = 0;
+    const size_t length = DecodeUtf8(text, &c);
+    if (length == 0) {
+      absl::StrAppendFormat(&out, "\\x%02x",
+                            static_cast<unsigned char>(text[0]));
+      text.remove_prefix(1);
+      continue;
+    }
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\'' && dollar_quoted) {
+      out += "\\'";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x80 && MustEscape(c)) {
+      absl::StrAppendFormat(&out, "\\x%02x", static_cast<uint32_t>(c));
+    } else if (MustEscape(c)) {
+      absl::StrAppendFormat(&out, "\\u%04x", static_cast<uint32_t>(c));
+    } else {
+      out.append(text.data(), length);
+    }
+    text.remove_prefix(length);
+  }
+}
+
+// Whether `text` holds anything EscapeForTerminal escapes other than a
+// backslash (which is literal, and so unambiguous, inside '...').
+bool NeedsEscaping(absl::string_view text) {
+  while (!text.empty()) {
+    char32_t c = 0;
+    const size_t length = DecodeUtf8(text, &c);
+    if (length == 0 || MustEscape(c)) return true;
+    text.remove_prefix(length);
+  }
+  return false;
+}
+
 bool IsShellSafe(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
          std::string_view("@%+=:,./_-").find(c) != std::string_view::npos;
@@ -30,6 +123,11 @@ bool IsShellSafe(char c) {
 std::string ShellQuote(const std::string& word) {
   if (!word.empty() && std::all_of(word.begin(), word.end(), IsShellSafe)) {
     return word;
+  }
+  if (NeedsEscaping(word)) {
+    std::string quoted = "$'";
+    AppendEscaped(word, /*dollar_quoted=*/true, quoted);
+    return quoted + "'";
   }
   std::string quoted = "'";
   for (char c : word) {
@@ -90,7 +188,7 @@ std::string FormatIdentity(const v1::Identity& identity) {
   }
   if (identity.pid() != 0) absl::StrAppend(&text, ", pid ", identity.pid());
   if (!identity.subject().empty()) {
-    absl::StrAppend(&text, ", subject ", identity.subject());
+    absl::StrAppend(&text, ", subject ", EscapeForTerminal(identity.subject()));
   }
   if (identity.admin()) absl::StrAppend(&text, ", admin");
   return text;
@@ -119,6 +217,13 @@ absl::Status PrintJson(const google::protobuf::Message& message) {
   return absl::OkStatus();
 }
 
+std::string EscapeForTerminal(absl::string_view text) {
+  std::string escaped;
+  escaped.reserve(text.size());
+  AppendEscaped(text, /*dollar_quoted=*/false, escaped);
+  return escaped;
+}
+
 std::string ShellJoin(const std::vector<std::string>& argv) {
   std::vector<std::string> words;
   words.reserve(argv.size());
@@ -130,7 +235,7 @@ std::string FormatProcessTable(const std::vector<v1::ProcessInfo>& processes) {
   using Row = std::array<std::string, 6>;
   std::vector<Row> rows = {{"ID", "PID", "STATE", "EXIT", "UID", "COMMAND"}};
   for (const v1::ProcessInfo& process : processes) {
-    rows.push_back({process.id().substr(0, kShortIdLength),
+    rows.push_back({EscapeForTerminal(process.id().substr(0, kShortIdLength)),
                     absl::StrCat(process.pid()), StateName(process.state()),
                     ExitColumn(process), absl::StrCat(process.uid()),
                     ShellJoin({process.argv().begin(), process.argv().end()})});
@@ -156,7 +261,7 @@ std::string FormatEvent(const v1::ProcessEvent& event) {
   const v1::ProcessInfo& process = event.process();
   std::string line = absl::StrCat(
       FormatUnixNs(event.unix_ns()), " ", EventKindName(event.kind()), " ",
-      process.id(), " pid=", process.pid());
+      EscapeForTerminal(process.id()), " pid=", process.pid());
   if (event.kind() == v1::ProcessEvent::KIND_EXITED) {
     absl::StrAppend(&line, " ", DescribeExitStatus(process.exit_status()));
   }
@@ -170,10 +275,10 @@ std::string FormatStatus(const StatusOutput& output) {
   const absl::Duration uptime =
       absl::Trunc(absl::Milliseconds(status.uptime_ms()), absl::Seconds(1));
   return absl::StrCat(
-      "daemon:     procwarpd ", output.version().version(), " (pid ",
-      status.daemon_pid(), ", api ",
-      absl::StrJoin(output.version().api_versions(), ","), ")\n",
-      "socket:     ", output.socket_path(), "\n",
+      "daemon:     procwarpd ", EscapeForTerminal(output.version().version()),
+      " (pid ", status.daemon_pid(), ", api ",
+      EscapeForTerminal(absl::StrJoin(output.version().api_versions(), ",")),
+      ")\n", "socket:     ", EscapeForTerminal(output.socket_path()), "\n",
       "uptime:     ",
       uptime == absl::ZeroDuration() ? "0s" : absl::FormatDuration(uptime),
       "\n",

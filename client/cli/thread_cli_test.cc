@@ -94,5 +94,16 @@ TEST(FormatThreadTableTest, ShowsStateNamespacesAndName) {
   EXPECT_THAT(table, HasSubstr("poke"));
 }
 
+TEST(FormatThreadTableTest, EscapesAnotherUsersNameAndId) {
+  v1::ThreadInfo thread = ThreadWithId("id\x1b[2J");
+  thread.set_uid(65534);
+  (*thread.mutable_labels())["name"] = "\x1b]0;pwned\x07";
+  const std::string table = FormatThreadTable({thread});
+  EXPECT_EQ(table.find('\x1b'), std::string::npos);
+  EXPECT_EQ(table.find('\x07'), std::string::npos);
+  EXPECT_THAT(table, HasSubstr("id\\x1b[2J"));
+  EXPECT_THAT(table, HasSubstr("\\x1b]0;pwned\\x07\n"));
+}
+
 }  // namespace
 }  // namespace procwarp::cli

@@ -119,10 +119,10 @@ std::string FormatThreadTable(const std::vector<v1::ThreadInfo>& threads) {
     auto name = thread.labels().find("name");
     absl::StrAppendFormat(
         &table, "%-12s  %7d  %-7s  %5d  %-10s  %-16s  %s\n",
-        thread.id().substr(0, 12), thread.pid(), DescribeState(thread),
-        thread.uid(), thread.persistent() ? "yes" : "no",
+        EscapeForTerminal(thread.id().substr(0, 12)), thread.pid(),
+        DescribeState(thread), thread.uid(), thread.persistent() ? "yes" : "no",
         DescribeNamespaces(thread.namespaces()),
-        name == thread.labels().end() ? "" : name->second);
+        name == thread.labels().end() ? "" : EscapeForTerminal(name->second));
   }
   return table;
 }
@@ -143,7 +143,7 @@ absl::StatusOr<int> RunThreadCreate(const GlobalOptions& global,
     }
     return 0;
   }
-  std::cout << response.thread().id() << std::endl;
+  std::cout << EscapeForTerminal(response.thread().id()) << std::endl;
   return 0;
 }
 
@@ -231,7 +231,7 @@ absl::StatusOr<int> RunThreadExec(const GlobalOptions& global,
       return printed;
     }
   } else {
-    std::cout << process->id() << std::endl;
+    std::cout << EscapeForTerminal(process->id()) << std::endl;
   }
   return 0;
 }
