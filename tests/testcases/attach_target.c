@@ -16,6 +16,9 @@
  *                then as "read"
  *   sigstop      stops itself (SIGSTOP), prints "continued", then as "read"
  *   exec PATH    reads a byte from stdin, then execs PATH (--version)
+ *   vector       puts a pattern in xmm0-xmm15, blocks in a raw read(0)
+ *                syscall, then prints "vector read=N same=S" (S=1 when the
+ *                registers still hold the pattern)
  *   zombie       forks a child that exits at once and is never reaped;
  *                prints "ready ... child=PID", then as "read"
  *
@@ -167,6 +170,41 @@ static int do_threads(int n) {
   return do_read();
 }
 
+static int do_vector(void) {
+  unsigned char pattern[256], after[256];
+  for (int i = 0; i < 256; ++i) pattern[i] = (unsigned char)(i * 7 + 3);
+  char buf[64];
+  long n;
+  ready("");
+  /* No libc code runs between loading and storing the registers. */
+  __asm__ volatile(
+      "movdqu 0(%[p]), %%xmm0\n movdqu 16(%[p]), %%xmm1\n"
+      "movdqu 32(%[p]), %%xmm2\n movdqu 48(%[p]), %%xmm3\n"
+      "movdqu 64(%[p]), %%xmm4\n movdqu 80(%[p]), %%xmm5\n"
+      "movdqu 96(%[p]), %%xmm6\n movdqu 112(%[p]), %%xmm7\n"
+      "movdqu 128(%[p]), %%xmm8\n movdqu 144(%[p]), %%xmm9\n"
+      "movdqu 160(%[p]), %%xmm10\n movdqu 176(%[p]), %%xmm11\n"
+      "movdqu 192(%[p]), %%xmm12\n movdqu 208(%[p]), %%xmm13\n"
+      "movdqu 224(%[p]), %%xmm14\n movdqu 240(%[p]), %%xmm15\n"
+      "syscall\n"
+      "movdqu %%xmm0, 0(%[a])\n movdqu %%xmm1, 16(%[a])\n"
+      "movdqu %%xmm2, 32(%[a])\n movdqu %%xmm3, 48(%[a])\n"
+      "movdqu %%xmm4, 64(%[a])\n movdqu %%xmm5, 80(%[a])\n"
+      "movdqu %%xmm6, 96(%[a])\n movdqu %%xmm7, 112(%[a])\n"
+      "movdqu %%xmm8, 128(%[a])\n movdqu %%xmm9, 144(%[a])\n"
+      "movdqu %%xmm10, 160(%[a])\n movdqu %%xmm11, 176(%[a])\n"
+      "movdqu %%xmm12, 192(%[a])\n movdqu %%xmm13, 208(%[a])\n"
+      "movdqu %%xmm14, 224(%[a])\n movdqu %%xmm15, 240(%[a])\n"
+      : "=a"(n)
+      : "a"((long)SYS_read), "D"(0L), "S"(buf), "d"(sizeof(buf)),
+        [p] "r"(pattern), [a] "r"(after)
+      : "rcx", "r11", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
+        "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+        "xmm13", "xmm14", "xmm15");
+  printf("vector read=%ld same=%d\n", n, memcmp(pattern, after, 256) == 0);
+  return 0;
+}
+
 static int install_seccomp(void) {
   struct sock_filter code[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -214,6 +252,7 @@ int main(int argc, char** argv) {
     fflush(stdout);
     return do_read();
   }
+  if (strcmp(mode, "vector") == 0) return do_vector();
   if (strcmp(mode, "zombie") == 0) {
     pid_t child = fork();
     if (child == 0) _exit(0);
