@@ -68,6 +68,7 @@ absl::StatusOr<std::unique_ptr<TracerThread>> TracerThread::Attach(
 }
 
 TracerThread::~TracerThread() {
+  CancelAll();
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -90,7 +91,7 @@ void TracerThread::Wake() {
 absl::Status TracerThread::Submit(Job& job, absl::Time deadline) {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ || finished_) {
+    if (stopping_ || finished_ || cancelled_) {
       return absl::FailedPreconditionError(
           absl::StrCat("the attachment to pid ", pid_, " is closing"));
     }
@@ -118,7 +119,14 @@ absl::Status TracerThread::Submit(Job& job, absl::Time deadline) {
     mu_.Lock();
     backoff = std::min(backoff * 2, absl::Milliseconds(50));
   }
-  if (!mu_.AwaitWithDeadline(absl::Condition(&job.done), deadline)) {
+  // Until done; a cancelled job (deadline or CancelAll) is woken until it
+  // notices.
+  while (!job.done && !job.cancel.load(std::memory_order_acquire) &&
+         !mu_.AwaitWithDeadline(absl::Condition(&job.done),
+                                std::min(deadline, absl::Now() + absl::Milliseconds(100)))) {
+    if (absl::Now() >= deadline) break;
+  }
+  if (!job.done) {
     // Past the deadline: the work's waits check `cancel` when woken.
     job.cancel.store(true, std::memory_order_release);
     backoff = absl::Milliseconds(1);
@@ -130,8 +138,31 @@ absl::Status TracerThread::Submit(Job& job, absl::Time deadline) {
       backoff = std::min(backoff * 2, absl::Milliseconds(20));
     }
   }
+  bool dropped = job.dropped;
   mu_.Unlock();
+  if (dropped) {
+    return absl::CancelledError(absl::StrCat(
+        "the attachment to pid ", pid_, " was cancelled before the operation ran"));
+  }
   return absl::OkStatus();
+}
+
+void TracerThread::CancelAll() {
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    for (Job* job : queue_) {
+      job->dropped = true;
+      job->started = true;
+      job->done = true;
+    }
+    queue_.clear();
+    if (running_ != nullptr) running_->cancel.store(true, std::memory_order_release);
+  }
+  // The running work's waits check `cancel` when woken; its Run() keeps
+  // waking the thread from now on (its deadline handling), but that may be
+  // far away: wake it now too.
+  Wake();
 }
 
 void TracerThread::RunWork(Job& job,
@@ -158,9 +189,18 @@ void TracerThread::RunWork(Job& job,
     if (st.ok()) st = resumed;
   }
   if (absl::IsCancelled(st) && job.cancel.load()) {
-    st = absl::DeadlineExceededError(absl::StrCat(
-        "the operation on pid ", pid_, " did not finish before its deadline; "
-        "it was abandoned and the target put back as it was"));
+    bool cancelled_all;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_all = cancelled_;
+    }
+    st = cancelled_all
+             ? absl::CancelledError(absl::StrCat(
+                   "the operation on pid ", pid_, " was cancelled (its caller went "
+                   "away); the target was put back as it was"))
+             : absl::DeadlineExceededError(absl::StrCat(
+                   "the operation on pid ", pid_, " did not finish before its deadline; "
+                   "it was abandoned and the target put back as it was"));
   }
   *result = st;
 }
@@ -217,6 +257,7 @@ void TracerThread::Loop() {
         job = queue_.front();
         queue_.pop_front();
         job->started = true;
+        running_ = job;
       } else if (stopping_) {
         break;
       }
@@ -224,6 +265,7 @@ void TracerThread::Loop() {
     if (job != nullptr) {
       job->body();
       absl::MutexLock lock(&mu_);
+      running_ = nullptr;
       job->done = true;
       if (tracee_ != nullptr) status_ = tracee_->end_status();
       continue;

@@ -94,6 +94,13 @@ class TracerThread {
   // Detaches now; later Run() calls fail with FAILED_PRECONDITION.
   absl::Status Detach(absl::Time deadline);
 
+  // For a caller that went away: the running work is cancelled (its waits
+  // end and the target is put back, as at a deadline), queued work is
+  // dropped (its Run() returns CANCELLED) and new work is refused. Returns
+  // at once; the Run() calls in flight return shortly after. Destroy the
+  // TracerThread only once no Run() is in flight.
+  void CancelAll();
+
   // OK while attached; otherwise why the attachment ended.
   absl::Status status() const;
 
@@ -102,6 +109,7 @@ class TracerThread {
     absl::FunctionRef<void()> body;
     bool started = false;
     bool done = false;
+    bool dropped = false;  // never run: the attachment was cancelled
     std::atomic<bool> cancel{false};
   };
 
@@ -121,6 +129,8 @@ class TracerThread {
   mutable absl::Mutex mu_;
   std::deque<Job*> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  Job* running_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 

@@ -20,12 +20,14 @@
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/ptrace/testing/target_process.h"
@@ -459,6 +461,7 @@ TEST(TracerThreadTest, TargetKilledWhileStoppedForInjection) {
   }, Soon());
   EXPECT_TRUE(absl::IsNotFound(st)) << st;
   EXPECT_TRUE(absl::StrContains(st.message(), "SIGKILL")) << st;
+  EXPECT_TRUE(absl::IsNotFound(tracer->status())) << tracer->status();
   t.process.WaitExit();
   tracer.reset();  // nothing left to detach
 }
@@ -482,6 +485,36 @@ TEST(TracerThreadTest, DeadlineAbortsABlockedInjectionAndPutsTheTargetBack) {
   tracer.reset();
   ASSERT_TRUE(t.process.Write("later").ok());
   EXPECT_EQ(*t.process.ReadLine(), "read=5 data=later errno=0");
+}
+
+// The caller goes away mid-operation (a session ends): CancelAll ends the
+// blocked injected read at once, the target is put back, and after the
+// TracerThread is gone it runs on, untraced.
+TEST(TracerThreadTest, CancelAllEndsRunningWorkAndLeavesTargetRunning) {
+  Started t = Start({TargetPath(), "read"});
+  auto tracer = AttachTo(t.process);
+  ASSERT_NE(tracer, nullptr);
+  absl::Notification started;
+  absl::Status blocked;
+  std::thread caller([&] {
+    blocked = tracer->Run([&](Operation& op) -> absl::Status {
+      absl::StatusOr<const ThreadState*> saved = op.SavedState();
+      if (!saved.ok()) return saved.status();
+      started.Notify();
+      return op.Syscall(SYS_read, {0, (*saved)->regs.rsp - 4096, 1}).status();
+    }, absl::InfiniteFuture());
+  });
+  started.WaitForNotification();
+  tracer->CancelAll();
+  caller.join();
+  EXPECT_TRUE(absl::IsCancelled(blocked)) << blocked;
+  EXPECT_TRUE(absl::IsFailedPrecondition(tracer->Run([](Operation&) {
+    return absl::OkStatus();
+  }, Soon())));
+  tracer.reset();
+  EXPECT_EQ(TracerOf(t.process.pid()), 0);
+  ASSERT_TRUE(t.process.Write("still here").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=10 data=still here errno=0");
 }
 
 char ThreadState(pid_t pid, pid_t tid) {
