@@ -415,13 +415,30 @@ TEST(TracerThreadTest, JobControlStoppedTargetIsRefusedUntilContinued) {
   Started t = Start({TargetPath(), "sigstop"});
   // Wait for the stop itself (no timing: the state is polled).
   while (ReadStatus(t.process.pid())->state != 'T') sched_yield();
+  {
+    // Attaching and detaching leave it job-control stopped.
+    auto first = AttachTo(t.process);
+    ASSERT_NE(first, nullptr);
+    absl::Status st = first->Run([](Operation& op) {
+      return op.Syscall(SYS_getpid).status();
+    }, Soon());
+    EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), "job control")) << st;
+  }
+  // Detaching wakes it briefly to re-enter its job-control stop ('R', then
+  // 'T'); a detach that let it run would never get back to 'T'.
+  absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (ReadStatus(t.process.pid())->state != 'T' && absl::Now() < give_up) {
+    sched_yield();
+  }
+  EXPECT_EQ(ReadStatus(t.process.pid())->state, 'T');
+  EXPECT_EQ(TracerOf(t.process.pid()), 0);
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   absl::Status st = tracer->Run([](Operation& op) {
     return op.Syscall(SYS_getpid).status();
   }, Soon());
   EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
-  EXPECT_TRUE(absl::StrContains(st.message(), "job control")) << st;
   EXPECT_EQ(t.process.Alive(), true);
   ASSERT_EQ(syscall(SYS_pidfd_send_signal, tracer->pidfd(), SIGCONT, nullptr, 0), 0);
   EXPECT_EQ(*t.process.ReadLine(), "continued");
