@@ -66,6 +66,9 @@ absl::StatusOr<std::unique_ptr<Tracee>> Tracee::Seize(
     return absl::NotFoundError(
         absl::StrCat("tid ", tid, " is not a thread of a running pid ", pid));
   }
+  if (pid == getpid()) {
+    return absl::InvalidArgumentError("procwarpd cannot attach to itself");
+  }
   if (!options.allow_own_child && st->ppid == getpid()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "pid ", pid, " is a child of procwarpd itself (spawned by it); "

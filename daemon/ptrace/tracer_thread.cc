@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/ptrace/proc_info.h"
 
 namespace procwarp::ptrace {
 namespace {
@@ -175,6 +176,15 @@ void TracerThread::RunWork(Job& job,
   WaitControl control;
   control.cancel = &job.cancel;
   absl::Status st = tracee_->StopForOperation(control);
+  if (absl::IsCancelled(st) && job.cancel.load()) {
+    // It never stopped: say what it is doing instead (e.g. 'D', an
+    // uninterruptible sleep such as a vfork parent waiting for its child).
+    absl::StatusOr<ProcStatus> proc = ReadStatus(tid_);
+    st = absl::DeadlineExceededError(absl::StrCat(
+        "pid ", pid_, " (tid ", tid_, ") did not stop for the operation before "
+        "its deadline; it is in state ", std::string(1, proc.ok() ? proc->state : '?'),
+        "; it runs on when it wakes"));
+  }
   if (st.ok()) {
     memory_->ForcePath(options.memory_path);
     Operation op(*tracee_, *memory_, pidfd_.get(), options_.seize,

@@ -504,6 +504,36 @@ TEST(TracerThreadTest, DeadlineAbortsABlockedInjectionAndPutsTheTargetBack) {
   EXPECT_EQ(*t.process.ReadLine(), "read=5 data=later errno=0");
 }
 
+// A target that cannot stop (a vfork parent sleeps uninterruptibly until its
+// child exits): the operation ends at its deadline saying so, and the target
+// is not harmed — it runs on once its child is done.
+TEST(TracerThreadTest, TargetThatCannotStopEndsAtTheDeadline) {
+  Started t = Start({TargetPath(), "vfork"});
+  pid_t pid = t.process.pid();
+  absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (ReadStatus(pid)->state != 'D' && absl::Now() < give_up) sched_yield();
+  ASSERT_EQ(ReadStatus(pid)->state, 'D');
+  auto tracer = AttachTo(t.process);
+  ASSERT_NE(tracer, nullptr);
+  absl::Status st = tracer->Run([](Operation& op) {
+    return op.Syscall(SYS_getpid).status();
+  }, absl::Now() + absl::Milliseconds(300));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(st)) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "did not stop")) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "state D")) << st;
+  ASSERT_TRUE(t.process.Write("c").ok());  // the vfork child reads it and exits
+  EXPECT_EQ(*t.process.ReadLine(), "vfork done");
+  absl::StatusOr<SyscallResult> r;
+  ASSERT_TRUE(tracer->Run([&](Operation& op) {
+    r = op.Syscall(SYS_getpid);
+    return r.status();
+  }, Soon()).ok());
+  EXPECT_EQ(r->value, pid);
+  tracer.reset();
+  ASSERT_TRUE(t.process.Write("p").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=1 data=p errno=0");
+}
+
 // The caller goes away mid-operation (a session ends): CancelAll ends the
 // blocked injected read at once, the target is put back, and after the
 // TracerThread is gone it runs on, untraced.

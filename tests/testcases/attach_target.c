@@ -19,6 +19,9 @@
  *   vector       puts a pattern in xmm0-xmm15, blocks in a raw read(0)
  *                syscall, then prints "vector read=N same=S" (S=1 when the
  *                registers still hold the pattern)
+ *   vfork        prints "ready", vforks a child that reads one byte from
+ *                stdin and exits (the parent sleeps uninterruptibly until
+ *                then), prints "vfork done", then as "read"
  *   zombie       forks a child that exits at once and is never reaped;
  *                prints "ready ... child=PID", then as "read"
  *
@@ -253,6 +256,18 @@ int main(int argc, char** argv) {
     return do_read();
   }
   if (strcmp(mode, "vector") == 0) return do_vector();
+  if (strcmp(mode, "vfork") == 0) {
+    ready("");
+    pid_t child = vfork();
+    if (child == 0) {
+      char c;
+      (void)!read(0, &c, 1);
+      _exit(0);
+    }
+    printf("vfork done\n");
+    fflush(stdout);
+    return do_read();
+  }
   if (strcmp(mode, "zombie") == 0) {
     pid_t child = fork();
     if (child == 0) _exit(0);
