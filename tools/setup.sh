@@ -8,6 +8,8 @@ PACKAGES=(
   bazel-bootstrap bazel-rules-java bazel-platforms gcc g++ python3
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev libsystemd-dev libgtest-dev libgmock-dev libcli11-dev
+  # ELF symbol lookup in attached targets (daemon/exec)
+  libelf-dev libdw-dev
   # tests: unit verification, the real-systemd container test, and a daemon
   # confined by seccomp
   systemd debootstrap debian-archive-keyring systemd-container zstd procps

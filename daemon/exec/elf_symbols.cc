@@ -1,0 +1,348 @@
+// See elf_symbols.h.
+#include "daemon/exec/elf_symbols.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <link.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "daemon/util/errno_status.h"
+#include "daemon/util/status_macros.h"
+#include "daemon/util/unique_fd.h"
+
+namespace procwarp::exec {
+namespace {
+
+constexpr char kMainProgram[] = "main-program";
+// Bounds on what is read from the target's link map.
+constexpr int kMaxDynamicEntries = 512;
+constexpr int kMaxLinkMapEntries = 4096;
+
+struct ElfCloser {
+  void operator()(Elf* e) const { elf_end(e); }
+};
+using ElfPtr = std::unique_ptr<Elf, ElfCloser>;
+
+absl::StatusOr<ElfPtr> OpenElf(int fd, const std::string& what) {
+  static std::once_flag once;
+  std::call_once(once, [] { elf_version(EV_CURRENT); });
+  ElfPtr e(elf_begin(fd, ELF_C_READ_MMAP, nullptr));
+  if (e == nullptr || elf_kind(e.get()) != ELF_K_ELF ||
+      gelf_getclass(e.get()) != ELFCLASS64) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " is not a 64-bit ELF object: ", elf_errmsg(-1)));
+  }
+  return e;
+}
+
+// The file the target mapped: /proc/PID/map_files first, then the path
+// under the target's root.
+absl::StatusOr<UniqueFd> OpenMapped(pid_t pid, const LoadedObject& object) {
+  std::string via_map = absl::StrFormat("/proc/%d/map_files/%x-%x", pid,
+                                        object.first_start, object.first_end);
+  UniqueFd fd(open(via_map.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd) return fd;
+  std::string via_root = absl::StrCat("/proc/", pid, "/root", object.path);
+  fd.Reset(open(via_root.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd) return fd;
+  return ErrnoStatus(errno, absl::StrCat("open(", via_map, " or ", via_root, ")"));
+}
+
+bool ParseDev(absl::string_view text, dev_t* dev) {
+  std::pair<absl::string_view, absl::string_view> mm =
+      absl::StrSplit(text, absl::MaxSplits(':', 1));
+  unsigned int major_num = 0, minor_num = 0;
+  if (!absl::SimpleHexAtoi(mm.first, &major_num) ||
+      !absl::SimpleHexAtoi(mm.second, &minor_num)) {
+    return false;
+  }
+  *dev = makedev(major_num, minor_num);
+  return true;
+}
+
+// Fills bias and is_dynamic from the program headers. PT_DYNAMIC's address
+// goes to *dynamic (0 when none).
+absl::Status ReadLayout(Elf* e, uint64_t first_offset, LoadedObject* object,
+                        uint64_t* dynamic) {
+  GElf_Ehdr ehdr;
+  if (gelf_getehdr(e, &ehdr) == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(object->path, ": no ELF header"));
+  }
+  object->is_dynamic = ehdr.e_type == ET_DYN;
+  size_t count = 0;
+  if (elf_getphdrnum(e, &count) != 0) count = 0;
+  bool placed = false;
+  *dynamic = 0;
+  for (size_t i = 0; i < count; ++i) {
+    GElf_Phdr phdr;
+    if (gelf_getphdr(e, static_cast<int>(i), &phdr) == nullptr) continue;
+    if (phdr.p_type == PT_DYNAMIC) *dynamic = phdr.p_vaddr;
+    if (phdr.p_type != PT_LOAD || placed) continue;
+    uint64_t seg_file_start = phdr.p_offset & ~uint64_t{0xfff};
+    if (first_offset >= seg_file_start && first_offset < phdr.p_offset + phdr.p_filesz + 0x1000) {
+      // The mapping starts at file offset first_offset, which this segment
+      // puts at p_vaddr + (first_offset - p_offset) before relocation.
+      uint64_t unrelocated = phdr.p_vaddr - phdr.p_offset + first_offset;
+      object->bias = object->first_start - unrelocated;
+      placed = true;
+    }
+  }
+  if (!placed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(object->path, ": no PT_LOAD covers its first mapping"));
+  }
+  if (!object->is_dynamic) object->bias = 0;
+  return absl::OkStatus();
+}
+
+// The dynamic linker's link map (load order), as biases, read from the
+// target: main program's DT_DEBUG -> r_debug -> r_map -> l_next...
+std::vector<uint64_t> ReadLinkMapBiases(ptrace::RemoteMemory& memory,
+                                        uint64_t dynamic_addr) {
+  std::vector<uint64_t> biases;
+  uint64_t r_debug = 0;
+  for (int i = 0; i < kMaxDynamicEntries; ++i) {
+    Elf64_Dyn dyn;
+    if (!memory.Read(dynamic_addr + i * sizeof(dyn),
+                     absl::MakeSpan(reinterpret_cast<uint8_t*>(&dyn), sizeof(dyn))).ok()) {
+      return biases;
+    }
+    if (dyn.d_tag == DT_NULL) break;
+    if (dyn.d_tag == DT_DEBUG) r_debug = dyn.d_un.d_ptr;
+  }
+  if (r_debug == 0) return biases;
+  uint64_t node = 0;
+  if (!memory.Read(r_debug + offsetof(struct r_debug, r_map),
+                   absl::MakeSpan(reinterpret_cast<uint8_t*>(&node), sizeof(node))).ok()) {
+    return biases;
+  }
+  for (int i = 0; i < kMaxLinkMapEntries && node != 0; ++i) {
+    struct link_map entry;
+    if (!memory.Read(node, absl::MakeSpan(reinterpret_cast<uint8_t*>(&entry),
+                                          sizeof(entry))).ok()) {
+      break;
+    }
+    biases.push_back(entry.l_addr);
+    node = reinterpret_cast<uint64_t>(entry.l_next);
+  }
+  return biases;
+}
+
+std::string Basename(absl::string_view path) {
+  size_t slash = path.rfind('/');
+  return std::string(slash == absl::string_view::npos ? path : path.substr(slash + 1));
+}
+
+}  // namespace
+
+absl::StatusOr<SymbolResolver> SymbolResolver::ForProcess(
+    pid_t pid, ptrace::RemoteMemory* memory) {
+  ASSIGN_OR_RETURN(std::vector<ptrace::Mapping> maps, ptrace::ReadMaps(pid));
+  struct stat exe_st;
+  bool have_exe =
+      stat(absl::StrCat("/proc/", pid, "/exe").c_str(), &exe_st) == 0;
+  // One object per mapped file (dev, inode); its lowest-offset mapping.
+  std::map<std::pair<dev_t, uint64_t>, std::pair<ptrace::Mapping, bool>> files;
+  std::vector<std::pair<dev_t, uint64_t>> seen_order;
+  for (const ptrace::Mapping& m : maps) {
+    dev_t dev = 0;
+    if (m.inode == 0 || m.path.empty() || m.path[0] != '/' || !ParseDev(m.dev, &dev)) {
+      continue;
+    }
+    auto key = std::make_pair(dev, m.inode);
+    auto it = files.find(key);
+    if (it == files.end()) {
+      bool main = have_exe && exe_st.st_ino == m.inode && exe_st.st_dev == dev;
+      files.emplace(key, std::make_pair(m, main));
+      seen_order.push_back(key);
+    } else if (m.offset < it->second.first.offset) {
+      it->second.first = m;
+    }
+  }
+  SymbolResolver resolver;
+  resolver.pid_ = pid;
+  uint64_t main_dynamic = 0;
+  uint64_t main_bias = 0;
+  std::vector<LoadedObject> found;
+  for (const auto& key : seen_order) {
+    const auto& [m, main] = files[key];
+    LoadedObject object;
+    object.path = m.path;
+    object.first_start = m.start;
+    object.first_end = m.end;
+    object.main_program = main;
+    absl::StatusOr<UniqueFd> fd = OpenMapped(pid, object);
+    if (!fd.ok()) continue;
+    absl::StatusOr<ElfPtr> elf = OpenElf(fd->get(), object.path);
+    if (!elf.ok()) continue;  // a data file (locale archive, ...)
+    uint64_t dynamic = 0;
+    if (!ReadLayout(elf->get(), m.offset, &object, &dynamic).ok()) continue;
+    if (main) {
+      main_dynamic = dynamic;
+      main_bias = object.bias;
+    }
+    found.push_back(std::move(object));
+  }
+  // Fallback order: main program, then the highest mapping first (the order
+  // in which top-down mmap placed the dynamic linker's loads).
+  std::stable_sort(found.begin(), found.end(),
+                   [](const LoadedObject& a, const LoadedObject& b) {
+                     if (a.main_program != b.main_program) return a.main_program;
+                     return a.first_start > b.first_start;
+                   });
+  std::vector<uint64_t> order;
+  if (memory != nullptr && main_dynamic != 0) {
+    order = ReadLinkMapBiases(*memory, main_dynamic + main_bias);
+  }
+  for (uint64_t bias : order) {
+    for (LoadedObject& object : found) {
+      if (!object.path.empty() && object.bias == bias &&
+          (object.is_dynamic || object.main_program)) {
+        resolver.objects_.push_back(std::move(object));
+        object.path.clear();  // taken
+        break;
+      }
+    }
+  }
+  for (LoadedObject& object : found) {
+    if (!object.path.empty()) resolver.objects_.push_back(std::move(object));
+  }
+  return resolver;
+}
+
+const LoadedObject* SymbolResolver::FindObject(absl::string_view name) const {
+  for (const LoadedObject& object : objects_) {
+    if (name == kMainProgram) {
+      if (object.main_program) return &object;
+      continue;
+    }
+    if (absl::StrContains(name, '/')) {
+      if (object.path == name) return &object;
+      continue;
+    }
+    std::string base = Basename(object.path);
+    if (base == name || absl::StartsWith(base, absl::StrCat(name, "."))) {
+      return &object;
+    }
+  }
+  return nullptr;
+}
+
+absl::StatusOr<ResolvedSymbol> SymbolResolver::Lookup(
+    const LoadedObject& object, absl::string_view symbol) const {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenMapped(pid_, object));
+  ASSIGN_OR_RETURN(ElfPtr elf, OpenElf(fd.get(), object.path));
+  // .symtab (complete when not stripped), then .dynsym.
+  for (Elf64_Word type : {SHT_SYMTAB, SHT_DYNSYM}) {
+    Elf_Scn* versym_scn = nullptr;
+    Elf_Scn* symbols_scn = nullptr;
+    GElf_Shdr symbols_hdr;
+    for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn != nullptr;
+         scn = elf_nextscn(elf.get(), scn)) {
+      GElf_Shdr shdr;
+      if (gelf_getshdr(scn, &shdr) == nullptr) continue;
+      if (shdr.sh_type == type && symbols_scn == nullptr) {
+        symbols_scn = scn;
+        symbols_hdr = shdr;
+      }
+      if (shdr.sh_type == SHT_GNU_versym) versym_scn = scn;
+    }
+    if (symbols_scn == nullptr || symbols_hdr.sh_entsize == 0) continue;
+    Elf_Data* data = elf_getdata(symbols_scn, nullptr);
+    Elf_Data* versyms = type == SHT_DYNSYM && versym_scn != nullptr
+                            ? elf_getdata(versym_scn, nullptr)
+                            : nullptr;
+    if (data == nullptr) continue;
+    size_t count = symbols_hdr.sh_size / symbols_hdr.sh_entsize;
+    int best_rank = -1;
+    GElf_Sym best;
+    for (size_t i = 1; i < count; ++i) {
+      GElf_Sym sym;
+      if (gelf_getsym(data, static_cast<int>(i), &sym) == nullptr) continue;
+      if (sym.st_shndx == SHN_UNDEF) continue;
+      int kind = GELF_ST_TYPE(sym.st_info);
+      if (kind != STT_FUNC && kind != STT_GNU_IFUNC && kind != STT_OBJECT) continue;
+      const char* name = elf_strptr(elf.get(), symbols_hdr.sh_link, sym.st_name);
+      if (name == nullptr || symbol != name) continue;
+      int rank = 0;
+      if (GELF_ST_BIND(sym.st_info) != STB_LOCAL) rank += 2;
+      GElf_Versym version = 0;
+      if (versyms == nullptr ||
+          gelf_getversym(versyms, static_cast<int>(i), &version) == nullptr ||
+          (version & 0x8000) == 0) {
+        rank += 1;  // the default version, or unversioned
+      }
+      if (rank > best_rank) {
+        best_rank = rank;
+        best = sym;
+      }
+    }
+    if (best_rank >= 0) {
+      ResolvedSymbol out;
+      out.address = best.st_value + object.bias;
+      out.object = object.path;
+      out.ifunc = GELF_ST_TYPE(best.st_info) == STT_GNU_IFUNC;
+      return out;
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no symbol ", symbol, " in ", object.path,
+                                          " of pid ", pid_));
+}
+
+absl::StatusOr<ResolvedSymbol> SymbolResolver::Resolve(absl::string_view spec) const {
+  if (spec.empty()) return absl::InvalidArgumentError("empty function name");
+  if (absl::StartsWith(spec, "0x")) {
+    ResolvedSymbol out;
+    if (!absl::SimpleHexAtoi(spec.substr(2), &out.address)) {
+      return absl::InvalidArgumentError(absl::StrCat("malformed address ", spec));
+    }
+    return out;
+  }
+  size_t colon = spec.find(':');
+  if (colon != absl::string_view::npos) {
+    absl::string_view object_name = spec.substr(0, colon);
+    absl::string_view symbol = spec.substr(colon + 1);
+    if (object_name.empty() || symbol.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "malformed function ", spec, " (want OBJECT:SYMBOL, SYMBOL or 0xADDRESS)"));
+    }
+    const LoadedObject* object = FindObject(object_name);
+    if (object == nullptr) {
+      return absl::NotFoundError(absl::StrCat("pid ", pid_, " has no ", object_name,
+                                              " mapped (it has: ", DescribeObjects(), ")"));
+    }
+    return Lookup(*object, symbol);
+  }
+  for (const LoadedObject& object : objects_) {
+    absl::StatusOr<ResolvedSymbol> found = Lookup(object, spec);
+    if (found.ok()) return found;
+  }
+  return absl::NotFoundError(absl::StrCat("no symbol ", spec, " in any object of pid ",
+                                          pid_, " (searched: ", DescribeObjects(), ")"));
+}
+
+std::string SymbolResolver::DescribeObjects() const {
+  if (objects_.empty()) return "no ELF objects";
+  return absl::StrJoin(objects_, ", ", [](std::string* out, const LoadedObject& o) {
+    absl::StrAppend(out, o.main_program ? absl::StrCat(kMainProgram, "=") : "",
+                    Basename(o.path));
+  });
+}
+
+}  // namespace procwarp::exec
