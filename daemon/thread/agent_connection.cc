@@ -188,12 +188,16 @@ absl::Status AgentConnection::ReadHello() {
 
 absl::Status AgentConnection::TakeTurn(const CancelCheck& cancelled) {
   absl::MutexLock lock(&state_mu_);
-  while (!state_mu_.AwaitWithTimeout(absl::Condition(&idle_),
-                                     absl::Milliseconds(kWaitSliceMs))) {
-    if (cancelled && cancelled()) {
-      return absl::CancelledError(absl::StrCat(
-          name_, ": call cancelled while the thread was busy with another "
-                 "call"));
+  if (!cancelled) {
+    state_mu_.Await(absl::Condition(&idle_));
+  } else {
+    while (!state_mu_.AwaitWithTimeout(absl::Condition(&idle_),
+                                       absl::Milliseconds(kWaitSliceMs))) {
+      if (cancelled()) {
+        return absl::CancelledError(absl::StrCat(
+            name_, ": call cancelled while the thread was busy with another "
+                   "call"));
+      }
     }
   }
   if (!broken_.empty()) return absl::UnavailableError(broken_);
