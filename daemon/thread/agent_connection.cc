@@ -469,7 +469,7 @@ absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
   for (;;) {
     RETURN_IF_ERROR(SendSome(&out));
     RETURN_IF_ERROR(Parse(calls, first_tag, replies, &done));
-    if (done == calls.size()) return absl::OkStatus();
+    if (done == calls.size()) return AllAnswered(out);
     if (agent_exited) {
       return Broken(absl::StrCat(name_, ": the thread has exited"));
     }
@@ -500,7 +500,7 @@ absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
       // Whatever arrived before the EOF still counts (e.g. EXIT's reply);
       // nothing does after a violation (Parse says so).
       RETURN_IF_ERROR(Parse(calls, first_tag, replies, &done));
-      if (done == calls.size()) return absl::OkStatus();
+      if (done == calls.size()) return AllAnswered(out);
       return received;
     }
     if (agent_exited) {
@@ -510,6 +510,14 @@ absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
       return StopCancelledRun(calls, first_tag, &out);
     }
   }
+}
+
+absl::Status AgentConnection::AllAnswered(const Outgoing& out) {
+  // An agent answers a request only after reading all of it.
+  if (out.sent < out.bytes.size()) {
+    return Violation("answered requests before they were sent");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AgentConnection::StopCancelledRun(

@@ -144,6 +144,9 @@ class AgentConnection {
   // violation.
   absl::Status TakeFds(const struct msghdr& msg, uint64_t first, uint64_t end)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The end of a Run whose replies are all in.
+  absl::Status AllAnswered(const Outgoing& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends a cancelled Run at a request boundary, so the stream stays in sync;
   // the replies still due to its sent requests are dropped by later Runs.
   absl::Status StopCancelledRun(absl::Span<const AgentCall> calls,

@@ -239,6 +239,25 @@ TEST(AgentConnectionHostileTest, ExtraReplyIsAViolation) {
                   "tagged 2 where no reply was due");
 }
 
+TEST(AgentConnectionHostileTest, AnsweringUnsentRequestsIsAViolation) {
+  FakeAgent agent;
+  ASSERT_TRUE(agent.Open().ok());
+  // 4 MiB of WRITE_MEM data cannot all be in the socket yet: its reply
+  // cannot be real.
+  const std::string data(4 << 20, 'w');
+  ASSERT_EQ(agent.Write(Reply(1, PW_OP_SYSCALL, 0) +
+                        Reply(2, PW_OP_WRITE_MEM, data.size())),
+            64);
+  std::vector<AgentCall> calls(2);
+  calls[0] = AgentCall::Syscall(SYS_getpid);
+  calls[1].op = PW_OP_WRITE_MEM;
+  calls[1].args[1] = data.size();
+  calls[1].payload = data;
+  std::vector<AgentReply> replies;
+  ExpectViolation(agent, agent.connection().Run(calls, &replies),
+                  "before they were sent");
+}
+
 TEST(AgentConnectionHostileTest, WrongOpIsAViolation) {
   FakeAgent agent;
   ASSERT_TRUE(agent.Open().ok());
