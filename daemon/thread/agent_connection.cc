@@ -13,6 +13,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 
@@ -135,8 +136,9 @@ absl::Status AgentConnection::Violation(absl::string_view what) {
     fds_.clear();
     // Whoever wrote this may be the caller holding the agent's socket, with
     // the real agent kept busy: neither is trusted again. The agent is the
-    // daemon's child, not reaped yet, so the pidfd still names it.
-    syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+    // daemon's child, not reaped yet, so the pidfd still names it (this
+    // fails only if it has exited already).
+    (void)syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
   }
   return Broken(absl::StrCat(name_, ": procwarp-agent broke the protocol (",
                              what, "), so the thread was killed"),
@@ -155,9 +157,13 @@ void AgentConnection::Consume(size_t n) {
 
 absl::Status AgentConnection::ReadHello() {
   absl::MutexLock lock(&mu_);
+  // One deadline for the whole hello: trickling it in does not extend it.
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(kHelloTimeoutMs);
   while (in_end_ < sizeof(pw_agent_hello)) {
     pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {pidfd_, POLLIN, 0}};
-    int ready = poll(fds, 2, kHelloTimeoutMs);
+    const int64_t left_ms =
+        absl::ToInt64Milliseconds(deadline - absl::Now());
+    int ready = left_ms > 0 ? poll(fds, 2, static_cast<int>(left_ms)) : 0;
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return ErrnoStatus(errno, "poll(agent socket)");
     if (ready == 0) {
@@ -166,6 +172,9 @@ absl::Status AgentConnection::ReadHello() {
     }
     bool got_data = false;
     RETURN_IF_ERROR(ReceiveSome(&got_data));
+    // Checked at once: fds pause reading (kMaxQueuedFds), and none belongs
+    // here anyway.
+    if (!fds_.empty()) return Violation("sent an fd with its hello");
     if (!got_data && (fds[1].revents & POLLIN)) {
       return Broken(absl::StrCat(name_, ": procwarp-agent exited at start-up"));
     }
@@ -182,7 +191,6 @@ absl::Status AgentConnection::ReadHello() {
         absl::Hex(hello_.magic), ", version ", hello_.version,
         "); install the agent built with this daemon"));
   }
-  if (!fds_.empty()) return Violation("sent an fd with its hello");
   return absl::OkStatus();
 }
 

@@ -389,6 +389,17 @@ TEST(AgentConnectionHostileTest, FdWithTheHelloFailsOpen) {
   EXPECT_EQ(CountOwnFds(), before - 1);
 }
 
+TEST(AgentConnectionHostileTest, FdFloodBeforeTheHelloFailsOpen) {
+  FakeAgent agent;
+  const int before = CountOwnFds();
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(agent.Write("h", 1), 1);
+  absl::Status s = agent.OpenWithoutHello();
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr("hello"));
+  EXPECT_TRUE(agent.WasKilled());
+  EXPECT_EQ(CountOwnFds(), before - 1);
+}
+
 // Random streams (fixed seed): whatever they hold, the result is a reply or
 // a clean error, and no fd stays behind once the connection is gone.
 TEST(AgentConnectionHostileTest, RandomStreamsNeverLeakOrCrash) {
