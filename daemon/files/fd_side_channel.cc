@@ -256,13 +256,20 @@ void FdSideChannel::Loop() {
     if (accept_paused_until_ != absl::InfinitePast() &&
         now >= accept_paused_until_) {
       accept_paused_until_ = absl::InfinitePast();
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.fd = listen_fd_.get();
-      epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
+      WatchListener(true);
     }
     CloseExpired(now);
     ReapWorkers();
+  }
+}
+
+void FdSideChannel::WatchListener(bool on) {
+  epoll_event ev{};
+  ev.events = on ? EPOLLIN : 0;
+  ev.data.fd = listen_fd_.get();
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev) != 0) {
+    LogError(absl::StrCat("fd side channel: epoll_ctl(MOD, listening socket, ",
+                          on ? "EPOLLIN" : "0", "): ", strerror(errno)));
   }
 }
 
@@ -310,9 +317,7 @@ void FdSideChannel::AcceptAll() {
                             absl::FormatDuration(kAcceptPause)));
       // Out of fds or memory: stop watching the socket for a moment.
       accept_paused_until_ = absl::Now() + kAcceptPause;
-      epoll_event ev{};
-      ev.data.fd = listen_fd_.get();
-      epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
+      WatchListener(false);
       return;
     }
     UniqueFd fd(raw);
@@ -427,7 +432,10 @@ void FdSideChannel::OnReadable(int fd) {
     return;
   }
   // The agent may take a while: off the loop, on a thread of its own.
-  epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) {
+    LogError(absl::StrCat("fd side channel: epoll_ctl(DEL, ", fd,
+                          "): ", strerror(errno)));
+  }
   std::unique_ptr<Connection> taken = std::move(it->second);
   connections_.erase(it);
   StartImport(std::move(taken), std::move(p));

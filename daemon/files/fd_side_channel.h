@@ -138,6 +138,8 @@ class FdSideChannel {
   void CloseExpired(absl::Time now);
   // Logs a refused or timed-out connection, rate-limited.
   void NoteRefusal(absl::string_view why);
+  // Starts or stops watching the listening socket.
+  void WatchListener(bool on);
   // Milliseconds until the next deadline (or accept retry), -1 for none.
   int NextTimeoutMs(absl::Time now) const;
   void StartImport(std::unique_ptr<Connection> conn,
