@@ -456,9 +456,13 @@ void FdSideChannel::StartImport(std::unique_ptr<Connection> conn,
     auto job = [this, worker,
                 conn = std::shared_ptr<Connection>(std::move(conn)),
                 pending = std::shared_ptr<Pending>(std::move(pending))] {
-      Import(*conn, *pending);
-      conn->fd.Reset();
+      const int32_t reply = Import(*conn, *pending);
+      // Uncounted before the peer can see the reply, so a client that
+      // opens its next exchange right after this one is never refused
+      // for it.
       Release(conn->uid);
+      SendReply(conn->fd.get(), reply, -1);
+      conn->fd.Reset();
       {
         absl::MutexLock lock(&mu_);
         worker->done = true;
@@ -478,7 +482,7 @@ void FdSideChannel::StartImport(std::unique_ptr<Connection> conn,
   if (!started) Release(uid);
 }
 
-void FdSideChannel::Import(Connection& conn, Pending& pending) {
+int32_t FdSideChannel::Import(Connection& conn, Pending& pending) {
   AgentCall call;
   call.op = PW_OP_RECV_FD;
   call.args[0] = static_cast<uint64_t>(static_cast<int64_t>(pending.target_fd));
@@ -503,7 +507,7 @@ void FdSideChannel::Import(Connection& conn, Pending& pending) {
                           pending.thread->Name(), " for uid ", conn.uid, ": ",
                           s.ToString()));
   }
-  SendReply(conn.fd.get(), reply, -1);
+  return reply;
 }
 
 void FdSideChannel::ReapWorkers() {

@@ -144,9 +144,9 @@ class FdSideChannel {
   int NextTimeoutMs(absl::Time now) const;
   void StartImport(std::unique_ptr<Connection> conn,
                    std::unique_ptr<Pending> pending);
-  // A worker's whole job: RECV_FD into the thread, bounded by the
-  // connection's deadline and Stop().
-  void Import(Connection& conn, Pending& pending);
+  // A worker's job: RECV_FD into the thread, bounded by the connection's
+  // deadline and Stop(). Returns the reply for the peer.
+  int32_t Import(Connection& conn, Pending& pending);
   // Joins workers that have finished.
   void ReapWorkers();
   void Wake();
