@@ -33,7 +33,7 @@ constexpr int kMaxEvents = 64;
 // socket stays readable, so retrying at once would spin).
 constexpr absl::Duration kAcceptPause = absl::Milliseconds(100);
 // At most one log line per this much time about refused or timed-out
-// connections.
+// connections and bad tokens.
 constexpr absl::Duration kRefusalLogInterval = absl::Seconds(10);
 
 // Sends the int32 reply, with `fd` as SCM_RIGHTS when it is >= 0. The
@@ -415,8 +415,9 @@ void FdSideChannel::OnReadable(int fd) {
   }
   std::unique_ptr<Pending> p = Redeem(conn.token, conn.uid, conn.pid);
   if (p == nullptr) {
-    LogError(absl::StrCat("fd side channel: refused a token from uid ",
-                          conn.uid, " pid ", conn.pid));
+    NoteRefusal(absl::StrCat("uid ", conn.uid, " pid ", conn.pid,
+                             " presented a token that is not theirs, used or "
+                             "expired"));
     Close(fd);
     return;
   }
@@ -452,7 +453,7 @@ void FdSideChannel::StartImport(std::unique_ptr<Connection> conn,
     absl::MutexLock lock(&mu_);
     workers_.emplace_back();
     Worker* worker = &workers_.back();
-    // The connection stays counted for its uid until the worker is done.
+    // The connection stays counted for its uid until its reply.
     auto job = [this, worker,
                 conn = std::shared_ptr<Connection>(std::move(conn)),
                 pending = std::shared_ptr<Pending>(std::move(pending))] {

@@ -136,7 +136,7 @@ class FdSideChannel {
   // Closes the connection (the loop's own), replying `reply` first unless 0.
   void Close(int fd, int32_t reply = 0);
   void CloseExpired(absl::Time now);
-  // Logs a refused or timed-out connection, rate-limited.
+  // Logs a refused or timed-out connection or a bad token, rate-limited.
   void NoteRefusal(absl::string_view why);
   // Starts or stops watching the listening socket.
   void WatchListener(bool on);
