@@ -20,6 +20,10 @@ DaemonConfig DefaultConfig() {
   limits->set_output_buffer_bytes(1 << 20);
   limits->set_shutdown_grace_ms(5000);
   limits->set_max_threads_per_identity(256);
+  limits->set_side_exchange_timeout_ms(2000);
+  limits->set_max_side_connections_per_identity(8);
+  limits->set_max_side_connections(64);
+  limits->set_max_fd_tokens_per_identity(64);
   return config;
 }
 

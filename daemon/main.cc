@@ -52,6 +52,9 @@ struct Flags {
   std::optional<uint32_t> max_threads;
   std::optional<uint64_t> output_buffer_bytes;
   std::optional<std::string> agent_path;
+  std::optional<uint32_t> side_exchange_timeout_ms;
+  std::optional<uint32_t> max_side_connections_per_identity;
+  std::optional<uint32_t> max_fd_tokens_per_identity;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -78,6 +81,16 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   if (flags.max_threads) limits->set_max_threads_per_identity(*flags.max_threads);
   if (flags.output_buffer_bytes) {
     limits->set_output_buffer_bytes(*flags.output_buffer_bytes);
+  }
+  if (flags.side_exchange_timeout_ms) {
+    limits->set_side_exchange_timeout_ms(*flags.side_exchange_timeout_ms);
+  }
+  if (flags.max_side_connections_per_identity) {
+    limits->set_max_side_connections_per_identity(
+        *flags.max_side_connections_per_identity);
+  }
+  if (flags.max_fd_tokens_per_identity) {
+    limits->set_max_fd_tokens_per_identity(*flags.max_fd_tokens_per_identity);
   }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   return config;
@@ -183,7 +196,15 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
     if (main_path.empty()) {
       LogInfo("fd export/import disabled: the activated socket has no path");
     } else {
-      auto opened = OpenFdSideChannel(main_path);
+      FdSideChannelLimits side_limits;
+      side_limits.exchange_timeout =
+          absl::Milliseconds(config.limits().side_exchange_timeout_ms());
+      side_limits.max_connections_per_uid =
+          config.limits().max_side_connections_per_identity();
+      side_limits.max_connections = config.limits().max_side_connections();
+      side_limits.max_tokens_per_uid =
+          config.limits().max_fd_tokens_per_identity();
+      auto opened = OpenFdSideChannel(main_path, side_limits);
       if (opened.ok()) {
         fd_side_channel = *std::move(opened);
       } else {
@@ -262,6 +283,15 @@ int main(int argc, char** argv) {
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "
                  "/usr/local/libexec/procwarp/procwarp-agent)");
+  app.add_option("--side_exchange_timeout_ms",
+                 flags.side_exchange_timeout_ms,
+                 "deadline for one fd side-socket exchange as a whole");
+  app.add_option("--max_side_connections_per_identity",
+                 flags.max_side_connections_per_identity,
+                 "concurrent fd side-socket connections per uid");
+  app.add_option("--max_fd_tokens_per_identity",
+                 flags.max_fd_tokens_per_identity,
+                 "unredeemed ExportFd/ImportFd tokens per uid");
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);

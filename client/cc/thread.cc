@@ -658,6 +658,13 @@ absl::StatusOr<int> Thread::ExportFd(const FileDescriptor& fd) const {
   status = SideExchange("ExportFd", *connection_, response.side_socket_path(),
                         response.token(), -1, &reply, &local);
   if (!status.ok()) return status;
+  if (reply < 0) {
+    // The daemon's side socket was busy (EAGAIN) or the exchange timed out.
+    if (local >= 0) close(local);
+    SyscallResult failed;
+    failed.error = -reply;
+    return SyscallError("ExportFd: the side socket exchange", failed);
+  }
   if (local < 0) {
     return absl::InternalError("ExportFd: the daemon's reply carried no fd");
   }

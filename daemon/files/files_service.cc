@@ -247,7 +247,9 @@ grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
                                              thread->Name(), ", fd=",
                                              request->fd(), ")"));
     }
-    response->set_token(side_channel_->AddExport(session, std::move(copy), thread));
+    ASSIGN_OR_RETURN(std::string token,
+                     side_channel_->AddExport(session, std::move(copy), thread));
+    response->set_token(std::move(token));
     response->set_side_socket_path(side_channel_->path());
     Audit("fd_export", caller,
           {{"THREAD_ID", thread->id()}, {"FD", absl::StrCat(request->fd())}});
@@ -268,8 +270,10 @@ grpc::Status FilesService::ImportFd(grpc::ServerContext* context,
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     RETURN_IF_ERROR(CheckSideChannel(session, "ImportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());
-    response->set_token(side_channel_->AddImport(
-        session, thread, request->target_fd(), request->cloexec()));
+    ASSIGN_OR_RETURN(std::string token,
+                     side_channel_->AddImport(session, thread, request->target_fd(),
+                                              request->cloexec()));
+    response->set_token(std::move(token));
     response->set_side_socket_path(side_channel_->path());
     Audit("fd_import", caller,
           {{"THREAD_ID", thread->id()},

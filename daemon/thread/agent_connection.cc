@@ -2,13 +2,18 @@
 #include "daemon/thread/agent_connection.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 
@@ -16,14 +21,75 @@ namespace procwarp {
 namespace {
 
 constexpr size_t kInBufferSize = 256 * 1024;
-// Most fds one recvmsg can bring: the agent sends one per message, but a
-// read may span several.
-constexpr size_t kMaxFdsPerRead = 64;
+// The protocol puts at most one fd on a message (SEND_FD and CLONE replies
+// are each written by a sendmsg of their own), and the kernel never returns
+// two fd-carrying messages from one recvmsg. The control buffer is sized for
+// that; more is a violation (the kernel still installs what fits: closed).
+constexpr size_t kMaxFdsPerMessage = 1;
+// Fds received and waiting for the reply that claims them. A well-behaved
+// agent leaves at most one waiting after a parse (the one whose reply has
+// not fully arrived yet), so reading pauses at this many until a parse has
+// claimed them, and the daemon never holds more for one agent.
+constexpr size_t kMaxQueuedFds = 8;
 // How often a wait wakes up to ask whether the caller still wants the answer
 // and whether the agent is still alive.
 constexpr int kWaitSliceMs = 100;
 // The hello comes right after execve; a silent agent is broken.
 constexpr int kHelloTimeoutMs = 10000;
+
+// Largest magnitude of a -errno result.
+constexpr int64_t kMaxErrno = 4095;
+
+const char* OpName(uint32_t op) {
+  switch (op) {
+    case PW_OP_SYSCALL: return "SYSCALL";
+    case PW_OP_READ_MEM: return "READ_MEM";
+    case PW_OP_WRITE_MEM: return "WRITE_MEM";
+    case PW_OP_SEND_FD: return "SEND_FD";
+    case PW_OP_RECV_FD: return "RECV_FD";
+    case PW_OP_EXIT: return "EXIT";
+    case PW_OP_CLONE: return "CLONE";
+    default: return "unknown op";
+  }
+}
+
+// What is wrong with `resp` as the reply to a request of `expected_op`
+// asking for at most `max_payload` bytes (READ_MEM), arriving with an fd
+// (`has_fd`) or not; "" if nothing.
+std::string CheckReply(const pw_agent_response& resp, uint32_t expected_op,
+                       uint64_t max_payload, bool has_fd) {
+  if (resp.op != expected_op) {
+    return absl::StrCat("answered a ", OpName(expected_op),
+                        " request as op ", resp.op);
+  }
+  if (resp.reserved != 0) return "set the reserved field of a reply";
+  if (expected_op != PW_OP_SYSCALL && resp.result < -kMaxErrno) {
+    return absl::StrCat("answered ", OpName(expected_op), " with result ",
+                        resp.result);
+  }
+  if (expected_op == PW_OP_READ_MEM && resp.result >= 0) {
+    if (static_cast<uint64_t>(resp.result) != resp.payload_len ||
+        resp.payload_len > max_payload) {
+      return absl::StrCat("announced ", resp.payload_len, " bytes (result ",
+                          resp.result, ") for a READ_MEM of ", max_payload);
+    }
+  } else if (resp.payload_len != 0) {
+    return absl::StrCat("announced ", resp.payload_len, " bytes after a ",
+                        OpName(expected_op), " reply that carries none");
+  }
+  bool expects_fd = (expected_op == PW_OP_SEND_FD ||
+                     expected_op == PW_OP_CLONE) &&
+                    resp.result >= 0;
+  if (has_fd && !expects_fd) {
+    return absl::StrCat("sent an fd with a ", OpName(expected_op),
+                        " reply that carries none");
+  }
+  if (!has_fd && expects_fd) {
+    return absl::StrCat("sent a successful ", OpName(expected_op),
+                        " reply without its fd");
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -55,16 +121,49 @@ absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
   return connection;
 }
 
-absl::Status AgentConnection::Broken(std::string why) {
-  if (broken_.empty()) broken_ = std::move(why);
+absl::Status AgentConnection::Broken(std::string why, bool violation) {
+  absl::MutexLock lock(&state_mu_);
+  if (broken_.empty()) {
+    broken_ = std::move(why);
+    violation_ = violation;
+  }
   return absl::UnavailableError(broken_);
+}
+
+absl::Status AgentConnection::Violation(absl::string_view what) {
+  if (!violated_) {
+    violated_ = true;
+    fds_.clear();
+    // Whoever wrote this may be the caller holding the agent's socket, with
+    // the real agent kept busy: neither is trusted again. The agent is the
+    // daemon's child, not reaped yet, so the pidfd still names it (this
+    // fails only if it has exited already).
+    (void)syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+  }
+  return Broken(absl::StrCat(name_, ": procwarp-agent broke the protocol (",
+                             what, "), so the thread was killed"),
+                /*violation=*/true);
+}
+
+std::string AgentConnection::ViolationReason() const {
+  absl::MutexLock lock(&state_mu_);
+  return violation_ ? broken_ : "";
+}
+
+void AgentConnection::Consume(size_t n) {
+  in_begin_ += n;
+  parsed_ += n;
 }
 
 absl::Status AgentConnection::ReadHello() {
   absl::MutexLock lock(&mu_);
+  // One deadline for the whole hello: trickling it in does not extend it.
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(kHelloTimeoutMs);
   while (in_end_ < sizeof(pw_agent_hello)) {
     pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {pidfd_, POLLIN, 0}};
-    int ready = poll(fds, 2, kHelloTimeoutMs);
+    const int64_t left_ms =
+        absl::ToInt64Milliseconds(deadline - absl::Now());
+    int ready = left_ms > 0 ? poll(fds, 2, static_cast<int>(left_ms)) : 0;
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return ErrnoStatus(errno, "poll(agent socket)");
     if (ready == 0) {
@@ -73,12 +172,15 @@ absl::Status AgentConnection::ReadHello() {
     }
     bool got_data = false;
     RETURN_IF_ERROR(ReceiveSome(&got_data));
+    // Checked at once: fds pause reading (kMaxQueuedFds), and none belongs
+    // here anyway.
+    if (!fds_.empty()) return Violation("sent an fd with its hello");
     if (!got_data && (fds[1].revents & POLLIN)) {
       return Broken(absl::StrCat(name_, ": procwarp-agent exited at start-up"));
     }
   }
   memcpy(&hello_, in_.data(), sizeof(hello_));
-  in_begin_ = sizeof(hello_);
+  Consume(sizeof(hello_));
   if (hello_.magic != PW_AGENT_MAGIC ||
       hello_.version != PW_AGENT_PROTOCOL_VERSION ||
       hello_.hello_size != sizeof(pw_agent_hello) ||
@@ -89,8 +191,31 @@ absl::Status AgentConnection::ReadHello() {
         absl::Hex(hello_.magic), ", version ", hello_.version,
         "); install the agent built with this daemon"));
   }
-  if (!fds_.empty()) return Broken(absl::StrCat(name_, ": fd sent with hello"));
   return absl::OkStatus();
+}
+
+absl::Status AgentConnection::TakeTurn(const CancelCheck& cancelled) {
+  absl::MutexLock lock(&state_mu_);
+  if (!cancelled) {
+    state_mu_.Await(absl::Condition(&idle_));
+  } else {
+    while (!state_mu_.AwaitWithTimeout(absl::Condition(&idle_),
+                                       absl::Milliseconds(kWaitSliceMs))) {
+      if (cancelled()) {
+        return absl::CancelledError(absl::StrCat(
+            name_, ": call cancelled while the thread was busy with another "
+                   "call"));
+      }
+    }
+  }
+  if (!broken_.empty()) return absl::UnavailableError(broken_);
+  idle_ = false;
+  return absl::OkStatus();
+}
+
+void AgentConnection::ReleaseTurn() {
+  absl::MutexLock lock(&state_mu_);
+  idle_ = true;
 }
 
 void AgentConnection::Encode(absl::Span<const AgentCall> calls,
@@ -166,6 +291,7 @@ absl::Status AgentConnection::SendSome(Outgoing* out) {
 absl::Status AgentConnection::ReceiveSome(bool* got_data, bool wait) {
   *got_data = false;
   for (;;) {
+    if (fds_.size() >= kMaxQueuedFds) return absl::OkStatus();  // parse first
     if (in_begin_ == in_end_) {
       in_begin_ = in_end_ = 0;
     } else if (in_end_ == in_.size()) {
@@ -175,7 +301,7 @@ absl::Status AgentConnection::ReceiveSome(bool* got_data, bool wait) {
       in_begin_ = 0;
     }
     iovec iov = {in_.data() + in_end_, in_.size() - in_end_};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerRead)];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -189,16 +315,8 @@ absl::Status AgentConnection::ReceiveSome(bool* got_data, bool wait) {
       return Broken(absl::StrCat(name_, ": reading from procwarp-agent failed: ",
                                  strerror(errno)));
     }
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr;
-         cm = CMSG_NXTHDR(&msg, cm)) {
-      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int fd;
-        memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-        fds_.emplace_back(fd);
-      }
-    }
+    const uint64_t first = ReceivedEnd();
+    RETURN_IF_ERROR(TakeFds(msg, first, first + static_cast<uint64_t>(n)));
     if (n == 0) {
       return Broken(absl::StrCat(name_, ": procwarp-agent closed its socket (",
                                  "the thread exited or closed fd ",
@@ -211,36 +329,105 @@ absl::Status AgentConnection::ReceiveSome(bool* got_data, bool wait) {
   }
 }
 
-void AgentConnection::Parse(absl::Span<const AgentCall> calls,
-                            uint64_t first_tag,
-                            std::vector<AgentReply>* replies, size_t* done) {
+absl::Status AgentConnection::TakeFds(const msghdr& msg, uint64_t first,
+                                      uint64_t end) {
+  if (msg.msg_controllen == 0 && !(msg.msg_flags & MSG_CTRUNC)) {
+    return absl::OkStatus();  // the common case: no fd
+  }
+  // Every fd the kernel installed is owned here first, so each one is
+  // closed on every path that does not keep it.
+  UniqueFd kept;
+  std::string problem;
+  if (msg.msg_flags & MSG_CTRUNC) {
+    problem = "sent more fds in one message than the protocol allows";
+  }
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr;
+       cm = CMSG_NXTHDR(const_cast<msghdr*>(&msg), cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+      problem = absl::StrCat("sent control data of level ", cm->cmsg_level,
+                             " type ", cm->cmsg_type);
+      continue;
+    }
+    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int raw;
+      memcpy(&raw, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+      UniqueFd fd(raw);
+      if (kept) {
+        problem = "sent more than one fd in one message";
+      } else {
+        kept = std::move(fd);
+      }
+    }
+  }
+  if (!problem.empty()) return Violation(problem);
+  if (kept) fds_.push_back({first, end, std::move(kept)});
+  return absl::OkStatus();
+}
+
+absl::Status AgentConnection::Parse(absl::Span<const AgentCall> calls,
+                                    uint64_t first_tag,
+                                    std::vector<AgentReply>* replies,
+                                    size_t* done) {
+  if (violated_) return Broken("");
   for (;;) {
     if (payload_left_ > 0) {
       size_t n = std::min<uint64_t>(payload_left_, in_end_ - in_begin_);
-      if (n == 0) return;
+      if (n == 0) break;
       if (payload_into_ != nullptr) {
         memcpy(payload_into_, in_.data() + in_begin_, n);
         payload_into_ += n;
       }
-      in_begin_ += n;
+      Consume(n);
       payload_left_ -= n;
-      if (payload_left_ > 0) return;
-      if (payload_into_ != nullptr) ++*done;
+      if (payload_left_ > 0) break;
+      if (payload_current_) ++*done;
       payload_into_ = nullptr;
+      payload_current_ = false;
       continue;
     }
-    if (in_end_ - in_begin_ < sizeof(pw_agent_response)) return;
+    if (in_end_ - in_begin_ < sizeof(pw_agent_response)) break;
+    const uint64_t at = parsed_;
+    // An fd rides on a sendmsg of its reply alone, and a recvmsg returns no
+    // bytes after such a message: so it belongs to the last reply starting
+    // within the bytes of its recvmsg. One that came entirely before this
+    // reply belongs to no reply.
+    if (!fds_.empty() && fds_.front().end <= at) {
+      return Violation("sent an fd where no reply carries one");
+    }
+    const bool has_fd = !fds_.empty() && fds_.front().first <= at &&
+                        at + sizeof(pw_agent_response) >= fds_.front().end;
     pw_agent_response resp;
     memcpy(&resp, in_.data() + in_begin_, sizeof(resp));
-    in_begin_ += sizeof(resp);
-    // Replies to an earlier, cancelled Run have smaller tags: dropped.
-    bool current = resp.tag >= first_tag && resp.tag < first_tag + calls.size();
-    size_t index = resp.tag - first_tag;
+    Consume(sizeof(resp));
+    if (resp.tag != expected_tag_ || expected_tag_ >= next_tag_) {
+      return Violation(absl::StrCat(
+          "sent a reply tagged ", resp.tag, " where ",
+          expected_tag_ < next_tag_ ? absl::StrCat("tag ", expected_tag_)
+                                    : std::string("no reply"),
+          " was due"));
+    }
+    ++expected_tag_;
+    // Replies to an earlier, cancelled Run come first and are dropped.
+    Expected expected;
+    const bool current = stale_.empty();
+    size_t index = 0;
+    if (current) {
+      // expected_tag_ < next_tag_ held, and no stale request is left, so
+      // this tag is one of this Run's.
+      index = resp.tag - first_tag;
+      expected.op = calls[index].op;
+      expected.max_payload = calls[index].args[1];
+    } else {
+      expected = stale_.front();
+      stale_.pop_front();
+    }
+    std::string problem =
+        CheckReply(resp, expected.op, expected.max_payload, has_fd);
+    if (!problem.empty()) return Violation(problem);
     UniqueFd fd;
-    // SEND_FD and CLONE replies that succeeded carry one fd each.
-    if ((resp.op == PW_OP_SEND_FD || resp.op == PW_OP_CLONE) &&
-        resp.result >= 0 && !fds_.empty()) {
-      fd = std::move(fds_.front());
+    if (has_fd) {
+      fd = std::move(fds_.front().fd);
       fds_.pop_front();
     }
     if (current) {
@@ -249,28 +436,37 @@ void AgentConnection::Parse(absl::Span<const AgentCall> calls,
     }
     if (resp.payload_len > 0) {
       payload_left_ = resp.payload_len;
-      // Never more than was asked for (the agent never sends more).
-      bool fits = current && calls[index].read_into != nullptr &&
-                  resp.payload_len <= calls[index].args[1];
-      payload_into_ = fits ? calls[index].read_into : nullptr;
-      if (current && !fits) (*replies)[index].result = -EIO;
-      if (current && !fits) ++*done;
+      // Checked above: never more than the request asked for.
+      payload_into_ = current ? calls[index].read_into : nullptr;
+      payload_current_ = current;
       continue;
     }
     if (current) ++*done;
   }
+  // Nothing before `parsed_` can claim an fd any more, and a well-behaved
+  // agent has at most one in flight: the one of the reply not yet complete.
+  if (!fds_.empty() && fds_.front().end <= parsed_) {
+    return Violation("sent an fd where no reply carries one");
+  }
+  if (fds_.size() > 1) {
+    return Violation(absl::StrCat("sent ", fds_.size(),
+                                  " fds ahead of the replies to carry them"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
                                   std::vector<AgentReply>* replies,
                                   const CancelCheck& cancelled) {
-  absl::MutexLock lock(&mu_);
-  if (!broken_.empty()) return absl::UnavailableError(broken_);
   replies->clear();
   replies->resize(calls.size());
+  RETURN_IF_ERROR(TakeTurn(cancelled));
+  absl::Cleanup release = [this] { ReleaseTurn(); };
+  absl::MutexLock lock(&mu_);
   if (calls.empty()) return absl::OkStatus();
   // A READ_MEM of a cancelled Run may still be arriving: its buffer is gone.
   payload_into_ = nullptr;
+  payload_current_ = false;
   const uint64_t first_tag = next_tag_;
   next_tag_ += calls.size();
   Outgoing out;
@@ -280,8 +476,8 @@ absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
   bool agent_exited = false;
   for (;;) {
     RETURN_IF_ERROR(SendSome(&out));
-    Parse(calls, first_tag, replies, &done);
-    if (done == calls.size()) return absl::OkStatus();
+    RETURN_IF_ERROR(Parse(calls, first_tag, replies, &done));
+    if (done == calls.size()) return AllAnswered(out);
     if (agent_exited) {
       return Broken(absl::StrCat(name_, ": the thread has exited"));
     }
@@ -309,40 +505,77 @@ absl::Status AgentConnection::Run(absl::Span<const AgentCall> calls,
       }
     }
     if (!received.ok()) {
-      // Whatever arrived before the EOF still counts (e.g. EXIT's reply).
-      Parse(calls, first_tag, replies, &done);
-      if (done == calls.size()) return absl::OkStatus();
+      // Whatever arrived before the EOF still counts (e.g. EXIT's reply);
+      // nothing does after a violation (Parse says so).
+      RETURN_IF_ERROR(Parse(calls, first_tag, replies, &done));
+      if (done == calls.size()) return AllAnswered(out);
       return received;
     }
-    if (agent_exited) DrainExited(calls, first_tag, replies, &done);
-    if (timed_out && cancelled && cancelled()) return StopCancelledRun(&out);
+    if (agent_exited) {
+      RETURN_IF_ERROR(DrainExited(calls, first_tag, replies, &done));
+    }
+    if (timed_out && cancelled && cancelled()) {
+      return StopCancelledRun(calls, first_tag, &out);
+    }
   }
 }
 
-absl::Status AgentConnection::StopCancelledRun(Outgoing* out) {
-  // The replies still to come are dropped by later Runs (by tag).
-  auto boundary = std::lower_bound(out->request_ends.begin(),
-                                   out->request_ends.end(), out->sent);
-  if (boundary != out->request_ends.end()) out->bytes.resize(*boundary);
+absl::Status AgentConnection::AllAnswered(const Outgoing& out) {
+  // An agent answers a request only after reading all of it.
+  if (out.sent < out.bytes.size()) {
+    return Violation("answered requests before they were sent");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AgentConnection::StopCancelledRun(
+    absl::Span<const AgentCall> calls, uint64_t first_tag, Outgoing* out) {
+  // Finish the request under way (if any), send no further one.
+  size_t keep = 0;
+  if (out->sent > 0) {
+    keep = *std::lower_bound(out->request_ends.begin(),
+                             out->request_ends.end(), out->sent);
+  }
+  out->bytes.resize(keep);
+  // Fds of requests that will not go out stay here.
+  while (!out->fds.empty() && out->fds.back().first > keep) out->fds.pop_back();
   RETURN_IF_ERROR(SendSome(out));
   if (out->sent < out->bytes.size()) {
     return Broken(
         absl::StrCat(name_, ": a cancelled call left a request half-sent"));
   }
+  // The requests that went out are still answered, in order: later Runs
+  // expect and drop those replies. Tags of the others are never used.
+  const size_t sent_requests =
+      std::upper_bound(out->request_ends.begin(), out->request_ends.end(),
+                       out->sent) -
+      out->request_ends.begin();
+  size_t answered =
+      expected_tag_ > first_tag ? static_cast<size_t>(expected_tag_ - first_tag) : 0;
+  if (answered > sent_requests) {
+    return Violation("answered requests it was never sent");
+  }
+  for (size_t i = answered; i < sent_requests; ++i) {
+    stale_.push_back({calls[i].op, calls[i].args[1]});
+  }
+  next_tag_ = first_tag + sent_requests;
+  payload_into_ = nullptr;
+  payload_current_ = false;
   return absl::CancelledError(
       absl::StrCat(name_, ": call cancelled while the thread was busy"));
 }
 
-void AgentConnection::DrainExited(absl::Span<const AgentCall> calls,
-                                  uint64_t first_tag,
-                                  std::vector<AgentReply>* replies,
-                                  size_t* done) {
+absl::Status AgentConnection::DrainExited(absl::Span<const AgentCall> calls,
+                                          uint64_t first_tag,
+                                          std::vector<AgentReply>* replies,
+                                          size_t* done) {
   bool got_data = true;
   while (got_data) {
     absl::Status received = ReceiveSome(&got_data);
-    Parse(calls, first_tag, replies, done);
+    RETURN_IF_ERROR(Parse(calls, first_tag, replies, done));
     if (!received.ok()) break;
   }
+  return absl::OkStatus();
 }
 
 bool AgentConnection::AgentExited() const {

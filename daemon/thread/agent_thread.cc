@@ -95,8 +95,11 @@ absl::Status AgentThread::CheckAlive(absl::Duration grace) {
   }
   absl::MutexLock lock(&mu_);
   if (!Reap(/*block=*/false)) return absl::OkStatus();
+  // Killed by the daemon for breaking the protocol: say so, not just "signal 9".
+  std::string violation = agent_.connection->ViolationReason();
   return absl::UnavailableError(
       absl::StrCat(Name(), " ", Describe(*exit_status_),
+                   violation.empty() ? "" : absl::StrCat(" (", violation, ")"),
                    "; release it with ExitThread"));
 }
 
