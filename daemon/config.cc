@@ -20,6 +20,7 @@ DaemonConfig DefaultConfig() {
   limits->set_output_buffer_bytes(1 << 20);
   limits->set_shutdown_grace_ms(5000);
   limits->set_max_threads_per_identity(256);
+  limits->set_spawn_timeout_ms(10000);
   return config;
 }
 

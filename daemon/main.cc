@@ -51,6 +51,7 @@ struct Flags {
   std::optional<uint32_t> max_streams;
   std::optional<uint32_t> max_threads;
   std::optional<uint64_t> output_buffer_bytes;
+  std::optional<uint32_t> spawn_timeout_ms;
   std::optional<std::string> agent_path;
 };
 
@@ -79,6 +80,7 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   if (flags.output_buffer_bytes) {
     limits->set_output_buffer_bytes(*flags.output_buffer_bytes);
   }
+  if (flags.spawn_timeout_ms) limits->set_spawn_timeout_ms(*flags.spawn_timeout_ms);
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   return config;
 }
@@ -158,6 +160,10 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
       config.limits().max_processes_per_identity();
   process_limits.output_buffer_bytes = config.limits().output_buffer_bytes();
   process_limits.children_nofile = children_nofile;
+  if (config.limits().spawn_timeout_ms() > 0) {
+    process_limits.spawn_timeout =
+        absl::Milliseconds(config.limits().spawn_timeout_ms());
+  }
   ProcessTable table(process_limits, &events);
   StreamLimiter streams(config.limits().max_streams_per_identity());
   ProcessesService processes(&table, &events, &callers, &streams);
@@ -258,6 +264,9 @@ int main(int argc, char** argv) {
   app.add_option("--max_threads_per_identity", flags.max_threads);
   app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
                  "output kept per process for late attachers");
+  app.add_option("--spawn_timeout_ms", flags.spawn_timeout_ms,
+                 "how long a spawned child may take to reach execve before "
+                 "it is killed (default 10000)");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "
