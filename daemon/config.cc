@@ -21,6 +21,7 @@ DaemonConfig DefaultConfig() {
   limits->set_shutdown_grace_ms(5000);
   limits->set_max_threads_per_identity(256);
   limits->set_spawn_timeout_ms(10000);
+  limits->set_max_spawns_in_flight_per_identity(16);
   return config;
 }
 

@@ -43,8 +43,16 @@ void ProcessSlot::Release() {
 absl::StatusOr<ProcessSlot> ProcessTable::ReserveSlot(const Identity& owner) {
   std::string key = owner.OwnerKey();
   absl::MutexLock lock(&mu_);
-  auto starting = starting_.find(key);
-  size_t owned = starting == starting_.end() ? 0 : starting->second;
+  auto it = starting_.find(key);
+  const size_t starting = it == starting_.end() ? 0 : it->second;
+  if (starting >= limits_.max_starting_per_identity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "you have ", starting, " spawns still starting (the limit is ",
+        limits_.max_starting_per_identity,
+        "); each waits for its child to reach execve, e.g. to open a FIFO "
+        "you named as stdio: let them finish or cancel them"));
+  }
+  size_t owned = starting;
   for (const auto& [id, p] : processes_) {
     if (p->owner().SameOwner(owner)) ++owned;
   }

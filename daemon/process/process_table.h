@@ -39,6 +39,11 @@ struct ProcessLimits {
   // How long a spawn child may take to reach execve (it may be opening the
   // caller's FIFO); then it is killed.
   absl::Duration spawn_timeout = kDefaultSpawnTimeout;
+  // Spawns (and Exec adoptions) in flight per identity. Each holds a daemon
+  // thread until its child reaches execve, for up to spawn_timeout, so this
+  // bounds the threads one identity can pin that way, well below the
+  // process limit.
+  size_t max_starting_per_identity = 16;
 };
 
 class ProcessTable;
@@ -66,8 +71,9 @@ class ProcessTable {
   ProcessTable(ProcessLimits limits, EventBus* events);
   ~ProcessTable();
 
-  // Counts a process about to start for `owner` toward its limit (a spawn
-  // or adoption in flight counts like a process), or RESOURCE_EXHAUSTED.
+  // Counts a process about to start for `owner` toward its limits (a spawn
+  // or adoption in flight counts like a process, and against
+  // max_starting_per_identity), or RESOURCE_EXHAUSTED.
   absl::StatusOr<ProcessSlot> ReserveSlot(const Identity& owner);
 
   // Spawns `request` for `caller` (see spawner.h for the errors) and starts

@@ -7,7 +7,9 @@
 //  - the daemon keeps serving root while the spawn waits; the waiting spawn
 //    counts against the caller's process limit and is cancellable and bounded
 //    (--spawn_timeout_ms), leaving no child, zombie or fd behind;
-//  - concurrent spawns and Threads.Exec cannot go past the process limit;
+//  - concurrent spawns and Threads.Exec cannot go past the process limit,
+//    and the spawns one identity has in flight (each holding a daemon
+//    thread) are capped on their own;
 //  - positive controls: the same user spawns with a regular file and with a
 //    FIFO that has a writer as stdin, and gets "0 <uid> 1" maps with
 //    setgroups denied in a new user namespace.
@@ -283,6 +285,18 @@ TEST_F(SpawnSecurityTest, ConcurrentSpawnsCannotOvershootTheLimit) {
   Attacker attacker(*daemon_, {"concurrent", "8", dir_});
   EXPECT_EQ(attacker.ReadLine(), "ok=3 exhausted=5 other=0 ");
   EXPECT_EQ(attacker.Finish(), 0);
+}
+
+TEST_F(SpawnSecurityTest, SpawnsInFlightAreCappedAndOthersStillServed) {
+  // Room for 10 processes, but only 2 may be starting at once: the third
+  // blocked spawn is refused instead of pinning another daemon thread.
+  StartDaemon({"--max_processes_per_identity", "10",
+               "--max_spawns_in_flight_per_identity", "2"});
+  Attacker attacker(*daemon_, {"concurrent", "3", dir_});
+  std::string line = attacker.ReadLine();
+  EXPECT_EQ(line, "ok=2 exhausted=1 other=0 ");
+  EXPECT_EQ(attacker.Finish(), 0);
+  ExpectRootServed();
 }
 
 TEST_F(SpawnSecurityTest, ExecCannotAdoptPastTheLimitAndLeaksNothing) {
