@@ -168,21 +168,19 @@ absl::StatusOr<Pty> OpenPty(const SpawnPlan& plan) {
 
 // A child that changes credentials gets the dumpable mode fs.suid_dumpable
 // says; only 1 ("debug": dumpable by its new owner) would hand the caller a
-// process sharing the daemon's memory. Read per spawn: root may change it.
+// process sharing the daemon's memory. Read per spawn (root may change it),
+// through an fd opened once: one pread instead of a /proc path walk.
 absl::Status CheckChildStaysUndumpable(const SpawnPlan& plan) {
   if (plan.uid == geteuid() && plan.gid == getegid()) {
     return absl::OkStatus();  // no change: the child is the daemon's user's
   }
   constexpr char kPath[] = "/proc/sys/fs/suid_dumpable";
-  UniqueFd fd(open(kPath, O_RDONLY | O_CLOEXEC));
-  if (!fd) {
+  static const int fd = open(kPath, O_RDONLY | O_CLOEXEC);  // kept for good
+  char value = 0;
+  if (fd < 0 || pread(fd, &value, 1, 0) != 1) {
     return absl::FailedPreconditionError(absl::StrCat(
         "spawn: cannot read ", kPath, " (", ErrnoName(errno),
         ") to check that a child of another user stays undumpable"));
-  }
-  char value = 0;
-  if (read(fd.get(), &value, 1) != 1) {
-    return ErrnoStatus(errno, absl::StrCat("read(", kPath, ")"));
   }
   if (value == '1') {
     return absl::FailedPreconditionError(
