@@ -24,6 +24,8 @@ DaemonConfig DefaultConfig() {
   limits->set_max_side_connections_per_identity(8);
   limits->set_max_side_connections(64);
   limits->set_max_fd_tokens_per_identity(64);
+  limits->set_spawn_timeout_ms(10000);
+  limits->set_max_spawns_in_flight_per_identity(16);
   return config;
 }
 

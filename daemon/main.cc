@@ -51,6 +51,8 @@ struct Flags {
   std::optional<uint32_t> max_streams;
   std::optional<uint32_t> max_threads;
   std::optional<uint64_t> output_buffer_bytes;
+  std::optional<uint32_t> spawn_timeout_ms;
+  std::optional<uint32_t> max_spawns_in_flight;
   std::optional<std::string> agent_path;
   std::optional<uint32_t> side_exchange_timeout_ms;
   std::optional<uint32_t> max_side_connections_per_identity;
@@ -91,6 +93,10 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   }
   if (flags.max_fd_tokens_per_identity) {
     limits->set_max_fd_tokens_per_identity(*flags.max_fd_tokens_per_identity);
+  }
+  if (flags.spawn_timeout_ms) limits->set_spawn_timeout_ms(*flags.spawn_timeout_ms);
+  if (flags.max_spawns_in_flight) {
+    limits->set_max_spawns_in_flight_per_identity(*flags.max_spawns_in_flight);
   }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   return config;
@@ -171,6 +177,14 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
       config.limits().max_processes_per_identity();
   process_limits.output_buffer_bytes = config.limits().output_buffer_bytes();
   process_limits.children_nofile = children_nofile;
+  if (config.limits().spawn_timeout_ms() > 0) {
+    process_limits.spawn_timeout =
+        absl::Milliseconds(config.limits().spawn_timeout_ms());
+  }
+  if (config.limits().max_spawns_in_flight_per_identity() > 0) {
+    process_limits.max_starting_per_identity =
+        config.limits().max_spawns_in_flight_per_identity();
+  }
   ProcessTable table(process_limits, &events);
   StreamLimiter streams(config.limits().max_streams_per_identity());
   ProcessesService processes(&table, &events, &callers, &streams);
@@ -279,6 +293,12 @@ int main(int argc, char** argv) {
   app.add_option("--max_threads_per_identity", flags.max_threads);
   app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
                  "output kept per process for late attachers");
+  app.add_option("--spawn_timeout_ms", flags.spawn_timeout_ms,
+                 "how long a spawned child may take to reach execve before "
+                 "it is killed (default 10000)");
+  app.add_option("--max_spawns_in_flight_per_identity", flags.max_spawns_in_flight,
+                 "spawns per identity still waiting for their child to reach "
+                 "execve (default 16)");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "

@@ -18,55 +18,111 @@ ProcessTable::ProcessTable(ProcessLimits limits, EventBus* events)
 
 ProcessTable::~ProcessTable() = default;
 
+ProcessSlot::ProcessSlot(ProcessTable* table, std::string owner_key)
+    : table_(table), owner_key_(std::move(owner_key)) {}
+
+ProcessSlot::ProcessSlot(ProcessSlot&& other) noexcept
+    : table_(std::exchange(other.table_, nullptr)),
+      owner_key_(std::move(other.owner_key_)) {}
+
+ProcessSlot& ProcessSlot::operator=(ProcessSlot&& other) noexcept {
+  if (this != &other) {
+    Release();
+    table_ = std::exchange(other.table_, nullptr);
+    owner_key_ = std::move(other.owner_key_);
+  }
+  return *this;
+}
+
+ProcessSlot::~ProcessSlot() { Release(); }
+
+void ProcessSlot::Release() {
+  if (table_ != nullptr) std::exchange(table_, nullptr)->ReleaseSlot(owner_key_);
+}
+
+absl::StatusOr<ProcessSlot> ProcessTable::ReserveSlot(const Identity& owner) {
+  std::string key = owner.OwnerKey();
+  absl::MutexLock lock(&mu_);
+  auto it = starting_.find(key);
+  const size_t starting = it == starting_.end() ? 0 : it->second;
+  if (starting >= limits_.max_starting_per_identity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "you have ", starting, " spawns still starting (the limit is ",
+        limits_.max_starting_per_identity,
+        "); each waits for its child to reach execve, e.g. to open a FIFO "
+        "you named as stdio: let them finish or cancel them"));
+  }
+  size_t owned = starting;
+  for (const auto& [id, p] : processes_) {
+    if (p->owner().SameOwner(owner)) ++owned;
+  }
+  if (owned >= limits_.max_processes_per_identity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "you already have ", owned,
+        " managed processes, counting those still starting (the limit is ",
+        limits_.max_processes_per_identity,
+        "); remove exited ones with Remove / `procwarp rm`"));
+  }
+  ++starting_[key];
+  return ProcessSlot(this, std::move(key));
+}
+
+void ProcessTable::ReleaseSlot(const std::string& owner_key) {
+  absl::MutexLock lock(&mu_);
+  auto it = starting_.find(owner_key);
+  if (it != starting_.end() && --it->second == 0) starting_.erase(it);
+}
+
+void ProcessTable::Insert(ProcessSlot slot,
+                          const std::shared_ptr<ManagedProcess>& process) {
+  absl::MutexLock lock(&mu_);
+  auto it = starting_.find(slot.owner_key_);
+  if (it != starting_.end() && --it->second == 0) starting_.erase(it);
+  slot.table_ = nullptr;  // used: nothing left to give back
+  processes_[process->id()] = process;
+}
+
 absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
-    const procwarp::v1::SpawnRequest& request, const Identity& caller) {
+    const procwarp::v1::SpawnRequest& request, const Identity& caller,
+    std::function<bool()> cancelled) {
   ASSIGN_OR_RETURN(SpawnPlan plan, BuildSpawnPlan(request, caller));
   bool nofile_requested = false;
   for (const auto& r : plan.rlimits) nofile_requested |= r.resource == RLIMIT_NOFILE;
   if (!nofile_requested) {
     plan.rlimits.insert(plan.rlimits.begin(), {RLIMIT_NOFILE, limits_.children_nofile});
   }
-  {
-    absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(CheckLimitLocked(caller));
-  }
-  ASSIGN_OR_RETURN(SpawnedChild child, SpawnChild(plan));
+  // Held from before the clone: a spawn that is still starting (perhaps
+  // blocked opening the caller's FIFO) counts like a process.
+  ASSIGN_OR_RETURN(ProcessSlot slot, ReserveSlot(caller));
+  const uid_t uid = plan.uid;
+  const gid_t gid = plan.gid;
+  SpawnWait wait;
+  wait.timeout = limits_.spawn_timeout;
+  wait.cancelled = std::move(cancelled);
+  ASSIGN_OR_RETURN(SpawnedChild child, SpawnChild(std::move(plan), wait));
 
   procwarp::v1::ProcessInfo info;
   info.set_id(NewHandleId());
   for (const auto& arg : request.argv()) info.add_argv(arg);
-  info.set_uid(plan.uid);
-  info.set_gid(plan.gid);
+  info.set_uid(uid);
+  info.set_gid(gid);
   *info.mutable_owner() = caller.ToProto();
   *info.mutable_labels() = request.labels();
   auto process = std::make_shared<ManagedProcess>(
       std::move(info), caller, std::move(child), limits_.output_buffer_bytes);
-  {
-    absl::MutexLock lock(&mu_);
-    processes_[process->id()] = process;
-  }
+  Insert(std::move(slot), process);
   PublishEvent(procwarp::v1::ProcessEvent::KIND_STARTED, *process);
   Watch(process);
   return process;
 }
 
-absl::Status ProcessTable::CheckLimitLocked(const Identity& caller) const {
-  size_t owned = 0;
-  for (const auto& [id, p] : processes_) {
-    if (p->owner().SameOwner(caller)) ++owned;
-  }
-  if (owned >= limits_.max_processes_per_identity) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "you already have ", owned, " managed processes (the limit is ",
-        limits_.max_processes_per_identity,
-        "); remove exited ones with Remove / `procwarp rm`"));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Adopt(
-    pid_t pid, UniqueFd pidfd, const Identity& owner,
+    ProcessSlot slot, pid_t pid, UniqueFd pidfd, const Identity& owner,
     procwarp::v1::ProcessInfo info) {
+  if (slot.table_ != this || slot.owner_key_ != owner.OwnerKey()) {
+    return absl::InternalError(
+        "Adopt: the process slot was not reserved for this owner here");
+  }
   SpawnedChild child;
   child.pid = pid;
   child.pidfd = std::move(pidfd);
@@ -76,13 +132,7 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Adopt(
   *info.mutable_owner() = owner.ToProto();
   auto process = std::make_shared<ManagedProcess>(
       std::move(info), owner, std::move(child), limits_.output_buffer_bytes);
-  {
-    // No per-identity limit here: the program already runs (the thread it
-    // was counted against the thread limit), and refusing now would leave it
-    // running unmanaged.
-    absl::MutexLock lock(&mu_);
-    processes_[process->id()] = process;
-  }
+  Insert(std::move(slot), process);
   PublishEvent(procwarp::v1::ProcessEvent::KIND_STARTED, *process);
   Watch(process);
   return process;

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,10 +19,12 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "daemon/process/event_bus.h"
 #include "daemon/process/io_loop.h"
 #include "daemon/process/managed_process.h"
 #include "daemon/process/spawn_plan.h"
+#include "daemon/process/spawner.h"
 #include "daemon/server/identity.h"
 #include "daemon/util/unique_fd.h"
 
@@ -33,6 +36,34 @@ struct ProcessLimits {
   // RLIMIT_NOFILE children start with unless they ask for another (the
   // daemon's own limit is raised).
   struct rlimit children_nofile = {1024, 4096};
+  // How long a spawn child may take to reach execve (it may be opening the
+  // caller's FIFO); then it is killed.
+  absl::Duration spawn_timeout = kDefaultSpawnTimeout;
+  // Spawns (and Exec adoptions) in flight per identity. Each holds a daemon
+  // thread until its child reaches execve, for up to spawn_timeout, so this
+  // bounds the threads one identity can pin that way, well below the
+  // process limit.
+  size_t max_starting_per_identity = 16;
+};
+
+class ProcessTable;
+
+// A place in one identity's process limit, held while a process is being
+// started or adopted, so that concurrent starts cannot go past the limit.
+// Move-only; dropped unused, it gives the place back.
+class ProcessSlot {
+ public:
+  ProcessSlot(ProcessSlot&& other) noexcept;
+  ProcessSlot& operator=(ProcessSlot&& other) noexcept;
+  ~ProcessSlot();
+
+ private:
+  friend class ProcessTable;
+  ProcessSlot(ProcessTable* table, std::string owner_key);
+  void Release();
+
+  ProcessTable* table_ = nullptr;  // null once used or released
+  std::string owner_key_;
 };
 
 class ProcessTable {
@@ -40,18 +71,27 @@ class ProcessTable {
   ProcessTable(ProcessLimits limits, EventBus* events);
   ~ProcessTable();
 
+  // Counts a process about to start for `owner` toward its limits (a spawn
+  // or adoption in flight counts like a process, and against
+  // max_starting_per_identity), or RESOURCE_EXHAUSTED.
+  absl::StatusOr<ProcessSlot> ReserveSlot(const Identity& owner);
+
   // Spawns `request` for `caller` (see spawner.h for the errors) and starts
-  // watching it. RESOURCE_EXHAUSTED when the caller has too many.
+  // watching it. RESOURCE_EXHAUSTED when the caller has too many (spawns in
+  // flight included). The spawn gives up (and kills the child) when
+  // `cancelled` returns true or after limits.spawn_timeout.
   absl::StatusOr<std::shared_ptr<ManagedProcess>> Spawn(
-      const procwarp::v1::SpawnRequest& request, const Identity& caller);
+      const procwarp::v1::SpawnRequest& request, const Identity& caller,
+      std::function<bool()> cancelled = {});
 
   // Takes over a running child of the daemon that was not spawned here (an
   // agent thread that execve()d): `pidfd` refers to it and the daemon must
   // be its parent, so it can be reaped. It has no stdio pipes; its output
   // goes wherever its fds 1 and 2 point. `info` carries argv and labels.
-  // Not subject to the per-identity limit (the program is already running).
+  // `slot` is `owner`'s, reserved before the program was started, so the
+  // adoption itself cannot fail on the limit.
   absl::StatusOr<std::shared_ptr<ManagedProcess>> Adopt(
-      pid_t pid, UniqueFd pidfd, const Identity& owner,
+      ProcessSlot slot, pid_t pid, UniqueFd pidfd, const Identity& owner,
       procwarp::v1::ProcessInfo info);
 
   // The process `id` if `caller` may access it; NOT_FOUND otherwise.
@@ -70,8 +110,11 @@ class ProcessTable {
   size_t running() const;
 
  private:
-  absl::Status CheckLimitLocked(const Identity& caller) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  friend class ProcessSlot;
+  void ReleaseSlot(const std::string& owner_key);
+  // Turns `slot` into the entry for `process`, in one step so the count
+  // never misses it.
+  void Insert(ProcessSlot slot, const std::shared_ptr<ManagedProcess>& process);
   void Watch(const std::shared_ptr<ManagedProcess>& process);
   void OnExit(const std::shared_ptr<ManagedProcess>& process);
   void PublishEvent(procwarp::v1::ProcessEvent::Kind kind,
@@ -82,6 +125,8 @@ class ProcessTable {
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<ManagedProcess>, std::less<>> processes_
       ABSL_GUARDED_BY(mu_);
+  // Reserved slots (spawns and adoptions in flight), by owner key.
+  std::map<std::string, size_t> starting_ ABSL_GUARDED_BY(mu_);
   // Last, so it stops (and drops its handlers) before the rest goes.
   IoLoop loop_;
 };

@@ -50,7 +50,11 @@ grpc::Status ProcessesService::Spawn(grpc::ServerContext* context,
                                      const procwarp::v1::SpawnRequest* request,
                                      procwarp::v1::SpawnResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    ASSIGN_OR_RETURN(auto process, table_->Spawn(*request, caller));
+    // A spawn may wait for the caller's own doing (its FIFO as stdin): a
+    // client that gives up takes the child down with it.
+    ASSIGN_OR_RETURN(auto process,
+                     table_->Spawn(*request, caller,
+                                   [context] { return context->IsCancelled(); }));
     *response->mutable_process() = process->Info();
     Audit("spawn", caller,
           {{"PROCESS_ID", process->id()},

@@ -20,6 +20,11 @@ namespace procwarp {
 struct SpawnPlan {
   // Candidate executables, tried in order (PATH search done up front).
   std::vector<std::string> executables;
+  // When >= 0: a daemon fd (O_PATH is enough) of the program to run, run
+  // with execveat(AT_EMPTY_PATH) instead; `executables` then only names it
+  // in messages. The child closes every other daemon fd before execve, so
+  // a /proc/self/fd/N path would not work.
+  int exec_fd = -1;
   std::vector<std::string> argv;
   std::vector<std::string> env;
   std::string cwd;

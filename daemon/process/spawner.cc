@@ -1,36 +1,75 @@
 // See spawner.h.
 //
-// The child half (RunChild) is made the way posix_spawn makes its child:
-// clone(CLONE_VM | CLONE_VFORK). It borrows the daemon's memory (on a stack of
-// its own) until execve, while the spawning thread waits, instead of copying
-// the page tables of a large multi-threaded process and leaving every daemon
-// page copy-on-write (each later write to one would fault). So the child uses
-// only plain system-call wrappers, writes nothing but its own stack, touches no
-// lock and allocates nothing. Credential changes go through syscall()
-// directly, because glibc's setuid() family would broadcast the change to the
-// daemon's threads.
+// How the child is made, and why that is safe (issue 8; the trust model is
+// in docs/security.md):
+//
+// Speed. The child is cloned with CLONE_VM: it borrows the daemon's memory
+// (on a stack of its own) until execve, instead of copying the page tables
+// of a large multi-threaded process and leaving every daemon page
+// copy-on-write. The child half (spawn_child.cc) therefore makes only raw
+// system calls and writes nothing of the daemon's but its progress word.
+//
+// Nothing of the daemon's is reachable by the caller through the child,
+// although from setresuid on the child is the caller's process:
+//  - It is never dumpable while it shares the daemon's memory. Changing the
+//    uid makes the mm non-dumpable (StartSpawn refuses to spawn as another
+//    user when fs.suid_dumpable=1 would make it dumpable instead), and
+//    nothing sets it back; execve makes the *new* image dumpable, which no
+//    longer shares anything. The mm belongs to the daemon's user namespace,
+//    so ptrace, /proc/PID/{mem,maps,environ,fd,...}, pidfd_getfd and
+//    process_vm_* all fail for the caller, even when the child made a user
+//    namespace of its own (where the caller is otherwise all-powerful).
+//    Hence the daemon, not the child, writes a child's user namespace maps
+//    (setgroups "deny" first, then "0 <uid> 1" / "0 <gid> 1").
+//  - It holds no daemon fd while the caller can stall it: every fd it does
+//    not need is closed before the credential change (not just marked
+//    close-on-exec).
+//  - No daemon signal handler can run in it: every signal is blocked from
+//    before the clone, handlers are reset to SIG_DFL before the uid change,
+//    and the mask opens only just before execve.
+//
+// Nothing the caller does to the child can hold the daemon:
+//  - No CLONE_VFORK: a caller can SIGSTOP its own process, and a vfork
+//    parent would then wait forever. The spawning thread instead waits on
+//    the report pipe (close-on-exec, so EOF = exec'd) with a deadline
+//    (--spawn_timeout_ms) and the RPC's cancellation, polled.
+//  - Everything the caller controls (chdir into a hung filesystem, opening
+//    its FIFO as stdin, execve of a slow path, a stopped child) happens
+//    after the credential change and is cut short by that deadline: the
+//    child is SIGKILLed through its pidfd and reaped *before* its stack and
+//    setup are freed (it may be using them until it is dead).
+//  - What the caller could do before the credential change is nothing: the
+//    child is root's until setresuid, so the caller cannot signal it, and it
+//    does not block on anything the caller controls.
+//  - A spawn in flight holds a slot of the caller's process limit
+//    (ProcessTable), so one caller's stalled spawns pin at most that many
+//    daemon threads, each for at most the deadline.
 #include "daemon/process/spawner.h"
 
 #include <fcntl.h>
-#include <linux/close_range.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <cstring>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/process/spawn_child.h"
+#include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/raw_syscall.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -40,213 +79,13 @@ namespace {
 #define CLONE_PIDFD 0x00001000
 #endif
 
-// What failed in the child, sent over the report pipe.
-enum class ChildStage : int32_t {
-  kSignals = 1,
-  kSession,
-  kControllingTerminal,
-  kStdio,
-  kGroups,
-  kGid,
-  kUid,
-  kRlimit,
-  kUnshare,
-  kIdMaps,
-  kUmask,
-  kChdir,
-  kOpenStdioFile,
-  kExec,
-  kInheritFds,
-  kParentDeathSignal,
-};
+// How often a waiting spawn looks at the RPC's cancellation.
+constexpr absl::Duration kCancelPollInterval = absl::Milliseconds(50);
+// How long a SIGKILLed child may take to die before the daemon stops
+// waiting for it in the RPC (and waits on a thread of its own instead).
+constexpr absl::Duration kKillGrace = absl::Seconds(5);
 
-struct ChildReport {
-  ChildStage stage;
-  int32_t error;
-  int32_t index;  // which stdio stream / rlimit / executable candidate
-};
-
-const char* StageName(ChildStage stage) {
-  switch (stage) {
-    case ChildStage::kSignals: return "resetting signals";
-    case ChildStage::kSession: return "setsid";
-    case ChildStage::kControllingTerminal: return "ioctl(TIOCSCTTY)";
-    case ChildStage::kStdio: return "setting up stdio";
-    case ChildStage::kGroups: return "setgroups";
-    case ChildStage::kGid: return "setresgid";
-    case ChildStage::kUid: return "setresuid";
-    case ChildStage::kRlimit: return "setrlimit";
-    case ChildStage::kUnshare: return "unshare (creating namespaces)";
-    case ChildStage::kIdMaps: return "writing user namespace id maps";
-    case ChildStage::kUmask: return "umask";
-    case ChildStage::kChdir: return "chdir";
-    case ChildStage::kOpenStdioFile: return "opening stdio file";
-    case ChildStage::kExec: return "execve";
-    case ChildStage::kInheritFds: return "installing inherited fds";
-    case ChildStage::kParentDeathSignal: return "prctl(PR_SET_PDEATHSIG)";
-  }
-  return "unknown stage";
-}
-
-// Everything RunChild reads, as plain pointers into memory owned by the
-// parent's stack frame (the child has a copy of it).
-struct ChildSetup {
-  char* const* argv;
-  char* const* envp;
-  const char* const* executables;
-  int num_executables;
-  const char* cwd;
-  mode_t umask;
-  uid_t uid;
-  gid_t gid;
-  const gid_t* groups;
-  size_t num_groups;
-  const SpawnPlan::Rlimit* rlimits;
-  size_t num_rlimits;
-  bool new_session;
-  int controlling_tty_fd;  // -1 when no pty
-  int stdio_fds[3];        // fd to dup2 onto 0/1/2, or -1 to open a file
-  const char* stdio_paths[3];
-  int stdio_open_flags[3];
-  int unshare_flags;
-  const char* uid_map;  // "0 <uid> 1\n"
-  const char* gid_map;
-  int report_fd;
-  const SpawnPlan::InheritedFd* inherited_fds;
-  size_t num_inherited_fds;
-  int parent_death_signal;
-  pid_t parent_pid;  // the daemon, to notice it died before the prctl
-};
-
-// Code that runs in the child while it borrows the daemon's memory: not
-// instrumented by ASan, whose bookkeeping (stack redzones, the current
-// thread) belongs to the daemon and would be disturbed.
-#define PW_CHILD_CODE __attribute__((no_sanitize_address))
-
-PW_CHILD_CODE [[noreturn]] void Fail(const ChildSetup& s, ChildStage stage, int error,
-                       int index = 0) {
-  ChildReport report{stage, error, index};
-  // Best effort: if the parent is gone there is nobody to tell.
-  (void)!write(s.report_fd, &report, sizeof(report));
-  _exit(127);
-}
-
-PW_CHILD_CODE bool WriteProcFile(const char* path, const char* text) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  size_t len = strlen(text);
-  bool ok = write(fd, text, len) == static_cast<ssize_t>(len);
-  close(fd);
-  return ok;
-}
-
-PW_CHILD_CODE [[noreturn]] void RunChild(const ChildSetup& s) {
-  // Nothing of the daemon's may leak into the child: every inherited fd is
-  // marked close-on-exec (the report pipe already is).
-  syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
-
-  // The daemon's signal mask and handlers are not the child's business.
-  sigset_t none;
-  sigemptyset(&none);
-  if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) {
-    Fail(s, ChildStage::kSignals, errno);
-  }
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    signal(sig, SIG_DFL);  // EINVAL for the few reserved numbers is fine
-  }
-
-  if (s.new_session && setsid() < 0) Fail(s, ChildStage::kSession, errno);
-  if (s.controlling_tty_fd >= 0 &&
-      ioctl(s.controlling_tty_fd, TIOCSCTTY, 0) != 0) {
-    Fail(s, ChildStage::kControllingTerminal, errno);
-  }
-  for (int i = 0; i < 3; ++i) {
-    if (s.stdio_fds[i] >= 0 && dup2(s.stdio_fds[i], i) < 0) {
-      Fail(s, ChildStage::kStdio, errno, i);
-    }
-  }
-
-  for (size_t i = 0; i < s.num_inherited_fds; ++i) {
-    const SpawnPlan::InheritedFd& fd = s.inherited_fds[i];
-    // dup2 onto itself would leave the close-on-exec flag set.
-    int r = fd.source == fd.target ? fcntl(fd.target, F_SETFD, 0)
-                                   : dup2(fd.source, fd.target);
-    if (r < 0) Fail(s, ChildStage::kInheritFds, errno, i);
-  }
-
-  // Become the caller. Groups first, uid last: after setresuid the child no
-  // longer has the privilege to change the others.
-  if (syscall(SYS_setgroups, s.num_groups, s.groups) != 0) {
-    Fail(s, ChildStage::kGroups, errno);
-  }
-  if (syscall(SYS_setresgid, s.gid, s.gid, s.gid) != 0) {
-    Fail(s, ChildStage::kGid, errno);
-  }
-  if (syscall(SYS_setresuid, s.uid, s.uid, s.uid) != 0) {
-    Fail(s, ChildStage::kUid, errno);
-  }
-  // Changing credentials cleared the dumpable flag, which makes /proc/self
-  // root-owned and the id maps below unwritable. The child is the caller's
-  // own process now (execve would set the flag again anyway).
-  prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-  // After the credential change, which clears the parent-death signal.
-  if (s.parent_death_signal != 0) {
-    if (prctl(PR_SET_PDEATHSIG, s.parent_death_signal, 0, 0, 0) != 0) {
-      Fail(s, ChildStage::kParentDeathSignal, errno);
-    }
-    // The daemon may have died before the prctl: then nobody would send it.
-    if (syscall(SYS_getppid) != s.parent_pid) _exit(127);
-  }
-  // Limits are set as the caller, so the kernel refuses to raise a hard
-  // limit the caller could not raise.
-  for (size_t i = 0; i < s.num_rlimits; ++i) {
-    if (setrlimit(static_cast<__rlimit_resource>(s.rlimits[i].resource),
-                  &s.rlimits[i].limit) != 0) {
-      Fail(s, ChildStage::kRlimit, errno, i);
-    }
-  }
-  // Namespaces are made as the caller too: an unprivileged caller gets them
-  // only inside a user namespace of its own, where it is root.
-  if (s.unshare_flags != 0) {
-    if (unshare(s.unshare_flags) != 0) Fail(s, ChildStage::kUnshare, errno);
-    if (s.unshare_flags & CLONE_NEWUSER) {
-      if (!WriteProcFile("/proc/self/setgroups", "deny") ||
-          !WriteProcFile("/proc/self/uid_map", s.uid_map) ||
-          !WriteProcFile("/proc/self/gid_map", s.gid_map)) {
-        Fail(s, ChildStage::kIdMaps, errno);
-      }
-    }
-    if (s.unshare_flags & CLONE_NEWNS) {
-      // Keep the child's mounts from propagating back to the host.
-      mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
-    }
-  }
-
-  umask(s.umask);
-  if (chdir(s.cwd) != 0) Fail(s, ChildStage::kChdir, errno);
-  for (int i = 0; i < 3; ++i) {
-    if (s.stdio_fds[i] >= 0 || s.stdio_paths[i] == nullptr) continue;
-    int fd = open(s.stdio_paths[i], s.stdio_open_flags[i] | O_CLOEXEC, 0666);
-    if (fd < 0 || dup2(fd, i) < 0) Fail(s, ChildStage::kOpenStdioFile, errno, i);
-    if (fd != i) close(fd);
-  }
-
-  // Like execvp: ENOENT/ENOTDIR move on to the next PATH entry; EACCES is
-  // remembered so "found but not executable" wins over "not found".
-  int error = ENOENT;
-  int index = 0;
-  for (int i = 0; i < s.num_executables; ++i) {
-    execve(s.executables[i], s.argv, s.envp);
-    if (errno == ENOENT || errno == ENOTDIR) continue;
-    error = errno;
-    index = i;
-    if (errno != EACCES) break;
-  }
-  Fail(s, ChildStage::kExec, error, index);
-}
-
-PW_CHILD_CODE int ChildEntry(void* setup) { RunChild(*static_cast<const ChildSetup*>(setup)); }
+constexpr const char* kStreamNames[3] = {"stdin", "stdout", "stderr"};
 
 // The child's stack while it borrows the daemon's memory.
 class ChildStack {
@@ -262,13 +101,19 @@ class ChildStack {
   ~ChildStack() {
     if (base_ != nullptr) munmap(base_, kSize);
   }
-  // Stacks grow down on x86-64: the child starts at the top.
+  // Stacks grow down on x86-64 and arm64: the child starts at the top.
   void* top() const { return static_cast<char*>(base_) + kSize; }
 
  private:
-  static constexpr size_t kSize = 256 * 1024;
+  // The child code uses raw system calls and small frames only.
+  static constexpr size_t kSize = 64 * 1024;
   explicit ChildStack(void* base) : base_(base) {}
   void* base_;
+};
+
+struct Pty {
+  UniqueFd master;
+  UniqueFd slave;
 };
 
 std::vector<char*> CStringArray(const std::vector<std::string>& strings) {
@@ -294,11 +139,6 @@ absl::Status SetNonBlocking(int fd) {
   }
   return absl::OkStatus();
 }
-
-struct Pty {
-  UniqueFd master;
-  UniqueFd slave;
-};
 
 absl::StatusOr<Pty> OpenPty(const SpawnPlan& plan) {
   Pty pty;
@@ -326,8 +166,75 @@ absl::StatusOr<Pty> OpenPty(const SpawnPlan& plan) {
   return pty;
 }
 
+// A child that changes credentials gets the dumpable mode fs.suid_dumpable
+// says; only 1 ("debug": dumpable by its new owner) would hand the caller a
+// process sharing the daemon's memory. Read per spawn (root may change it),
+// through an fd opened once: one pread instead of a /proc path walk.
+absl::Status CheckChildStaysUndumpable(const SpawnPlan& plan) {
+  if (plan.uid == geteuid() && plan.gid == getegid()) {
+    return absl::OkStatus();  // no change: the child is the daemon's user's
+  }
+  constexpr char kPath[] = "/proc/sys/fs/suid_dumpable";
+  static const int fd = open(kPath, O_RDONLY | O_CLOEXEC);  // kept for good
+  char value = 0;
+  if (fd < 0 || pread(fd, &value, 1, 0) != 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "spawn: cannot read ", kPath, " (", ErrnoName(errno),
+        ") to check that a child of another user stays undumpable"));
+  }
+  if (value == '1') {
+    return absl::FailedPreconditionError(
+        "spawn: fs.suid_dumpable is 1, which would let a caller read and "
+        "write the daemon's memory through its spawn child before execve; "
+        "set it to 0 or 2 (sysctl fs.suid_dumpable=0)");
+  }
+  return absl::OkStatus();
+}
+
+// Gives `fd` a number above every inherited target, so installing those in
+// the child cannot overwrite it.
+absl::Status MoveAboveTargets(UniqueFd* fd,
+                              const std::vector<SpawnPlan::InheritedFd>& targets) {
+  int highest = -1;
+  bool clashes = false;
+  for (const auto& t : targets) {
+    highest = std::max(highest, t.target);
+    clashes |= t.target == fd->get();
+  }
+  if (!clashes) return absl::OkStatus();
+  int moved = fcntl(fd->get(), F_DUPFD_CLOEXEC, highest + 1);
+  if (moved < 0) {
+    return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", fd->get(),
+                                           ", F_DUPFD_CLOEXEC, ", highest + 1, ")"));
+  }
+  fd->Reset(moved);
+  return absl::OkStatus();
+}
+
+absl::Status WriteProcFile(const std::string& path, const std::string& text) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("open(", path, ")"));
+  if (write(fd.get(), text.data(), text.size()) !=
+      static_cast<ssize_t>(text.size())) {
+    return ErrnoStatus(errno, absl::StrCat("write(", path, ", \"", text, "\")"));
+  }
+  return absl::OkStatus();
+}
+
+// The maps of the child's new user namespace: the caller's own uid and gid
+// as 0 inside, nothing more. setgroups is denied first (it cannot be denied
+// once gid_map is written): otherwise a caller root inside could drop
+// supplementary groups that deny it access to files (issue 8, point 4).
+absl::Status WriteIdMaps(pid_t pid, uid_t uid, gid_t gid) {
+  // The pid is the daemon's unreaped child: it cannot be recycled.
+  const std::string dir = absl::StrCat("/proc/", pid);
+  RETURN_IF_ERROR(WriteProcFile(dir + "/setgroups", "deny"));
+  RETURN_IF_ERROR(WriteProcFile(dir + "/uid_map", absl::StrCat("0 ", uid, " 1\n")));
+  return WriteProcFile(dir + "/gid_map", absl::StrCat("0 ", gid, " 1\n"));
+}
+
 absl::Status ReportToStatus(const ChildReport& report, const SpawnPlan& plan) {
-  std::string what = StageName(report.stage);
+  std::string what = ChildStageName(report.stage);
   switch (report.stage) {
     case ChildStage::kExec:
       if (report.index >= 0 &&
@@ -343,7 +250,9 @@ absl::Status ReportToStatus(const ChildReport& report, const SpawnPlan& plan) {
       what = absl::StrCat("chdir(", plan.cwd, ")");
       break;
     case ChildStage::kOpenStdioFile:
-      what = absl::StrCat("open(", plan.stdio[report.index].path(), ")");
+      if (report.index >= 0 && report.index < 3) {
+        what = absl::StrCat("open(", plan.stdio[report.index].path(), ")");
+      }
       break;
     default:
       break;
@@ -353,31 +262,131 @@ absl::Status ReportToStatus(const ChildReport& report, const SpawnPlan& plan) {
 
 }  // namespace
 
-absl::StatusOr<SpawnedChild> SpawnChild(const SpawnPlan& plan) {
-  SpawnedChild result;
-  UniqueFd child_ends[3];
-  std::optional<Pty> pty;
-  if (plan.uses_pty()) {
-    ASSIGN_OR_RETURN(pty, OpenPty(plan));
-  }
-  UniqueFd dev_null;
+struct PendingSpawn::State {
+  SpawnPlan plan;
+  // What `setup` points into.
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  std::vector<const char*> executables;
+  std::vector<int> keep_fds;
   ChildSetup setup{};
+  std::optional<ChildStack> stack;
+
+  UniqueFd exec_fd;  // our copy of plan.exec_fd, if any
+  UniqueFd report_read;
+  UniqueFd release_write;  // only for a new user namespace
+  SpawnedChild child;      // pid, pidfd and the daemon's stdio ends
+  // Until true, the child may still run in the daemon's memory (`setup`,
+  // `stack`): they must outlive it.
+  bool memory_released = false;
+
+  // Where the child is, for a person: "opening stdin path /x (...)".
+  std::string WhereIsTheChild() const {
+    ChildStage stage;
+    int index;
+    ReadChildProgress(setup, &stage, &index);
+    switch (stage) {
+      case ChildStage::kOpenStdioFile:
+        if (index >= 0 && index < 3) {
+          return absl::StrCat("opening ", kStreamNames[index], " path ",
+                              plan.stdio[index].path(),
+                              " (a FIFO without a writer, or a slow filesystem?)");
+        }
+        break;
+      case ChildStage::kChdir:
+        return absl::StrCat("at chdir(", plan.cwd, ") (a slow filesystem?)");
+      case ChildStage::kExec:
+        if (index >= 0 && index < static_cast<int>(plan.executables.size())) {
+          return absl::StrCat("at execve(", plan.executables[index], ")");
+        }
+        break;
+      default:
+        break;
+    }
+    return absl::StrCat("at ", ChildStageName(stage));
+  }
+
+  // SIGKILLs the child and reaps it. False if it did not die within
+  // kKillGrace: then it may still use `setup` and `stack`.
+  bool KillAndReap() {
+    if (memory_released || !child.pidfd) return true;
+    if (syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0) != 0 &&
+        errno != ESRCH) {
+      LogError(ErrnoStatus(errno, absl::StrCat("pidfd_send_signal(pid=", child.pid,
+                                               ", SIGKILL)"))
+                   .ToString());
+    }
+    pollfd pfd = {child.pidfd.get(), POLLIN, 0};
+    int ready;
+    do {
+      ready = poll(&pfd, 1, absl::ToInt64Milliseconds(kKillGrace));
+    } while (ready < 0 && errno == EINTR);
+    if (ready != 1) return false;
+    Reap();
+    return true;
+  }
+
+  // Waits for the (dead or dying) child and forgets it.
+  void Reap() {
+    siginfo_t info{};
+    while (waitid(static_cast<idtype_t>(P_PIDFD), child.pidfd.get(), &info,
+                  WEXITED) != 0 &&
+           errno == EINTR) {
+    }
+    memory_released = true;
+  }
+};
+
+PendingSpawn::PendingSpawn(std::unique_ptr<State> state) : state_(std::move(state)) {}
+PendingSpawn::PendingSpawn(PendingSpawn&&) noexcept = default;
+PendingSpawn& PendingSpawn::operator=(PendingSpawn&&) noexcept = default;
+
+PendingSpawn::~PendingSpawn() {
+  if (state_ == nullptr || state_->KillAndReap()) return;
+  // The child does not die (frozen, or in an uninterruptible sleep) and may
+  // still run in the memory `state_` owns: free nothing until it is dead,
+  // but do not hold the caller's call for it.
+  LogError(absl::StrCat("spawn: child ", state_->child.pid,
+                        " did not die within ", absl::FormatDuration(kKillGrace),
+                        " of SIGKILL; reaping it in the background"));
+  std::thread([state = std::move(state_)] { state->Reap(); }).detach();
+}
+
+pid_t PendingSpawn::pid() const { return state_->child.pid; }
+
+absl::StatusOr<PendingSpawn> StartSpawn(SpawnPlan plan) {
+  RETURN_IF_ERROR(CheckChildStaysUndumpable(plan));
+  auto st = std::make_unique<PendingSpawn::State>();
+  st->plan = std::move(plan);
+  const SpawnPlan& p = st->plan;
+  ChildSetup& setup = st->setup;
+
+  // The child's ends: closed here once the child has its copies.
+  UniqueFd child_ends[3];
+  UniqueFd pty_slave;
+  UniqueFd dev_null;
+  if (p.uses_pty()) {
+    ASSIGN_OR_RETURN(Pty pty, OpenPty(p));
+    st->child.pty_master = std::move(pty.master);
+    pty_slave = std::move(pty.slave);
+  }
   for (int i = 0; i < 3; ++i) {
     setup.stdio_fds[i] = -1;
     setup.stdio_paths[i] = nullptr;
-    const auto& spec = plan.stdio[i];
+    const auto& spec = p.stdio[i];
     switch (spec.kind()) {
       case procwarp::v1::STDIO_KIND_PIPE:
         if (i == 0) {
-          RETURN_IF_ERROR(MakePipe(&child_ends[0], &result.stdin_pipe));
+          RETURN_IF_ERROR(MakePipe(&child_ends[0], &st->child.stdin_pipe));
         } else {
-          RETURN_IF_ERROR(MakePipe(i == 1 ? &result.stdout_pipe : &result.stderr_pipe,
-                                   &child_ends[i]));
+          RETURN_IF_ERROR(MakePipe(
+              i == 1 ? &st->child.stdout_pipe : &st->child.stderr_pipe,
+              &child_ends[i]));
         }
         setup.stdio_fds[i] = child_ends[i].get();
         break;
       case procwarp::v1::STDIO_KIND_PTY:
-        setup.stdio_fds[i] = pty->slave.get();
+        setup.stdio_fds[i] = pty_slave.get();
         break;
       case procwarp::v1::STDIO_KIND_FILE:
         setup.stdio_paths[i] = spec.path().c_str();
@@ -394,77 +403,162 @@ absl::StatusOr<SpawnedChild> SpawnChild(const SpawnPlan& plan) {
         break;
     }
   }
-
-  std::vector<char*> argv = CStringArray(plan.argv);
-  std::vector<char*> envp = CStringArray(plan.env);
-  std::vector<const char*> executables;
-  for (const auto& e : plan.executables) executables.push_back(e.c_str());
-  std::string uid_map = absl::StrCat("0 ", plan.uid, " 1\n");
-  std::string gid_map = absl::StrCat("0 ", plan.gid, " 1\n");
-  UniqueFd report_read, report_write;
-  RETURN_IF_ERROR(MakePipe(&report_read, &report_write));
-
-  setup.argv = argv.data();
-  setup.envp = envp.data();
-  setup.executables = executables.data();
-  setup.num_executables = executables.size();
-  setup.cwd = plan.cwd.c_str();
-  setup.umask = plan.umask;
-  setup.uid = plan.uid;
-  setup.gid = plan.gid;
-  setup.groups = plan.groups.data();
-  setup.num_groups = plan.groups.size();
-  setup.rlimits = plan.rlimits.data();
-  setup.num_rlimits = plan.rlimits.size();
-  setup.new_session = plan.new_session;
-  setup.controlling_tty_fd = pty ? pty->slave.get() : -1;
-  setup.unshare_flags = plan.unshare_flags;
-  setup.uid_map = uid_map.c_str();
-  setup.gid_map = gid_map.c_str();
-  setup.report_fd = report_write.get();
-  setup.inherited_fds = plan.inherited_fds.data();
-  setup.num_inherited_fds = plan.inherited_fds.size();
-  setup.parent_death_signal = plan.parent_death_signal;
-  // As the child sees it: a parent outside its pid namespace shows as 0
-  // (there the check cannot tell a reparenting; the window is tiny).
-  setup.parent_pid = plan.new_pid_namespace ? 0 : getpid();
-
-  ASSIGN_OR_RETURN(ChildStack stack, ChildStack::Make());
-  int pidfd = -1;
-  int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD |
-              (plan.new_pid_namespace ? CLONE_NEWPID : 0);
-  // With CLONE_PIDFD, clone() stores the pidfd where parent_tid points.
-  pid_t pid = clone(ChildEntry, stack.top(), flags, &setup, &pidfd);
-  if (pid < 0) return ErrnoStatus(errno, "clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)");
-
-  result.pid = pid;
-  result.pidfd.Reset(pidfd);
-  report_write.Reset();
-  for (auto& end : child_ends) end.Reset();
-  if (pty) pty->slave.Reset();
-
-  ChildReport report{};
-  ssize_t n;
-  do {
-    n = read(report_read.get(), &report, sizeof(report));
-  } while (n < 0 && errno == EINTR);
-  if (n != 0) {
-    // The child failed before execve and is exiting: reap it now so it
-    // never shows up as a managed process.
-    siginfo_t info{};
-    waitid(static_cast<idtype_t>(P_PIDFD), result.pidfd.get(), &info, WEXITED);
-    if (n != sizeof(report)) {
-      return absl::InternalError("spawn: child died before reporting");
-    }
-    return ReportToStatus(report, plan);
-  }
-
-  if (pty) result.pty_master = std::move(pty->master);
-  for (UniqueFd* fd : {&result.stdin_pipe, &result.stdout_pipe,
-                       &result.stderr_pipe, &result.pty_master}) {
+  // Non-blocking before the clone, so nothing can fail once the child runs
+  // its program.
+  for (UniqueFd* fd : {&st->child.stdin_pipe, &st->child.stdout_pipe,
+                       &st->child.stderr_pipe, &st->child.pty_master}) {
     if (fd->valid()) RETURN_IF_ERROR(SetNonBlocking(fd->get()));
   }
-  return result;
+
+  UniqueFd report_write;
+  UniqueFd release_read;
+  RETURN_IF_ERROR(MakePipe(&st->report_read, &report_write));
+  RETURN_IF_ERROR(MoveAboveTargets(&report_write, p.inherited_fds));
+  st->keep_fds.push_back(report_write.get());
+  if (p.unshare_flags & CLONE_NEWUSER) {
+    RETURN_IF_ERROR(MakePipe(&release_read, &st->release_write));
+    RETURN_IF_ERROR(MoveAboveTargets(&release_read, p.inherited_fds));
+    st->keep_fds.push_back(release_read.get());
+  }
+  if (p.exec_fd >= 0) {
+    // A copy of our own, so that it can be moved clear of the targets.
+    st->exec_fd.Reset(fcntl(p.exec_fd, F_DUPFD_CLOEXEC, 3));
+    if (!st->exec_fd) {
+      return ErrnoStatus(errno, absl::StrCat("fcntl(fd=", p.exec_fd, ", F_DUPFD_CLOEXEC)"));
+    }
+    RETURN_IF_ERROR(MoveAboveTargets(&st->exec_fd, p.inherited_fds));
+    st->keep_fds.push_back(st->exec_fd.get());
+  }
+  for (const auto& fd : p.inherited_fds) st->keep_fds.push_back(fd.target);
+  std::sort(st->keep_fds.begin(), st->keep_fds.end());
+  st->keep_fds.erase(std::unique(st->keep_fds.begin(), st->keep_fds.end()),
+                     st->keep_fds.end());
+
+  st->argv = CStringArray(p.argv);
+  st->envp = CStringArray(p.env);
+  for (const auto& e : p.executables) st->executables.push_back(e.c_str());
+  setup.argv = st->argv.data();
+  setup.envp = st->envp.data();
+  setup.executables = st->executables.data();
+  setup.num_executables = st->executables.size();
+  setup.exec_fd = st->exec_fd ? st->exec_fd.get() : -1;
+  setup.cwd = p.cwd.c_str();
+  setup.umask = p.umask;
+  setup.uid = p.uid;
+  setup.gid = p.gid;
+  setup.groups = p.groups.data();
+  setup.num_groups = p.groups.size();
+  setup.rlimits = p.rlimits.data();
+  setup.num_rlimits = p.rlimits.size();
+  setup.new_session = p.new_session;
+  setup.controlling_tty_fd = pty_slave ? pty_slave.get() : -1;
+  setup.unshare_flags = p.unshare_flags;
+  setup.inherited_fds = p.inherited_fds.data();
+  setup.num_inherited_fds = p.inherited_fds.size();
+  setup.keep_fds = st->keep_fds.data();
+  setup.num_keep_fds = st->keep_fds.size();
+  setup.report_fd = report_write.get();
+  setup.release_fd = release_read ? release_read.get() : -1;
+  setup.parent_death_signal = p.parent_death_signal;
+  // As the child sees it: a parent outside its pid namespace shows as 0
+  // (there the check cannot tell a reparenting; the window is tiny).
+  setup.parent_pid = p.new_pid_namespace ? 0 : getpid();
+  setup.default_action = KernelSigaction{};  // SIG_DFL, no flags, no mask
+  setup.exec_signal_mask = 0;
+  setup.progress = 0;
+
+  ASSIGN_OR_RETURN(ChildStack stack, ChildStack::Make());
+  st->stack.emplace(std::move(stack));
+  // Every signal blocked from before the clone until the child has reset its
+  // handlers (the raw call: glibc's would keep its own two unblocked).
+  const uint64_t all_signals = ~uint64_t{0};
+  uint64_t old_mask = 0;
+  long masked = RawSyscall(SYS_rt_sigprocmask, SIG_SETMASK,
+                           reinterpret_cast<long>(&all_signals),
+                           reinterpret_cast<long>(&old_mask), sizeof(uint64_t));
+  if (masked < 0) return ErrnoStatus(static_cast<int>(-masked), "rt_sigprocmask(SIG_SETMASK, all)");
+  int pidfd = -1;
+  const int flags = CLONE_VM | CLONE_PIDFD | SIGCHLD |
+                    (p.new_pid_namespace ? CLONE_NEWPID : 0);
+  // With CLONE_PIDFD, clone() stores the pidfd where parent_tid points.
+  pid_t pid = clone(ChildMain, st->stack->top(), flags, &setup, &pidfd);
+  int clone_errno = errno;
+  RawSyscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&old_mask),
+             0, sizeof(uint64_t));
+  if (pid < 0) {
+    return ErrnoStatus(clone_errno, absl::StrCat("clone(CLONE_VM|CLONE_PIDFD",
+                                                 p.new_pid_namespace ? "|CLONE_NEWPID" : "",
+                                                 ")"));
+  }
+  st->child.pid = pid;
+  st->child.pidfd.Reset(pidfd);
+  return PendingSpawn(std::move(st));
+}
+
+absl::StatusOr<SpawnedChild> FinishSpawn(PendingSpawn pending,
+                                         const SpawnWait& wait) {
+  // Every return but the last drops `pending` with the child not yet past
+  // execve: its destructor kills and reaps the child before the memory the
+  // child uses is freed, and before the caller hears of the failure.
+  PendingSpawn::State& st = *pending.state_;
+  const absl::Time deadline = absl::Now() + wait.timeout;
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "spawn: the child did not reach execve within ",
+          absl::FormatDuration(wait.timeout), "; it was stuck ",
+          st.WhereIsTheChild(),
+          ", so it was killed (the limit is --spawn_timeout_ms)"));
+    }
+    if (wait.cancelled && wait.cancelled()) {
+      return absl::CancelledError(absl::StrCat(
+          "spawn: cancelled by the client while the child was ",
+          st.WhereIsTheChild(),
+          "; it was killed"));
+    }
+    pollfd pfd = {st.report_read.get(), POLLIN, 0};
+    const absl::Duration slice = std::min(left, kCancelPollInterval);
+    int ready = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(
+                                  slice + absl::Milliseconds(1))));
+    if (ready < 0 && errno != EINTR) {
+      return ErrnoStatus(errno, "poll(spawn report pipe)");
+    }
+    if (ready <= 0) continue;
+
+    ChildReport report{};
+    ssize_t n = read(st.report_read.get(), &report, sizeof(report));
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) {
+      // Every write end is closed: the child exec'd (or died), and no longer
+      // uses the daemon's memory.
+      st.memory_released = true;
+      break;
+    }
+    if (n < 0) return ErrnoStatus(errno, "read(spawn report pipe)");
+    if (n != sizeof(report)) {
+      return absl::InternalError(
+          absl::StrCat("spawn: the child sent a report of ", n, " bytes"));
+    }
+    if (report.stage == ChildStage::kIdMaps && report.error == 0) {
+      absl::Status mapped = WriteIdMaps(st.child.pid, st.plan.uid, st.plan.gid);
+      if (mapped.ok() && write(st.release_write.get(), "+", 1) != 1) {
+        mapped = ErrnoStatus(errno, "write(spawn release pipe)");
+      }
+      if (!mapped.ok()) return mapped;
+      continue;
+    }
+    // The child failed and is exiting. It is killed all the same (by
+    // `pending`), which bounds the reap: a caller could stop it between its
+    // report and its exit.
+    return ReportToStatus(report, st.plan);
+  }
+  return std::move(st.child);
+}
+
+absl::StatusOr<SpawnedChild> SpawnChild(SpawnPlan plan, const SpawnWait& wait) {
+  ASSIGN_OR_RETURN(PendingSpawn pending, StartSpawn(std::move(plan)));
+  return FinishSpawn(std::move(pending), wait);
 }
 
 }  // namespace procwarp

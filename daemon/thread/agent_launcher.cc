@@ -171,12 +171,20 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
   request.set_path(absl::StrCat("/proc/self/fd/", agent_fd_->get()));
   *request.mutable_namespaces() = namespaces;
   ASSIGN_OR_RETURN(SpawnPlan plan, BuildSpawnPlan(request, caller));
+  plan.exec_fd = agent_fd_->get();
   plan.inherited_fds.push_back({theirs.get(), PW_AGENT_DEFAULT_SOCKET_FD});
   plan.parent_death_signal = SIGKILL;
 
-  absl::StatusOr<SpawnedChild> child =
+  // Only the clone happens on the spawn thread (the agent's parent, for
+  // PR_SET_PDEATHSIG); the wait for its execve happens here, so a caller who
+  // stops its agent before execve holds only its own call, never the spawn
+  // thread every caller shares.
+  absl::StatusOr<PendingSpawn> pending =
       absl::InternalError("the spawn thread did not run");
-  RunOnSpawnThread([&] { child = SpawnChild(plan); });
+  RunOnSpawnThread([&] { pending = StartSpawn(std::move(plan)); });
+  absl::StatusOr<SpawnedChild> child =
+      pending.ok() ? FinishSpawn(*std::move(pending), SpawnWait())
+                   : pending.status();
   if (!child.ok()) {
     return absl::Status(child.status().code(),
                         absl::StrCat("starting procwarp-agent (", agent_path_,

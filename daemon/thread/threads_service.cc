@@ -250,6 +250,10 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     RETURN_IF_ERROR(ValidateExec(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
+    // The new program becomes a managed process: its place in the owner's
+    // process limit is taken before the execve, so past the limit the thread
+    // simply stays a thread (nothing runs unmanaged).
+    ASSIGN_OR_RETURN(ProcessSlot slot, processes_->ReserveSlot(thread->owner()));
     const std::string path =
         request->path().empty() ? request->argv(0) : request->path();
     AgentConnection& agent = thread->connection();
@@ -317,8 +321,9 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
     for (const std::string& arg : request->argv()) info.add_argv(arg);
     *info.mutable_labels() = request->labels();
     ASSIGN_OR_RETURN(auto process,
-                     processes_->Adopt(thread->pid(), std::move(pidfd),
-                                       thread->owner(), std::move(info)));
+                     processes_->Adopt(std::move(slot), thread->pid(),
+                                       std::move(pidfd), thread->owner(),
+                                       std::move(info)));
     *response->mutable_process() = process->Info();
     Audit("thread_exec", caller,
           {{"THREAD_ID", thread->id()},
