@@ -24,8 +24,6 @@ namespace {
 
 // The kernel allows 32 nested user namespaces.
 constexpr int kMaxUserNamespaceDepth = 33;
-// PF_FORKNOEXEC in include/linux/sched.h: forked but did not exec.
-constexpr uint32_t kForkNoExec = 0x00000040;
 
 constexpr char kRule[] =
     "procwarp acts on a process for you only where the kernel would let you "
@@ -232,10 +230,23 @@ absl::StatusOr<uint32_t> ParseStatFlags(absl::string_view stat) {
   return flags;
 }
 
-absl::StatusOr<bool> ForkedWithoutExec(const ProcDir& dir) {
+absl::StatusOr<uint32_t> ReadTaskFlags(const ProcDir& dir) {
   ASSIGN_OR_RETURN(FileText file, ReadProcFile(dir, "stat"));
-  ASSIGN_OR_RETURN(uint32_t flags, ParseStatFlags(file.text));
-  return (flags & kForkNoExec) != 0;
+  return ParseStatFlags(file.text);
+}
+
+absl::StatusOr<bool> ForkedWithoutExec(const ProcDir& dir) {
+  ASSIGN_OR_RETURN(uint32_t flags, ReadTaskFlags(dir));
+  return (flags & kTaskForkNoExec) != 0;
+}
+
+absl::StatusOr<UniqueFd> OpenProcessMemory(const ProcDir& dir) {
+  UniqueFd fd(openat(dir.fd(), "mem", O_RDWR | O_CLOEXEC));
+  if (!fd) {
+    return ProcError(errno, absl::StrCat("open(/proc/", dir.pid(), "/mem)"),
+                     absl::StrCat("process ", dir.pid()));
+  }
+  return fd;
 }
 
 absl::StatusOr<bool> UserNamespaceOwnedBy(const ProcDir& dir, uid_t uid) {

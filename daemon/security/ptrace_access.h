@@ -86,9 +86,21 @@ absl::StatusOr<ProcessStatus> ParseProcessStatus(absl::string_view text);
 // Reads /proc/PID/status through `dir`. NOT_FOUND once the process is reaped.
 absl::StatusOr<ProcessStatus> ReadProcessStatus(const ProcDir& dir);
 
+// Task flags of the process (its main thread), field 9 of /proc/PID/stat.
+inline constexpr uint32_t kTaskExiting = 0x00000004;     // PF_EXITING
+inline constexpr uint32_t kTaskForkNoExec = 0x00000040;  // PF_FORKNOEXEC
+absl::StatusOr<uint32_t> ReadTaskFlags(const ProcDir& dir);
+
 // True when the process has not called execve since it was forked
-// (PF_FORKNOEXEC in /proc/PID/stat's flags).
+// (PF_FORKNOEXEC).
 absl::StatusOr<bool> ForkedWithoutExec(const ProcDir& dir);
+
+// Opens /proc/PID/mem (read-write) through `dir`. The fd keeps the address
+// space the process has now: after an execve, reads and writes through it
+// reach nothing (they return 0), instead of the new program's memory.
+// PERMISSION_DENIED where the kernel refuses the daemon (an LSM, or no
+// CAP_SYS_PTRACE in a container).
+absl::StatusOr<UniqueFd> OpenProcessMemory(const ProcDir& dir);
 
 // Parses the flags word (field 9) of a /proc/PID/stat line.
 absl::StatusOr<uint32_t> ParseStatFlags(absl::string_view stat);
