@@ -353,6 +353,18 @@ void ForgeClone(Api& api, const v1::ThreadInfo& parent, pid_t target,
   response.op = request.op;
   ok = ok && procwarp::SendWithFd(sock, &response, sizeof(response),
                                   target_pidfd) == sizeof(response);
+  // And the "child's" hello on the child socket the daemon handed over, so a
+  // daemon that believed the reply would have a working thread on it.
+  pw_agent_hello hello{};
+  hello.magic = PW_AGENT_MAGIC;
+  hello.version = PW_AGENT_PROTOCOL_VERSION;
+  hello.hello_size = sizeof(pw_agent_hello);
+  hello.request_size = sizeof(pw_agent_request);
+  hello.response_size = sizeof(pw_agent_response);
+  hello.pid = target;
+  hello.socket_fd = 100;
+  ok = ok && passed >= 0 &&
+       write(passed, &hello, sizeof(hello)) == static_cast<ssize_t>(sizeof(hello));
   Fact(key + "_protocol", ok ? "spoken" : "FAILED");
   asker.join();
   Report(key + "_create", created, absl::StrCat("child_pid=", child.pid()));
