@@ -17,6 +17,9 @@
 namespace procwarp {
 namespace {
 
+// How long Kill waits for a killed agent to become reapable.
+constexpr int kKillWaitMs = 2000;
+
 std::string Describe(const procwarp::v1::ExitStatus& status) {
   if (status.has_signal()) {
     return absl::StrCat("was killed by signal ", status.signal(), " (",
@@ -232,8 +235,17 @@ bool AgentThread::Kill() {
     }
   }
   syscall(SYS_pidfd_send_signal, agent_.pidfd.get(), SIGKILL, nullptr, 0);
-  Reap(/*block=*/true);
-  return true;
+  if (exec_state_ != ExecState::kNone) return true;  // the exec's to reap
+  // Wait for the exit boundedly: the owner may ptrace its agent, and a
+  // tracer holds a dead tracee back from its parent until it waits for it
+  // itself (a blocking wait here would be the owner's to prolong forever).
+  pollfd pfd = {agent_.pidfd.get(), POLLIN, 0};
+  poll(&pfd, 1, kKillWaitMs);
+  if (Reap(/*block=*/false)) return true;
+  kill_refusal_ = absl::UnavailableError(absl::StrCat(
+      Name(), " was killed but could not be reaped within ", kKillWaitMs,
+      " ms (is another process tracing it?)"));
+  return false;
 }
 
 absl::Status AgentThread::KillRefusal() {

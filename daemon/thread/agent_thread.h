@@ -109,8 +109,10 @@ class AgentThread {
   // SIGKILL and reap; idempotent. Only where the owner could send the signal
   // itself (daemon/security/ptrace_access.h, CheckCallerMayKill): an agent
   // that exec'd a setuid program which made itself root is left alone, and
-  // Kill returns false (KillRefusal() says why). Reaped() tells later
-  // whether it ended anyway.
+  // Kill returns false (KillRefusal() says why: PERMISSION_DENIED). It also
+  // returns false (UNAVAILABLE) when the killed agent cannot be reaped
+  // within a bound (a tracer holds it). Reaped() tells later whether it
+  // ended anyway.
   bool Kill();
   absl::Status KillRefusal();
   // True once its exit status is collected (its pid may be someone else's).

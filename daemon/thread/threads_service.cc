@@ -218,15 +218,19 @@ grpc::Status ThreadsService::ExitThread(
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto thread, table_->Remove(request->id(), caller));
     if (!thread->Exit(request->exit_code())) {
-      // It exec'd a program that made itself root: not the caller's to kill.
+      // It exec'd a program that made itself root (not the caller's to
+      // kill), or a tracer holds its exit back.
       table_->Linger(thread);
       Audit("thread_exit_refused", caller,
             {{"THREAD_ID", thread->id()},
              {"TARGET_PID", absl::StrCat(thread->pid())}});
-      return absl::PermissionDeniedError(absl::StrCat(
-          "ExitThread: ", thread->KillRefusal().message(),
-          "; the handle is released, and the daemon reaps the process once it "
-          "exits (until then it counts against your thread limit)"));
+      absl::Status why = thread->KillRefusal();
+      return absl::Status(
+          why.code(),
+          absl::StrCat("ExitThread: ", why.message(),
+                       "; the handle is released, and the daemon reaps the "
+                       "process once it exits (until then it counts against "
+                       "your thread limit)"));
     }
     *response->mutable_thread() = thread->Info();
     Audit("thread_exit", caller,

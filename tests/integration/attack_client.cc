@@ -21,15 +21,19 @@
 //       userns_setgroups FILE       setgroups(0, NULL) in a user-namespaced
 //                                   child thread, and FILE (mode 0604 with a
 //                                   group of the caller) opened around it
+//       traced_exit                 ExitThread of a thread whose agent it
+//                                   ptraces (holding its exit back)
 //       create_thread               creates and ends one thread
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -547,6 +551,26 @@ int UsernsSetgroups(const std::string& file) {
   return 0;
 }
 
+// Traces its own thread's agent (as any owner may) so that the agent's exit
+// is held back from the daemon, then ends the thread: the daemon must not
+// wait for it forever, and must reap it once the tracer lets go.
+int TracedExit() {
+  Api api;
+  v1::ThreadInfo thread = api.MustCreate();
+  const pid_t pid = thread.pid();
+  Fact("traced", ptrace(PTRACE_SEIZE, pid, 0, 0) == 0 ? "yes" : "no");
+  Report("exit", api.Exit(thread.id()));
+  // Let go: as its tracer, collect the exit; the daemon (its parent) can
+  // then reap it, which it does when it next counts the owner's threads.
+  int status = 0;
+  Fact("tracer_wait", waitpid(pid, &status, __WALL) == pid ? "yes" : "no");
+  v1::ThreadInfo again;
+  Report("create", api.Create({}, &again));
+  Fact("reaped", kill(pid, 0) != 0 && errno == ESRCH ? "yes" : "no");
+  api.Exit(again.id());
+  return 0;
+}
+
 int CreateThread() {
   Api api;
   v1::ThreadInfo thread;
@@ -598,5 +622,6 @@ int main(int argc, char** argv) {
   if (op == "normal_thread" && rest.size() == 1) return NormalThread(rest[0]);
   if (op == "userns_setgroups" && rest.size() == 1) return UsernsSetgroups(rest[0]);
   if (op == "create_thread") return CreateThread();
+  if (op == "traced_exit") return TracedExit();
   return 2;
 }

@@ -310,6 +310,22 @@ TEST_F(ThreadSecurityTest, SetuidProgramThatMadeItselfRootIsNotKilledForTheCalle
   close(pidfd);
 }
 
+TEST_F(ThreadSecurityTest, ExitThreadOfATracedAgentDoesNotWaitForTheTracer) {
+  // The owner may ptrace its own agent; a dead tracee is not its parent's to
+  // reap until the tracer has waited for it. ExitThread must answer anyway
+  // (not hold a daemon thread for as long as the tracer likes), and the
+  // daemon must reap the agent once the tracer lets go.
+  Lines lines = Attack({"traced_exit"});
+  SCOPED_TRACE(last_output_);
+  EXPECT_EQ(lines.at("traced"), "yes");
+  EXPECT_THAT(lines.at("exit"), StartsWith("UNAVAILABLE"));
+  EXPECT_THAT(lines.at("exit"), HasSubstr("could not be reaped"));
+  EXPECT_EQ(lines.at("tracer_wait"), "yes");
+  EXPECT_EQ(lines.at("create"), "OK");
+  EXPECT_EQ(lines.at("reaped"), "yes");
+  ExpectDaemonServesRoot();
+}
+
 TEST_F(ThreadSecurityTest, RawExecveOfAPlainProgramLosesThemTooButSaysSo) {
   // The control: the same execve without the setuid bit keeps the caller's
   // credentials, so nothing is denied for them, but the thread is no agent
