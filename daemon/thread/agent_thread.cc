@@ -254,8 +254,12 @@ absl::Status AgentThread::KillRefusal() {
 }
 
 bool AgentThread::Reaped() {
-  absl::MutexLock lock(&mu_);
-  return Reap(/*block=*/false);
+  // Callers hold the thread table's lock: never wait behind a Kill here. A
+  // thread busy being killed or used is not reaped as far as they may assume.
+  if (!mu_.TryLock()) return false;
+  bool reaped = Reap(/*block=*/false);
+  mu_.Unlock();
+  return reaped;
 }
 
 procwarp::v1::ThreadInfo AgentThread::Info() {

@@ -103,7 +103,8 @@ class AgentThread {
   absl::Status BeginExec();
   void EndExec(bool succeeded);
 
-  // Asks the agent to exit_group(code); SIGKILL if it cannot. Reaps it.
+  // Asks the agent to exit_group(code) and waits (boundedly) for it to go;
+  // then Kill, which reaps it (or SIGKILLs it first if it is still there).
   // False (see Kill) when it could not be ended.
   bool Exit(int code);
   // SIGKILL and reap; idempotent. Only where the owner could send the signal
@@ -116,6 +117,7 @@ class AgentThread {
   bool Kill();
   absl::Status KillRefusal();
   // True once its exit status is collected (its pid may be someone else's).
+  // Never blocks: false while another call holds the thread.
   bool Reaped();
 
   procwarp::v1::ThreadInfo Info();
@@ -145,7 +147,7 @@ class AgentThread {
   ExecState exec_state_ ABSL_GUARDED_BY(mu_) = ExecState::kNone;
   // Set when the agent's reply was forged (MarkCompromised).
   std::string compromised_ ABSL_GUARDED_BY(mu_);
-  // Why the last Kill did not signal it.
+  // Why the last Kill did not end it.
   absl::Status kill_refusal_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> address_space_replaced_{false};
 };

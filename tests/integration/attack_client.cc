@@ -358,7 +358,8 @@ void ForgeClone(Api& api, const v1::ThreadInfo& parent, pid_t target,
   ok = ok && procwarp::SendWithFd(sock, &response, sizeof(response),
                                   target_pidfd) == sizeof(response);
   // And the "child's" hello on the child socket the daemon handed over, so a
-  // daemon that believed the reply would have a working thread on it.
+  // daemon that believed the reply would have a working thread on it. (A
+  // daemon that refused the reply may have closed its end already.)
   pw_agent_hello hello{};
   hello.magic = PW_AGENT_MAGIC;
   hello.version = PW_AGENT_PROTOCOL_VERSION;
@@ -367,8 +368,7 @@ void ForgeClone(Api& api, const v1::ThreadInfo& parent, pid_t target,
   hello.response_size = sizeof(pw_agent_response);
   hello.pid = target;
   hello.socket_fd = 100;
-  ok = ok && passed >= 0 &&
-       write(passed, &hello, sizeof(hello)) == static_cast<ssize_t>(sizeof(hello));
+  if (ok && passed >= 0) send(passed, &hello, sizeof(hello), MSG_NOSIGNAL);
   Fact(key + "_protocol", ok ? "spoken" : "FAILED");
   asker.join();
   Report(key + "_create", created, absl::StrCat("child_pid=", child.pid()));
