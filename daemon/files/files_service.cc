@@ -13,8 +13,8 @@
 #include <climits>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "daemon/server/log.h"
 #include "daemon/thread/threads_service.h"
@@ -49,23 +49,24 @@ absl::StatusOr<int64_t> RunChecked(AgentThread& thread, int64_t nr,
 
 // One fd's entry from /proc/PID/fd and /proc/PID/fdinfo of the process
 // behind `proc` (`fd_dir` is its open /proc/PID/fd).
-absl::StatusOr<procwarp::v1::FdInfo> ReadFdInfo(const ProcDir& proc,
-                                                int fd_dir, int fd) {
+absl::StatusOr<procwarp::v1::FdInfo> ReadFdInfo(const ProcDir& proc, int fd_dir,
+                                                int fd) {
   procwarp::v1::FdInfo info;
   info.set_fd(fd);
   const std::string name = absl::StrCat(fd);
   char target[PATH_MAX];
   ssize_t n = readlinkat(fd_dir, name.c_str(), target, sizeof(target));
   if (n < 0) {
-    return ErrnoStatus(errno, absl::StrCat("readlink(/proc/", proc.pid(),
-                                           "/fd/", fd, ")"));
+    return ErrnoStatus(
+        errno, absl::StrCat("readlink(/proc/", proc.pid(), "/fd/", fd, ")"));
   }
   info.set_path(std::string(target, n));
   UniqueFd fdinfo(openat(proc.fd(), absl::StrCat("fdinfo/", fd).c_str(),
                          O_RDONLY | O_CLOEXEC));
   std::string text;
   char buffer[4096];
-  for (ssize_t got; fdinfo && (got = read(fdinfo.get(), buffer, sizeof(buffer))) > 0;) {
+  for (ssize_t got;
+       fdinfo && (got = read(fdinfo.get(), buffer, sizeof(buffer))) > 0;) {
     text.append(buffer, got);
   }
   for (absl::string_view rest : absl::StrSplit(text, '\n')) {
@@ -87,7 +88,8 @@ absl::StatusOr<procwarp::v1::FdInfo> ReadFdInfo(const ProcDir& proc,
 
 // The fds of the process behind `proc`, in order, with what /proc says of
 // them.
-absl::Status ReadFds(const ProcDir& proc, procwarp::v1::ListFdsResponse* response) {
+absl::Status ReadFds(const ProcDir& proc,
+                     procwarp::v1::ListFdsResponse* response) {
   const std::string dir_path = absl::StrCat("/proc/", proc.pid(), "/fd");
   int dir_fd = openat(proc.fd(), "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) {
@@ -96,7 +98,8 @@ absl::Status ReadFds(const ProcDir& proc, procwarp::v1::ListFdsResponse* respons
   DIR* dir = fdopendir(dir_fd);
   if (dir == nullptr) {
     close(dir_fd);
-    return ErrnoStatus(errno, absl::StrCat("ListFds: fdopendir(", dir_path, ")"));
+    return ErrnoStatus(errno,
+                       absl::StrCat("ListFds: fdopendir(", dir_path, ")"));
   }
   std::vector<int> fds;
   while (dirent* entry = readdir(dir)) {
@@ -105,7 +108,8 @@ absl::Status ReadFds(const ProcDir& proc, procwarp::v1::ListFdsResponse* respons
   }
   std::sort(fds.begin(), fds.end());
   for (int fd : fds) {
-    absl::StatusOr<procwarp::v1::FdInfo> info = ReadFdInfo(proc, dirfd(dir), fd);
+    absl::StatusOr<procwarp::v1::FdInfo> info =
+        ReadFdInfo(proc, dirfd(dir), fd);
     // Closed meanwhile: it is simply not there any more.
     if (info.ok()) *response->add_fds() = *std::move(info);
   }
@@ -121,10 +125,11 @@ absl::StatusOr<UniqueFd> FetchFd(AgentThread& thread, const Identity& caller,
                                  int fd, absl::string_view call) {
   UniqueFd copy;
   RETURN_IF_ERROR(thread.ActOnProcess(caller, [&](const ProcDir&) {
-    copy.Reset(static_cast<int>(syscall(SYS_pidfd_getfd, thread.pidfd(), fd, 0)));
+    copy.Reset(
+        static_cast<int>(syscall(SYS_pidfd_getfd, thread.pidfd(), fd, 0)));
     if (!copy) {
-      return ErrnoStatus(errno, absl::StrCat(call, ": pidfd_getfd(", thread.Name(),
-                                             ", fd=", fd, ")"));
+      return ErrnoStatus(errno, absl::StrCat(call, ": pidfd_getfd(",
+                                             thread.Name(), ", fd=", fd, ")"));
     }
     return absl::OkStatus();
   }));
@@ -205,8 +210,9 @@ grpc::Status FilesService::TransferFd(
                      table_->Find(request->target_thread_id(), caller));
     RETURN_IF_ERROR(source->CheckAlive());
     // Into the daemon first (close-on-exec here, always).
-    ASSIGN_OR_RETURN(UniqueFd copy, FetchFd(*source, caller, request->source_fd(),
-                                            "TransferFd"));
+    ASSIGN_OR_RETURN(
+        UniqueFd copy,
+        FetchFd(*source, caller, request->source_fd(), "TransferFd"));
     // Installed by the target's agent itself (RECV_FD), with its owner's
     // credentials: whoever holds that socket gets only the caller's own fd.
     AgentCall call;

@@ -56,7 +56,9 @@ absl::Status ReadMaps(const ProcDir& proc, std::string* text) {
   for (;;) {
     ssize_t n = read(fd.get(), buffer, sizeof(buffer));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("Maps: read(", path, ")"));
+    if (n < 0) {
+      return ErrnoStatus(errno, absl::StrCat("Maps: read(", path, ")"));
+    }
     if (n == 0) return absl::OkStatus();
     text->append(buffer, n);
   }
@@ -174,9 +176,8 @@ grpc::Status MemoryService::ReadStream(
       chunk.set_offset(offset);
       std::string* data = chunk.mutable_data();
       data->resize(n);
-      RETURN_IF_ERROR(ReadThreadMemory(*p.thread, caller,
-                                       p.pointer.address() + offset,
-                                       data->data(), n));
+      RETURN_IF_ERROR(ReadThreadMemory(
+          *p.thread, caller, p.pointer.address() + offset, data->data(), n));
       if (!writer->Write(chunk)) {
         return absl::CancelledError("ReadStream: the client went away");
       }
@@ -248,9 +249,8 @@ grpc::Status MemoryService::Maps(grpc::ServerContext* context,
     std::string text;
     // Read as root, then judged (ActOnProcess): the maps are the caller's
     // only if it could have read them itself at that moment.
-    RETURN_IF_ERROR(thread->ActOnProcess(caller, [&](const ProcDir& proc) {
-      return ReadMaps(proc, &text);
-    }));
+    RETURN_IF_ERROR(thread->ActOnProcess(
+        caller, [&](const ProcDir& proc) { return ReadMaps(proc, &text); }));
     ASSIGN_OR_RETURN(auto mappings, ParseMaps(text));
     for (auto& m : mappings) *response->add_mappings() = std::move(m);
     return absl::OkStatus();

@@ -92,8 +92,9 @@ absl::Status Copy(AgentThread& thread, const Identity& caller, bool write,
                   uint64_t address, char* local, size_t length) {
   if (length == 0) return absl::OkStatus();
   const int memory = thread.memory_fd();
-  int error = memory < 0 ? EPERM
-                         : CopyWithProcMem(memory, write, address, local, length);
+  int error = memory < 0
+                  ? EPERM
+                  : CopyWithProcMem(memory, write, address, local, length);
   if (error == 0) return absl::OkStatus();
   if (error == -1) return thread.ExplainLostMemory(caller);
   if (error == EIO || error == EFAULT) {
@@ -105,10 +106,10 @@ absl::Status Copy(AgentThread& thread, const Identity& caller, bool write,
                                absl::string_view(local, length))
                  : ReadInBand(thread, address, local, length);
   }
-  return ErrnoStatus(error,
-                     absl::StrCat(write ? "pwrite" : "pread", "(/proc/",
-                                  thread.pid(), "/mem, address=0x",
-                                  absl::Hex(address), ", length=", length, ")"));
+  return ErrnoStatus(
+      error, absl::StrCat(write ? "pwrite" : "pread", "(/proc/", thread.pid(),
+                          "/mem, address=0x", absl::Hex(address),
+                          ", length=", length, ")"));
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ absl::StatusOr<pid_t> PidOfPidfd(int pidfd) {
   // reader's pid namespace.
   std::ifstream fdinfo(absl::StrCat("/proc/self/fdinfo/", pidfd));
   if (!fdinfo) {
-    return ErrnoStatus(errno, absl::StrCat("open(/proc/self/fdinfo/", pidfd, ")"));
+    return ErrnoStatus(errno,
+                       absl::StrCat("open(/proc/self/fdinfo/", pidfd, ")"));
   }
   std::string line;
   while (std::getline(fdinfo, line)) {
@@ -44,8 +45,8 @@ absl::StatusOr<pid_t> PidOfPidfd(int pidfd) {
     }
     return pid;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("fd ", pidfd, " is not a pidfd (its fdinfo has no Pid line)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "fd ", pidfd, " is not a pidfd (its fdinfo has no Pid line)"));
 }
 
 absl::Status VerifyClonedChild(const ProcDir& child, pid_t expected_parent,
@@ -53,13 +54,14 @@ absl::Status VerifyClonedChild(const ProcDir& child, pid_t expected_parent,
   const pid_t pid = child.pid();
   absl::StatusOr<ProcessStatus> status = ReadProcessStatus(child);
   if (absl::IsNotFound(status.status()) || (status.ok() && status->exited())) {
-    return absl::NotFoundError(absl::StrCat(what, " (pid ", pid, ") has exited"));
+    return absl::NotFoundError(
+        absl::StrCat(what, " (pid ", pid, ") has exited"));
   }
   RETURN_IF_ERROR(status.status());
   if (status->tgid != status->pid) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        what, " is pid ", pid, ", a thread of process ", status->tgid,
-        kNotAClone));
+    return absl::PermissionDeniedError(absl::StrCat(what, " is pid ", pid,
+                                                    ", a thread of process ",
+                                                    status->tgid, kNotAClone));
   }
   if (status->ppid != expected_parent) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -68,24 +70,26 @@ absl::Status VerifyClonedChild(const ProcDir& child, pid_t expected_parent,
   }
   ASSIGN_OR_RETURN(bool forked, ForkedWithoutExec(child));
   if (!forked) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        what, " is pid ", pid, ", which has exec'd a program since it was "
-        "forked", kNotAClone));
+    return absl::PermissionDeniedError(
+        absl::StrCat(what, " is pid ", pid,
+                     ", which has exec'd a program since it was "
+                     "forked",
+                     kNotAClone));
   }
   // A process sharing the daemon's memory (a spawner's CLONE_VM child) would
   // give whoever may ptrace it the daemon's address space.
   long same_vm = syscall(SYS_kcmp, getpid(), pid, KCMP_VM, 0, 0);
   if (same_vm < 0) {
-    return ErrnoStatus(errno, absl::StrCat("kcmp(", getpid(), ", ", pid,
-                                           ", KCMP_VM)"));
+    return ErrnoStatus(
+        errno, absl::StrCat("kcmp(", getpid(), ", ", pid, ", KCMP_VM)"));
   }
   if (same_vm == 0) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        what, " is pid ", pid, ", which shares the daemon's address space",
-        kNotAClone));
+    return absl::PermissionDeniedError(
+        absl::StrCat(what, " is pid ", pid,
+                     ", which shares the daemon's address space", kNotAClone));
   }
-  absl::Status creds =
-      CheckCallerMayPtrace(owner, child, absl::StrCat(what, " (pid ", pid, ")"));
+  absl::Status creds = CheckCallerMayPtrace(
+      owner, child, absl::StrCat(what, " (pid ", pid, ")"));
   if (absl::IsPermissionDenied(creds)) {
     return absl::PermissionDeniedError(
         absl::StrCat(creds.message(), kNotAClone));

@@ -35,7 +35,8 @@ absl::Status Exited(absl::string_view what) {
 }
 
 // An error of a /proc access: the process being gone is NOT_FOUND.
-absl::Status ProcError(int error, absl::string_view call, absl::string_view what) {
+absl::Status ProcError(int error, absl::string_view call,
+                       absl::string_view what) {
   if (error == ENOENT || error == ESRCH) return Exited(what);
   return ErrnoStatus(error, call);
 }
@@ -52,8 +53,8 @@ absl::StatusOr<FileText> ReadProcFile(const ProcDir& dir, const char* name) {
   const std::string what = absl::StrCat("process ", dir.pid());
   UniqueFd fd(openat(dir.fd(), name, O_RDONLY | O_CLOEXEC));
   if (!fd) {
-    return ProcError(errno, absl::StrCat("open(/proc/", dir.pid(), "/", name, ")"),
-                     what);
+    return ProcError(
+        errno, absl::StrCat("open(/proc/", dir.pid(), "/", name, ")"), what);
   }
   FileText out;
   if (fstat(fd.get(), &out.st) != 0) {
@@ -65,9 +66,8 @@ absl::StatusOr<FileText> ReadProcFile(const ProcDir& dir, const char* name) {
     ssize_t n = read(fd.get(), buffer, sizeof(buffer));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      return ProcError(errno,
-                       absl::StrCat("read(/proc/", dir.pid(), "/", name, ")"),
-                       what);
+      return ProcError(
+          errno, absl::StrCat("read(/proc/", dir.pid(), "/", name, ")"), what);
     }
     if (n == 0) break;
     out.text.append(buffer, n);
@@ -95,7 +95,8 @@ struct NamespaceId {
 };
 
 absl::StatusOr<NamespaceId> DaemonUserNamespace() {
-  static const absl::StatusOr<NamespaceId> ns = []() -> absl::StatusOr<NamespaceId> {
+  static const absl::StatusOr<NamespaceId> ns =
+      []() -> absl::StatusOr<NamespaceId> {
     struct stat st {};
     if (stat("/proc/self/ns/user", &st) != 0) {
       return ErrnoStatus(errno, "stat(/proc/self/ns/user)");
@@ -108,7 +109,8 @@ absl::StatusOr<NamespaceId> DaemonUserNamespace() {
 absl::StatusOr<NamespaceId> IdOf(int ns_fd, absl::string_view what) {
   struct stat st {};
   if (fstat(ns_fd, &st) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("fstat(user namespace of ", what, ")"));
+    return ErrnoStatus(errno,
+                       absl::StrCat("fstat(user namespace of ", what, ")"));
   }
   return NamespaceId{st.st_dev, st.st_ino};
 }
@@ -162,9 +164,8 @@ absl::StatusOr<ProcDir> ProcDir::Open(pid_t pid, int pidfd) {
   // Not reaped after the open: the pid was still this process's when the
   // directory was opened, and the directory stays bound to it.
   if (syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) != 0) {
-    return ProcError(errno,
-                     absl::StrCat("pidfd_send_signal(pid=", pid, ", sig=0)"),
-                     what);
+    return ProcError(
+        errno, absl::StrCat("pidfd_send_signal(pid=", pid, ", sig=0)"), what);
   }
   dir.pid_ = pid;
   return dir;
@@ -310,8 +311,9 @@ absl::Status CheckCallerMayPtrace(const Identity& caller, const ProcDir& dir,
   // there the kernel lets the caller ptrace it anyway).
   if (s.dump_uid != caller.uid || s.dump_gid != caller.gid) {
     return absl::PermissionDeniedError(absl::StrCat(
-        what, " is not dumpable (it called prctl(PR_SET_DUMPABLE, 0) or changed "
-              "credentials; its /proc files belong to uid ",
+        what,
+        " is not dumpable (it called prctl(PR_SET_DUMPABLE, 0) or changed "
+        "credentials; its /proc files belong to uid ",
         s.dump_uid, "), so you could not ptrace it yourself; ", kRule));
   }
   if (s.cap_permitted != 0) {

@@ -67,7 +67,7 @@ struct ProcessStatus {
   pid_t tgid = -1;
   pid_t pid = -1;
   pid_t ppid = -1;
-  char state = '?';  // R, S, D, T, t, Z, X, ...
+  char state = '?';          // R, S, D, T, t, Z, X, ...
   uid_t uid[3] = {0, 0, 0};  // real, effective, saved
   gid_t gid[3] = {0, 0, 0};
   uint64_t cap_permitted = 0;

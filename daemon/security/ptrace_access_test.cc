@@ -122,7 +122,8 @@ absl::Status Kill(const Identity& caller, const Child& child) {
 TEST(PtraceAccessTest, OwnDumpableProcessIsAllowed) {
   Child child([] { return BecomeNobody(/*dumpable=*/true); });
   ASSERT_TRUE(child.ready());
-  EXPECT_TRUE(Ptrace(Caller(kNobody), child).ok()) << Ptrace(Caller(kNobody), child);
+  EXPECT_TRUE(Ptrace(Caller(kNobody), child).ok())
+      << Ptrace(Caller(kNobody), child);
   EXPECT_TRUE(Kill(Caller(kNobody), child).ok());
 }
 
@@ -205,7 +206,8 @@ TEST(PtraceAccessTest, ZombieAndReapedProcessesAreNotFound) {
   absl::StatusOr<ProcDir> dir = ProcDir::Open(child.pid(), child.pidfd());
   ASSERT_TRUE(dir.ok()) << dir.status();
   child.KillToZombie();
-  absl::Status zombie = CheckCallerMayPtrace(Caller(kNobody), *dir, "the child");
+  absl::Status zombie =
+      CheckCallerMayPtrace(Caller(kNobody), *dir, "the child");
   EXPECT_TRUE(absl::IsNotFound(zombie)) << zombie;
   EXPECT_THAT(zombie.message(), HasSubstr("the child has exited"));
   child.Reap();
@@ -229,7 +231,8 @@ TEST(PtraceAccessTest, ProcessInAUserNamespaceOfTheCallerIsAllowed) {
   EXPECT_NE(status->cap_permitted, 0u);
   EXPECT_TRUE(*UserNamespaceOwnedBy(*dir, kNobody));
   EXPECT_FALSE(*UserNamespaceOwnedBy(*dir, 1234));
-  EXPECT_TRUE(Ptrace(Caller(kNobody), child).ok()) << Ptrace(Caller(kNobody), child);
+  EXPECT_TRUE(Ptrace(Caller(kNobody), child).ok())
+      << Ptrace(Caller(kNobody), child);
   // Someone else's namespace grants nothing.
   Identity other = Caller(kNobody);
   other.uid = 1234;
@@ -241,11 +244,13 @@ TEST(PtraceAccessTest, NestedUserNamespaceIsJudgedByItsTopAncestor) {
   // caller's ids mapped in the first).
   Child child([] {
     return BecomeNobody(/*dumpable=*/true) && unshare(CLONE_NEWUSER) == 0 &&
-           WriteSelf("setgroups", "deny") && WriteSelf("uid_map", "0 65534 1") &&
+           WriteSelf("setgroups", "deny") &&
+           WriteSelf("uid_map", "0 65534 1") &&
            WriteSelf("gid_map", "0 65534 1") && unshare(CLONE_NEWUSER) == 0;
   });
   ASSERT_TRUE(child.ready());
-  EXPECT_TRUE(Ptrace(Caller(kNobody), child).ok()) << Ptrace(Caller(kNobody), child);
+  EXPECT_TRUE(Ptrace(Caller(kNobody), child).ok())
+      << Ptrace(Caller(kNobody), child);
 }
 
 TEST(PtraceAccessTest, DaemonNamespaceIsNotOwnedByAnyone) {

@@ -248,7 +248,8 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
   recv.args[1] = PW_RECV_FD_CLOEXEC;
   recv.fd_to_pass = theirs.get();
   std::vector<AgentReply> replies;
-  RETURN_IF_ERROR(parent.connection->Run(absl::MakeConstSpan(&recv, 1), &replies));
+  RETURN_IF_ERROR(
+      parent.connection->Run(absl::MakeConstSpan(&recv, 1), &replies));
   theirs.Reset();
   const int64_t child_sock = replies[0].result;
   if (child_sock < 0) {
@@ -260,7 +261,8 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
   clone.flags = PW_REQ_FLUSH_FIRST;
   clone.args[0] = clone_flags | CLONE_PARENT;
   clone.args[1] = static_cast<uint64_t>(child_sock);
-  RETURN_IF_ERROR(parent.connection->Run(absl::MakeConstSpan(&clone, 1), &replies));
+  RETURN_IF_ERROR(
+      parent.connection->Run(absl::MakeConstSpan(&clone, 1), &replies));
   const int64_t result = replies[0].result;
   if (result < 0) {
     // Nothing was created; the parent keeps the child's socket: drop it.
@@ -285,17 +287,19 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
   UniqueFd pidfd = std::move(replies[0].fd);
   if (!pidfd) {
     return refuse(absl::InvalidArgumentError(
-        absl::StrCat(what, ": the reply carried no pidfd, which no agent does; "
-                           "the reply was forged (its socket taken over?)")));
+        absl::StrCat(what,
+                     ": the reply carried no pidfd, which no agent does; "
+                     "the reply was forged (its socket taken over?)")));
   }
   absl::StatusOr<pid_t> pid = PidOfPidfd(pidfd.get());
   if (!pid.ok()) {
-    return refuse(absl::InvalidArgumentError(absl::StrCat(
-        what, ": ", pid.status().message(),
-        "; the reply was forged (its socket taken over?)")));
+    return refuse(absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", pid.status().message(),
+                     "; the reply was forged (its socket taken over?)")));
   }
   // CLONE_PARENT: a real child's parent is the parent agent's.
-  ASSIGN_OR_RETURN(ProcessStatus parent_status, ReadProcessStatus(*parent.proc));
+  ASSIGN_OR_RETURN(ProcessStatus parent_status,
+                   ReadProcessStatus(*parent.proc));
   LaunchedAgent agent;
   agent.pid = *pid;
   agent.pidfd = std::move(pidfd);

@@ -101,8 +101,8 @@ class AgentLauncher {
   // `*forged` is set (the parent's agent lied) and the error says why.
   absl::StatusOr<LaunchedAgent> CloneChild(
       const CloneParent& parent, uint64_t clone_flags, const Identity& owner,
-      const std::string& name,
-      const std::function<absl::Status(pid_t)>& claim, bool* forged);
+      const std::string& name, const std::function<absl::Status(pid_t)>& claim,
+      bool* forged);
 
  private:
   // Runs `task` on the spawning thread and waits for it.

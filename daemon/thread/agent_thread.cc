@@ -97,9 +97,8 @@ absl::Status AgentThread::CheckUsable() {
         absl::StrCat(Name(), " became a managed process by Exec"));
   }
   if (Reap(/*block=*/false)) {
-    return absl::UnavailableError(
-        absl::StrCat(Name(), " ", Describe(*exit_status_),
-                     "; release it with ExitThread"));
+    return absl::UnavailableError(absl::StrCat(
+        Name(), " ", Describe(*exit_status_), "; release it with ExitThread"));
   }
   return absl::OkStatus();
 }
@@ -200,7 +199,8 @@ void AgentThread::MarkCompromised(const std::string& why) {
 bool AgentThread::Exit(int code) {
   {
     absl::ReaderMutexLock lock(&mu_);
-    if (exit_status_.has_value() || exec_state_ == ExecState::kDone) return true;
+    if (exit_status_.has_value() || exec_state_ == ExecState::kDone)
+      return true;
   }
   AgentCall call;
   call.op = PW_OP_EXIT;
@@ -209,9 +209,9 @@ bool AgentThread::Exit(int code) {
   // A busy agent (blocked in a syscall) would make this wait forever: give
   // it a moment, then fall back to SIGKILL.
   absl::Time deadline = absl::Now() + absl::Seconds(2);
-  absl::Status status = agent_.connection->Run(
-      absl::MakeConstSpan(&call, 1), &replies,
-      [deadline] { return absl::Now() > deadline; });
+  absl::Status status =
+      agent_.connection->Run(absl::MakeConstSpan(&call, 1), &replies,
+                             [deadline] { return absl::Now() > deadline; });
   if (status.ok()) {
     // The reply is the agent's word (or whoever holds its socket): wait for
     // the exit itself, boundedly, before reaping.
@@ -242,9 +242,9 @@ bool AgentThread::Kill() {
   pollfd pfd = {agent_.pidfd.get(), POLLIN, 0};
   poll(&pfd, 1, kKillWaitMs);
   if (Reap(/*block=*/false)) return true;
-  kill_refusal_ = absl::UnavailableError(absl::StrCat(
-      Name(), " was killed but could not be reaped within ", kKillWaitMs,
-      " ms (is another process tracing it?)"));
+  kill_refusal_ = absl::UnavailableError(
+      absl::StrCat(Name(), " was killed but could not be reaped within ",
+                   kKillWaitMs, " ms (is another process tracing it?)"));
   return false;
 }
 

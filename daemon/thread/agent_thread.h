@@ -79,8 +79,9 @@ class AgentThread {
   // `op`'s result must be discarded (PERMISSION_DENIED says why;
   // FAILED_PRECONDITION for an execve that kept the owner's credentials;
   // UNAVAILABLE once it is gone).
-  absl::Status ActOnProcess(const Identity& caller,
-                            const std::function<absl::Status(const ProcDir&)>& op);
+  absl::Status ActOnProcess(
+      const Identity& caller,
+      const std::function<absl::Status(const ProcDir&)>& op);
 
   // /proc/PID/mem of the agent as it started (see LaunchedAgent::memory):
   // reads and writes through it reach the agent's own memory or nothing, so

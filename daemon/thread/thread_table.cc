@@ -98,8 +98,9 @@ absl::Status ThreadTable::ClaimPid(pid_t pid) {
     taken = taken || (thread->pid() == pid && !thread->Reaped());
   }
   if (taken) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "pid ", pid, " is already another thread's process, so the reply that "
+    return absl::PermissionDeniedError(
+        absl::StrCat("pid ", pid,
+                     " is already another thread's process, so the reply that "
                      "named it was forged (the agent's socket taken over?)"));
   }
   claimed_pids_.insert(pid);
@@ -140,11 +141,11 @@ absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
   if (forged) {
     // The parent's agent (or whoever holds its socket) lied to the daemon:
     // nothing it says can be used any more.
-    parent->MarkCompromised(absl::StrCat("its agent forged a reply (",
-                                         status.message(), ")"));
-    return absl::PermissionDeniedError(absl::StrCat(
-        "CreateThread from parent ", parent->Name(), ": ", status.message(),
-        "; the parent thread has been ended"));
+    parent->MarkCompromised(
+        absl::StrCat("its agent forged a reply (", status.message(), ")"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("CreateThread from parent ", parent->Name(), ": ",
+                     status.message(), "; the parent thread has been ended"));
   }
   if (absl::IsUnavailable(status)) {
     absl::Status alive = parent->CheckAlive(absl::Seconds(1));

@@ -76,7 +76,8 @@ std::unique_ptr<grpc::ClientContext> Ctx() {
 }
 
 std::string Code(const grpc::Status& s) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()));
+  return absl::StatusCodeToString(
+      static_cast<absl::StatusCode>(s.error_code()));
 }
 
 void Report(const std::string& key, const grpc::Status& s,
@@ -105,7 +106,8 @@ class Api {
     processes = v1::Processes::NewStub(channel);
   }
 
-  grpc::Status Create(const v1::CreateThreadRequest& request, v1::ThreadInfo* out) {
+  grpc::Status Create(const v1::CreateThreadRequest& request,
+                      v1::ThreadInfo* out) {
     v1::CreateThreadResponse response;
     grpc::Status s = threads->CreateThread(Ctx().get(), request, &response);
     *out = response.thread();
@@ -171,7 +173,8 @@ class Api {
     return s;
   }
 
-  grpc::Status ReadStream(const v1::Pointer& p, uint64_t length, std::string* out) {
+  grpc::Status ReadStream(const v1::Pointer& p, uint64_t length,
+                          std::string* out) {
     v1::ReadMemoryRequest request;
     request.set_pointer_id(p.id());
     request.set_length(length);
@@ -216,7 +219,8 @@ class Api {
     return memory->Maps(Ctx().get(), request, response);
   }
 
-  grpc::Status ListFds(const std::string& thread, v1::ListFdsResponse* response) {
+  grpc::Status ListFds(const std::string& thread,
+                       v1::ListFdsResponse* response) {
     v1::ListFdsRequest request;
     request.set_thread_id(thread);
     return files->ListFds(Ctx().get(), request, response);
@@ -230,7 +234,8 @@ class Api {
     return files->ExportFd(Ctx().get(), request, response);
   }
 
-  grpc::Status Transfer(const std::string& from, int fd, const std::string& to) {
+  grpc::Status Transfer(const std::string& from, int fd,
+                        const std::string& to) {
     v1::TransferFdRequest request;
     request.set_source_thread_id(from);
     request.set_source_fd(fd);
@@ -304,8 +309,9 @@ char ProcessState(pid_t pid) {
   std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
   std::string text((std::istreambuf_iterator<char>(stat)), {});
   size_t close = text.rfind(')');
-  return close == std::string::npos || close + 2 >= text.size() ? '?'
-                                                                : text[close + 2];
+  return close == std::string::npos || close + 2 >= text.size()
+             ? '?'
+             : text[close + 2];
 }
 
 // Takes over `parent`'s agent socket, parks the real agent, asks for a child
@@ -427,9 +433,11 @@ int ForgedCloneOwnProcess() {
 void PrivilegedOperations(Api& api, const std::string& thread, int fd,
                           const v1::Pointer& pointer) {
   v1::MapsResponse maps;
-  Report("maps", api.Maps(thread, &maps), absl::StrCat("n=", maps.mappings_size()));
+  Report("maps", api.Maps(thread, &maps),
+         absl::StrCat("n=", maps.mappings_size()));
   v1::ListFdsResponse fds;
-  Report("listfds", api.ListFds(thread, &fds), absl::StrCat("n=", fds.fds_size()));
+  Report("listfds", api.ListFds(thread, &fds),
+         absl::StrCat("n=", fds.fds_size()));
   v1::ExportFdResponse exported;
   grpc::Status s = api.Export(thread, fd, &exported);
   std::string content;
@@ -468,7 +476,8 @@ void PrivilegedOperations(Api& api, const std::string& thread, int fd,
   Report("writestream", api.WriteStream(pointer, "overwritten"));
 }
 
-int RawExec(const std::string& probe, const std::string& file, bool become_root) {
+int RawExec(const std::string& probe, const std::string& file,
+            bool become_root) {
   Api api;
   v1::ThreadInfo thread = api.MustCreate();
   Fact("pid", absl::StrCat(thread.pid()));
@@ -476,7 +485,8 @@ int RawExec(const std::string& probe, const std::string& file, bool become_root)
   api.Write(pointer, "agent data");
   // A pipe whose write end the program inherits, to say it is ready.
   v1::Pointer pipe_fds = api.Allocate(thread.id(), 8);
-  api.Sys(thread.id(), SYS_pipe2, {static_cast<int64_t>(pipe_fds.address()), 0});
+  api.Sys(thread.id(), SYS_pipe2,
+          {static_cast<int64_t>(pipe_fds.address()), 0});
   std::string raw;
   api.Read(pipe_fds, 8, &raw);
   int fds[2] = {-1, -1};
@@ -546,8 +556,10 @@ int UsernsSetgroups(const std::string& file) {
   Fact("setgroups", r == 0 ? "0" : strerrorname_np(-r));
   Fact("child_open", open_result(child.id()));
   // What a user namespace is for still works: root's powers inside it.
-  Fact("child_setresgid", absl::StrCat(api.Sys(child.id(), SYS_setresgid, {0, 0, 0})));
-  Fact("child_setresuid", absl::StrCat(api.Sys(child.id(), SYS_setresuid, {0, 0, 0})));
+  Fact("child_setresgid",
+       absl::StrCat(api.Sys(child.id(), SYS_setresgid, {0, 0, 0})));
+  Fact("child_setresuid",
+       absl::StrCat(api.Sys(child.id(), SYS_setresuid, {0, 0, 0})));
   return 0;
 }
 
@@ -617,10 +629,12 @@ int main(int argc, char** argv) {
   if (op == "forged_clone_own_thread") return ForgedCloneOwnThread();
   if (op == "forged_clone_own_process") return ForgedCloneOwnProcess();
   if (op == "raw_exec" && rest.size() >= 2) {
-    return RawExec(rest[0], rest[1], rest.size() > 2 && rest[2] == "become-root");
+    return RawExec(rest[0], rest[1],
+                   rest.size() > 2 && rest[2] == "become-root");
   }
   if (op == "normal_thread" && rest.size() == 1) return NormalThread(rest[0]);
-  if (op == "userns_setgroups" && rest.size() == 1) return UsernsSetgroups(rest[0]);
+  if (op == "userns_setgroups" && rest.size() == 1)
+    return UsernsSetgroups(rest[0]);
   if (op == "create_thread") return CreateThread();
   if (op == "traced_exit") return TracedExit();
   return 2;

@@ -106,9 +106,15 @@ class ThreadSecurityTest : public ::testing::Test {
   // Runs the attack client as uid/gid 65534 (with kDeniedGroup besides).
   Lines Attack(const std::vector<std::string>& op) {
     std::vector<std::string> argv = {
-        RunfilePath("tests/integration/attack_client"), "--socket",
-        daemon_->socket_path(), "--uid", absl::StrCat(kNobody), "--gid",
-        absl::StrCat(kNobody), "--groups", absl::StrCat(kDeniedGroup)};
+        RunfilePath("tests/integration/attack_client"),
+        "--socket",
+        daemon_->socket_path(),
+        "--uid",
+        absl::StrCat(kNobody),
+        "--gid",
+        absl::StrCat(kNobody),
+        "--groups",
+        absl::StrCat(kDeniedGroup)};
     argv.insert(argv.end(), op.begin(), op.end());
     RunResult r = RunProgram(argv);
     EXPECT_EQ(r.exit_code, 0) << r.out;
@@ -189,7 +195,8 @@ TEST_F(ThreadSecurityTest, ForgedCloneReplyNamingARootProcessIsRefused) {
   close(pidfd);
 }
 
-TEST_F(ThreadSecurityTest, ForgedCloneReplyNamingARootChildOfTheDaemonIsRefused) {
+TEST_F(ThreadSecurityTest,
+       ForgedCloneReplyNamingARootChildOfTheDaemonIsRefused) {
   // A child of the daemon, as a real clone is: only its credentials and its
   // having exec'd a program tell it apart.
   auto processes = daemon_->Processes();
@@ -227,7 +234,8 @@ TEST_F(ThreadSecurityTest, ForgedCloneReplyNamingTheCallersOwnThreadIsRefused) {
   EXPECT_EQ(lines.at("legit_child_pid_matches"), "yes");
 }
 
-TEST_F(ThreadSecurityTest, ForgedCloneReplyNamingTheCallersOwnProcessIsRefused) {
+TEST_F(ThreadSecurityTest,
+       ForgedCloneReplyNamingTheCallersOwnProcessIsRefused) {
   // A managed process would end up with two owners reaping it.
   Lines lines = Attack({"forged_clone_own_process"});
   EXPECT_EQ(lines.at("spawn"), "OK");
@@ -241,8 +249,8 @@ TEST_F(ThreadSecurityTest, NormalThreadKeepsEveryOperation) {
   WriteFile(file, "public content", 0644);
   Lines lines = Attack({"normal_thread", file});
   SCOPED_TRACE(last_output_);
-  for (const char* op : {"maps", "listfds", "transfer", "write", "writestream",
-                         "exit"}) {
+  for (const char* op :
+       {"maps", "listfds", "transfer", "write", "writestream", "exit"}) {
     EXPECT_THAT(lines.at(op), StartsWith("OK")) << op;
   }
   EXPECT_EQ(lines.at("export"), "OK content=[public content]");
@@ -251,7 +259,8 @@ TEST_F(ThreadSecurityTest, NormalThreadKeepsEveryOperation) {
   EXPECT_EQ(lines.at("read_after_write"), "overwritten");
 }
 
-TEST_F(ThreadSecurityTest, RawExecveOfASetuidRootProgramLosesEveryPrivilegedOperation) {
+TEST_F(ThreadSecurityTest,
+       RawExecveOfASetuidRootProgramLosesEveryPrivilegedOperation) {
   const std::string secret = dir_ + "/secret";
   WriteFile(secret, kSecret, 0600);
   const std::string probe = InstallProbe(/*setuid=*/true);
@@ -269,7 +278,8 @@ TEST_F(ThreadSecurityTest, RawExecveOfASetuidRootProgramLosesEveryPrivilegedOper
                          "readstream", "write", "writestream"}) {
     EXPECT_THAT(lines.at(op), StartsWith("PERMISSION_DENIED")) << op;
     EXPECT_THAT(lines.at(op), HasSubstr("exec'd a new program")) << op;
-    EXPECT_THAT(lines.at(op), HasSubstr("now runs as uid 65534 (effective 0, saved 0)"))
+    EXPECT_THAT(lines.at(op),
+                HasSubstr("now runs as uid 65534 (effective 0, saved 0)"))
         << op;
     EXPECT_THAT(lines.at(op), HasSubstr("could not ptrace it yourself")) << op;
     EXPECT_THAT(lines.at(op), Not(HasSubstr(kSecret))) << op;
@@ -281,7 +291,8 @@ TEST_F(ThreadSecurityTest, RawExecveOfASetuidRootProgramLosesEveryPrivilegedOper
   ExpectDaemonServesRoot();
 }
 
-TEST_F(ThreadSecurityTest, SetuidProgramThatMadeItselfRootIsNotKilledForTheCaller) {
+TEST_F(ThreadSecurityTest,
+       SetuidProgramThatMadeItselfRootIsNotKilledForTheCaller) {
   const std::string secret = dir_ + "/secret";
   WriteFile(secret, kSecret, 0600);
   const std::string probe = InstallProbe(/*setuid=*/true);
