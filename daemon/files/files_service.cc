@@ -11,10 +11,10 @@
 
 #include <algorithm>
 #include <climits>
-#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "daemon/server/log.h"
 #include "daemon/thread/threads_service.h"
@@ -47,19 +47,29 @@ absl::StatusOr<int64_t> RunChecked(AgentThread& thread, int64_t nr,
   return *raw;
 }
 
-// One fd's entry from /proc/PID/fd and /proc/PID/fdinfo.
-absl::StatusOr<procwarp::v1::FdInfo> ReadFdInfo(pid_t pid, int fd) {
+// One fd's entry from /proc/PID/fd and /proc/PID/fdinfo of the process
+// behind `proc` (`fd_dir` is its open /proc/PID/fd).
+absl::StatusOr<procwarp::v1::FdInfo> ReadFdInfo(const ProcDir& proc, int fd_dir,
+                                                int fd) {
   procwarp::v1::FdInfo info;
   info.set_fd(fd);
-  std::string link = absl::StrCat("/proc/", pid, "/fd/", fd);
+  const std::string name = absl::StrCat(fd);
   char target[PATH_MAX];
-  ssize_t n = readlink(link.c_str(), target, sizeof(target));
-  if (n < 0) return ErrnoStatus(errno, absl::StrCat("readlink(", link, ")"));
+  ssize_t n = readlinkat(fd_dir, name.c_str(), target, sizeof(target));
+  if (n < 0) {
+    return ErrnoStatus(
+        errno, absl::StrCat("readlink(/proc/", proc.pid(), "/fd/", fd, ")"));
+  }
   info.set_path(std::string(target, n));
-  std::ifstream fdinfo(absl::StrCat("/proc/", pid, "/fdinfo/", fd));
-  std::string line;
-  while (std::getline(fdinfo, line)) {
-    absl::string_view rest = line;
+  UniqueFd fdinfo(openat(proc.fd(), absl::StrCat("fdinfo/", fd).c_str(),
+                         O_RDONLY | O_CLOEXEC));
+  std::string text;
+  char buffer[4096];
+  for (ssize_t got;
+       fdinfo && (got = read(fdinfo.get(), buffer, sizeof(buffer))) > 0;) {
+    text.append(buffer, got);
+  }
+  for (absl::string_view rest : absl::StrSplit(text, '\n')) {
     if (absl::ConsumePrefix(&rest, "pos:")) {
       int64_t pos = 0;
       if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &pos)) {
@@ -76,6 +86,56 @@ absl::StatusOr<procwarp::v1::FdInfo> ReadFdInfo(pid_t pid, int fd) {
   return info;
 }
 
+// The fds of the process behind `proc`, in order, with what /proc says of
+// them.
+absl::Status ReadFds(const ProcDir& proc,
+                     procwarp::v1::ListFdsResponse* response) {
+  const std::string dir_path = absl::StrCat("/proc/", proc.pid(), "/fd");
+  int dir_fd = openat(proc.fd(), "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {
+    return ErrnoStatus(errno, absl::StrCat("ListFds: open(", dir_path, ")"));
+  }
+  DIR* dir = fdopendir(dir_fd);
+  if (dir == nullptr) {
+    close(dir_fd);
+    return ErrnoStatus(errno,
+                       absl::StrCat("ListFds: fdopendir(", dir_path, ")"));
+  }
+  std::vector<int> fds;
+  while (dirent* entry = readdir(dir)) {
+    int fd;
+    if (absl::SimpleAtoi(entry->d_name, &fd)) fds.push_back(fd);
+  }
+  std::sort(fds.begin(), fds.end());
+  for (int fd : fds) {
+    absl::StatusOr<procwarp::v1::FdInfo> info =
+        ReadFdInfo(proc, dirfd(dir), fd);
+    // Closed meanwhile: it is simply not there any more.
+    if (info.ok()) *response->add_fds() = *std::move(info);
+  }
+  closedir(dir);
+  return absl::OkStatus();
+}
+
+// A copy of fd `fd` of `thread`'s process in the daemon (close-on-exec),
+// fetched with the daemon's privileges for `caller`: kept only if the caller
+// could have fetched it itself (pidfd_getfd needs ptrace access) at that
+// moment, else closed unused. `call` names the RPC in messages.
+absl::StatusOr<UniqueFd> FetchFd(AgentThread& thread, const Identity& caller,
+                                 int fd, absl::string_view call) {
+  UniqueFd copy;
+  RETURN_IF_ERROR(thread.ActOnProcess(caller, [&](const ProcDir&) {
+    copy.Reset(
+        static_cast<int>(syscall(SYS_pidfd_getfd, thread.pidfd(), fd, 0)));
+    if (!copy) {
+      return ErrnoStatus(errno, absl::StrCat(call, ": pidfd_getfd(",
+                                             thread.Name(), ", fd=", fd, ")"));
+    }
+    return absl::OkStatus();
+  }));
+  return copy;
+}
+
 }  // namespace
 
 grpc::Status FilesService::ListFds(grpc::ServerContext* context,
@@ -83,26 +143,12 @@ grpc::Status FilesService::ListFds(grpc::ServerContext* context,
                                    procwarp::v1::ListFdsResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
-    return thread->WithLivePid([&](pid_t pid) -> absl::Status {
-      std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
-      DIR* dir = opendir(dir_path.c_str());
-      if (dir == nullptr) {
-        return ErrnoStatus(errno, absl::StrCat("ListFds: opendir(", dir_path, ")"));
-      }
-      std::vector<int> fds;
-      while (dirent* entry = readdir(dir)) {
-        int fd;
-        if (absl::SimpleAtoi(entry->d_name, &fd)) fds.push_back(fd);
-      }
-      closedir(dir);
-      std::sort(fds.begin(), fds.end());
-      for (int fd : fds) {
-        absl::StatusOr<procwarp::v1::FdInfo> info = ReadFdInfo(pid, fd);
-        // Closed meanwhile: it is simply not there any more.
-        if (info.ok()) *response->add_fds() = *std::move(info);
-      }
-      return absl::OkStatus();
-    });
+    // Read as root, then judged: the list is the caller's only if it could
+    // have read it itself at that moment.
+    absl::Status read = thread->ActOnProcess(
+        caller, [&](const ProcDir& proc) { return ReadFds(proc, response); });
+    if (!read.ok()) response->clear_fds();
+    return read;
   });
 }
 
@@ -164,13 +210,11 @@ grpc::Status FilesService::TransferFd(
                      table_->Find(request->target_thread_id(), caller));
     RETURN_IF_ERROR(source->CheckAlive());
     // Into the daemon first (close-on-exec here, always).
-    UniqueFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, source->pidfd(),
-                                           request->source_fd(), 0)));
-    if (!copy) {
-      return ErrnoStatus(errno, absl::StrCat("TransferFd: pidfd_getfd(",
-                                             source->Name(), ", fd=",
-                                             request->source_fd(), ")"));
-    }
+    ASSIGN_OR_RETURN(
+        UniqueFd copy,
+        FetchFd(*source, caller, request->source_fd(), "TransferFd"));
+    // Installed by the target's agent itself (RECV_FD), with its owner's
+    // credentials: whoever holds that socket gets only the caller's own fd.
     AgentCall call;
     call.op = PW_OP_RECV_FD;
     call.args[0] = request->has_target_fd()
@@ -240,13 +284,8 @@ grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
     RETURN_IF_ERROR(thread->CheckAlive());
     // Copied now, so a bad fd is this call's error and the client gets the
     // file as it was at the call even if the thread closes it meanwhile.
-    UniqueFd copy(static_cast<int>(
-        syscall(SYS_pidfd_getfd, thread->pidfd(), request->fd(), 0)));
-    if (!copy) {
-      return ErrnoStatus(errno, absl::StrCat("ExportFd: pidfd_getfd(",
-                                             thread->Name(), ", fd=",
-                                             request->fd(), ")"));
-    }
+    ASSIGN_OR_RETURN(UniqueFd copy,
+                     FetchFd(*thread, caller, request->fd(), "ExportFd"));
     ASSIGN_OR_RETURN(std::string token,
                      side_channel_->AddExport(session, std::move(copy), thread));
     response->set_token(std::move(token));
@@ -270,6 +309,9 @@ grpc::Status FilesService::ImportFd(grpc::ServerContext* context,
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     RETURN_IF_ERROR(CheckSideChannel(session, "ImportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());
+    // The fd is installed by the thread's agent itself (RECV_FD), with its
+    // owner's credentials, and it is the client's own: no daemon privilege
+    // reaches the thread's process here.
     ASSIGN_OR_RETURN(std::string token,
                      side_channel_->AddImport(session, thread, request->target_fd(),
                                               request->cloexec()));

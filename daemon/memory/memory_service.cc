@@ -1,15 +1,14 @@
 // See memory_service.h.
 #include "daemon/memory/memory_service.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +19,7 @@
 #include "daemon/thread/threads_service.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
+#include "daemon/util/unique_fd.h"
 
 namespace procwarp {
 namespace {
@@ -44,6 +44,23 @@ absl::StatusOr<int> ProtectionBits(procwarp::v1::Protection protection) {
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("Allocate: unknown protection ", protection));
+  }
+}
+
+// All of /proc/PID/maps of the process behind `proc`.
+absl::Status ReadMaps(const ProcDir& proc, std::string* text) {
+  const std::string path = absl::StrCat("/proc/", proc.pid(), "/maps");
+  UniqueFd fd(openat(proc.fd(), "maps", O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("Maps: open(", path, ")"));
+  char buffer[16384];
+  for (;;) {
+    ssize_t n = read(fd.get(), buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return ErrnoStatus(errno, absl::StrCat("Maps: read(", path, ")"));
+    }
+    if (n == 0) return absl::OkStatus();
+    text->append(buffer, n);
   }
 }
 
@@ -137,7 +154,8 @@ grpc::Status MemoryService::Read(grpc::ServerContext* context,
     }
     std::string* data = response->mutable_data();
     data->resize(request->length());
-    return ReadThreadMemory(*p.thread, p.pointer.address() + request->offset(),
+    return ReadThreadMemory(*p.thread, caller,
+                            p.pointer.address() + request->offset(),
                             data->data(), data->size());
   });
 }
@@ -158,8 +176,8 @@ grpc::Status MemoryService::ReadStream(
       chunk.set_offset(offset);
       std::string* data = chunk.mutable_data();
       data->resize(n);
-      RETURN_IF_ERROR(ReadThreadMemory(*p.thread, p.pointer.address() + offset,
-                                       data->data(), n));
+      RETURN_IF_ERROR(ReadThreadMemory(
+          *p.thread, caller, p.pointer.address() + offset, data->data(), n));
       if (!writer->Write(chunk)) {
         return absl::CancelledError("ReadStream: the client went away");
       }
@@ -176,8 +194,9 @@ absl::Status MemoryService::WriteOne(
                    table_->FindPointer(request.pointer_id(), caller));
   RETURN_IF_ERROR(CheckPointerRange(p.pointer, request.offset(),
                                     request.data().size(), "Write"));
-  RETURN_IF_ERROR(WriteThreadMemory(
-      *p.thread, p.pointer.address() + request.offset(), request.data()));
+  RETURN_IF_ERROR(WriteThreadMemory(*p.thread, caller,
+                                    p.pointer.address() + request.offset(),
+                                    request.data()));
   response->set_written(response->written() + request.data().size());
   return absl::OkStatus();
 }
@@ -228,15 +247,10 @@ grpc::Status MemoryService::Maps(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     std::string text;
-    RETURN_IF_ERROR(thread->WithLivePid([&](pid_t pid) {
-      std::string path = absl::StrCat("/proc/", pid, "/maps");
-      std::ifstream in(path);
-      if (!in) return ErrnoStatus(errno, absl::StrCat("Maps: open(", path, ")"));
-      std::stringstream buffer;
-      buffer << in.rdbuf();
-      text = buffer.str();
-      return absl::OkStatus();
-    }));
+    // Read as root, then judged (ActOnProcess): the maps are the caller's
+    // only if it could have read them itself at that moment.
+    RETURN_IF_ERROR(thread->ActOnProcess(
+        caller, [&](const ProcDir& proc) { return ReadMaps(proc, &text); }));
     ASSIGN_OR_RETURN(auto mappings, ParseMaps(text));
     for (auto& m : mappings) *response->add_mappings() = std::move(m);
     return absl::OkStatus();
@@ -295,7 +309,10 @@ absl::Status MemoryService::DirectCopy(
   // The thread's end is the "local" side of its process_vm_* call, the
   // client's the "remote" one: process_vm_writev puts thread memory into the
   // client (ReadToClient), process_vm_readv takes client memory into the
-  // thread (WriteFromClient).
+  // thread (WriteFromClient). The agent makes the call, with its owner's
+  // credentials, so the kernel decides whether it may reach the client; the
+  // daemon's privileges are not involved (whatever answers on the agent's
+  // socket, its replies only shape this call's result).
   const uint64_t thread_base = p.pointer.address() + request.offset();
   uint64_t done = 0;
   while (done < request.length()) {

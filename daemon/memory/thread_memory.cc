@@ -1,7 +1,7 @@
 // See thread_memory.h.
 #include "daemon/memory/thread_memory.h"
 
-#include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -26,21 +26,21 @@ absl::Status Unreachable(const AgentThread& thread, absl::string_view verb,
       verb == "read" ? "readable" : "writable"));
 }
 
-// process_vm_readv/writev until done. Returns the errno that stopped it (0
-// when all was copied, EFAULT for an unmapped range).
-int CopyWithProcessVm(pid_t pid, bool write, uint64_t address, char* local,
-                      size_t length) {
+// pread/pwrite on the pinned /proc/PID/mem until done. Returns the errno
+// that stopped it: 0 when all was copied, EIO for an unmapped range, and -1
+// when the pinned address space is gone (0 bytes moved).
+int CopyWithProcMem(int memory, bool write, uint64_t address, char* local,
+                    size_t length) {
   size_t done = 0;
   while (done < length) {
-    iovec local_iov = {local + done, length - done};
-    iovec remote_iov = {reinterpret_cast<void*>(address + done), length - done};
-    ssize_t n = write ? process_vm_writev(pid, &local_iov, 1, &remote_iov, 1, 0)
-                      : process_vm_readv(pid, &local_iov, 1, &remote_iov, 1, 0);
+    const off_t offset = static_cast<off_t>(address + done);
+    ssize_t n = write ? pwrite(memory, local + done, length - done, offset)
+                      : pread(memory, local + done, length - done, offset);
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno;
     }
-    if (n == 0) return EFAULT;
+    if (n == 0) return -1;
     done += n;
   }
   return 0;
@@ -88,46 +88,41 @@ absl::Status WriteInBand(AgentThread& thread, uint64_t address,
   return absl::OkStatus();
 }
 
-absl::Status Copy(AgentThread& thread, bool write, uint64_t address,
-                  char* local, size_t length) {
+absl::Status Copy(AgentThread& thread, const Identity& caller, bool write,
+                  uint64_t address, char* local, size_t length) {
   if (length == 0) return absl::OkStatus();
-  int error = 0;
-  RETURN_IF_ERROR(thread.WithLivePid([&](pid_t pid) {
-    error = CopyWithProcessVm(pid, write, address, local, length);
-    return absl::OkStatus();
-  }));
+  const int memory = thread.memory_fd();
+  int error = memory < 0
+                  ? EPERM
+                  : CopyWithProcMem(memory, write, address, local, length);
   if (error == 0) return absl::OkStatus();
-  if (error == EFAULT) {
+  if (error == -1) return thread.ExplainLostMemory(caller);
+  if (error == EIO || error == EFAULT) {
     return Unreachable(thread, write ? "write" : "read", address, length);
   }
-  if (error == EPERM || error == ENOSYS) {
+  if (error == EPERM || error == EACCES || error == ENOSYS) {
+    // The in-band path runs as the owner: the kernel checks it.
     return write ? WriteInBand(thread, address,
                                absl::string_view(local, length))
                  : ReadInBand(thread, address, local, length);
   }
-  if (error == ESRCH) {
-    // Dying: say how it ended once it can be told.
-    absl::Status alive = thread.CheckAlive(absl::Seconds(1));
-    if (!alive.ok()) return alive;
-    return absl::UnavailableError(absl::StrCat(thread.Name(), " is exiting"));
-  }
-  return ErrnoStatus(error,
-                     absl::StrCat(write ? "process_vm_writev" : "process_vm_readv",
-                                  "(pid=", thread.pid(), ", address=0x",
-                                  absl::Hex(address), ", length=", length, ")"));
+  return ErrnoStatus(
+      error, absl::StrCat(write ? "pwrite" : "pread", "(/proc/", thread.pid(),
+                          "/mem, address=0x", absl::Hex(address),
+                          ", length=", length, ")"));
 }
 
 }  // namespace
 
-absl::Status ReadThreadMemory(AgentThread& thread, uint64_t address, char* out,
-                              size_t length) {
-  return Copy(thread, /*write=*/false, address, out, length);
+absl::Status ReadThreadMemory(AgentThread& thread, const Identity& caller,
+                              uint64_t address, char* out, size_t length) {
+  return Copy(thread, caller, /*write=*/false, address, out, length);
 }
 
-absl::Status WriteThreadMemory(AgentThread& thread, uint64_t address,
-                               absl::string_view data) {
-  return Copy(thread, /*write=*/true, address, const_cast<char*>(data.data()),
-              data.size());
+absl::Status WriteThreadMemory(AgentThread& thread, const Identity& caller,
+                               uint64_t address, absl::string_view data) {
+  return Copy(thread, caller, /*write=*/true, address,
+              const_cast<char*>(data.data()), data.size());
 }
 
 }  // namespace procwarp

@@ -11,13 +11,14 @@
 
 #include <cerrno>
 #include <climits>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "agent/protocol.h"
 #include "daemon/process/spawn_plan.h"
 #include "daemon/process/spawner.h"
+#include "daemon/security/cloned_child.h"
+#include "daemon/security/ptrace_access.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 
@@ -66,23 +67,11 @@ absl::StatusOr<UniqueFd> OpenAgent(const std::string& path) {
   return fd;
 }
 
-// The pid (in the daemon's pid namespace) of the process behind `pidfd`.
-absl::StatusOr<pid_t> PidOfPidfd(int pidfd) {
-  std::ifstream fdinfo(absl::StrCat("/proc/self/fdinfo/", pidfd));
-  std::string line;
-  while (std::getline(fdinfo, line)) {
-    if (line.rfind("Pid:", 0) == 0) {
-      int pid = atoi(line.c_str() + 4);
-      if (pid > 0) return pid;
-      break;
-    }
-  }
-  return absl::InternalError(
-      absl::StrCat("reading the pid of pidfd ", pidfd, " from fdinfo"));
-}
-
-absl::Status WriteProcFile(const std::string& path, const std::string& text) {
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+// Writes /proc/PID/`name` of the process behind `dir`.
+absl::Status WriteProcFile(const ProcDir& dir, const char* name,
+                           const std::string& text) {
+  const std::string path = absl::StrCat("/proc/", dir.pid(), "/", name);
+  UniqueFd fd(openat(dir.fd(), name, O_WRONLY | O_CLOEXEC));
   if (!fd) return ErrnoStatus(errno, absl::StrCat("open(", path, ")"));
   if (write(fd.get(), text.data(), text.size()) !=
       static_cast<ssize_t>(text.size())) {
@@ -95,6 +84,43 @@ void KillAndReap(int pidfd) {
   syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   siginfo_t info{};
   waitid(static_cast<idtype_t>(P_PIDFD), pidfd, &info, WEXITED);
+}
+
+// Ends an agent that failed to start, unless its owner could no longer kill
+// it (it exec'd a setuid program meanwhile): then it is left alone.
+void EndFailedAgent(LaunchedAgent& agent, const Identity& owner) {
+  agent.connection.reset();
+  if (agent.proc.valid() &&
+      absl::IsPermissionDenied(CheckCallerMayKill(owner, agent.proc, ""))) {
+    return;
+  }
+  KillAndReap(agent.pidfd.get());
+}
+
+// Pins the agent's /proc directory and address space (see LaunchedAgent),
+// then checks that `owner` could ptrace it: the address space pinned is then
+// one the owner could reach itself (an execve before the pin shows in the
+// check; one after it leaves the pinned one behind).
+absl::Status PinAgent(LaunchedAgent& agent) {
+  ASSIGN_OR_RETURN(agent.proc, ProcDir::Open(agent.pid, agent.pidfd.get()));
+  absl::StatusOr<UniqueFd> memory = OpenProcessMemory(agent.proc);
+  if (memory.ok()) {
+    agent.memory = *std::move(memory);
+  } else if (!absl::IsPermissionDenied(memory.status())) {
+    return memory.status();
+  }
+  return absl::OkStatus();
+}
+
+// "Denies setgroups, then maps uid and gid 0 to the owner's" for a child in
+// a new user namespace. setgroups goes first: once gid_map is written it can
+// no longer be denied, and a caller able to drop its supplementary groups
+// could read files that deny them access (mode 0604 with its group).
+absl::Status MapUserNamespace(const ProcDir& child, const Identity& owner) {
+  RETURN_IF_ERROR(WriteProcFile(child, "setgroups", "deny"));
+  RETURN_IF_ERROR(
+      WriteProcFile(child, "uid_map", absl::StrCat("0 ", owner.uid, " 1\n")));
+  return WriteProcFile(child, "gid_map", absl::StrCat("0 ", owner.gid, " 1\n"));
 }
 
 }  // namespace
@@ -202,12 +228,21 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
     return connection.status();
   }
   agent.connection = *std::move(connection);
+  // After the hello: the agent binary runs.
+  absl::Status pinned = PinAgent(agent);
+  if (pinned.ok()) pinned = CheckCallerMayPtrace(caller, agent.proc, name);
+  if (!pinned.ok()) {
+    EndFailedAgent(agent, caller);
+    return pinned;
+  }
   return agent;
 }
 
 absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
-    AgentConnection& parent, uint64_t clone_flags, const Identity& owner,
-    const std::string& name) {
+    const CloneParent& parent, uint64_t clone_flags, const Identity& owner,
+    const std::string& name, const std::function<absl::Status(pid_t)>& claim,
+    bool* forged) {
+  *forged = false;
   UniqueFd ours;
   UniqueFd theirs;
   RETURN_IF_ERROR(MakeAgentSocketPair(&ours, &theirs));
@@ -221,7 +256,8 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
   recv.args[1] = PW_RECV_FD_CLOEXEC;
   recv.fd_to_pass = theirs.get();
   std::vector<AgentReply> replies;
-  RETURN_IF_ERROR(parent.Run(absl::MakeConstSpan(&recv, 1), &replies));
+  RETURN_IF_ERROR(
+      parent.connection->Run(absl::MakeConstSpan(&recv, 1), &replies));
   theirs.Reset();
   const int64_t child_sock = replies[0].result;
   if (child_sock < 0) {
@@ -233,11 +269,13 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
   clone.flags = PW_REQ_FLUSH_FIRST;
   clone.args[0] = clone_flags | CLONE_PARENT;
   clone.args[1] = static_cast<uint64_t>(child_sock);
-  RETURN_IF_ERROR(parent.Run(absl::MakeConstSpan(&clone, 1), &replies));
+  RETURN_IF_ERROR(
+      parent.connection->Run(absl::MakeConstSpan(&clone, 1), &replies));
   const int64_t result = replies[0].result;
   if (result < 0) {
     // Nothing was created; the parent keeps the child's socket: drop it.
-    parent.Syscall(SYS_close, {static_cast<uint64_t>(child_sock)}).IgnoreError();
+    parent.connection->Syscall(SYS_close, {static_cast<uint64_t>(child_sock)})
+        .IgnoreError();
     return ErrnoStatus(static_cast<int>(-result),
                        absl::StrCat("clone(flags=", absl::Hex(clone_flags),
                                     ") in the parent thread"));
@@ -245,18 +283,42 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
   // Under CLONE_FILES the shared table keeps the child's socket open for
   // both agents; the parent must leave it alone (closing it would cut the
   // child off), so it shows in the parent's fds too.
-  LaunchedAgent agent;
-  agent.pidfd = std::move(replies[0].fd);
-  if (!agent.pidfd) {
-    return absl::InternalError(
-        "clone in the parent thread: the reply carried no pidfd");
+
+  // From here on the reply is only a claim (see CloneChild's comment). A
+  // refused claim leaves its process untouched: it may be anyone's.
+  const std::string what =
+      absl::StrCat("the process named in the CLONE reply of ", parent.name);
+  auto refuse = [&](const absl::Status& why) {
+    *forged = true;
+    return absl::PermissionDeniedError(why.message());
+  };
+  UniqueFd pidfd = std::move(replies[0].fd);
+  if (!pidfd) {
+    return refuse(absl::InvalidArgumentError(
+        absl::StrCat(what,
+                     ": the reply carried no pidfd, which no agent does; "
+                     "the reply was forged (its socket taken over?)")));
   }
-  absl::StatusOr<pid_t> pid = PidOfPidfd(agent.pidfd.get());
+  absl::StatusOr<pid_t> pid = PidOfPidfd(pidfd.get());
   if (!pid.ok()) {
-    KillAndReap(agent.pidfd.get());
-    return pid.status();
+    return refuse(absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", pid.status().message(),
+                     "; the reply was forged (its socket taken over?)")));
   }
+  // CLONE_PARENT: a real child's parent is the parent agent's.
+  ASSIGN_OR_RETURN(ProcessStatus parent_status,
+                   ReadProcessStatus(*parent.proc));
+  LaunchedAgent agent;
   agent.pid = *pid;
+  agent.pidfd = std::move(pidfd);
+  RETURN_IF_ERROR(PinAgent(agent));
+  absl::Status verified =
+      VerifyClonedChild(agent.proc, parent_status.ppid, owner, what);
+  if (verified.ok()) verified = claim(agent.pid);
+  if (absl::IsPermissionDenied(verified)) return refuse(verified);
+  RETURN_IF_ERROR(verified);
+
+  // It is the owner's new child: ours to end if it cannot be set up.
   absl::StatusOr<std::unique_ptr<AgentConnection>> connection =
       AgentConnection::Open(std::move(ours), agent.pidfd.get(), name);
   if (!connection.ok()) {
@@ -265,15 +327,9 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::CloneChild(
   }
   agent.connection = *std::move(connection);
   if ((clone_flags & CLONE_NEWUSER) != 0) {
-    // The daemon (root outside) writes the maps: no setgroups "deny" is
-    // needed, and the child cannot map anything but its owner.
-    std::string proc = absl::StrCat("/proc/", agent.pid);
-    absl::Status mapped =
-        WriteProcFile(proc + "/uid_map", absl::StrCat("0 ", owner.uid, " 1\n"));
-    if (mapped.ok()) {
-      mapped = WriteProcFile(proc + "/gid_map",
-                             absl::StrCat("0 ", owner.gid, " 1\n"));
-    }
+    // The daemon (root outside) writes the maps, so they can only ever map
+    // the owner's own ids.
+    absl::Status mapped = MapUserNamespace(agent.proc, owner);
     if (!mapped.ok()) {
       agent.connection.reset();
       KillAndReap(agent.pidfd.get());

@@ -9,6 +9,12 @@
 // cloned with CLONE_PARENT, so they share that parent thread, and set
 // PDEATHSIG themselves.
 //
+// Every agent's /proc/PID directory and address space are pinned once it runs
+// (LaunchedAgent::proc, ::memory), and only after checking that its owner
+// could ptrace it then: the thread's later memory accesses go through that
+// pinned address space, so an execve behind the daemon's back (which
+// replaces it) can never hand the daemon's privileges over the new program.
+//
 // The agent binary is opened once (O_PATH) and executed through
 // /proc/self/fd/N, so an unprivileged caller's agent needs execute permission
 // on the file only, not search permission on every directory above it (a
@@ -27,6 +33,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "daemon/security/ptrace_access.h"
 #include "daemon/server/identity.h"
 #include "daemon/thread/agent_connection.h"
 #include "daemon/util/unique_fd.h"
@@ -40,6 +47,19 @@ struct LaunchedAgent {
   pid_t pid = -1;
   UniqueFd pidfd;
   std::unique_ptr<AgentConnection> connection;
+  // /proc/PID of the agent, opened while it was known to be the agent.
+  ProcDir proc;
+  // Its /proc/PID/mem, opened then too: the agent's own address space, kept
+  // (see OpenProcessMemory). Invalid where the kernel refuses the daemon;
+  // memory then goes in-band through the agent.
+  UniqueFd memory;
+};
+
+// The parent of a child thread, as CloneChild needs it.
+struct CloneParent {
+  AgentConnection* connection = nullptr;
+  const ProcDir* proc = nullptr;  // the parent agent's /proc/PID
+  std::string name;               // "thread ID (pid N)", for messages
 };
 
 // The agent binary to use when --agent_path is not given: next to the
@@ -68,14 +88,21 @@ class AgentLauncher {
   // Asks the agent behind `parent` to clone a child agent of itself
   // (PW_OP_CLONE with CLONE_PARENT, so the child is the daemon's to reap)
   // with `clone_flags` (CLONE_FILES, CLONE_NEW*), and reads its hello. For a
-  // new user namespace, writes the child's uid_map/gid_map as
-  // "0 <owner uid> 1" / "0 <owner gid> 1" before anything is sent to it
-  // (the child waits for its first request). Errors of the clone itself
-  // carry its errno.
-  absl::StatusOr<LaunchedAgent> CloneChild(AgentConnection& parent,
-                                           uint64_t clone_flags,
-                                           const Identity& owner,
-                                           const std::string& name);
+  // new user namespace, denies setgroups and writes the child's
+  // uid_map/gid_map as "0 <owner uid> 1" / "0 <owner gid> 1" before anything
+  // is sent to it (the child waits for its first request). Errors of the
+  // clone itself carry its errno.
+  //
+  // The pidfd in the agent's reply is a claim, not evidence (the caller may
+  // have taken over the agent's socket): the process is taken only if
+  // VerifyClonedChild (daemon/security/cloned_child.h) shows it is a new
+  // child of the parent and `claim(pid)` (the thread table: not another
+  // thread's process) agrees. Otherwise nothing at all is done to it,
+  // `*forged` is set (the parent's agent lied) and the error says why.
+  absl::StatusOr<LaunchedAgent> CloneChild(
+      const CloneParent& parent, uint64_t clone_flags, const Identity& owner,
+      const std::string& name, const std::function<absl::Status(pid_t)>& claim,
+      bool* forged);
 
  private:
   // Runs `task` on the spawning thread and waits for it.

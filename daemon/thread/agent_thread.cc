@@ -7,13 +7,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "daemon/util/status_macros.h"
 
 namespace procwarp {
 namespace {
+
+// How long Kill waits for a killed agent to become reapable.
+constexpr int kKillWaitMs = 2000;
 
 std::string Describe(const procwarp::v1::ExitStatus& status) {
   if (status.has_signal()) {
@@ -81,14 +86,38 @@ void AgentThread::EndExec(bool succeeded) {
   exec_state_ = succeeded ? ExecState::kDone : ExecState::kNone;
 }
 
+absl::Status AgentThread::CheckUsable() {
+  absl::MutexLock lock(&mu_);
+  if (!compromised_.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat(Name(), " was ended by the daemon: ", compromised_));
+  }
+  if (exec_state_ == ExecState::kDone) {
+    return absl::UnavailableError(
+        absl::StrCat(Name(), " became a managed process by Exec"));
+  }
+  if (Reap(/*block=*/false)) {
+    return absl::UnavailableError(absl::StrCat(
+        Name(), " ", Describe(*exit_status_), "; release it with ExitThread"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status AgentThread::CheckAlive(absl::Duration grace) {
   {
     absl::MutexLock lock(&mu_);
+    if (!compromised_.empty()) {
+      return absl::UnavailableError(
+          absl::StrCat(Name(), " was ended by the daemon: ", compromised_));
+    }
     if (exec_state_ == ExecState::kDone) {
       return absl::UnavailableError(
           absl::StrCat(Name(), " became a managed process by Exec"));
     }
   }
+  // An agent replaced by an execve lives on (the grace would only delay the
+  // answer); one that is dying is not counted as replaced.
+  if (AddressSpaceReplaced()) return ExecError(options_.owner);
   if (grace > absl::ZeroDuration()) {
     pollfd pfd = {agent_.pidfd.get(), POLLIN, 0};
     poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(grace)));
@@ -103,26 +132,78 @@ absl::Status AgentThread::CheckAlive(absl::Duration grace) {
                    "; release it with ExitThread"));
 }
 
-absl::Status AgentThread::WithLivePid(
-    const std::function<absl::Status(pid_t)>& body) {
-  absl::ReaderMutexLock lock(&mu_);
-  if (exit_status_.has_value()) {
-    return absl::UnavailableError(
-        absl::StrCat(Name(), " ", Describe(*exit_status_)));
-  }
-  if (exec_state_ == ExecState::kDone) {
-    return absl::UnavailableError(
-        absl::StrCat(Name(), " became a managed process by Exec"));
-  }
-  // Not reaped: even if it died just now, the pid is still its zombie's.
-  return body(agent_.pid);
+bool AgentThread::AddressSpaceReplaced() {
+  if (address_space_replaced_.load()) return true;
+  const int memory = agent_.memory.get();
+  if (memory < 0) return false;  // unknown: the credential check still holds
+  // Address 0 is never mapped: a live address space answers EIO, a released
+  // one 0 bytes.
+  char byte;
+  if (pread(memory, &byte, 1, 0) != 0) return false;
+  // Released: by an execve, or by an exit in progress (exit_mm comes before
+  // the process turns into a zombie).
+  absl::StatusOr<uint32_t> flags = ReadTaskFlags(agent_.proc);
+  if (!flags.ok() || (*flags & kTaskExiting) != 0) return false;
+  address_space_replaced_.store(true);
+  return true;
 }
 
-void AgentThread::Exit(int code) {
-  absl::Status status;
+absl::Status AgentThread::ExecError(const Identity& who) {
+  const std::string execd =
+      " has exec'd a new program since it started (a raw execve?)";
+  absl::Status creds = CheckCallerMayPtrace(
+      who, agent_.proc, absl::StrCat(Name(), ", which", execd, ","));
+  if (absl::IsPermissionDenied(creds)) return creds;
+  if (absl::IsNotFound(creds)) {
+    return absl::UnavailableError(absl::StrCat(Name(), " has exited"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      Name(), execd,
+      ": it is no longer a procwarp agent, so procwarp no longer acts on its "
+      "process for you (memory, maps, fds); run programs with Threads.Exec, "
+      "which turns a thread into a managed process, and release this one "
+      "with ExitThread"));
+}
+
+absl::Status AgentThread::CheckAccess(const Identity& caller) {
+  if (AddressSpaceReplaced()) return ExecError(caller);
+  absl::Status creds = CheckCallerMayPtrace(caller, agent_.proc, Name());
+  if (!absl::IsNotFound(creds)) return creds;
+  absl::Status alive = CheckAlive(absl::Seconds(1));
+  if (!alive.ok()) return alive;
+  return absl::UnavailableError(absl::StrCat(Name(), " is exiting"));
+}
+
+absl::Status AgentThread::ActOnProcess(
+    const Identity& caller,
+    const std::function<absl::Status(const ProcDir&)>& op) {
+  RETURN_IF_ERROR(CheckUsable());
+  absl::Status result = op(agent_.proc);
+  RETURN_IF_ERROR(CheckAccess(caller));
+  return result;
+}
+
+absl::Status AgentThread::ExplainLostMemory(const Identity& caller) {
+  RETURN_IF_ERROR(CheckUsable());
+  if (AddressSpaceReplaced()) return ExecError(caller);
+  // Dying: say how it ended once it can be told.
+  RETURN_IF_ERROR(CheckAlive(absl::Seconds(1)));
+  return absl::UnavailableError(absl::StrCat(Name(), " is exiting"));
+}
+
+void AgentThread::MarkCompromised(const std::string& why) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (compromised_.empty()) compromised_ = why;
+  }
+  Kill();
+}
+
+bool AgentThread::Exit(int code) {
   {
     absl::ReaderMutexLock lock(&mu_);
-    if (exit_status_.has_value() || exec_state_ == ExecState::kDone) return;
+    if (exit_status_.has_value() || exec_state_ == ExecState::kDone)
+      return true;
   }
   AgentCall call;
   call.op = PW_OP_EXIT;
@@ -131,21 +212,57 @@ void AgentThread::Exit(int code) {
   // A busy agent (blocked in a syscall) would make this wait forever: give
   // it a moment, then fall back to SIGKILL.
   absl::Time deadline = absl::Now() + absl::Seconds(2);
-  status = agent_.connection->Run(absl::MakeConstSpan(&call, 1), &replies,
-                                  [deadline] { return absl::Now() > deadline; });
-  if (!status.ok()) {
-    Kill();
-    return;
+  absl::Status status =
+      agent_.connection->Run(absl::MakeConstSpan(&call, 1), &replies,
+                             [deadline] { return absl::Now() > deadline; });
+  if (status.ok()) {
+    // The reply is the agent's word (or whoever holds its socket): wait for
+    // the exit itself, boundedly, before reaping.
+    pollfd pfd = {agent_.pidfd.get(), POLLIN, 0};
+    int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+    poll(&pfd, 1, static_cast<int>(std::max<int64_t>(left, 0)));
   }
-  absl::MutexLock lock(&mu_);
-  Reap(/*block=*/true);
+  return Kill();
 }
 
-void AgentThread::Kill() {
+bool AgentThread::Kill() {
   absl::MutexLock lock(&mu_);
-  if (exit_status_.has_value() || exec_state_ == ExecState::kDone) return;
+  if (exit_status_.has_value() || exec_state_ == ExecState::kDone) return true;
+  // Not reaped yet, so the directory still names the agent's process. The
+  // owner may signal it only while its real or saved uid is the owner's.
+  if (agent_.proc.valid()) {
+    absl::Status may = CheckCallerMayKill(options_.owner, agent_.proc, Name());
+    if (absl::IsPermissionDenied(may)) {
+      kill_refusal_ = may;
+      return false;
+    }
+  }
   syscall(SYS_pidfd_send_signal, agent_.pidfd.get(), SIGKILL, nullptr, 0);
-  Reap(/*block=*/true);
+  if (exec_state_ != ExecState::kNone) return true;  // the exec's to reap
+  // Wait for the exit boundedly: the owner may ptrace its agent, and a
+  // tracer holds a dead tracee back from its parent until it waits for it
+  // itself (a blocking wait here would be the owner's to prolong forever).
+  pollfd pfd = {agent_.pidfd.get(), POLLIN, 0};
+  poll(&pfd, 1, kKillWaitMs);
+  if (Reap(/*block=*/false)) return true;
+  kill_refusal_ = absl::UnavailableError(
+      absl::StrCat(Name(), " was killed but could not be reaped within ",
+                   kKillWaitMs, " ms (is another process tracing it?)"));
+  return false;
+}
+
+absl::Status AgentThread::KillRefusal() {
+  absl::MutexLock lock(&mu_);
+  return kill_refusal_;
+}
+
+bool AgentThread::Reaped() {
+  // Callers hold the thread table's lock: never wait behind a Kill here. A
+  // thread busy being killed or used is not reaped as far as they may assume.
+  if (!mu_.TryLock()) return false;
+  bool reaped = Reap(/*block=*/false);
+  mu_.Unlock();
+  return reaped;
 }
 
 procwarp::v1::ThreadInfo AgentThread::Info() {

@@ -1,14 +1,24 @@
 // AgentThread: one running procwarp-agent as the daemon keeps it: its handle
-// id and owner, its pidfd and connection, and how it ended.
+// id and owner, its pidfd, /proc directory, pinned address space and
+// connection, and how it ended.
 //
-// The agent is the daemon's child and is reaped only by Kill()/Exit(), so its
-// pid cannot be recycled while anyone uses it: code that names the pid (e.g.
-// process_vm_readv) runs inside WithLivePid, which holds off the reaping.
+// The agent runs as its owner, so the owner can change it behind the
+// daemon's back: take over its socket, execve a setuid program in it, make
+// it non-dumpable. Everything the daemon does to the agent's process with
+// its own privileges therefore goes through this class, which decides at the
+// time of use whether the caller could do it itself (ActOnProcess, memory
+// through the pinned address space, Kill). What goes through the agent
+// itself (syscalls, in-band memory, RECV_FD) runs with the owner's
+// credentials and is the kernel's to check.
+//
+// Nothing here names the agent by pid: the pidfd and the /proc directory are
+// bound to the process, so a recycled pid is never touched.
 #ifndef PROCWARP_DAEMON_THREAD_AGENT_THREAD_H_
 #define PROCWARP_DAEMON_THREAD_AGENT_THREAD_H_
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -18,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/security/ptrace_access.h"
 #include "daemon/server/identity.h"
 #include "daemon/thread/agent_connection.h"
 #include "daemon/thread/agent_launcher.h"
@@ -45,6 +56,8 @@ class AgentThread {
   bool persistent() const { return options_.persistent; }
   pid_t pid() const { return agent_.pid; }
   int pidfd() const { return agent_.pidfd.get(); }
+  // /proc/PID of the agent, bound to its process.
+  const ProcDir& proc() const { return agent_.proc; }
   AgentConnection& connection() { return *agent_.connection; }
 
   // "thread ID (pid N)", for messages.
@@ -56,9 +69,32 @@ class AgentThread {
   // it becomes waitable).
   absl::Status CheckAlive(absl::Duration grace = absl::ZeroDuration());
 
-  // Runs `body(pid)` while the pid is guaranteed to still be the agent's;
-  // UNAVAILABLE if it is gone already.
-  absl::Status WithLivePid(const std::function<absl::Status(pid_t)>& body);
+  // Runs `op` on the agent's process with the daemon's own privileges
+  // (reading its maps or fd table, fetching one of its fds) for `caller`,
+  // and then decides whether `caller` could have done it itself *at that
+  // moment*: the kernel's ptrace rule (daemon/security/ptrace_access.h) and
+  // no execve since the thread started. Checking after the act is what makes
+  // it safe: an execve (or credential change) that took effect before `op`
+  // shows in the check, and one after it means `op` saw the agent. On denial
+  // `op`'s result must be discarded (PERMISSION_DENIED says why;
+  // FAILED_PRECONDITION for an execve that kept the owner's credentials;
+  // UNAVAILABLE once it is gone).
+  absl::Status ActOnProcess(
+      const Identity& caller,
+      const std::function<absl::Status(const ProcDir&)>& op);
+
+  // /proc/PID/mem of the agent as it started (see LaunchedAgent::memory):
+  // reads and writes through it reach the agent's own memory or nothing, so
+  // they need no check. -1 where the kernel refused it.
+  int memory_fd() const { return agent_.memory.get(); }
+  // Why the pinned address space is gone (reads and writes returned 0):
+  // UNAVAILABLE once the agent has died, PERMISSION_DENIED or
+  // FAILED_PRECONDITION after an execve (as ActOnProcess).
+  absl::Status ExplainLostMemory(const Identity& caller);
+
+  // The agent's reply to a CLONE was forged (see AgentLauncher::CloneChild):
+  // ends it (Kill) and makes every later use say `why`.
+  void MarkCompromised(const std::string& why);
 
   // Exec support. While an execve is under way the thread is never reaped
   // here (the exit status is the new program's, for the process table), and
@@ -68,10 +104,22 @@ class AgentThread {
   absl::Status BeginExec();
   void EndExec(bool succeeded);
 
-  // Asks the agent to exit_group(code); SIGKILL if it cannot. Reaps it.
-  void Exit(int code);
-  // SIGKILL and reap; idempotent.
-  void Kill();
+  // Asks the agent to exit_group(code) and waits (boundedly) for it to go;
+  // then Kill, which reaps it (or SIGKILLs it first if it is still there).
+  // False (see Kill) when it could not be ended.
+  bool Exit(int code);
+  // SIGKILL and reap; idempotent. Only where the owner could send the signal
+  // itself (daemon/security/ptrace_access.h, CheckCallerMayKill): an agent
+  // that exec'd a setuid program which made itself root is left alone, and
+  // Kill returns false (KillRefusal() says why: PERMISSION_DENIED). It also
+  // returns false (UNAVAILABLE) when the killed agent cannot be reaped
+  // within a bound (a tracer holds it). Reaped() tells later whether it
+  // ended anyway.
+  bool Kill();
+  absl::Status KillRefusal();
+  // True once its exit status is collected (its pid may be someone else's).
+  // Never blocks: false while another call holds the thread.
+  bool Reaped();
 
   procwarp::v1::ThreadInfo Info();
 
@@ -79,6 +127,16 @@ class AgentThread {
   // Reaps the agent if it has exited (blocking: wait for it). True once
   // reaped.
   bool Reap(bool block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // UNAVAILABLE (or the compromise) when the thread can no longer be used at
+  // all; no /proc access.
+  absl::Status CheckUsable();
+  // True when the agent's address space is no longer the one pinned when it
+  // started while the process lives on: it exec'd. Sticky.
+  bool AddressSpaceReplaced();
+  // The check after an act on the process (see ActOnProcess).
+  absl::Status CheckAccess(const Identity& caller);
+  // What to say about an agent that exec'd, for `who`.
+  absl::Status ExecError(const Identity& who);
 
   const Options options_;
   LaunchedAgent agent_;
@@ -88,6 +146,11 @@ class AgentThread {
   std::optional<procwarp::v1::ExitStatus> exit_status_ ABSL_GUARDED_BY(mu_);
   enum class ExecState { kNone, kInProgress, kDone };
   ExecState exec_state_ ABSL_GUARDED_BY(mu_) = ExecState::kNone;
+  // Set when the agent's reply was forged (MarkCompromised).
+  std::string compromised_ ABSL_GUARDED_BY(mu_);
+  // Why the last Kill did not end it.
+  absl::Status kill_refusal_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> address_space_replaced_{false};
 };
 
 }  // namespace procwarp

@@ -51,13 +51,32 @@ ThreadTable::~ThreadTable() {
   for (auto& [id, entry] : threads) entry.thread->Kill();
 }
 
+void ThreadTable::SweepLingeringLocked() {
+  lingering_.erase(
+      std::remove_if(lingering_.begin(), lingering_.end(),
+                     [](const std::shared_ptr<AgentThread>& thread) {
+                       return thread->Reaped();
+                     }),
+      lingering_.end());
+}
+
+void ThreadTable::Linger(std::shared_ptr<AgentThread> thread) {
+  absl::MutexLock lock(&mu_);
+  SweepLingeringLocked();
+  if (!thread->Reaped()) lingering_.push_back(std::move(thread));
+}
+
 absl::Status ThreadTable::ReserveSlot(const Identity& owner) {
   const std::string key = owner.OwnerKey();
   absl::MutexLock lock(&mu_);
+  SweepLingeringLocked();
   auto starting = starting_.find(key);
   size_t owned = starting == starting_.end() ? 0 : starting->second;
   for (const auto& [id, entry] : threads_) {
     if (entry.thread->owner().SameOwner(owner)) ++owned;
+  }
+  for (const auto& thread : lingering_) {
+    if (thread->owner().SameOwner(owner)) ++owned;
   }
   if (owned >= limits_.max_threads_per_identity) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -68,10 +87,30 @@ absl::Status ThreadTable::ReserveSlot(const Identity& owner) {
   return absl::OkStatus();
 }
 
+absl::Status ThreadTable::ClaimPid(pid_t pid) {
+  absl::MutexLock lock(&mu_);
+  bool taken = claimed_pids_.count(pid) > 0;
+  // A reaped thread's pid may be anyone's by now; an unreaped one's is not.
+  for (const auto& [id, entry] : threads_) {
+    taken = taken || (entry.thread->pid() == pid && !entry.thread->Reaped());
+  }
+  for (const auto& thread : lingering_) {
+    taken = taken || (thread->pid() == pid && !thread->Reaped());
+  }
+  if (taken) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("pid ", pid,
+                     " is already another thread's process, so the reply that "
+                     "named it was forged (the agent's socket taken over?)"));
+  }
+  claimed_pids_.insert(pid);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
     const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
     const std::shared_ptr<AgentThread>& parent, const Identity& owner,
-    const std::string& name) {
+    const std::string& name, pid_t* claimed) {
   if (parent == nullptr) {
     return launcher_->Launch(request.namespaces(), caller, name);
   }
@@ -85,10 +124,29 @@ absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
   if (ns.uts()) flags |= CLONE_NEWUTS;
   if (ns.ipc()) flags |= CLONE_NEWIPC;
   if (ns.pid()) flags |= CLONE_NEWPID;
+  CloneParent clone_parent;
+  clone_parent.connection = &parent->connection();
+  clone_parent.proc = &parent->proc();
+  clone_parent.name = parent->Name();
+  auto claim = [this, claimed](pid_t pid) {
+    absl::Status s = ClaimPid(pid);
+    if (s.ok()) *claimed = pid;
+    return s;
+  };
+  bool forged = false;
   absl::StatusOr<LaunchedAgent> child =
-      launcher_->CloneChild(parent->connection(), flags, owner, name);
+      launcher_->CloneChild(clone_parent, flags, owner, name, claim, &forged);
   if (child.ok()) return child;
   absl::Status status = child.status();
+  if (forged) {
+    // The parent's agent (or whoever holds its socket) lied to the daemon:
+    // nothing it says can be used any more.
+    parent->MarkCompromised(
+        absl::StrCat("its agent forged a reply (", status.message(), ")"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("CreateThread from parent ", parent->Name(), ": ",
+                     status.message(), "; the parent thread has been ended"));
+  }
   if (absl::IsUnavailable(status)) {
     absl::Status alive = parent->CheckAlive(absl::Seconds(1));
     if (!alive.ok()) status = alive;
@@ -120,17 +178,19 @@ absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
   const std::string owner_key = options.owner.OwnerKey();
   RETURN_IF_ERROR(ReserveSlot(options.owner));
   const std::string name = absl::StrCat("thread ", options.id);
+  pid_t claimed = -1;
   absl::StatusOr<LaunchedAgent> agent =
-      StartAgent(request, caller, parent, options.owner, name);
+      StartAgent(request, caller, parent, options.owner, name, &claimed);
   std::shared_ptr<AgentThread> thread;
   if (agent.ok()) {
     thread = std::make_shared<AgentThread>(std::move(options), *std::move(agent));
   }
   {
     // The reservation turns into the entry (or goes) in one step, so the
-    // count never misses it.
+    // count never misses it (nor the claimed pid).
     absl::MutexLock lock(&mu_);
     if (--starting_[owner_key] == 0) starting_.erase(owner_key);
+    claimed_pids_.erase(claimed);
     if (thread == nullptr) return agent.status();
     threads_[thread->id()].thread = thread;
   }
@@ -139,7 +199,7 @@ absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
   if (!thread->persistent() && !sessions_->IsLive(session_id)) {
     // NOT_FOUND here only means EndSession took it out first.
     Remove(thread->id(), thread->owner()).IgnoreError();
-    thread->Kill();
+    if (!thread->Kill()) Linger(thread);
     return absl::CancelledError(
         "CreateThread: the client's connection ended while the thread started");
   }
@@ -255,7 +315,9 @@ void ThreadTable::EndSession(uint64_t session_id) {
     }
   }
   // Outside the lock: killing waits for the agent to die.
-  for (const auto& thread : ended) thread->Kill();
+  for (const auto& thread : ended) {
+    if (!thread->Kill()) Linger(thread);
+  }
 }
 
 size_t ThreadTable::size() const {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,11 @@ class ThreadTable {
   // Kills and forgets the non-persistent threads of session `session_id`.
   void EndSession(uint64_t session_id);
 
+  // Keeps a thread taken out of the table whose process could not be ended
+  // (its owner could not kill it: AgentThread::Kill) until it exits: it is
+  // reaped then, and counts against its owner's thread limit until then.
+  void Linger(std::shared_ptr<AgentThread> thread);
+
   size_t size() const;
 
  private:
@@ -99,10 +105,17 @@ class ThreadTable {
   // creates cannot overshoot it), or says RESOURCE_EXHAUSTED.
   absl::Status ReserveSlot(const Identity& owner);
   // Starts the agent of a new thread (launched, or cloned from `parent`).
+  // A cloned child's pid is claimed (ClaimPid) and left in `*claimed` for
+  // the caller to release once the thread is in the table (or failed).
   absl::StatusOr<LaunchedAgent> StartAgent(
       const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
       const std::shared_ptr<AgentThread>& parent, const Identity& owner,
-      const std::string& name);
+      const std::string& name, pid_t* claimed);
+  // PERMISSION_DENIED when `pid` is already the process of a live thread
+  // (or of one being started); otherwise reserves it for a new child thread.
+  absl::Status ClaimPid(pid_t pid);
+  // Drops lingering threads that have been reaped.
+  void SweepLingeringLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   AgentLauncher* launcher_;
   const SessionRegistry* sessions_;
@@ -114,6 +127,10 @@ class ThreadTable {
       ABSL_GUARDED_BY(mu_);
   // Threads being started, by owner key (see ReserveSlot).
   std::map<std::string, size_t> starting_ ABSL_GUARDED_BY(mu_);
+  // Pids of child threads being started (see ClaimPid).
+  std::set<pid_t> claimed_pids_ ABSL_GUARDED_BY(mu_);
+  // Threads out of the table whose process could not be ended (Linger).
+  std::vector<std::shared_ptr<AgentThread>> lingering_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace procwarp

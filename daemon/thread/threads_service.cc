@@ -5,6 +5,14 @@
 // than the syscall path itself (DESIGN.md's unary target is 1.3x a bare
 // echo). A thread only ever acts with its owner's credentials, so what it can
 // do to others is bounded by what its owner could do anyway.
+//
+// Syscall, Execute and Exec go through the agent itself: they run with the
+// owner's credentials (even if the owner took over the agent's socket, or the
+// agent exec'd something else, whatever answers can only do what the owner
+// could), so the kernel checks them and the daemon adds nothing. What the
+// daemon does to a thread's process with its own privileges goes through
+// AgentThread (ActOnProcess, the pinned memory, Kill), which checks it at the
+// time of use.
 #include "daemon/thread/threads_service.h"
 
 #include <fcntl.h>
@@ -209,7 +217,21 @@ grpc::Status ThreadsService::ExitThread(
     procwarp::v1::ExitThreadResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto thread, table_->Remove(request->id(), caller));
-    thread->Exit(request->exit_code());
+    if (!thread->Exit(request->exit_code())) {
+      // It exec'd a program that made itself root (not the caller's to
+      // kill), or a tracer holds its exit back.
+      table_->Linger(thread);
+      Audit("thread_exit_refused", caller,
+            {{"THREAD_ID", thread->id()},
+             {"TARGET_PID", absl::StrCat(thread->pid())}});
+      absl::Status why = thread->KillRefusal();
+      return absl::Status(
+          why.code(),
+          absl::StrCat("ExitThread: ", why.message(),
+                       "; the handle is released, and the daemon reaps the "
+                       "process once it exits (until then it counts against "
+                       "your thread limit)"));
+    }
     *response->mutable_thread() = thread->Info();
     Audit("thread_exit", caller,
           {{"THREAD_ID", thread->id()},

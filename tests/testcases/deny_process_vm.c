@@ -1,7 +1,11 @@
 /* deny_process_vm: runs a command with process_vm_readv/writev failing with
  * EPERM, as a container runtime's default seccomp profile does (Docker's,
  * without CAP_SYS_PTRACE). Tests run procwarpd under it to push the daemon,
- * and the agents it starts, onto their in-band memory paths.
+ * and the agents it starts, onto their in-band memory paths. pread64 and
+ * pwrite64 at offsets of 4 GiB and more fail too: the daemon's own path is
+ * pread/pwrite on /proc/PID/mem at the thread's addresses (mmap puts them far
+ * above 4 GiB), which such a container refuses by other means than seccomp
+ * (no CAP_SYS_PTRACE); file reads (the dynamic loader's) stay below.
  *
  *   deny_process_vm PROGRAM [ARG...]
  */
@@ -31,6 +35,14 @@ int main(int argc, char **argv) {
   if (rc == 0) {
     rc = seccomp_rule_add(filter, SCMP_ACT_ERRNO(EPERM),
                           SCMP_SYS(process_vm_writev), 0);
+  }
+  if (rc == 0) {
+    rc = seccomp_rule_add(filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(pread64), 1,
+                          SCMP_A3(SCMP_CMP_GE, 1ULL << 32));
+  }
+  if (rc == 0) {
+    rc = seccomp_rule_add(filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(pwrite64), 1,
+                          SCMP_A3(SCMP_CMP_GE, 1ULL << 32));
   }
   if (rc == 0) rc = seccomp_load(filter);
   seccomp_release(filter);
