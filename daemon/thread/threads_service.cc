@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/server/log.h"
+#include "daemon/server/record_bounds.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 
@@ -126,6 +127,7 @@ grpc::Status ThreadsService::CreateThread(
     procwarp::v1::CreateThreadResponse* response) {
   return WithSession(*callers_, context, [&](const Session& session) {
     const Identity& caller = session.identity;
+    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "CreateThread"));
     ASSIGN_OR_RETURN(auto thread, table_->Create(*request, caller, session.id));
     *response->mutable_thread() = thread->Info();
     Audit("thread_create", caller,
@@ -157,7 +159,7 @@ grpc::Status ThreadsService::Execute(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<procwarp::v1::ExecuteResponse,
                              procwarp::v1::ExecuteRequest>* stream) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     procwarp::v1::ExecuteRequest request;
     if (!stream->Read(&request)) return absl::OkStatus();  // nothing asked
     if (request.thread_id().empty()) {
@@ -249,6 +251,7 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
                                   procwarp::v1::ExecResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     RETURN_IF_ERROR(ValidateExec(*request));
+    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "Exec"));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     const std::string path =
         request->path().empty() ? request->argv(0) : request->path();
