@@ -29,12 +29,13 @@
 #include "daemon/server/listener.h"
 #include "daemon/server/log.h"
 #include "daemon/server/session_registry.h"
-#include "daemon/server/stream_limiter.h"
+#include "daemon/server/slot_limiter.h"
 #include "daemon/server/systemd_notifier.h"
 #include "daemon/thread/agent_launcher.h"
 #include "daemon/thread/thread_table.h"
 #include "daemon/thread/threads_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
 
 namespace procwarp {
@@ -52,6 +53,12 @@ struct Flags {
   std::optional<uint32_t> max_threads;
   std::optional<uint64_t> output_buffer_bytes;
   std::optional<std::string> agent_path;
+  // Bounds on what one identity can make the daemon hold (config.proto).
+  std::optional<uint32_t> max_calls;
+  std::optional<uint32_t> max_connections;
+  std::optional<uint32_t> fd_reserve;
+  std::optional<uint32_t> max_calls_per_connection;
+  std::optional<uint32_t> max_queued_event_bytes;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -78,6 +85,17 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   if (flags.max_threads) limits->set_max_threads_per_identity(*flags.max_threads);
   if (flags.output_buffer_bytes) {
     limits->set_output_buffer_bytes(*flags.output_buffer_bytes);
+  }
+  if (flags.max_calls) limits->set_max_calls_per_identity(*flags.max_calls);
+  if (flags.max_connections) {
+    limits->set_max_connections_per_identity(*flags.max_connections);
+  }
+  if (flags.fd_reserve) limits->set_fd_reserve(*flags.fd_reserve);
+  if (flags.max_calls_per_connection) {
+    limits->set_max_calls_per_connection(*flags.max_calls_per_connection);
+  }
+  if (flags.max_queued_event_bytes) {
+    limits->set_max_queued_event_bytes(*flags.max_queued_event_bytes);
   }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   return config;
@@ -110,6 +128,24 @@ struct rlimit RaiseFileLimit() {
     LogError(absl::StrCat("cannot raise RLIMIT_NOFILE to ", raised.rlim_max));
   }
   return original;
+}
+
+// gRPC's own bounds: message sizes (the largest legitimate messages are
+// measured in daemon/server/message_limits_test.cc), the threads and memory
+// it may use (ResourceQuota), and calls per connection. The daemon adds no
+// listening port; these apply to the connections the Listener hands over.
+void ApplyServerLimits(const procwarp::config::v1::Limits& limits,
+                       grpc::ServerBuilder* builder) {
+  builder->SetMaxReceiveMessageSize(
+      static_cast<int>(limits.max_receive_message_bytes()));
+  builder->SetMaxSendMessageSize(
+      static_cast<int>(limits.max_send_message_bytes()));
+  grpc::ResourceQuota quota("procwarpd");
+  quota.SetMaxThreads(static_cast<int>(limits.max_server_threads()));
+  quota.Resize(limits.grpc_memory_bytes());
+  builder->SetResourceQuota(quota);
+  builder->AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                              static_cast<int>(limits.max_calls_per_connection()));
 }
 
 int Serve(const DaemonConfig& config, const std::string& agent_path) {
@@ -150,17 +186,28 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
     listen_fd = *std::move(bound);
   }
 
+  const auto& limits = config.limits();
   SessionRegistry sessions;
-  CallerResolver callers(&sessions);
-  EventBus events;
+  // Every call holds a call slot while its handler runs, long-lived ones a
+  // stream slot too (caller_context.h).
+  SlotLimiter call_slots("concurrent calls",
+                         {.per_identity = limits.max_calls_per_identity(),
+                          .per_admin = limits.max_calls_per_admin(),
+                          .non_admin_total = limits.max_calls_non_admin_total()});
+  SlotLimiter stream_slots(
+      "open streams (Attach, Events, Wait, ReadStream, WriteStream, Execute, "
+      "Watch)",
+      {.per_identity = limits.max_streams_per_identity(),
+       .per_admin = limits.max_streams_per_admin()});
+  CallerResolver callers(&sessions, &call_slots, &stream_slots);
+  EventBus events(limits.max_queued_events(), limits.max_queued_event_bytes());
   ProcessLimits process_limits;
   process_limits.max_processes_per_identity =
       config.limits().max_processes_per_identity();
   process_limits.output_buffer_bytes = config.limits().output_buffer_bytes();
   process_limits.children_nofile = children_nofile;
   ProcessTable table(process_limits, &events);
-  StreamLimiter streams(config.limits().max_streams_per_identity());
-  ProcessesService processes(&table, &events, &callers, &streams);
+  ProcessesService processes(&table, &events, &callers);
   AdminService admin(&callers, &sessions, &table);
   AgentLauncher agent_launcher(agent_path);
   if (!agent_launcher.status().ok()) {
@@ -198,9 +245,10 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
       {v1::Admin::service_full_name(), v1::Processes::service_full_name(),
        v1::Threads::service_full_name(), v1::Memory::service_full_name(),
        v1::Files::service_full_name()},
-      &callers, &streams);
+      &callers);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  ApplyServerLimits(limits, &builder);
   builder.RegisterService(&processes);
   builder.RegisterService(&admin);
   builder.RegisterService(&health);
@@ -215,7 +263,12 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
     return 1;
   }
 
-  Listener listener(std::move(listen_fd), &sessions, admin_gid);
+  Listener listener(std::move(listen_fd), &sessions, admin_gid,
+                    {.per_identity = static_cast<int>(
+                         limits.max_connections_per_identity()),
+                     .per_admin = static_cast<int>(
+                         limits.max_connections_per_admin()),
+                     .fd_reserve = static_cast<int>(limits.fd_reserve())});
   listener.Start(server.get());
   if (fd_side_channel != nullptr) fd_side_channel->Start();
   LogInfo(absl::StrCat("procwarpd ", kProcwarpVersion, " serving on ", where));
@@ -258,6 +311,16 @@ int main(int argc, char** argv) {
   app.add_option("--max_threads_per_identity", flags.max_threads);
   app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
                  "output kept per process for late attachers");
+  app.add_option("--max_calls_per_identity", flags.max_calls,
+                 "calls in progress per non-admin user");
+  app.add_option("--max_connections_per_identity", flags.max_connections,
+                 "connections per non-admin user");
+  app.add_option("--fd_reserve", flags.fd_reserve,
+                 "file descriptors only admins' connections may use");
+  app.add_option("--max_calls_per_connection", flags.max_calls_per_connection,
+                 "concurrent calls on one connection (clients queue more)");
+  app.add_option("--max_queued_event_bytes", flags.max_queued_event_bytes,
+                 "bytes of events queued for a subscriber that does not read");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "

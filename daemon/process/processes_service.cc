@@ -3,6 +3,8 @@
 
 #include <signal.h>
 
+#include <algorithm>
+#include <iterator>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "daemon/server/log.h"
+#include "daemon/server/record_bounds.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -22,6 +25,15 @@ using procwarp::v1::AttachResponse;
 // Long waits wake up this often to notice a cancelled call or a passed
 // deadline (the sync gRPC API has no way to be woken for either).
 constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
+
+// List pages: records per page by default and at most, and the bytes a page
+// may take. The byte bound keeps every response within the daemon's (and a
+// default client's) 4 MiB message limit whatever other users stored in their
+// records; one record always fits (record_bounds.h), so a page holds at
+// least one.
+constexpr uint32_t kDefaultPageSize = 500;
+constexpr uint32_t kMaxPageSize = 1000;
+constexpr size_t kMaxPageBytes = 3 << 20;
 
 // CANCELLED / DEADLINE_EXCEEDED once the call is over for the client.
 absl::Status CallEnded(const grpc::ServerContext* context) {
@@ -50,6 +62,8 @@ grpc::Status ProcessesService::Spawn(grpc::ServerContext* context,
                                      const procwarp::v1::SpawnRequest* request,
                                      procwarp::v1::SpawnResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
+    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "Spawn"));
+    RETURN_IF_ERROR(CheckArgvBytes(request->argv(), "Spawn"));
     ASSIGN_OR_RETURN(auto process, table_->Spawn(*request, caller));
     *response->mutable_process() = process->Info();
     Audit("spawn", caller,
@@ -64,9 +78,9 @@ grpc::Status ProcessesService::Spawn(grpc::ServerContext* context,
 grpc::Status ProcessesService::Wait(grpc::ServerContext* context,
                                     const procwarp::v1::WaitRequest* request,
                                     procwarp::v1::WaitResponse* response) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) {
+  // A stream slot too: it can wait as long as the process runs.
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto process, table_->Find(request->id(), caller));
-    ASSIGN_OR_RETURN(auto slot, streams_->Acquire(caller));
     while (!process->AwaitExit(kPollInterval)) {
       RETURN_IF_ERROR(CallEnded(context));
     }
@@ -108,8 +122,30 @@ grpc::Status ProcessesService::List(
       return absl::PermissionDeniedError(
           "listing every user's processes needs root or the admin group");
     }
-    for (const auto& p : table_->List(caller, request->all())) {
-      *response->add_processes() = p->Info();
+    uint32_t page_size = request->page_size() == 0 ? kDefaultPageSize
+                         : std::min(request->page_size(), kMaxPageSize);
+    // The table lists in id order; a page starts after the token's id.
+    std::vector<std::shared_ptr<ManagedProcess>> processes =
+        table_->List(caller, request->all());
+    auto it = std::upper_bound(
+        processes.begin(), processes.end(), request->page_token(),
+        [](const std::string& token, const std::shared_ptr<ManagedProcess>& p) {
+          return token < p->id();
+        });
+    if (request->page_token().empty()) it = processes.begin();
+    size_t bytes = 0;
+    for (; it != processes.end(); ++it) {
+      if (response->processes_size() >= static_cast<int>(page_size)) break;
+      procwarp::v1::ProcessInfo info = (*it)->Info();
+      size_t size = info.ByteSizeLong();
+      if (response->processes_size() > 0 && bytes + size > kMaxPageBytes) break;
+      bytes += size;
+      *response->add_processes() = std::move(info);
+    }
+    // Stopping early means the page holds at least one record: the token is
+    // the last one's id.
+    if (it != processes.end()) {
+      response->set_next_page_token((*std::prev(it))->id());
     }
     return absl::OkStatus();
   });
@@ -152,13 +188,12 @@ grpc::Status ProcessesService::ResizePty(
 grpc::Status ProcessesService::Attach(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<AttachResponse, AttachRequest>* stream) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     AttachRequest first;
     if (!stream->Read(&first)) {
       return absl::InvalidArgumentError("Attach: the first message must name a process id");
     }
     ASSIGN_OR_RETURN(auto process, table_->Find(first.id(), caller));
-    ASSIGN_OR_RETURN(auto slot, streams_->Acquire(caller));
 
     // Stdin flows on its own thread: the sync API's Read blocks, and output
     // must keep flowing while the client is quiet.
@@ -228,8 +263,7 @@ grpc::Status ProcessesService::Attach(
 grpc::Status ProcessesService::Events(
     grpc::ServerContext* context, const procwarp::v1::EventsRequest*,
     grpc::ServerWriter<procwarp::v1::ProcessEvent>* writer) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    ASSIGN_OR_RETURN(auto slot, streams_->Acquire(caller));
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     auto subscription = events_->Subscribe(caller);
     // Tell the client the subscription is live, so it can act knowing no
     // later event is missed.
@@ -241,9 +275,11 @@ grpc::Status ProcessesService::Events(
       if (subscription->Next(&event, kPollInterval, &overflowed)) {
         if (!writer->Write(event)) break;
       } else if (overflowed) {
-        result = absl::ResourceExhaustedError(
-            "events were produced faster than this client read them; "
-            "subscribe again and re-list");
+        result = absl::ResourceExhaustedError(absl::StrCat(
+            "you were too slow: ", subscription->dropped(),
+            " events dropped (events were produced faster than this client "
+            "read them, past the daemon's queue bound); subscribe again and "
+            "re-list"));
         break;
       }
     }

@@ -7,7 +7,6 @@
 #include "daemon/process/event_bus.h"
 #include "daemon/process/process_table.h"
 #include "daemon/server/caller_context.h"
-#include "daemon/server/stream_limiter.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 
 namespace procwarp {
@@ -15,8 +14,8 @@ namespace procwarp {
 class ProcessesService final : public procwarp::v1::Processes::Service {
  public:
   ProcessesService(ProcessTable* table, EventBus* events,
-                   const CallerResolver* callers, StreamLimiter* streams)
-      : table_(table), events_(events), callers_(callers), streams_(streams) {}
+                   const CallerResolver* callers)
+      : table_(table), events_(events), callers_(callers) {}
 
   grpc::Status Spawn(grpc::ServerContext* context,
                      const procwarp::v1::SpawnRequest* request,
@@ -51,7 +50,6 @@ class ProcessesService final : public procwarp::v1::Processes::Service {
   ProcessTable* table_;
   EventBus* events_;
   const CallerResolver* callers_;
-  StreamLimiter* streams_;
 };
 
 }  // namespace procwarp
