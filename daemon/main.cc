@@ -55,6 +55,8 @@ struct Flags {
   std::optional<std::string> agent_path;
   // Bounds on what one identity can make the daemon hold (config.proto).
   std::optional<uint32_t> max_calls;
+  std::optional<uint32_t> max_calls_admin;
+  std::optional<uint32_t> max_streams_admin;
   std::optional<uint32_t> max_connections;
   std::optional<uint32_t> fd_reserve;
   std::optional<uint32_t> max_calls_per_connection;
@@ -87,6 +89,12 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
     limits->set_output_buffer_bytes(*flags.output_buffer_bytes);
   }
   if (flags.max_calls) limits->set_max_calls_per_identity(*flags.max_calls);
+  if (flags.max_calls_admin) {
+    limits->set_max_calls_per_admin(*flags.max_calls_admin);
+  }
+  if (flags.max_streams_admin) {
+    limits->set_max_streams_per_admin(*flags.max_streams_admin);
+  }
   if (flags.max_connections) {
     limits->set_max_connections_per_identity(*flags.max_connections);
   }
@@ -307,12 +315,17 @@ int main(int argc, char** argv) {
   app.add_option("--admin_group,--admin-group", flags.admin_group,
                  "members of this group act as admins");
   app.add_option("--max_processes_per_identity", flags.max_processes);
-  app.add_option("--max_streams_per_identity", flags.max_streams);
+  app.add_option("--max_streams_per_identity", flags.max_streams,
+                 "long-lived calls (streams, Wait) per non-admin user");
   app.add_option("--max_threads_per_identity", flags.max_threads);
   app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
                  "output kept per process for late attachers");
   app.add_option("--max_calls_per_identity", flags.max_calls,
                  "calls in progress per non-admin user");
+  app.add_option("--max_calls_per_admin", flags.max_calls_admin,
+                 "calls in progress per admin (root, admin group)");
+  app.add_option("--max_streams_per_admin", flags.max_streams_admin,
+                 "long-lived calls per admin (root, admin group)");
   app.add_option("--max_connections_per_identity", flags.max_connections,
                  "connections per non-admin user");
   app.add_option("--fd_reserve", flags.fd_reserve,
