@@ -139,7 +139,7 @@ struct rlimit RaiseFileLimit() {
 }
 
 // gRPC's own bounds: message sizes (the largest legitimate messages are
-// measured in daemon/server/message_limits_test.cc), the threads and memory
+// measured in daemon/message_limits_test.cc), the threads and memory
 // it may use (ResourceQuota), and calls per connection. The daemon adds no
 // listening port; these apply to the connections the Listener hands over.
 void ApplyServerLimits(const procwarp::config::v1::Limits& limits,

@@ -431,6 +431,21 @@ TEST_F(LimitsTest, OneByteWritesCannotInflateTheOutputRing) {
   EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
 }
 
+// gRPC's own message limit holds on the daemon's connections (which it gets
+// from the Listener, not a listening port): a 7 MiB request is refused before
+// any handler runs, and the daemon goes on serving.
+TEST_F(LimitsTest, OversizedRequestIsRefusedByGrpc) {
+  StartDaemon({});
+  procwarp::v1::SpawnRequest request = PipedSpawn({"/bin/true"});
+  (*request.mutable_labels())["big"] = std::string(7 << 20, 'L');
+  procwarp::v1::SpawnResponse spawned;
+  grpc::Status s = stub_->Spawn(Ctx().get(), request, &spawned);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("larger than max"));
+  ExpectRootServed();
+}
+
 // GetStatus: a non-admin sees its own connections and processes only; root
 // sees the totals.
 TEST_F(LimitsTest, NonAdminStatusCountsOnlyItsOwn) {
