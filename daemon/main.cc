@@ -28,6 +28,7 @@
 #include "daemon/server/caller_context.h"
 #include "daemon/server/listener.h"
 #include "daemon/server/log.h"
+#include "daemon/server/reflection_admission.h"
 #include "daemon/server/session_registry.h"
 #include "daemon/server/slot_limiter.h"
 #include "daemon/server/systemd_notifier.h"
@@ -263,6 +264,14 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   builder.RegisterService(&threads_service);
   builder.RegisterService(&memory_service);
   builder.RegisterService(&files_service);
+  // Reflection streams run gRPC's own handler: admit them here.
+  {
+    std::vector<std::unique_ptr<
+        grpc::experimental::ServerInterceptorFactoryInterface>>
+        admission;
+    admission.push_back(std::make_unique<ReflectionAdmission>(&callers));
+    builder.experimental().SetInterceptorCreators(std::move(admission));
+  }
   // No listening ports: connections come only from our own accept loop, which
   // authenticates them first.
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

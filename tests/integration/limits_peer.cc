@@ -10,6 +10,8 @@
 //     waits N FINISHED       N Processes.Wait on one running process
 //     read_streams N FINISHED   N Memory.ReadStream of 8 MiB, never read
 //     write_streams N FINISHED  N Memory.WriteStream that never send
+//     reflection_streams N FINISHED  N server-reflection streams that never
+//                            send
 //     connections N          N connections, each tried with one GetVersion
 //     events ROUNDS LABEL_BYTES  an Events stream it does not read, while it
 //                            spawns, waits for and removes ROUNDS processes
@@ -380,6 +382,12 @@ int main(int argc, char** argv) {
     request.set_length(8 << 20);
     return RunFlood(channel, "/procwarp.v1.Memory/ReadStream", &request, n[0],
                     n[1]);
+  }
+  if (op == "reflection_streams") {
+    return RunFlood(channel,
+                    "/grpc.reflection.v1alpha.ServerReflection/"
+                    "ServerReflectionInfo",
+                    nullptr, n[0], n[1]);
   }
   if (op == "write_streams") {
     return RunFlood(channel, "/procwarp.v1.Memory/WriteStream", nullptr, n[0],

@@ -251,6 +251,22 @@ TEST_F(LimitsTest, StalledWriteStreamsAreBounded) {
   attacker.Release();
 }
 
+// Server-reflection streams run gRPC's own handler, outside WithSession;
+// they are admitted by an interceptor and count as streams too (refused ones
+// are cancelled: an interceptor cannot pick the status).
+TEST_F(LimitsTest, ReflectionStreamsAreBounded) {
+  StartDaemon({"--max_streams_per_identity", "5"});
+  const int threads_before = DaemonThreads(daemon_->pid());
+  Attacker attacker(daemon_->socket_path(), {"reflection_streams", "30", "25"});
+  std::string ready = attacker.Line();
+  ASSERT_THAT(ready, StartsWith("READY")) << ready;
+  EXPECT_EQ(CountOf(ready, "CANCELLED"), 25) << ready;
+  const int bound = threads_before + 5 + 6;
+  EXPECT_LE(ThreadsSettleAtMost(daemon_->pid(), bound), bound);
+  ExpectRootServed();
+  attacker.Release();
+}
+
 // ReadStreams of 8 MiB that are never read: each holds a thread and what
 // gRPC buffers for it. Bounded by the stream limit in count, so in memory.
 TEST_F(LimitsTest, UnreadReadStreamsAreBounded) {
