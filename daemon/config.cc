@@ -36,7 +36,7 @@ DaemonConfig DefaultConfig() {
   limits->set_max_connections_per_admin(1024);
   limits->set_fd_reserve(256);
   limits->set_max_queued_events(10000);
-  limits->set_max_queued_event_bytes(4 << 20);
+  limits->set_max_queued_event_bytes(1 << 20);
   return config;
 }
 

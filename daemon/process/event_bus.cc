@@ -55,8 +55,12 @@ void EventBus::Publish(const procwarp::v1::ProcessEvent& event,
       ++sub->dropped_;
       continue;
     }
+    // An empty queue takes any one event, however large (a record is
+    // bounded, see record_bounds.h), so the byte bound never stalls a
+    // subscriber that keeps up.
     if (sub->queue_.size() >= max_queued_ ||
-        sub->queued_bytes_ + bytes > max_queued_bytes_) {
+        (!sub->queue_.empty() &&
+         sub->queued_bytes_ + bytes > max_queued_bytes_)) {
       // The subscriber is dropped: free what it held now, not when its
       // handler next gets to run (it may be blocked writing to a client that
       // does not read).

@@ -2,7 +2,8 @@
 // subscribers. Each subscriber sees only events about processes its identity
 // may access, through a queue bounded in events and in bytes (an event
 // carries a whole ProcessInfo, labels and argv included, so a count alone
-// bounds nothing). A subscriber that stops reading is dropped rather than
+// bounds nothing); an empty queue takes one event of any size, so a queue
+// holds at most max(max_queued_bytes, one record). A subscriber that stops reading is dropped rather than
 // growing the daemon's memory: once either bound is hit its queue is freed
 // at once, later events are only counted, and its stream ends with
 // RESOURCE_EXHAUSTED saying how many were dropped. Dropping the subscriber
@@ -52,7 +53,7 @@ class EventBus {
   };
 
   explicit EventBus(size_t max_queued = 10000,
-                    size_t max_queued_bytes = 4 << 20)
+                    size_t max_queued_bytes = 1 << 20)
       : max_queued_(max_queued), max_queued_bytes_(max_queued_bytes) {}
 
   std::shared_ptr<Subscription> Subscribe(const Identity& viewer);
