@@ -3,8 +3,6 @@
 
 #include <signal.h>
 
-#include <algorithm>
-#include <iterator>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "daemon/server/log.h"
+#include "daemon/server/paging.h"
 #include "daemon/server/record_bounds.h"
 #include "daemon/util/status_macros.h"
 
@@ -25,15 +24,6 @@ using procwarp::v1::AttachResponse;
 // Long waits wake up this often to notice a cancelled call or a passed
 // deadline (the sync gRPC API has no way to be woken for either).
 constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
-
-// List pages: records per page by default and at most, and the bytes a page
-// may take. The byte bound keeps every response within the daemon's (and a
-// default client's) 4 MiB message limit whatever other users stored in their
-// records; one record always fits (record_bounds.h), so a page holds at
-// least one.
-constexpr uint32_t kDefaultPageSize = 500;
-constexpr uint32_t kMaxPageSize = 1000;
-constexpr size_t kMaxPageBytes = 3 << 20;
 
 // CANCELLED / DEADLINE_EXCEEDED once the call is over for the client.
 absl::Status CallEnded(const grpc::ServerContext* context) {
@@ -122,31 +112,17 @@ grpc::Status ProcessesService::List(
       return absl::PermissionDeniedError(
           "listing every user's processes needs root or the admin group");
     }
-    uint32_t page_size = request->page_size() == 0 ? kDefaultPageSize
-                         : std::min(request->page_size(), kMaxPageSize);
-    // The table lists in id order; a page starts after the token's id.
-    std::vector<std::shared_ptr<ManagedProcess>> processes =
-        table_->List(caller, request->all());
-    auto it = std::upper_bound(
-        processes.begin(), processes.end(), request->page_token(),
-        [](const std::string& token, const std::shared_ptr<ManagedProcess>& p) {
-          return token < p->id();
-        });
-    if (request->page_token().empty()) it = processes.begin();
-    size_t bytes = 0;
-    for (; it != processes.end(); ++it) {
-      if (response->processes_size() >= static_cast<int>(page_size)) break;
-      procwarp::v1::ProcessInfo info = (*it)->Info();
-      size_t size = info.ByteSizeLong();
-      if (response->processes_size() > 0 && bytes + size > kMaxPageBytes) break;
-      bytes += size;
-      *response->add_processes() = std::move(info);
-    }
-    // Stopping early means the page holds at least one record: the token is
-    // the last one's id.
-    if (it != processes.end()) {
-      response->set_next_page_token((*std::prev(it))->id());
-    }
+    // The table lists in id order.
+    response->set_next_page_token(FillPage(
+        table_->List(caller, request->all()), request->page_token(),
+        request->page_size(),
+        [](const std::shared_ptr<ManagedProcess>& p) -> const std::string& {
+          return p->id();
+        },
+        [](const std::shared_ptr<ManagedProcess>& p) { return p->Info(); },
+        [&](procwarp::v1::ProcessInfo info) {
+          *response->add_processes() = std::move(info);
+        }));
     return absl::OkStatus();
   });
 }

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/server/log.h"
+#include "daemon/server/paging.h"
 #include "daemon/server/record_bounds.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
@@ -229,9 +230,17 @@ grpc::Status ThreadsService::ListThreads(
           "ListThreads: listing every user's threads needs root or the admin "
           "group");
     }
-    for (const auto& thread : table_->List(caller, request->all())) {
-      *response->add_threads() = thread->Info();
-    }
+    // The table lists in id order.
+    response->set_next_page_token(FillPage(
+        table_->List(caller, request->all()), request->page_token(),
+        request->page_size(),
+        [](const std::shared_ptr<AgentThread>& t) -> const std::string& {
+          return t->id();
+        },
+        [](const std::shared_ptr<AgentThread>& t) { return t->Info(); },
+        [&](procwarp::v1::ThreadInfo info) {
+          *response->add_threads() = std::move(info);
+        }));
     return absl::OkStatus();
   });
 }

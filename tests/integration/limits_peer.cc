@@ -17,6 +17,7 @@
 //                            spawns, waits for and removes ROUNDS processes
 //                            with LABEL_BYTES of labels each
 //     spawn_labels N LABEL_BYTES  N sleeping processes with big labels
+//     thread_labels N LABEL_BYTES  N agent threads with big labels
 //     status                 one GetStatus: its counts
 //   For the floods, READY comes once FINISHED of the N calls have ended (the
 //   ones refused), or after 30 s; it counts the calls that ended by status
@@ -285,6 +286,25 @@ int SpawnLabels(int n, size_t label_bytes) {
   return 0;
 }
 
+int ThreadLabels(int n, size_t label_bytes) {
+  auto threads = procwarp::v1::Threads::NewStub(NewChannel());
+  std::map<std::string, int> codes;
+  std::string error;
+  for (int i = 0; i < n; ++i) {
+    procwarp::v1::CreateThreadRequest request;
+    (*request.mutable_labels())["big"] = std::string(label_bytes - 3, 'L');
+    procwarp::v1::CreateThreadResponse created;
+    grpc::Status s = threads->CreateThread(Ctx().get(), request, &created);
+    ++codes[CodeName(s)];
+    if (!s.ok() && error.empty()) error = s.error_message();
+  }
+  printf("READY %s error=%s\n", Counts(codes).c_str(), error.c_str());
+  fflush(stdout);
+  HoldUntilStdinCloses();
+  printf("DONE\n");
+  return 0;
+}
+
 int Connections(int n) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::map<std::string, int> codes;
@@ -347,6 +367,10 @@ int main(int argc, char** argv) {
   if (op == "spawn_labels") {
     need(2);
     return SpawnLabels(n[0], n[1]);
+  }
+  if (op == "thread_labels") {
+    need(2);
+    return ThreadLabels(n[0], n[1]);
   }
   need(2);
   auto channel = NewChannel();

@@ -25,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/procwarp/v1/threads.grpc.pb.h"
 #include "tests/integration/daemon_harness.h"
 
 extern char** environ;
@@ -377,6 +378,40 @@ TEST_F(LimitsTest, HugeLabelsAreRefusedAndListPages) {
     procwarp::v1::RemoveProcessResponse removed;
     EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
   }
+}
+
+// The same for threads: labels are bounded per CreateThread, and root's
+// ListThreads(all) pages through one user's maximal records.
+TEST_F(LimitsTest, HugeThreadLabelsAreRefusedAndListThreadsPages) {
+  StartDaemon({});
+  {
+    Attacker huge(daemon_->socket_path(), {"thread_labels", "1", "4194304"});
+    std::string ready = huge.Line();
+    EXPECT_EQ(CountOf(ready, "INVALID_ARGUMENT"), 1) << ready;
+    EXPECT_THAT(ready, HasSubstr("labels take"));
+  }
+  Attacker attacker(daemon_->socket_path(), {"thread_labels", "80", "65536"});
+  std::string ready = attacker.Line();
+  ASSERT_EQ(CountOf(ready, "OK"), 80) << ready;
+  auto threads = procwarp::v1::Threads::NewStub(daemon_->NewChannel());
+  procwarp::v1::ListThreadsRequest request;
+  request.set_all(true);
+  int pages = 0;
+  std::vector<std::string> ids;
+  do {
+    procwarp::v1::ListThreadsResponse response;
+    grpc::Status s = threads->ListThreads(Ctx().get(), request, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ++pages;
+    EXPECT_LE(response.ByteSizeLong(), 4u << 20);
+    for (const auto& t : response.threads()) ids.push_back(t.id());
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  EXPECT_EQ(ids.size(), 80u);
+  EXPECT_GE(pages, 2);
+  for (size_t i = 1; i < ids.size(); ++i) EXPECT_LT(ids[i - 1], ids[i]);
+  ExpectRootServed();
+  attacker.Release();
 }
 
 // An Events stream that is never read while its owner makes ~3 x 200 x 60
