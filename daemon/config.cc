@@ -37,6 +37,8 @@ DaemonConfig DefaultConfig() {
   limits->set_fd_reserve(256);
   limits->set_max_queued_events(10000);
   limits->set_max_queued_event_bytes(1 << 20);
+  limits->set_max_record_bytes_per_identity(64 << 20);
+  limits->set_max_record_bytes_per_admin(uint64_t{1} << 30);
   return config;
 }
 

@@ -62,6 +62,7 @@ struct Flags {
   std::optional<uint32_t> fd_reserve;
   std::optional<uint32_t> max_calls_per_connection;
   std::optional<uint32_t> max_queued_event_bytes;
+  std::optional<uint64_t> max_record_bytes;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -105,6 +106,9 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   }
   if (flags.max_queued_event_bytes) {
     limits->set_max_queued_event_bytes(*flags.max_queued_event_bytes);
+  }
+  if (flags.max_record_bytes) {
+    limits->set_max_record_bytes_per_identity(*flags.max_record_bytes);
   }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   // Root is served whatever non-admins do only if they cannot take every
@@ -212,13 +216,13 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   SessionRegistry sessions;
   // Every call holds a call slot while its handler runs, long-lived ones a
   // stream slot too (caller_context.h).
-  SlotLimiter call_slots("concurrent calls",
+  SlotLimiter call_slots("concurrent calls in progress",
                          {.per_identity = limits.max_calls_per_identity(),
                           .per_admin = limits.max_calls_per_admin(),
                           .non_admin_total = limits.max_calls_non_admin_total()});
   SlotLimiter stream_slots(
       "open streams (Attach, Events, Wait, ReadStream, WriteStream, Execute, "
-      "Watch)",
+      "Watch) in progress",
       {.per_identity = limits.max_streams_per_identity(),
        .per_admin = limits.max_streams_per_admin()});
   CallerResolver callers(&sessions, &call_slots, &stream_slots);
@@ -229,7 +233,11 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   process_limits.output_buffer_bytes = config.limits().output_buffer_bytes();
   process_limits.children_nofile = children_nofile;
   ProcessTable table(process_limits, &events);
-  ProcessesService processes(&table, &events, &callers);
+  SlotLimiter record_bytes(
+      "bytes of argv and labels in process records",
+      {.per_identity = limits.max_record_bytes_per_identity(),
+       .per_admin = limits.max_record_bytes_per_admin()});
+  ProcessesService processes(&table, &events, &callers, &record_bytes);
   AdminService admin(&callers, &sessions, &table);
   AgentLauncher agent_launcher(agent_path);
   if (!agent_launcher.status().ok()) {
@@ -356,6 +364,8 @@ int main(int argc, char** argv) {
                  "concurrent calls on one connection (clients queue more)");
   app.add_option("--max_queued_event_bytes", flags.max_queued_event_bytes,
                  "bytes of events queued for a subscriber that does not read");
+  app.add_option("--max_record_bytes_per_identity", flags.max_record_bytes,
+                 "bytes of argv and labels one user's process records hold");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -42,6 +43,17 @@ absl::Status ValidateSignal(int signal) {
   return absl::OkStatus();
 }
 
+// What a spawned record keeps of its request, for the per-identity record
+// budget: argv and labels.
+size_t RecordBytes(const procwarp::v1::SpawnRequest& request) {
+  size_t bytes = 0;
+  for (const std::string& arg : request.argv()) bytes += arg.size();
+  for (const auto& [key, value] : request.labels()) {
+    bytes += key.size() + value.size();
+  }
+  return bytes;
+}
+
 std::string CommandLine(const procwarp::v1::ProcessInfo& info) {
   return absl::StrJoin(info.argv(), " ");
 }
@@ -54,7 +66,17 @@ grpc::Status ProcessesService::Spawn(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "Spawn"));
     RETURN_IF_ERROR(CheckArgvBytes(request->argv(), "Spawn"));
+    std::optional<SlotLimiter::Slot> charge;
+    if (record_bytes_ != nullptr) {
+      ASSIGN_OR_RETURN(auto held, record_bytes_->Acquire(
+                                      caller, RecordBytes(*request)));
+      charge.emplace(std::move(held));
+    }
     ASSIGN_OR_RETURN(auto process, table_->Spawn(*request, caller));
+    if (charge.has_value()) {
+      absl::MutexLock lock(&charges_mu_);
+      charges_.emplace(process->id(), *std::move(charge));
+    }
     *response->mutable_process() = process->Info();
     Audit("spawn", caller,
           {{"PROCESS_ID", process->id()},
@@ -141,6 +163,10 @@ grpc::Status ProcessesService::Remove(
       }
     }
     RETURN_IF_ERROR(table_->Remove(request->id(), caller));
+    {
+      absl::MutexLock lock(&charges_mu_);
+      charges_.erase(process->id());
+    }
     Audit("remove", caller, {{"PROCESS_ID", process->id()},
                              {"FORCE", request->force() ? "1" : "0"}});
     return absl::OkStatus();

@@ -1,6 +1,6 @@
 // SlotLimiter: counts something a caller holds for a while (a call in
-// progress, an open stream) per identity, and refuses more than the limit
-// with RESOURCE_EXHAUSTED.
+// progress, an open stream, bytes of records it stored) per identity, and
+// refuses more than the limit with RESOURCE_EXHAUSTED.
 //
 // Each call or stream pins one daemon (gRPC handler) thread for as long as it
 // runs, and a blocked one (a Syscall of pause(2) in an agent, a Wait on a
@@ -50,31 +50,35 @@ class SlotLimiter {
     Slot(Slot&& other) noexcept
         : limiter_(std::exchange(other.limiter_, nullptr)),
           key_(std::move(other.key_)),
+          amount_(other.amount_),
           admin_(other.admin_) {}
     Slot(const Slot&) = delete;
     Slot& operator=(const Slot&) = delete;
     Slot& operator=(Slot&&) = delete;
     ~Slot() {
-      if (limiter_ != nullptr) limiter_->Release(key_, admin_);
+      if (limiter_ != nullptr) limiter_->Release(key_, amount_, admin_);
     }
 
    private:
     friend class SlotLimiter;
-    Slot(SlotLimiter* limiter, std::string key, bool admin)
-        : limiter_(limiter), key_(std::move(key)), admin_(admin) {}
+    Slot(SlotLimiter* limiter, std::string key, size_t amount, bool admin)
+        : limiter_(limiter), key_(std::move(key)), amount_(amount),
+          admin_(admin) {}
     SlotLimiter* limiter_;
     std::string key_;
+    size_t amount_;
     bool admin_;
   };
 
-  // A slot for `caller`, or RESOURCE_EXHAUSTED naming the limit it hit.
-  absl::StatusOr<Slot> Acquire(const Identity& caller);
+  // `amount` slots (1: a call or a stream; n: n bytes) for `caller`, or
+  // RESOURCE_EXHAUSTED naming the limit it hit.
+  absl::StatusOr<Slot> Acquire(const Identity& caller, size_t amount = 1);
 
   // Slots `caller`'s identity holds now.
   size_t InUse(const Identity& caller) const;
 
  private:
-  void Release(const std::string& key, bool admin);
+  void Release(const std::string& key, size_t amount, bool admin);
 
   const std::string what_;
   const SlotLimits limits_;

@@ -78,6 +78,25 @@ TEST(SlotLimiterTest, NonAdminsShareATotalThatAdminsDoNotCountAgainst) {
   EXPECT_TRUE(limiter.Acquire(User(1002)).ok());
 }
 
+TEST(SlotLimiterTest, AmountsCountAsManySlots) {
+  SlotLimiter limiter("bytes", {.per_identity = 100, .non_admin_total = 150});
+  auto big = limiter.Acquire(User(1), 60);
+  ASSERT_TRUE(big.ok());
+  auto refused = limiter.Acquire(User(1), 41);
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status()));
+  EXPECT_NE(refused.status().message().find("needs 41 more"), std::string::npos)
+      << refused.status();
+  auto fits = limiter.Acquire(User(1), 40);
+  ASSERT_TRUE(fits.ok());
+  EXPECT_EQ(limiter.InUse(User(1)), 100u);
+  // The shared total counts amounts too.
+  auto other = limiter.Acquire(User(2), 60);
+  EXPECT_TRUE(absl::IsResourceExhausted(other.status()));
+  { SlotLimiter::Slot released = *std::move(big); }
+  EXPECT_EQ(limiter.InUse(User(1)), 40u);
+  EXPECT_TRUE(limiter.Acquire(User(2), 60).ok());
+}
+
 TEST(SlotLimiterTest, MovedSlotReleasesOnce) {
   SlotLimiter limiter("calls", {.per_identity = 1});
   {

@@ -380,6 +380,39 @@ TEST_F(LimitsTest, HugeLabelsAreRefusedAndListPages) {
   }
 }
 
+// The bytes of argv and labels one user's process records hold together are
+// bounded: past max_record_bytes_per_identity Spawn is refused until a
+// record is removed.
+TEST_F(LimitsTest, RecordBytesPerUserAreBounded) {
+  StartDaemon({"--max_record_bytes_per_identity", "1048576"});
+  // Each record: 61440 bytes of labels plus "/bin/sleep" "1000".
+  Attacker attacker(daemon_->socket_path(), {"spawn_labels", "30", "61440"});
+  std::string ready = attacker.Line();
+  EXPECT_EQ(CountOf(ready, "OK"), 17) << ready;
+  EXPECT_EQ(CountOf(ready, "RESOURCE_EXHAUSTED"), 13) << ready;
+  EXPECT_THAT(ready, HasSubstr("bytes of argv and labels in process records"));
+  ExpectRootServed();
+  // Removing one of its records makes room for another.
+  std::vector<procwarp::v1::ProcessInfo> records = ListAll();
+  ASSERT_EQ(records.size(), 17u);
+  procwarp::v1::RemoveProcessRequest remove;
+  remove.set_id(records[0].id());
+  remove.set_force(true);
+  procwarp::v1::RemoveProcessResponse removed;
+  ASSERT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
+  {
+    Attacker again(daemon_->socket_path(), {"spawn_labels", "2", "61440"});
+    std::string line = again.Line();
+    EXPECT_EQ(CountOf(line, "OK"), 1) << line;
+    EXPECT_EQ(CountOf(line, "RESOURCE_EXHAUSTED"), 1) << line;
+  }
+  attacker.Release();
+  for (const auto& p : ListAll()) {
+    remove.set_id(p.id());
+    EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
+  }
+}
+
 // The same for threads: labels are bounded per CreateThread, and root's
 // ListThreads(all) pages through one user's maximal records.
 TEST_F(LimitsTest, HugeThreadLabelsAreRefusedAndListThreadsPages) {
