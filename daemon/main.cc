@@ -28,13 +28,15 @@
 #include "daemon/server/caller_context.h"
 #include "daemon/server/listener.h"
 #include "daemon/server/log.h"
+#include "daemon/server/reflection_admission.h"
 #include "daemon/server/session_registry.h"
-#include "daemon/server/stream_limiter.h"
+#include "daemon/server/slot_limiter.h"
 #include "daemon/server/systemd_notifier.h"
 #include "daemon/thread/agent_launcher.h"
 #include "daemon/thread/thread_table.h"
 #include "daemon/thread/threads_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
 
 namespace procwarp {
@@ -57,6 +59,15 @@ struct Flags {
   std::optional<uint32_t> side_exchange_timeout_ms;
   std::optional<uint32_t> max_side_connections_per_identity;
   std::optional<uint32_t> max_fd_tokens_per_identity;
+  // Bounds on what one identity can make the daemon hold (config.proto).
+  std::optional<uint32_t> max_calls;
+  std::optional<uint32_t> max_calls_admin;
+  std::optional<uint32_t> max_streams_admin;
+  std::optional<uint32_t> max_connections;
+  std::optional<uint32_t> fd_reserve;
+  std::optional<uint32_t> max_calls_per_connection;
+  std::optional<uint32_t> max_queued_event_bytes;
+  std::optional<uint64_t> max_record_bytes;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -98,7 +109,40 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   if (flags.max_spawns_in_flight) {
     limits->set_max_spawns_in_flight_per_identity(*flags.max_spawns_in_flight);
   }
+  if (flags.max_calls) limits->set_max_calls_per_identity(*flags.max_calls);
+  if (flags.max_calls_admin) {
+    limits->set_max_calls_per_admin(*flags.max_calls_admin);
+  }
+  if (flags.max_streams_admin) {
+    limits->set_max_streams_per_admin(*flags.max_streams_admin);
+  }
+  if (flags.max_connections) {
+    limits->set_max_connections_per_identity(*flags.max_connections);
+  }
+  if (flags.fd_reserve) limits->set_fd_reserve(*flags.fd_reserve);
+  if (flags.max_calls_per_connection) {
+    limits->set_max_calls_per_connection(*flags.max_calls_per_connection);
+  }
+  if (flags.max_queued_event_bytes) {
+    limits->set_max_queued_event_bytes(*flags.max_queued_event_bytes);
+  }
+  if (flags.max_record_bytes) {
+    limits->set_max_record_bytes_per_identity(*flags.max_record_bytes);
+  }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
+  // Root is served whatever non-admins do only if they cannot take every
+  // thread gRPC may run.
+  if (limits->max_calls_non_admin_total() == 0 ||
+      limits->max_server_threads() <=
+          limits->max_calls_non_admin_total() + limits->max_calls_per_admin()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "limits.max_server_threads (", limits->max_server_threads(),
+        ") must be more than limits.max_calls_non_admin_total (",
+        limits->max_calls_non_admin_total(), ", not 0) plus "
+        "limits.max_calls_per_admin (", limits->max_calls_per_admin(),
+        "): otherwise non-admin users together could take the threads root "
+        "needs"));
+  }
   return config;
 }
 
@@ -129,6 +173,24 @@ struct rlimit RaiseFileLimit() {
     LogError(absl::StrCat("cannot raise RLIMIT_NOFILE to ", raised.rlim_max));
   }
   return original;
+}
+
+// gRPC's own bounds: message sizes (the largest legitimate messages are
+// measured in daemon/message_limits_test.cc), the threads and memory
+// it may use (ResourceQuota), and calls per connection. The daemon adds no
+// listening port; these apply to the connections the Listener hands over.
+void ApplyServerLimits(const procwarp::config::v1::Limits& limits,
+                       grpc::ServerBuilder* builder) {
+  builder->SetMaxReceiveMessageSize(
+      static_cast<int>(limits.max_receive_message_bytes()));
+  builder->SetMaxSendMessageSize(
+      static_cast<int>(limits.max_send_message_bytes()));
+  grpc::ResourceQuota quota("procwarpd");
+  quota.SetMaxThreads(static_cast<int>(limits.max_server_threads()));
+  quota.Resize(limits.grpc_memory_bytes());
+  builder->SetResourceQuota(quota);
+  builder->AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                              static_cast<int>(limits.max_calls_per_connection()));
 }
 
 int Serve(const DaemonConfig& config, const std::string& agent_path) {
@@ -169,9 +231,21 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
     listen_fd = *std::move(bound);
   }
 
+  const auto& limits = config.limits();
   SessionRegistry sessions;
-  CallerResolver callers(&sessions);
-  EventBus events;
+  // Every call holds a call slot while its handler runs, long-lived ones a
+  // stream slot too (caller_context.h).
+  SlotLimiter call_slots("concurrent calls in progress",
+                         {.per_identity = limits.max_calls_per_identity(),
+                          .per_admin = limits.max_calls_per_admin(),
+                          .non_admin_total = limits.max_calls_non_admin_total()});
+  SlotLimiter stream_slots(
+      "open streams (Attach, Events, Wait, ReadStream, WriteStream, Execute, "
+      "Watch) in progress",
+      {.per_identity = limits.max_streams_per_identity(),
+       .per_admin = limits.max_streams_per_admin()});
+  CallerResolver callers(&sessions, &call_slots, &stream_slots);
+  EventBus events(limits.max_queued_events(), limits.max_queued_event_bytes());
   ProcessLimits process_limits;
   process_limits.max_processes_per_identity =
       config.limits().max_processes_per_identity();
@@ -186,8 +260,11 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
         config.limits().max_spawns_in_flight_per_identity();
   }
   ProcessTable table(process_limits, &events);
-  StreamLimiter streams(config.limits().max_streams_per_identity());
-  ProcessesService processes(&table, &events, &callers, &streams);
+  SlotLimiter record_bytes(
+      "bytes of argv and labels in process records",
+      {.per_identity = limits.max_record_bytes_per_identity(),
+       .per_admin = limits.max_record_bytes_per_admin()});
+  ProcessesService processes(&table, &events, &callers, &record_bytes);
   AdminService admin(&callers, &sessions, &table);
   AgentLauncher agent_launcher(agent_path);
   if (!agent_launcher.status().ok()) {
@@ -233,15 +310,24 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
       {v1::Admin::service_full_name(), v1::Processes::service_full_name(),
        v1::Threads::service_full_name(), v1::Memory::service_full_name(),
        v1::Files::service_full_name()},
-      &callers, &streams);
+      &callers);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  ApplyServerLimits(limits, &builder);
   builder.RegisterService(&processes);
   builder.RegisterService(&admin);
   builder.RegisterService(&health);
   builder.RegisterService(&threads_service);
   builder.RegisterService(&memory_service);
   builder.RegisterService(&files_service);
+  // Reflection streams run gRPC's own handler: admit them here.
+  {
+    std::vector<std::unique_ptr<
+        grpc::experimental::ServerInterceptorFactoryInterface>>
+        admission;
+    admission.push_back(std::make_unique<ReflectionAdmission>(&callers));
+    builder.experimental().SetInterceptorCreators(std::move(admission));
+  }
   // No listening ports: connections come only from our own accept loop, which
   // authenticates them first.
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -250,7 +336,12 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
     return 1;
   }
 
-  Listener listener(std::move(listen_fd), &sessions, admin_gid);
+  Listener listener(std::move(listen_fd), &sessions, admin_gid,
+                    {.per_identity = static_cast<int>(
+                         limits.max_connections_per_identity()),
+                     .per_admin = static_cast<int>(
+                         limits.max_connections_per_admin()),
+                     .fd_reserve = static_cast<int>(limits.fd_reserve())});
   listener.Start(server.get());
   if (fd_side_channel != nullptr) fd_side_channel->Start();
   LogInfo(absl::StrCat("procwarpd ", kProcwarpVersion, " serving on ", where));
@@ -289,7 +380,8 @@ int main(int argc, char** argv) {
   app.add_option("--admin_group,--admin-group", flags.admin_group,
                  "members of this group act as admins");
   app.add_option("--max_processes_per_identity", flags.max_processes);
-  app.add_option("--max_streams_per_identity", flags.max_streams);
+  app.add_option("--max_streams_per_identity", flags.max_streams,
+                 "long-lived calls (streams, Wait) per non-admin user");
   app.add_option("--max_threads_per_identity", flags.max_threads);
   app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
                  "output kept per process for late attachers");
@@ -299,6 +391,22 @@ int main(int argc, char** argv) {
   app.add_option("--max_spawns_in_flight_per_identity", flags.max_spawns_in_flight,
                  "spawns per identity still waiting for their child to reach "
                  "execve (default 16)");
+  app.add_option("--max_calls_per_identity", flags.max_calls,
+                 "calls in progress per non-admin user");
+  app.add_option("--max_calls_per_admin", flags.max_calls_admin,
+                 "calls in progress per admin (root, admin group)");
+  app.add_option("--max_streams_per_admin", flags.max_streams_admin,
+                 "long-lived calls per admin (root, admin group)");
+  app.add_option("--max_connections_per_identity", flags.max_connections,
+                 "connections per non-admin user");
+  app.add_option("--fd_reserve", flags.fd_reserve,
+                 "file descriptors only admins' connections may use");
+  app.add_option("--max_calls_per_connection", flags.max_calls_per_connection,
+                 "concurrent calls on one connection (clients queue more)");
+  app.add_option("--max_queued_event_bytes", flags.max_queued_event_bytes,
+                 "bytes of events queued for a subscriber that does not read");
+  app.add_option("--max_record_bytes_per_identity", flags.max_record_bytes,
+                 "bytes of argv and labels one user's process records hold");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "

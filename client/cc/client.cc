@@ -196,17 +196,24 @@ absl::StatusOr<Process> Client::Open(const std::string& id) const {
 }
 
 absl::StatusOr<std::vector<v1::ProcessInfo>> Client::List(bool all) const {
-  grpc::ClientContext context;
-  internal::SetTimeout(context, internal::kShortCallTimeout);
   v1::ListProcessesRequest request;
   request.set_all(all);
-  v1::ListProcessesResponse response;
-  absl::Status status = FromGrpcStatus(
-      connection_->processes->List(&context, request, &response));
-  if (!status.ok()) return status;
-  return std::vector<v1::ProcessInfo>(
-      std::make_move_iterator(response.mutable_processes()->begin()),
-      std::make_move_iterator(response.mutable_processes()->end()));
+  std::vector<v1::ProcessInfo> processes;
+  // The daemon pages its answer (each page fits one message); follow it.
+  do {
+    grpc::ClientContext context;
+    internal::SetTimeout(context, internal::kShortCallTimeout);
+    v1::ListProcessesResponse response;
+    absl::Status status = FromGrpcStatus(
+        connection_->processes->List(&context, request, &response));
+    if (!status.ok()) return status;
+    processes.insert(
+        processes.end(),
+        std::make_move_iterator(response.mutable_processes()->begin()),
+        std::make_move_iterator(response.mutable_processes()->end()));
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  return processes;
 }
 
 absl::StatusOr<Thread> Client::CreateThread(
@@ -246,17 +253,23 @@ absl::StatusOr<Thread> Client::OpenThread(const std::string& id) const {
 
 absl::StatusOr<std::vector<v1::ThreadInfo>> Client::ListThreads(
     bool all) const {
-  grpc::ClientContext context;
-  internal::SetTimeout(context, internal::kShortCallTimeout);
   v1::ListThreadsRequest request;
   request.set_all(all);
-  v1::ListThreadsResponse response;
-  absl::Status status = FromGrpcStatus(
-      connection_->threads->ListThreads(&context, request, &response));
-  if (!status.ok()) return status;
-  return std::vector<v1::ThreadInfo>(
-      std::make_move_iterator(response.mutable_threads()->begin()),
-      std::make_move_iterator(response.mutable_threads()->end()));
+  std::vector<v1::ThreadInfo> threads;
+  // The daemon pages its answer (each page fits one message); follow it.
+  do {
+    grpc::ClientContext context;
+    internal::SetTimeout(context, internal::kShortCallTimeout);
+    v1::ListThreadsResponse response;
+    absl::Status status = FromGrpcStatus(
+        connection_->threads->ListThreads(&context, request, &response));
+    if (!status.ok()) return status;
+    threads.insert(threads.end(),
+                   std::make_move_iterator(response.mutable_threads()->begin()),
+                   std::make_move_iterator(response.mutable_threads()->end()));
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  return threads;
 }
 
 EventStream Client::Events() const {

@@ -24,9 +24,21 @@ grpc::Status AdminService::GetStatus(grpc::ServerContext* context,
                                      procwarp::v1::GetStatusResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     response->set_uptime_ms(absl::ToInt64Milliseconds(absl::Now() - started_));
-    response->set_clients(sessions_->LiveSessions());
-    response->set_processes(table_->size());
-    response->set_running_processes(table_->running());
+    if (caller.admin) {
+      response->set_clients(sessions_->LiveSessions());
+      response->set_processes(table_->size());
+      response->set_running_processes(table_->running());
+    } else {
+      // Non-admins see nothing of other identities, counts included.
+      response->set_clients(sessions_->SessionsOf(caller));
+      int processes = 0, running = 0;
+      for (const auto& process : table_->List(caller, /*all=*/false)) {
+        ++processes;
+        if (!process->exited()) ++running;
+      }
+      response->set_processes(processes);
+      response->set_running_processes(running);
+    }
     response->set_daemon_pid(getpid());
     *response->mutable_caller() = caller.ToProto();
     return absl::OkStatus();

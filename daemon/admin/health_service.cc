@@ -51,9 +51,8 @@ grpc::Status HealthService::Watch(
     grpc::ServerContext* context,
     const grpc::health::v1::HealthCheckRequest* request,
     grpc::ServerWriter<HealthCheckResponse>* writer) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    // A Watch holds a server thread for as long as it is open.
-    ASSIGN_OR_RETURN(auto slot, streams_->Acquire(caller));
+  // A Watch holds a server thread for as long as it is open: a stream slot.
+  return WithStreamCaller(*callers_, context, [&](const Identity&) -> absl::Status {
     bool sent_any = false;
     ServingStatus sent = HealthCheckResponse::UNKNOWN;
     absl::MutexLock lock(&mu_);

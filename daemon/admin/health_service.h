@@ -15,7 +15,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "daemon/server/caller_context.h"
-#include "daemon/server/stream_limiter.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 
 namespace procwarp {
@@ -24,9 +23,8 @@ class HealthService final : public grpc::health::v1::Health::Service {
  public:
   // `services`: the fully qualified names of the services this daemon serves
   // (each reported SERVING, as is the server as a whole, "").
-  HealthService(std::set<std::string> services, const CallerResolver* callers,
-                StreamLimiter* streams)
-      : services_(std::move(services)), callers_(callers), streams_(streams) {}
+  HealthService(std::set<std::string> services, const CallerResolver* callers)
+      : services_(std::move(services)), callers_(callers) {}
 
   // Everything becomes NOT_SERVING (the daemon is stopping); open Watch
   // streams are told and then ended with UNAVAILABLE.
@@ -48,7 +46,6 @@ class HealthService final : public grpc::health::v1::Health::Service {
 
   const std::set<std::string> services_;
   const CallerResolver* callers_;
-  StreamLimiter* streams_;
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar changed_;  // signalled when shutting_down_ is set

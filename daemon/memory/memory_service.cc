@@ -163,7 +163,7 @@ grpc::Status MemoryService::Read(grpc::ServerContext* context,
 grpc::Status MemoryService::ReadStream(
     grpc::ServerContext* context, const procwarp::v1::ReadMemoryRequest* request,
     grpc::ServerWriter<procwarp::v1::ReadMemoryChunk>* writer) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) {
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(ResolvedPointer p,
                      table_->FindPointer(request->pointer_id(), caller));
     RETURN_IF_ERROR(CheckPointerRange(p.pointer, request->offset(),
@@ -213,7 +213,7 @@ grpc::Status MemoryService::WriteStream(
     grpc::ServerContext* context,
     grpc::ServerReader<procwarp::v1::WriteMemoryRequest>* reader,
     procwarp::v1::WriteMemoryResponse* response) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) {
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) {
     procwarp::v1::WriteMemoryRequest request;
     while (reader->Read(&request)) {
       RETURN_IF_ERROR(WriteOne(caller, request, response));

@@ -8,15 +8,18 @@ namespace procwarp {
 void OutputRing::Append(procwarp::v1::OutputStream stream, std::string data) {
   if (data.empty()) return;
   // A single chunk larger than the whole ring keeps only its tail.
-  if (data.size() > capacity_) data.erase(0, data.size() - capacity_);
-  bytes_ += data.size();
+  const size_t room =
+      capacity_ > kChunkOverhead + 1 ? capacity_ - kChunkOverhead : 1;
+  if (data.size() > room) data.erase(0, data.size() - room);
+  bytes_ += data.size() + kChunkOverhead;
   procwarp::v1::OutputChunk chunk;
   chunk.set_stream(stream);
   chunk.set_sequence(next_sequence_++);
   *chunk.mutable_data() = std::move(data);
   chunks_.push_back(std::move(chunk));
-  while (bytes_ > capacity_ && !chunks_.empty()) {
-    bytes_ -= chunks_.front().data().size();
+  // The newest chunk always stays, even in a ring too small for it.
+  while (bytes_ > capacity_ && chunks_.size() > 1) {
+    bytes_ -= chunks_.front().data().size() + kChunkOverhead;
     chunks_.pop_front();
   }
 }

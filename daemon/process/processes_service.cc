@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "daemon/server/log.h"
+#include "daemon/server/paging.h"
+#include "daemon/server/record_bounds.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -40,6 +43,17 @@ absl::Status ValidateSignal(int signal) {
   return absl::OkStatus();
 }
 
+// What a spawned record keeps of its request, for the per-identity record
+// budget: argv and labels.
+size_t RecordBytes(const procwarp::v1::SpawnRequest& request) {
+  size_t bytes = 0;
+  for (const std::string& arg : request.argv()) bytes += arg.size();
+  for (const auto& [key, value] : request.labels()) {
+    bytes += key.size() + value.size();
+  }
+  return bytes;
+}
+
 std::string CommandLine(const procwarp::v1::ProcessInfo& info) {
   return absl::StrJoin(info.argv(), " ");
 }
@@ -50,11 +64,23 @@ grpc::Status ProcessesService::Spawn(grpc::ServerContext* context,
                                      const procwarp::v1::SpawnRequest* request,
                                      procwarp::v1::SpawnResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
+    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "Spawn"));
+    RETURN_IF_ERROR(CheckArgvBytes(request->argv(), "Spawn"));
+    std::optional<SlotLimiter::Slot> charge;
+    if (record_bytes_ != nullptr) {
+      ASSIGN_OR_RETURN(auto held, record_bytes_->Acquire(
+                                      caller, RecordBytes(*request)));
+      charge.emplace(std::move(held));
+    }
     // A spawn may wait for the caller's own doing (its FIFO as stdin): a
     // client that gives up takes the child down with it.
     ASSIGN_OR_RETURN(auto process,
                      table_->Spawn(*request, caller,
                                    [context] { return context->IsCancelled(); }));
+    if (charge.has_value()) {
+      absl::MutexLock lock(&charges_mu_);
+      charges_.emplace(process->id(), *std::move(charge));
+    }
     *response->mutable_process() = process->Info();
     Audit("spawn", caller,
           {{"PROCESS_ID", process->id()},
@@ -68,9 +94,9 @@ grpc::Status ProcessesService::Spawn(grpc::ServerContext* context,
 grpc::Status ProcessesService::Wait(grpc::ServerContext* context,
                                     const procwarp::v1::WaitRequest* request,
                                     procwarp::v1::WaitResponse* response) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) {
+  // A stream slot too: it can wait as long as the process runs.
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto process, table_->Find(request->id(), caller));
-    ASSIGN_OR_RETURN(auto slot, streams_->Acquire(caller));
     while (!process->AwaitExit(kPollInterval)) {
       RETURN_IF_ERROR(CallEnded(context));
     }
@@ -112,9 +138,17 @@ grpc::Status ProcessesService::List(
       return absl::PermissionDeniedError(
           "listing every user's processes needs root or the admin group");
     }
-    for (const auto& p : table_->List(caller, request->all())) {
-      *response->add_processes() = p->Info();
-    }
+    // The table lists in id order.
+    response->set_next_page_token(FillPage(
+        table_->List(caller, request->all()), request->page_token(),
+        request->page_size(),
+        [](const std::shared_ptr<ManagedProcess>& p) -> const std::string& {
+          return p->id();
+        },
+        [](const std::shared_ptr<ManagedProcess>& p) { return p->Info(); },
+        [&](procwarp::v1::ProcessInfo info) {
+          *response->add_processes() = std::move(info);
+        }));
     return absl::OkStatus();
   });
 }
@@ -133,6 +167,10 @@ grpc::Status ProcessesService::Remove(
       }
     }
     RETURN_IF_ERROR(table_->Remove(request->id(), caller));
+    {
+      absl::MutexLock lock(&charges_mu_);
+      charges_.erase(process->id());
+    }
     Audit("remove", caller, {{"PROCESS_ID", process->id()},
                              {"FORCE", request->force() ? "1" : "0"}});
     return absl::OkStatus();
@@ -156,13 +194,12 @@ grpc::Status ProcessesService::ResizePty(
 grpc::Status ProcessesService::Attach(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<AttachResponse, AttachRequest>* stream) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     AttachRequest first;
     if (!stream->Read(&first)) {
       return absl::InvalidArgumentError("Attach: the first message must name a process id");
     }
     ASSIGN_OR_RETURN(auto process, table_->Find(first.id(), caller));
-    ASSIGN_OR_RETURN(auto slot, streams_->Acquire(caller));
 
     // Stdin flows on its own thread: the sync API's Read blocks, and output
     // must keep flowing while the client is quiet.
@@ -232,8 +269,7 @@ grpc::Status ProcessesService::Attach(
 grpc::Status ProcessesService::Events(
     grpc::ServerContext* context, const procwarp::v1::EventsRequest*,
     grpc::ServerWriter<procwarp::v1::ProcessEvent>* writer) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    ASSIGN_OR_RETURN(auto slot, streams_->Acquire(caller));
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     auto subscription = events_->Subscribe(caller);
     // Tell the client the subscription is live, so it can act knowing no
     // later event is missed.
@@ -245,9 +281,11 @@ grpc::Status ProcessesService::Events(
       if (subscription->Next(&event, kPollInterval, &overflowed)) {
         if (!writer->Write(event)) break;
       } else if (overflowed) {
-        result = absl::ResourceExhaustedError(
-            "events were produced faster than this client read them; "
-            "subscribe again and re-list");
+        result = absl::ResourceExhaustedError(absl::StrCat(
+            "you were too slow: ", subscription->dropped(),
+            " events dropped (events were produced faster than this client "
+            "read them, past the daemon's queue bound); subscribe again and "
+            "re-list"));
         break;
       }
     }

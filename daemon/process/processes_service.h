@@ -4,19 +4,31 @@
 #ifndef PROCWARP_DAEMON_PROCESS_PROCESSES_SERVICE_H_
 #define PROCWARP_DAEMON_PROCESS_PROCESSES_SERVICE_H_
 
+#include <map>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "daemon/process/event_bus.h"
 #include "daemon/process/process_table.h"
 #include "daemon/server/caller_context.h"
-#include "daemon/server/stream_limiter.h"
+#include "daemon/server/slot_limiter.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 
 namespace procwarp {
 
 class ProcessesService final : public procwarp::v1::Processes::Service {
  public:
+  // `record_bytes` (null: no limit) counts the bytes of argv and labels each
+  // identity's process records hold; a record's share is given back when it
+  // is removed.
   ProcessesService(ProcessTable* table, EventBus* events,
-                   const CallerResolver* callers, StreamLimiter* streams)
-      : table_(table), events_(events), callers_(callers), streams_(streams) {}
+                   const CallerResolver* callers,
+                   SlotLimiter* record_bytes = nullptr)
+      : table_(table),
+        events_(events),
+        callers_(callers),
+        record_bytes_(record_bytes) {}
 
   grpc::Status Spawn(grpc::ServerContext* context,
                      const procwarp::v1::SpawnRequest* request,
@@ -51,7 +63,11 @@ class ProcessesService final : public procwarp::v1::Processes::Service {
   ProcessTable* table_;
   EventBus* events_;
   const CallerResolver* callers_;
-  StreamLimiter* streams_;
+  SlotLimiter* record_bytes_;
+  // What each spawned record holds of record_bytes_, by process id.
+  absl::Mutex charges_mu_;
+  std::map<std::string, SlotLimiter::Slot, std::less<>> charges_
+      ABSL_GUARDED_BY(charges_mu_);
 };
 
 }  // namespace procwarp

@@ -5,6 +5,14 @@
 // WithCaller(...), which resolves the caller first or fails the call with
 // UNAUTHENTICATED, so no handler can run without one.
 //
+// It is also the one choke point every call goes through, so it is where
+// the per-identity call limit is applied: each handler runs holding a call
+// slot (see slot_limiter.h), and RPCs that stay open (server, client and
+// bidirectional streams, and unary calls that wait for a process, like
+// Processes.Wait) run inside WithStreamCaller/WithStreamSession, which also
+// takes a stream slot. Over a limit, the call ends with RESOURCE_EXHAUSTED
+// before the handler runs.
+//
 // Resolving inside the handler is safe from fd-number reuse (see
 // session_registry.h) because a call pins its connection: every stream holds
 // a reference on its HTTP/2 transport, and gRPC closes the transport's fd only
@@ -18,36 +26,77 @@
 #define PROCWARP_DAEMON_SERVER_CALLER_CONTEXT_H_
 
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "daemon/server/grpc_status.h"
 #include "daemon/server/session_registry.h"
+#include "daemon/server/slot_limiter.h"
 #include "grpcpp/server_context.h"
 
 namespace procwarp {
 
 class CallerResolver {
  public:
-  explicit CallerResolver(const SessionRegistry* sessions)
-      : sessions_(sessions) {}
+  // `calls` and `streams` (either may be null: no limit) count the calls and
+  // the long-lived streams each identity has in progress.
+  explicit CallerResolver(const SessionRegistry* sessions,
+                          SlotLimiter* calls = nullptr,
+                          SlotLimiter* streams = nullptr)
+      : sessions_(sessions), calls_(calls), streams_(streams) {}
 
   // The session of the connection the call behind `context` arrived on.
   absl::StatusOr<std::shared_ptr<const Session>> SessionOf(
       const grpc::ServerContextBase* context) const;
 
+  // The slots a call of `caller` holds while its handler runs: a call slot,
+  // and for a long-lived call (`stream`) a stream slot too.
+  struct CallSlots {
+    std::optional<SlotLimiter::Slot> call;
+    std::optional<SlotLimiter::Slot> stream;
+  };
+  absl::StatusOr<CallSlots> Admit(const Identity& caller, bool stream) const;
+
  private:
   const SessionRegistry* sessions_;
+  SlotLimiter* calls_;
+  SlotLimiter* streams_;
 };
 
-// Runs `body(const Session& session)` for the call behind `context` and turns
-// its absl::Status into the call's grpc::Status.
+namespace internal {
+
 template <typename Body>
-grpc::Status WithSession(const CallerResolver& callers,
-                         const grpc::ServerContextBase* context, Body&& body) {
+grpc::Status RunAdmitted(const CallerResolver& callers,
+                         const grpc::ServerContextBase* context, bool stream,
+                         Body&& body) {
   absl::StatusOr<std::shared_ptr<const Session>> session =
       callers.SessionOf(context);
   if (!session.ok()) return ToGrpcStatus(session.status());
+  absl::StatusOr<CallerResolver::CallSlots> slots =
+      callers.Admit((*session)->identity, stream);
+  if (!slots.ok()) return ToGrpcStatus(slots.status());
   return ToGrpcStatus(body(**session));
+}
+
+}  // namespace internal
+
+// Runs `body(const Session& session)` for the call behind `context`, holding
+// a call slot, and turns its absl::Status into the call's grpc::Status.
+template <typename Body>
+grpc::Status WithSession(const CallerResolver& callers,
+                         const grpc::ServerContextBase* context, Body&& body) {
+  return internal::RunAdmitted(callers, context, /*stream=*/false,
+                               std::forward<Body>(body));
+}
+
+// WithSession for RPCs that stay open for long: they also hold a stream slot.
+template <typename Body>
+grpc::Status WithStreamSession(const CallerResolver& callers,
+                               const grpc::ServerContextBase* context,
+                               Body&& body) {
+  return internal::RunAdmitted(callers, context, /*stream=*/true,
+                               std::forward<Body>(body));
 }
 
 // Runs `body(const Identity& caller)`: WithSession for handlers that need only
@@ -56,6 +105,16 @@ template <typename Body>
 grpc::Status WithCaller(const CallerResolver& callers,
                         const grpc::ServerContextBase* context, Body&& body) {
   return WithSession(callers, context, [&](const Session& session) {
+    return body(session.identity);
+  });
+}
+
+// WithCaller for RPCs that stay open for long (see WithStreamSession).
+template <typename Body>
+grpc::Status WithStreamCaller(const CallerResolver& callers,
+                              const grpc::ServerContextBase* context,
+                              Body&& body) {
+  return WithStreamSession(callers, context, [&](const Session& session) {
     return body(session.identity);
   });
 }

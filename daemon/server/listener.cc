@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +18,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
@@ -140,11 +142,12 @@ absl::StatusOr<std::optional<UniqueFd>> TakeActivatedSocket() {
 }
 
 Listener::Listener(UniqueFd listen_fd, SessionRegistry* sessions,
-                   std::optional<gid_t> admin_gid)
+                   std::optional<gid_t> admin_gid, ConnectionLimits limits)
     : listen_fd_(std::move(listen_fd)),
       wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       sessions_(sessions),
-      admin_gid_(admin_gid) {
+      admin_gid_(admin_gid),
+      limits_(limits) {
   if (!wake_fd_) abort();  // out of fds at start-up
   // accept() after poll() must not block if the client gave up meanwhile.
   int flags = fcntl(listen_fd_.get(), F_GETFL);
@@ -192,6 +195,10 @@ void Listener::AcceptLoop(grpc::Server* server) {
       LogError(absl::StrCat("rejecting connection: ", identity.status().ToString()));
       continue;
     }
+    if (absl::Status admitted = Admit(conn.get(), *identity); !admitted.ok()) {
+      LogRefusal(admitted);
+      continue;  // closes it: the client sees the connection end
+    }
     auto session = sessions_->Register(conn.get(), *std::move(identity));
     if (!session.ok()) {
       LogError(absl::StrCat("rejecting connection: ", session.status().ToString()));
@@ -201,6 +208,48 @@ void Listener::AcceptLoop(grpc::Server* server) {
     // (set by accept4 above).
     grpc::AddInsecureChannelFromFd(server, conn.Release());
   }
+}
+
+absl::Status Listener::Admit(int fd, const Identity& identity) const {
+  const int limit = identity.admin ? limits_.per_admin : limits_.per_identity;
+  const int open = sessions_->SessionsOf(identity);
+  if (open >= limit) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "refusing a connection from uid ", identity.uid, " (pid ", identity.pid,
+        "): it already has ", open, " connections, the limit per ",
+        identity.admin ? "admin" : "user", " is ", limit));
+  }
+  if (!identity.admin) {
+    struct rlimit nofile {};
+    if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) {
+      return ErrnoStatus(errno, "getrlimit(RLIMIT_NOFILE)");
+    }
+    if (nofile.rlim_cur != RLIM_INFINITY &&
+        static_cast<rlim_t>(fd) + limits_.fd_reserve >= nofile.rlim_cur) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "refusing a connection from uid ", identity.uid, " (pid ",
+          identity.pid, "): fewer than ", limits_.fd_reserve,
+          " file descriptors are left under RLIMIT_NOFILE=", nofile.rlim_cur,
+          " (accepted fd ", fd, "); the rest are kept for admins"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Listener::LogRefusal(const absl::Status& why) {
+  absl::Time now = absl::Now();
+  if (now - last_refusal_log_ < absl::Seconds(1)) {
+    ++refusals_not_logged_;
+    return;
+  }
+  std::string message(why.message());
+  if (refusals_not_logged_ > 0) {
+    absl::StrAppend(&message, " (and ", refusals_not_logged_,
+                    " more refused connections not logged)");
+  }
+  LogError(message);
+  last_refusal_log_ = now;
+  refusals_not_logged_ = 0;
 }
 
 }  // namespace procwarp

@@ -102,6 +102,7 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Register(
     }
     by_fd_[fd] = session;
     watched_[session->id] = {session, std::move(watch)};
+    ++per_owner_[session->identity.OwnerKey()];
   }
   return std::shared_ptr<const Session>(session);
 }
@@ -144,6 +145,12 @@ int SessionRegistry::LiveSessions() const {
   return watched_.size();
 }
 
+int SessionRegistry::SessionsOf(const Identity& identity) const {
+  absl::MutexLock lock(&mu_);
+  auto it = per_owner_.find(identity.OwnerKey());
+  return it == per_owner_.end() ? 0 : it->second;
+}
+
 void SessionRegistry::WatchLoop() {
   epoll_event events[32];
   for (;;) {
@@ -171,6 +178,8 @@ void SessionRegistry::EndSession(uint64_t session_id) {
     watched_.erase(it);
     auto by_fd = by_fd_.find(session->grpc_fd);
     if (by_fd != by_fd_.end() && by_fd->second == session) by_fd_.erase(by_fd);
+    auto owner = per_owner_.find(session->identity.OwnerKey());
+    if (owner != per_owner_.end() && --owner->second <= 0) per_owner_.erase(owner);
     listeners = listeners_;
   }
   for (const auto& listener : listeners) listener(*session);

@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -69,6 +70,8 @@ class SessionRegistry {
   void AddEndListener(EndListener listener);
 
   int LiveSessions() const;
+  // Live sessions of `identity`'s owner (all its connections).
+  int SessionsOf(const Identity& identity) const;
   // False once session `session_id` has ended (before its end listeners run).
   bool IsLive(uint64_t session_id) const;
 
@@ -85,6 +88,8 @@ class SessionRegistry {
   std::map<uint64_t, std::pair<std::shared_ptr<const Session>, UniqueFd>>
       watched_ ABSL_GUARDED_BY(mu_);
   std::vector<EndListener> listeners_ ABSL_GUARDED_BY(mu_);
+  // Live sessions per owner key (Identity::OwnerKey).
+  std::map<std::string, int> per_owner_ ABSL_GUARDED_BY(mu_);
   std::thread watcher_;
 };
 

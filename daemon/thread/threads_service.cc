@@ -23,6 +23,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/server/log.h"
+#include "daemon/server/paging.h"
+#include "daemon/server/record_bounds.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 
@@ -134,6 +136,7 @@ grpc::Status ThreadsService::CreateThread(
     procwarp::v1::CreateThreadResponse* response) {
   return WithSession(*callers_, context, [&](const Session& session) {
     const Identity& caller = session.identity;
+    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "CreateThread"));
     ASSIGN_OR_RETURN(auto thread, table_->Create(*request, caller, session.id));
     *response->mutable_thread() = thread->Info();
     Audit("thread_create", caller,
@@ -165,7 +168,7 @@ grpc::Status ThreadsService::Execute(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<procwarp::v1::ExecuteResponse,
                              procwarp::v1::ExecuteRequest>* stream) {
-  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+  return WithStreamCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     procwarp::v1::ExecuteRequest request;
     if (!stream->Read(&request)) return absl::OkStatus();  // nothing asked
     if (request.thread_id().empty()) {
@@ -249,9 +252,17 @@ grpc::Status ThreadsService::ListThreads(
           "ListThreads: listing every user's threads needs root or the admin "
           "group");
     }
-    for (const auto& thread : table_->List(caller, request->all())) {
-      *response->add_threads() = thread->Info();
-    }
+    // The table lists in id order.
+    response->set_next_page_token(FillPage(
+        table_->List(caller, request->all()), request->page_token(),
+        request->page_size(),
+        [](const std::shared_ptr<AgentThread>& t) -> const std::string& {
+          return t->id();
+        },
+        [](const std::shared_ptr<AgentThread>& t) { return t->Info(); },
+        [&](procwarp::v1::ThreadInfo info) {
+          *response->add_threads() = std::move(info);
+        }));
     return absl::OkStatus();
   });
 }
@@ -271,6 +282,7 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
                                   procwarp::v1::ExecResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     RETURN_IF_ERROR(ValidateExec(*request));
+    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "Exec"));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     // The new program becomes a managed process: its place in the owner's
     // process limit is taken before the execve, so past the limit the thread
