@@ -62,6 +62,7 @@
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
 
 namespace {
 
@@ -595,34 +596,11 @@ int CreateThread() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  std::vector<gid_t> groups;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") {
-      socket_path = args[i + 1];
-    } else if (args[i] == "--uid") {
-      uid = atoi(args[i + 1].c_str());
-    } else if (args[i] == "--gid") {
-      gid = atoi(args[i + 1].c_str());
-    } else if (args[i] == "--groups") {
-      for (absl::string_view g : absl::StrSplit(args[i + 1], ',')) {
-        gid_t group;
-        if (absl::SimpleAtoi(g, &group)) groups.push_back(group);
-      }
-    } else {
-      break;
-    }
-  }
-  if (gid >= 0 && (setgroups(groups.size(), groups.data()) != 0 ||
-                   setresgid(gid, gid, gid) != 0)) {
-    return 3;
-  }
-  if (uid >= 0 && setresuid(uid, uid, uid) != 0) return 3;
-  if (i >= args.size()) return 2;
-  const std::string op = args[i++];
-  std::vector<std::string> rest(args.begin() + i, args.end());
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
+  const std::string& op = peer.op;
+  const std::vector<std::string>& rest = peer.rest;
   if (op == "forged_clone" && rest.size() == 1) {
     return ForgedClone(atoi(rest[0].c_str()));
   }

@@ -48,6 +48,7 @@
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
 
 namespace {
 
@@ -326,21 +327,12 @@ int Connections(int n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") socket_path = args[i + 1];
-    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
-    else break;
-  }
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
-  if (uid >= 0 && setuid(uid) != 0) return 3;
-  if (i >= args.size()) return 2;
-  const std::string op = args[i++];
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
+  const std::string& op = peer.op;
   std::vector<int64_t> n;
-  for (; i < args.size(); ++i) n.push_back(atoll(args[i].c_str()));
+  for (const std::string& arg : peer.rest) n.push_back(atoll(arg.c_str()));
   auto need = [&](size_t count) {
     if (n.size() < count) {
       fprintf(stderr, "%s needs %zu numbers\n", op.c_str(), count);

@@ -38,6 +38,7 @@
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
 
 namespace {
 
@@ -238,20 +239,11 @@ int ThreadProbe(bool userns, int root_pid) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") socket_path = args[i + 1];
-    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
-    else break;
-  }
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
-  if (uid >= 0 && setuid(uid) != 0) return 3;
-  if (i >= args.size()) return 2;
-  std::string op = args[i++];
-  std::vector<std::string> rest(args.begin() + i, args.end());
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
+  const std::string& op = peer.op;
+  std::vector<std::string>& rest = peer.rest;
   std::string id = rest.empty() ? "" : rest[0];
 
   auto stub = Processes::NewStub(Channel());

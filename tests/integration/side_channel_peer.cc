@@ -40,6 +40,7 @@
 #include "proto/procwarp/v1/files.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
 
 namespace {
 
@@ -442,27 +443,18 @@ int FdFlood(const std::string& mode) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") socket_path = args[i + 1];
-    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
-    else break;
-  }
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
-  if (uid >= 0 && setuid(uid) != 0) return 3;
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
   signal(SIGPIPE, SIG_IGN);
-  if (i >= args.size()) return 2;
-  const std::string op = args[i++];
-  const int n = i < args.size() ? atoi(args[i].c_str()) : 0;
+  const std::string& op = peer.op;
+  const int n = peer.rest.empty() ? 0 : atoi(peer.rest[0].c_str());
   if (op == "import_ok") return ImportOk();
   if (op == "silent") return Silent();
   if (op == "trickle") return Trickle(n);
   if (op == "busy_import") return BusyImport();
   if (op == "many_connections") return ManyConnections(n);
   if (op == "tokens") return Tokens(n);
-  if (op == "fd_flood" && i < args.size()) return FdFlood(args[i]);
+  if (op == "fd_flood" && !peer.rest.empty()) return FdFlood(peer.rest[0]);
   return 2;
 }

@@ -48,6 +48,7 @@
 #include "grpcpp/security/credentials.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
 
 namespace {
 
@@ -571,22 +572,15 @@ int ExecOverLimit() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") socket_path = args[i + 1];
-    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--daemon_pid") daemon_pid = atoi(args[i + 1].c_str());
-    else break;
-  }
   // Become the caller before gRPC makes any thread.
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
-  if (uid >= 0 && setuid(uid) != 0) return 3;
-  if (i >= args.size()) return 2;
-  const std::string op = args[i++];
-  std::vector<std::string> rest(args.begin() + i, args.end());
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
+  if (peer.flags.contains("daemon_pid")) {
+    daemon_pid = atoi(peer.flags["daemon_pid"].c_str());
+  }
+  const std::string& op = peer.op;
+  const std::vector<std::string>& rest = peer.rest;
 
   if (op == "blocked" && !rest.empty()) {
     return Blocked(rest[0], rest.size() > 1 && rest[1] == "--userns");
