@@ -63,27 +63,21 @@
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
 #include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
+
+using procwarp::testing::Ctx;
+using procwarp::testing::NewUnixChannel;
+using procwarp::testing::CodeName;
 
 namespace v1 = procwarp::v1;
 
 std::string socket_path;
 
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  return ctx;
-}
-
-std::string Code(const grpc::Status& s) {
-  return absl::StatusCodeToString(
-      static_cast<absl::StatusCode>(s.error_code()));
-}
-
 void Report(const std::string& key, const grpc::Status& s,
             const std::string& details = "") {
-  printf("%s %s%s%s\n", key.c_str(), Code(s).c_str(),
+  printf("%s %s%s%s\n", key.c_str(), CodeName(s).c_str(),
          s.ok() ? "" : (" " + s.error_message()).c_str(),
          details.empty() ? "" : (" " + details).c_str());
   fflush(stdout);
@@ -97,10 +91,7 @@ void Fact(const std::string& key, const std::string& value) {
 class Api {
  public:
   Api() {
-    grpc::ChannelArguments args;
-    args.SetInt("grpc.use_local_subchannel_pool", 1);
-    auto channel = grpc::CreateCustomChannel(
-        "unix:" + socket_path, grpc::InsecureChannelCredentials(), args);
+    auto channel = NewUnixChannel(socket_path);
     threads = v1::Threads::NewStub(channel);
     memory = v1::Memory::NewStub(channel);
     files = v1::Files::NewStub(channel);
