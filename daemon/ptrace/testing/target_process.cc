@@ -19,12 +19,6 @@
 
 namespace procwarp::testing {
 
-std::string RunfilePath(const std::string& relative) {
-  const char* srcdir = getenv("TEST_SRCDIR");
-  if (srcdir == nullptr) return relative;
-  return absl::StrCat(srcdir, "/procwarp/", relative);
-}
-
 absl::StatusOr<TargetProcess> TargetProcess::Start(
     const std::vector<std::string>& argv, const Options& options) {
   // A target that died must fail the test, not kill it with SIGPIPE.

@@ -15,11 +15,9 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/util/unique_fd.h"
+#include "tests/testing/runfiles.h"
 
 namespace procwarp::testing {
-
-// TEST_SRCDIR/procwarp/<relative>, or <relative> outside Bazel.
-std::string RunfilePath(const std::string& relative);
 
 class TargetProcess {
  public:
