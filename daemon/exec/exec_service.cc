@@ -118,26 +118,30 @@ grpc::Status ExecService::Call(grpc::ServerContext* context,
           request->args_size()));
     }
     const std::vector<uint64_t> args(request->args().begin(), request->args().end());
-    ASSIGN_OR_RETURN(UniqueFd pidfd, OpenPidfd(pid));
     std::string exe = "?";
-    absl::Status status = RunAttached(
-        caller, pid, std::move(pidfd), Deadline(context), CancelledBy(context),
-        [&](ptrace::Operation& op) -> absl::Status {
-          exe = ptrace::ExePath(pid);
-          ASSIGN_OR_RETURN(SymbolResolver symbols,
-                           SymbolResolver::ForProcess(op.pid(), &op.memory()));
-          ResolvedSymbol called;
-          ASSIGN_OR_RETURN(CallResult result,
-                           CallSymbol(op, symbols, request->function(), args, &called));
-          response->set_address(called.address);
-          response->set_object(called.object);
-          if (result.crashed()) {
-            FillCrash(result, response);
-          } else {
-            response->set_return_value(result.value);
-          }
-          return absl::OkStatus();
-        });
+    auto attempt = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(UniqueFd pidfd, OpenPidfd(pid));
+      return RunAttached(
+          caller, pid, std::move(pidfd), Deadline(context), CancelledBy(context),
+          [&](ptrace::Operation& op) -> absl::Status {
+            exe = ptrace::ExePath(pid);
+            ASSIGN_OR_RETURN(SymbolResolver symbols,
+                             SymbolResolver::ForProcess(op.pid(), &op.memory()));
+            ResolvedSymbol called;
+            ASSIGN_OR_RETURN(CallResult result, CallSymbol(op, symbols, request->function(),
+                                                           args, &called));
+            response->set_address(called.address);
+            response->set_object(called.object);
+            if (result.crashed()) {
+              FillCrash(result, response);
+            } else {
+              response->set_return_value(result.value);
+            }
+            return absl::OkStatus();
+          });
+    };
+    absl::Status status = attempt();
+    // Refusals too: the audit trail shows who tried what on which process.
     std::vector<std::string> hex_args;
     for (uint64_t a : args) hex_args.push_back(Hex(a));
     Audit("exec.call", caller,
@@ -165,50 +169,55 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
     RETURN_IF_ERROR(CheckText(path, "path"));
     ASSIGN_OR_RETURN(LibraryTable::Reservation slot, libraries_.Reserve(caller));
     const absl::Time deadline = Deadline(context);
-    ASSIGN_OR_RETURN(UniqueFd pidfd, OpenPidfd(pid));
-    // Nothing is opened for a caller who may not touch the target anyway.
-    RETURN_IF_ERROR(
-        CheckCallerMayPtrace(caller, pid, pidfd.get(), absl::StrCat("pid ", pid)));
-    UniqueFd kept(fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
-    if (!kept) return ErrnoStatus(errno, "dup(pidfd)");
-    // As the caller: nobody loads a library they could not read.
-    ASSIGN_OR_RETURN(UniqueFd file,
-                     OpenFileAsCaller(caller, path, deadline, CancelledBy(context)));
-    struct stat st {};
-    if (fstat(file.get(), &st) != 0) return ErrnoStatus(errno, "fstat(library)");
     LoadedLibrary library;
     library.owner = caller;
     library.pid = pid;
-    library.device = MapsDevice(st);
-    library.inode = st.st_ino;
     std::string exe = "?";
-    absl::Status status = RunAttached(
-        caller, pid, std::move(pidfd), deadline, CancelledBy(context),
-        [&](ptrace::Operation& op) -> absl::Status {
-          exe = ptrace::ExePath(pid);
-          ASSIGN_OR_RETURN(SymbolResolver symbols,
-                           SymbolResolver::ForProcess(op.pid(), &op.memory()));
-          if (symbols.FindObject("libc.so.6") == nullptr) {
-            // The injector's own refusal, which names what was found,
-            // before anything is put into the target.
-            return exec::InjectLibrary(op, symbols, path).status();
-          }
-          ASSIGN_OR_RETURN(int fd, InstallFd(op, kept.get(), file.get()));
-          absl::StatusOr<uint64_t> handle =
-              exec::InjectLibrary(op, symbols, absl::StrCat("/proc/self/fd/", fd));
-          absl::Status closed = CloseTargetFd(op, fd);
-          if (!handle.ok()) {
-            return absl::Status(handle.status().code(),
-                                absl::StrCat("loading ", path, ": ",
-                                             handle.status().message()));
-          }
-          library.dl_handle = *handle;
-          ASSIGN_OR_RETURN(std::vector<ptrace::Mapping> maps, ptrace::ReadMaps(pid));
-          const ptrace::Mapping* mapped =
-              FindFileMapping(maps, library.device, library.inode);
-          library.path = mapped != nullptr ? mapped->path : path;
-          return closed;
-        });
+    auto attempt = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(UniqueFd pidfd, OpenPidfd(pid));
+      // Nothing is opened for a caller who may not touch the target anyway.
+      RETURN_IF_ERROR(
+          CheckCallerMayPtrace(caller, pid, pidfd.get(), absl::StrCat("pid ", pid)));
+      UniqueFd kept(fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
+      if (!kept) return ErrnoStatus(errno, "dup(pidfd)");
+      // As the caller: nobody loads a library they could not read.
+      ASSIGN_OR_RETURN(UniqueFd file,
+                       OpenFileAsCaller(caller, path, deadline, CancelledBy(context)));
+      struct stat st {};
+      if (fstat(file.get(), &st) != 0) return ErrnoStatus(errno, "fstat(library)");
+      library.device = MapsDevice(st);
+      library.inode = st.st_ino;
+      absl::Status loaded = RunAttached(
+          caller, pid, std::move(pidfd), deadline, CancelledBy(context),
+          [&](ptrace::Operation& op) -> absl::Status {
+            exe = ptrace::ExePath(pid);
+            ASSIGN_OR_RETURN(SymbolResolver symbols,
+                             SymbolResolver::ForProcess(op.pid(), &op.memory()));
+            if (symbols.FindObject("libc.so.6") == nullptr) {
+              // The injector's own refusal, which names what was found,
+              // before anything is put into the target.
+              return exec::InjectLibrary(op, symbols, path).status();
+            }
+            ASSIGN_OR_RETURN(int fd, InstallFd(op, kept.get(), file.get()));
+            absl::StatusOr<uint64_t> handle =
+                exec::InjectLibrary(op, symbols, absl::StrCat("/proc/self/fd/", fd));
+            absl::Status closed = CloseTargetFd(op, fd);
+            if (!handle.ok()) {
+              return absl::Status(handle.status().code(),
+                                  absl::StrCat("loading ", path, ": ",
+                                               handle.status().message()));
+            }
+            library.dl_handle = *handle;
+            ASSIGN_OR_RETURN(std::vector<ptrace::Mapping> maps, ptrace::ReadMaps(pid));
+            const ptrace::Mapping* mapped =
+                FindFileMapping(maps, library.device, library.inode);
+            library.path = mapped != nullptr ? mapped->path : path;
+            return closed;
+          });
+      library.pidfd = std::move(kept);
+      return loaded;
+    };
+    absl::Status status = attempt();
     Audit("exec.inject", caller,
           {{"TARGET_PID", absl::StrCat(pid)},
            {"TARGET_EXE", exe},
@@ -218,7 +227,6 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
     // A library loaded whose fd could not be closed is still loaded: keep
     // its handle so it can be unloaded.
     if (library.dl_handle == 0) return status;
-    library.pidfd = std::move(kept);
     response->set_pid(pid);
     response->set_path(library.path);
     response->set_handle(libraries_.Insert(std::move(slot), std::move(library)));

@@ -333,6 +333,51 @@ TEST_F(ExecTest, NobodyActsOnlyWhereItCouldPtraceAndLoadsOnlyWhatItCanRead) {
   EXPECT_EQ(*own.process.ReadLine(), "read=1 data=o errno=0");
 }
 
+// The root-tracer trap (docs/security.md, "Exec"): procwarpd traces with
+// CAP_SYS_PTRACE, so a traced process that execs a setuid program gains its
+// credentials. uid 65534 makes its own process execve() a setuid-root
+// program through a remote call: the exec ends the operation (and the
+// attachment) before the new program runs, and from then on the process is
+// root's: every later call or injection by 65534 is refused.
+TEST_F(ExecTest, ASetuidExecDuringACallEndsItAndTheCallerLosesTheProcess) {
+  const std::string target = Copy(Target(), "attach_target", 0755);
+  const std::string setuid_target = Copy(Target(), "attach_target_setuid", 04755);
+  const std::string readable = Copy(MarkerLib(), "readable.so", 0644);
+  TargetProcess::Options nobody;
+  nobody.uid = kNobody;
+  Started own = Start({target, "read"}, nobody);
+  const pid_t pid = own.process.pid();
+  // argv for execve, written into the target's scratch buffer (the caller
+  // could do as much to its own process).
+  uint64_t buf = 0;
+  ASSERT_TRUE(absl::SimpleHexAtoi(TargetProcess::Field(own.ready, "buf"), &buf));
+  std::string strings = setuid_target + std::string(1, '\0') + "read" + std::string(1, '\0');
+  const uint64_t argv_at = buf + 2048;
+  const uint64_t argv[3] = {buf, buf + setuid_target.size() + 1, 0};
+  {
+    std::fstream mem(absl::StrCat("/proc/", pid, "/mem"),
+                     std::ios::in | std::ios::out | std::ios::binary);
+    mem.seekp(static_cast<std::streamoff>(buf));
+    mem.write(strings.data(), static_cast<std::streamsize>(strings.size()));
+    mem.seekp(static_cast<std::streamoff>(argv_at));
+    mem.write(reinterpret_cast<const char*>(argv), sizeof(argv));
+    ASSERT_TRUE(mem.good());
+  }
+  std::string exec = AsNobody({"call", absl::StrCat(pid), "libc.so.6:execve",
+                               absl::StrCat(buf), absl::StrCat(argv_at), "0"});
+  EXPECT_THAT(exec, StartsWith("FAILED_PRECONDITION")) << exec;
+  EXPECT_THAT(exec, HasSubstr("exec")) << exec;
+  // The setuid program runs, untraced, as root (effective and saved).
+  EXPECT_THAT(*own.process.ReadLine(), StartsWith("ready"));
+  std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status"));
+  EXPECT_THAT(status, HasSubstr("Uid:\t65534\t0\t0\t0"));
+  EXPECT_THAT(status, HasSubstr("TracerPid:\t0\n"));
+  EXPECT_THAT(AsNobody({"call", absl::StrCat(pid), "getpid"}), StartsWith("PERMISSION_DENIED"));
+  EXPECT_THAT(AsNobody({"inject", absl::StrCat(pid), readable}),
+              StartsWith("PERMISSION_DENIED"));
+  EXPECT_THAT(AsNobody({"doctor", absl::StrCat(pid)}), HasSubstr("ptrace rule=VERDICT_FAIL"));
+}
+
 // Killed while a called function runs: a clean error, and the daemon holds
 // no attachment (tracer thread) and no fd of it afterwards.
 TEST_F(ExecTest, TargetKilledDuringACallFailsCleanly) {
