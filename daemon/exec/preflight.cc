@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "daemon/exec/elf_symbols.h"
+#include "daemon/exec/transient_attach.h"
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/security/ptrace_access.h"
 #include "daemon/util/errno_status.h"
@@ -367,14 +368,7 @@ void DaemonPreflight(const Identity& caller, pb::PreflightResponse* response) {
 
 absl::Status TargetPreflight(const Identity& caller, pid_t pid,
                              pb::PreflightResponse* response) {
-  if (pid <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("pid ", pid, " is not a process id"));
-  }
-  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) {
-    if (errno == ESRCH) return absl::NotFoundError(absl::StrCat("no process ", pid));
-    return ErrnoStatus(errno, absl::StrCat("pidfd_open(", pid, ")"));
-  }
+  ASSIGN_OR_RETURN(UniqueFd pidfd, OpenPidfd(pid));
   ASSIGN_OR_RETURN(ProcDir dir, ProcDir::Open(pid, pidfd.get()));
   ASSIGN_OR_RETURN(std::string status_text, ReadAt(dir.fd(), "status"));
   ASSIGN_OR_RETURN(ProcessStatus status, ReadProcessStatus(dir));

@@ -33,17 +33,11 @@ using ::testing::StartsWith;
 
 constexpr int kNobody = 65534;
 
-struct Started {
-  TargetProcess process;
-  std::string ready;
-};
+using Started = ReadyTarget;
 
-Started Start(std::vector<std::string> argv, TargetProcess::Options options = {}) {
-  absl::StatusOr<TargetProcess> p = TargetProcess::Start(argv, options);
-  if (!p.ok()) abort();
-  absl::StatusOr<std::string> line = p->ReadLine();
-  if (!line.ok() || !absl::StartsWith(*line, "ready")) abort();
-  return Started{*std::move(p), *line};
+Started Start(const std::vector<std::string>& argv,
+              const TargetProcess::Options& options = {}) {
+  return StartReady(argv, options);
 }
 
 std::string Target() { return RunfilePath("tests/testcases/attach_target"); }

@@ -65,6 +65,19 @@ class TargetProcess {
   std::string pending_;
 };
 
+// A target that printed its ready line (attach_target.c's "ready pid=..."):
+// the process and that line.
+struct ReadyTarget {
+  TargetProcess process;
+  std::string ready;
+};
+
+// Starts `argv` and reads its first line, which must start with "ready";
+// aborts the test binary otherwise (a target that cannot start makes every
+// later check meaningless).
+ReadyTarget StartReady(const std::vector<std::string>& argv,
+                       const TargetProcess::Options& options = {});
+
 }  // namespace procwarp::testing
 
 #endif  // PROCWARP_DAEMON_PTRACE_TESTING_TARGET_PROCESS_H_
