@@ -19,6 +19,7 @@
 #include "daemon/admin/admin_service.h"
 #include "daemon/admin/health_service.h"
 #include "daemon/config.h"
+#include "daemon/exec/exec_service.h"
 #include "daemon/files/fd_side_channel.h"
 #include "daemon/files/files_service.h"
 #include "daemon/memory/memory_service.h"
@@ -305,11 +306,15 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
     }
   }
   FilesService files_service(&threads, &callers, fd_side_channel.get());
+  // Remote calls and library injection in processes procwarp did not spawn
+  // (docs/attach.md); each RPC attaches for its own duration.
+  exec::ExecService exec_service(&callers, exec::ExecLimits());
 
   HealthService health(
       {v1::Admin::service_full_name(), v1::Processes::service_full_name(),
        v1::Threads::service_full_name(), v1::Memory::service_full_name(),
-       v1::Files::service_full_name()},
+       v1::Files::service_full_name(),
+       exec::v1::Exec::service_full_name()},
       &callers);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -320,6 +325,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   builder.RegisterService(&threads_service);
   builder.RegisterService(&memory_service);
   builder.RegisterService(&files_service);
+  builder.RegisterService(&exec_service);
   // Reflection streams run gRPC's own handler: admit them here.
   {
     std::vector<std::unique_ptr<

@@ -272,6 +272,59 @@ absl::StatusOr<std::vector<v1::ThreadInfo>> Client::ListThreads(
   return threads;
 }
 
+absl::StatusOr<exec::v1::CallResponse> Client::Call(
+    pid_t pid, const std::string& function,
+    const std::vector<uint64_t>& args) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kExecCallTimeout);
+  exec::v1::CallRequest request;
+  request.mutable_target()->set_pid(pid);
+  request.set_function(function);
+  request.mutable_args()->Add(args.begin(), args.end());
+  exec::v1::CallResponse response;
+  absl::Status status =
+      FromGrpcStatus(connection_->exec->Call(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<exec::v1::InjectLibraryResponse> Client::InjectLibrary(
+    pid_t pid, const std::string& path) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kExecCallTimeout);
+  exec::v1::InjectLibraryRequest request;
+  request.mutable_target()->set_pid(pid);
+  request.set_path(path);
+  exec::v1::InjectLibraryResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->exec->InjectLibrary(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::Status Client::UnloadLibrary(const std::string& handle) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kExecCallTimeout);
+  exec::v1::UnloadLibraryRequest request;
+  request.set_handle(handle);
+  exec::v1::UnloadLibraryResponse response;
+  return FromGrpcStatus(
+      connection_->exec->UnloadLibrary(&context, request, &response));
+}
+
+absl::StatusOr<exec::v1::PreflightResponse> Client::Preflight(
+    std::optional<pid_t> pid) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  exec::v1::PreflightRequest request;
+  if (pid.has_value()) request.set_pid(*pid);
+  exec::v1::PreflightResponse response;
+  absl::Status status =
+      FromGrpcStatus(connection_->exec->Preflight(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
 EventStream Client::Events() const {
   auto context = std::make_unique<grpc::ClientContext>();
   std::unique_ptr<EventStream::Reader> reader =

@@ -83,6 +83,7 @@
 #include "absl/status/statusor.h"
 #include "client/cc/process.h"
 #include "client/cc/thread.h"
+#include "proto/procwarp/exec/v1/exec.pb.h"
 #include "proto/procwarp/v1/admin.pb.h"
 #include "proto/procwarp/v1/processes.pb.h"
 #include "proto/procwarp/v1/threads.pb.h"
@@ -216,6 +217,33 @@ class Client {
   // The caller's threads; with `all`, every identity's (admins only).
   absl::StatusOr<std::vector<v1::ThreadInfo>> ListThreads(
       bool all = false) const;
+
+  // Remote calls and library injection in any process the caller could
+  // ptrace itself (root and admins: any process but procwarpd and its
+  // children), attached for the one call (docs/attach.md).
+  //
+  // Calls `function` ("libc.so.6:getpid", "getpid" in load order,
+  // "main-program:my_func" or an address "0x7f...") in process `pid` with up
+  // to 6 integer/pointer arguments. `return_value` is rax; a crash in the
+  // callee is a result too (`has_crash()`: signal and fault address; the
+  // target was put back and runs on).
+  absl::StatusOr<exec::v1::CallResponse> Call(
+      pid_t pid, const std::string& function,
+      const std::vector<uint64_t>& args = {}) const;
+
+  // dlopen()s the shared library at absolute `path` in glibc process `pid`
+  // (its constructors run there). The daemon opens the file as the caller.
+  // The returned handle is the caller's until UnloadLibrary or the target's
+  // exit; it survives this connection.
+  absl::StatusOr<exec::v1::InjectLibraryResponse> InjectLibrary(
+      pid_t pid, const std::string& path) const;
+  // dlclose()s what InjectLibrary loaded.
+  absl::Status UnloadLibrary(const std::string& handle) const;
+
+  // What Exec can and cannot do with process `pid` and why, without
+  // changing it; with no pid, only the daemon's side (`procwarp doctor`).
+  absl::StatusOr<exec::v1::PreflightResponse> Preflight(
+      std::optional<pid_t> pid = std::nullopt) const;
 
   // Subscribes to process events. Events that happen before the daemon has
   // registered the subscription are not seen.

@@ -19,7 +19,8 @@ Connection::Connection(std::string path, DaemonSocket socket)
       processes(v1::Processes::NewStub(channel)),
       threads(v1::Threads::NewStub(channel)),
       memory(v1::Memory::NewStub(channel)),
-      files(v1::Files::NewStub(channel)) {}
+      files(v1::Files::NewStub(channel)),
+      exec(exec::v1::Exec::NewStub(channel)) {}
 
 void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
   if (timeout == absl::InfiniteDuration()) return;

@@ -12,6 +12,7 @@
 
 #include "absl/time/time.h"
 #include "client/cc/daemon_peer.h"
+#include "proto/procwarp/exec/v1/exec.grpc.pb.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "proto/procwarp/v1/files.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
@@ -23,6 +24,9 @@ namespace procwarp::internal {
 // Deadline for calls that should answer promptly (everything except Wait and
 // the streams): a wedged daemon then gives DEADLINE_EXCEEDED, not a hang.
 inline constexpr absl::Duration kShortCallTimeout = absl::Seconds(30);
+// Deadline for Exec calls, which run code in the target: the daemon caps one
+// operation at 60 s (ExecLimits) anyway.
+inline constexpr absl::Duration kExecCallTimeout = absl::Seconds(60);
 
 struct Connection {
   // Runs gRPC over `socket`, a connection to `path` whose peer passed the
@@ -40,6 +44,7 @@ struct Connection {
   const std::unique_ptr<v1::Threads::Stub> threads;
   const std::unique_ptr<v1::Memory::Stub> memory;
   const std::unique_ptr<v1::Files::Stub> files;
+  const std::unique_ptr<exec::v1::Exec::Stub> exec;
 };
 
 // Sets `context`'s deadline `timeout` from now; an infinite timeout leaves the

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/cli/commands.h"
+#include "client/cli/exec_commands.h"
 #include "client/cli/output.h"
 #include "client/cli/thread_commands.h"
 
@@ -31,6 +32,13 @@ struct CommandLine {
   std::string syscall;
   std::vector<std::string> syscall_args;
   ThreadExecOptions thread_exec;
+  // call / inject / uninject / doctor
+  std::string pid;
+  std::optional<std::string> doctor_pid;
+  std::string function;
+  std::vector<std::string> call_args;
+  std::string library;
+  std::string handle;
 };
 
 void AddRun(CLI::App& app, CommandLine& line) {
@@ -149,6 +157,41 @@ void AddThreadCommands(CLI::App& app, CommandLine& line) {
   kill->add_option("id", line.id, "Thread id or unique prefix")->required();
 }
 
+void AddExecCommands(CLI::App& app, CommandLine& line) {
+  CLI::App* call = app.add_subcommand(
+      "call",
+      "Call a function in a running process (attached for the call only) and "
+      "print its return value; exit code 2 if the function crashed");
+  call->add_option("pid", line.pid, "Process id")->required();
+  call->add_option("function", line.function,
+                   "libc.so.6:getpid, getpid (searched in load order), "
+                   "main-program:my_func, or an address 0x...")
+      ->required();
+  call->add_option("args", line.call_args,
+                   "Integer/pointer arguments, decimal or 0x hex (at most 6)");
+  call->positionals_at_end();
+
+  CLI::App* inject = app.add_subcommand(
+      "inject",
+      "Load a shared library into a running glibc process (dlopen; its "
+      "constructors run) and print a handle for `uninject`");
+  inject->add_option("pid", line.pid, "Process id")->required();
+  inject->add_option("library", line.library,
+                     "The library (opened with your permissions)")
+      ->required();
+
+  CLI::App* uninject = app.add_subcommand(
+      "uninject", "Unload a library `inject` loaded (dlclose)");
+  uninject->add_option("handle", line.handle, "The handle `inject` printed")
+      ->required();
+
+  CLI::App* doctor = app.add_subcommand(
+      "doctor",
+      "Say what call/inject can and cannot do with a process, and why, "
+      "without touching it; without PID, check the daemon");
+  doctor->add_option("pid", line.doctor_pid, "Process id");
+}
+
 absl::StatusOr<int> DispatchThread(const CLI::App& thread,
                                    const CommandLine& line) {
   const std::string name = thread.get_subcommands().front()->get_name();
@@ -177,6 +220,12 @@ absl::StatusOr<int> Dispatch(const CLI::App& app, const CommandLine& line) {
   if (name == "wait") return RunWait(line.global, line.id);
   if (name == "rm") return RunRm(line.global, line.ids, line.rm_force);
   if (name == "events") return RunEvents(line.global);
+  if (name == "call") {
+    return RunCall(line.global, line.pid, line.function, line.call_args);
+  }
+  if (name == "inject") return RunInject(line.global, line.pid, line.library);
+  if (name == "uninject") return RunUninject(line.global, line.handle);
+  if (name == "doctor") return RunDoctor(line.global, line.doctor_pid);
   return absl::InternalError("unhandled subcommand " + name);
 }
 
@@ -201,6 +250,7 @@ int Main(int argc, char** argv) {
   AddIdCommands(app, line);
   AddOtherCommands(app, line);
   AddThreadCommands(app, line);
+  AddExecCommands(app, line);
 
   try {
     app.parse(argc, argv);

@@ -33,22 +33,18 @@ namespace {
 using ::procwarp::ptrace::AttachOptions;
 using ::procwarp::ptrace::Operation;
 using ::procwarp::ptrace::TracerThread;
+using ::procwarp::testing::ReadyTarget;
 using ::procwarp::testing::RunfilePath;
+using ::procwarp::testing::StartReady;
 using ::procwarp::testing::TargetProcess;
 
 absl::Time Soon() { return absl::Now() + absl::Seconds(20); }
 
-struct Started {
-  TargetProcess process;
-  std::string ready;
-};
+using Started = ReadyTarget;
 
-Started Start(std::vector<std::string> argv, TargetProcess::Options options = {}) {
-  absl::StatusOr<TargetProcess> p = TargetProcess::Start(argv, options);
-  if (!p.ok()) abort();
-  absl::StatusOr<std::string> line = p->ReadLine();
-  if (!line.ok() || !absl::StartsWith(*line, "ready")) abort();
-  return Started{*std::move(p), *line};
+Started Start(const std::vector<std::string>& argv,
+              const TargetProcess::Options& options = {}) {
+  return StartReady(argv, options);
 }
 
 std::string Target() { return RunfilePath("tests/testcases/attach_target"); }

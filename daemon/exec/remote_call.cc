@@ -87,13 +87,16 @@ absl::StatusOr<CallResult> CallFunction(ptrace::Operation& op, uint64_t function
 absl::StatusOr<CallResult> CallSymbol(ptrace::Operation& op,
                                       const SymbolResolver& symbols,
                                       absl::string_view symbol,
-                                      absl::Span<const uint64_t> args) {
+                                      absl::Span<const uint64_t> args,
+                                      ResolvedSymbol* called) {
   ASSIGN_OR_RETURN(ResolvedSymbol resolved, symbols.Resolve(symbol));
+  if (called != nullptr) *called = resolved;
   uint64_t address = resolved.address;
   if (resolved.ifunc) {
     ASSIGN_OR_RETURN(CallResult chosen, CallFunction(op, address, {}));
     if (chosen.crashed()) return chosen;
     address = chosen.value;
+    if (called != nullptr) called->address = address;
   }
   return CallFunction(op, address, args);
 }

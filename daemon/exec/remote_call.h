@@ -54,11 +54,13 @@ absl::StatusOr<CallResult> CallFunction(ptrace::Operation& op, uint64_t function
                                         absl::Span<const uint64_t> args);
 
 // Resolves `symbol` (see SymbolResolver::Resolve) and calls it; an IFUNC is
-// resolved by calling its resolver first.
+// resolved by calling its resolver first. `called` (optional) gets what was
+// called: the object and the final address (the IFUNC's choice).
 absl::StatusOr<CallResult> CallSymbol(ptrace::Operation& op,
                                       const SymbolResolver& symbols,
                                       absl::string_view symbol,
-                                      absl::Span<const uint64_t> args);
+                                      absl::Span<const uint64_t> args,
+                                      ResolvedSymbol* called = nullptr);
 
 }  // namespace procwarp::exec
 

@@ -44,12 +44,6 @@ int ExitCodeOf(int status) {
 
 }  // namespace
 
-std::string RunfilePath(const std::string& relative) {
-  const char* srcdir = getenv("TEST_SRCDIR");
-  if (srcdir == nullptr) return relative;
-  return absl::StrCat(srcdir, "/procwarp/", relative);
-}
-
 std::string MakeTempDir() {
   char tmpl[] = "/tmp/procwarp-test-XXXXXX";
   char* dir = mkdtemp(tmpl);

@@ -19,11 +19,9 @@
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "tests/integration/test_channel.h"  // Ctx, NewUnixChannel
+#include "tests/testing/runfiles.h"
 
 namespace procwarp::testing {
-
-// Path of a data dependency inside the test's runfiles ("daemon/procwarpd").
-std::string RunfilePath(const std::string& relative);
 
 // A fresh 0755 directory under /tmp (so other uids can reach sockets in it),
 // removed by the caller.

@@ -24,9 +24,11 @@
  *                then), prints "vfork done", then as "read"
  *   zombie       forks a child that exits at once and is never reaped;
  *                prints "ready ... child=PID", then as "read"
+ *   nodump       prctl(PR_SET_DUMPABLE, 0), then as "read"
  *
  * The ready line carries addresses the tests use: "ready pid=P buf=0x...".
- * checksum_step() and crash_null() are called remotely by the exec tests.
+ * checksum_step(), crash_null() and announce_and_block() are called remotely
+ * by the exec tests.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,6 +64,14 @@ __attribute__((noinline, used)) uint64_t checksum_step(uint64_t state,
 __attribute__((noinline, used)) uint64_t crash_null(uint64_t x) {
   volatile uint64_t* p = (volatile uint64_t*)(uintptr_t)(x & 0);
   return *p;
+}
+
+/* Called remotely: says "in call" on stdout, then never returns (the test
+ * kills the target or cancels the call while it blocks). */
+__attribute__((noinline, used)) uint64_t announce_and_block(void) {
+  static const char line[] = "in call\n";
+  (void)!write(1, line, sizeof(line) - 1);
+  for (;;) pause();
 }
 
 static void ready(const char* extra) {
@@ -278,6 +288,11 @@ int main(int argc, char** argv) {
     siginfo_t info;
     waitid(P_PID, child, &info, WEXITED | WNOWAIT);
     ready(extra);
+    return do_read();
+  }
+  if (strcmp(mode, "nodump") == 0) {
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    ready("");
     return do_read();
   }
   if (strcmp(mode, "exec") == 0 && argc > 2) {

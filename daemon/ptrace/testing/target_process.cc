@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -18,12 +19,6 @@
 #include "daemon/util/errno_status.h"
 
 namespace procwarp::testing {
-
-std::string RunfilePath(const std::string& relative) {
-  const char* srcdir = getenv("TEST_SRCDIR");
-  if (srcdir == nullptr) return relative;
-  return absl::StrCat(srcdir, "/procwarp/", relative);
-}
 
 absl::StatusOr<TargetProcess> TargetProcess::Start(
     const std::vector<std::string>& argv, const Options& options) {
@@ -149,6 +144,22 @@ std::string TargetProcess::Field(const std::string& line, const std::string& key
     if (kv.first == key) return std::string(kv.second);
   }
   return "";
+}
+
+ReadyTarget StartReady(const std::vector<std::string>& argv,
+                       const TargetProcess::Options& options) {
+  absl::StatusOr<TargetProcess> p = TargetProcess::Start(argv, options);
+  if (!p.ok()) {
+    fprintf(stderr, "cannot start %s: %s\n", argv[0].c_str(), p.status().ToString().c_str());
+    abort();
+  }
+  absl::StatusOr<std::string> line = p->ReadLine();
+  if (!line.ok() || line->rfind("ready", 0) != 0) {
+    fprintf(stderr, "%s printed no ready line: %s\n", argv[0].c_str(),
+            line.ok() ? line->c_str() : line.status().ToString().c_str());
+    abort();
+  }
+  return ReadyTarget{*std::move(p), *line};
 }
 
 }  // namespace procwarp::testing

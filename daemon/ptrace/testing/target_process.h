@@ -15,11 +15,9 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/util/unique_fd.h"
+#include "tests/testing/runfiles.h"
 
 namespace procwarp::testing {
-
-// TEST_SRCDIR/procwarp/<relative>, or <relative> outside Bazel.
-std::string RunfilePath(const std::string& relative);
 
 class TargetProcess {
  public:
@@ -66,6 +64,19 @@ class TargetProcess {
   UniqueFd stdout_;
   std::string pending_;
 };
+
+// A target that printed its ready line (attach_target.c's "ready pid=..."):
+// the process and that line.
+struct ReadyTarget {
+  TargetProcess process;
+  std::string ready;
+};
+
+// Starts `argv` and reads its first line, which must start with "ready";
+// aborts the test binary otherwise (a target that cannot start makes every
+// later check meaningless).
+ReadyTarget StartReady(const std::vector<std::string>& argv,
+                       const TargetProcess::Options& options = {});
 
 }  // namespace procwarp::testing
 

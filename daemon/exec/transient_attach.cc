@@ -1,0 +1,99 @@
+// See transient_attach.h.
+#include "daemon/exec/transient_attach.h"
+
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "daemon/ptrace/tracer_thread.h"
+#include "daemon/security/ptrace_access.h"
+#include "daemon/util/errno_status.h"
+#include "daemon/util/status_macros.h"
+
+namespace procwarp::exec {
+namespace {
+
+// How often a running operation looks at its call's cancellation.
+constexpr absl::Duration kCancelPoll = absl::Milliseconds(20);
+
+// Cancels `tracer`'s work once `cancelled()` turns true, until destroyed.
+class CancelWatcher {
+ public:
+  CancelWatcher(ptrace::TracerThread* tracer, std::function<bool()> cancelled)
+      : thread_([this, tracer, cancelled = std::move(cancelled)] {
+          while (!done_.WaitForNotificationWithTimeout(kCancelPoll)) {
+            if (cancelled()) {
+              tracer->CancelAll();
+              return;
+            }
+          }
+        }) {}
+  ~CancelWatcher() {
+    done_.Notify();
+    thread_.join();
+  }
+
+ private:
+  absl::Notification done_;
+  std::thread thread_;
+};
+
+// A pidfd polls readable once its process has exited.
+bool Exited(int pidfd) {
+  pollfd p = {pidfd, POLLIN, 0};
+  return poll(&p, 1, 0) != 0;
+}
+
+}  // namespace
+
+absl::StatusOr<UniqueFd> OpenPidfd(pid_t pid) {
+  if (pid <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("pid ", pid, " is not a process id"));
+  }
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) {
+    if (errno == ESRCH) return absl::NotFoundError(absl::StrCat("no process ", pid));
+    return ErrnoStatus(errno, absl::StrCat("pidfd_open(", pid, ")"));
+  }
+  return pidfd;
+}
+
+absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
+                         absl::Time deadline, std::function<bool()> cancelled,
+                         absl::FunctionRef<absl::Status(ptrace::Operation&)> work) {
+  const std::string what = absl::StrCat("pid ", pid);
+  RETURN_IF_ERROR(CheckCallerMayPtrace(caller, pid, pidfd.get(), what));
+  if (cancelled()) return absl::CancelledError("the call was cancelled");
+  ASSIGN_OR_RETURN(std::unique_ptr<ptrace::TracerThread> tracer,
+                   ptrace::TracerThread::Attach(std::move(pidfd), pid, {}, deadline));
+  absl::Status result;
+  absl::Status work_result;
+  {
+    CancelWatcher watcher(tracer.get(), std::move(cancelled));
+    result = tracer->Run(
+        [&](ptrace::Operation& op) -> absl::Status {
+          // Authority at use: the target is stopped, its credentials are
+          // those the work will meet.
+          RETURN_IF_ERROR(CheckCallerMayPtrace(caller, pid, tracer->pidfd(), what));
+          work_result = work(op);
+          // The tracer takes NOT_FOUND from work for "the target died" and
+          // waits for its exit; a live target's NOT_FOUND (an unknown
+          // symbol) is the work's answer, handed out past the tracer.
+          if (absl::IsNotFound(work_result) && !Exited(tracer->pidfd())) {
+            return absl::OkStatus();
+          }
+          return work_result;
+        },
+        deadline);
+  }
+  tracer.reset();  // detaches; the target runs on
+  if (result.ok()) result = work_result;
+  return result;
+}
+
+}  // namespace procwarp::exec
