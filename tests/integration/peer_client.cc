@@ -6,6 +6,9 @@
 // Prints "<CODE> <details>" on stdout, CODE being the gRPC status code name.
 //
 //   peer_client --socket S [--uid U --gid G] OP [ARGS...]
+//   peer_client --tls HOST:PORT --ca F --cert F --key F OP [ARGS...]
+// (over mutual TLS the identity is the certificate's mapping, whoever runs
+// the program: tests run the same operations over both transports).
 //   OP: status | list | get ID | signal ID SIG | wait ID | remove ID |
 //       attach ID | resize ID | list_all |
 //       run [--userns] [--as-uid U] ARGV... | churn N |
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 
 #include <cstdio>
 #include <cstdlib>
@@ -45,10 +49,27 @@ using procwarp::v1::Admin;
 using procwarp::v1::Processes;
 
 std::string socket_path;
+std::string tls_address, tls_ca, tls_cert, tls_key;
+// The uid every call must be answered as (churn): ours, or over TLS the one
+// the certificate maps to (--expect_uid).
+int expected_uid = -1;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
 
 std::shared_ptr<grpc::Channel> Channel() {
   grpc::ChannelArguments args;
   args.SetInt("grpc.use_local_subchannel_pool", 1);
+  if (!tls_address.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ReadFile(tls_ca);
+    ssl.pem_cert_chain = ReadFile(tls_cert);
+    ssl.pem_private_key = ReadFile(tls_key);
+    return grpc::CreateCustomChannel(tls_address, grpc::SslCredentials(ssl),
+                                     args);
+  }
   return grpc::CreateCustomChannel("unix:" + socket_path,
                                    grpc::InsecureChannelCredentials(), args);
 }
@@ -118,7 +139,8 @@ int Churn(int rounds) {
       ++failures;
       continue;
     }
-    if (status.caller().uid() != getuid()) ++mismatches;
+    uid_t expected = expected_uid >= 0 ? expected_uid : getuid();
+    if (status.caller().uid() != expected) ++mismatches;
   }
   return Print(grpc::Status::OK,
                absl::StrCat("mismatches=", mismatches, " failures=", failures));
@@ -243,6 +265,11 @@ int main(int argc, char** argv) {
   size_t i = 0;
   for (; i + 1 < args.size(); i += 2) {
     if (args[i] == "--socket") socket_path = args[i + 1];
+    else if (args[i] == "--tls") tls_address = args[i + 1];
+    else if (args[i] == "--ca") tls_ca = args[i + 1];
+    else if (args[i] == "--cert") tls_cert = args[i + 1];
+    else if (args[i] == "--key") tls_key = args[i + 1];
+    else if (args[i] == "--expect_uid") expected_uid = atoi(args[i + 1].c_str());
     else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
     else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
     else break;
