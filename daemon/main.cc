@@ -220,6 +220,9 @@ absl::StatusOr<std::unique_ptr<TlsListener>> CreateTlsListener(
   if (tls.handshake_timeout_ms() > 0) {
     options.handshake_timeout = absl::Milliseconds(tls.handshake_timeout_ms());
   }
+  if (tls.dead_peer_timeout_ms() > 0) {
+    options.dead_peer_timeout = absl::Milliseconds(tls.dead_peer_timeout_ms());
+  }
   options.limits = {
       .per_identity = static_cast<int>(limits.max_connections_per_identity()),
       .per_admin = static_cast<int>(limits.max_connections_per_admin()),

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -30,13 +31,8 @@
 namespace procwarp {
 namespace {
 
-// How long a peer may stay silent before TCP probes it, and how long unacked
-// data may sit: together they bound how long a vanished host (a link that
-// went down, no FIN or RST) keeps a connection, its threads and its handles.
-constexpr int kKeepaliveIdleS = 30;
-constexpr int kKeepaliveIntervalS = 10;
+// Probes sent to a silent peer before it is given up.
 constexpr int kKeepaliveProbes = 3;
-constexpr unsigned kUserTimeoutMs = 60 * 1000;
 
 std::string FormatAddress(const sockaddr_storage& addr) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -91,13 +87,22 @@ absl::StatusOr<UniqueFd> BindTcp(const std::string& address) {
   return fd;
 }
 
-void SetKeepalive(int fd) {
+// Bounds how long a vanished peer (a link that went down, no FIN or RST)
+// keeps a connection, its thread and its handles: an idle connection is
+// probed after half of `dead_peer`, and unacknowledged data (or probes)
+// give up after all of it.
+void SetKeepalive(int fd, absl::Duration dead_peer) {
   int one = 1;
+  const int64_t ms = std::max<int64_t>(absl::ToInt64Milliseconds(dead_peer), 3000);
+  int idle_s = static_cast<int>(ms / 2000);
+  int interval_s = std::max(1, static_cast<int>(ms / 2000 / kKeepaliveProbes));
+  unsigned user_timeout_ms = static_cast<unsigned>(ms);
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &kKeepaliveIdleS, sizeof(int));
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &kKeepaliveIntervalS, sizeof(int));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &kKeepaliveProbes, sizeof(int));
-  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &kUserTimeoutMs, sizeof(unsigned));
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+             sizeof(user_timeout_ms));
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
@@ -277,7 +282,7 @@ void TlsListener::AcceptLoop(grpc::Server* server) {
 }
 
 void TlsListener::Serve(grpc::Server* server, UniqueFd conn, std::string peer) {
-  SetKeepalive(conn.get());
+  SetKeepalive(conn.get(), options_.dead_peer_timeout);
   std::shared_ptr<const ServerCredentials> creds = credentials();
   std::unique_ptr<SSL, SslDeleter> ssl(SSL_new(creds->context()));
   if (ssl == nullptr || SSL_set_fd(ssl.get(), conn.get()) != 1) {

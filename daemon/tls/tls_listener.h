@@ -18,7 +18,7 @@
 //   5. pumps bytes between TLS and the socketpair until either side ends
 //      (tls_pump.h); the registry sees the session end when it does.
 // Dead peers that never close (a link that went down) are found by TCP
-// keepalive and TCP_USER_TIMEOUT within about a minute.
+// keepalive and TCP_USER_TIMEOUT within `dead_peer_timeout`.
 //
 // Credentials are reloaded by Reload() (SIGHUP) and when a watched file's
 // directory changes; a failed reload keeps the previous credentials.
@@ -50,6 +50,8 @@ struct TlsListenerOptions {
   TlsFiles files;
   int max_connections = 256;
   absl::Duration handshake_timeout = absl::Seconds(10);
+  // See Tls.dead_peer_timeout_ms in config.proto.
+  absl::Duration dead_peer_timeout = absl::Seconds(60);
   ConnectionLimits limits;
 };
 
