@@ -28,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
 #include "bench/echo.grpc.pb.h"
+#include "bench/echo_server.h"
 #include "client/cc/client.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"

@@ -7,6 +7,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
@@ -44,6 +46,39 @@ std::string FormatAsn1Time(const ASN1_TIME* when) {
                           absl::FromTM(tm, absl::UTCTimeZone()),
                           absl::UTCTimeZone());
 }
+
+// Keeps SIGPIPE from this thread while it lives: OpenSSL writes with plain
+// write(), and a daemon that closed the connection (at its connection limit,
+// say) must give an error, not kill the client's process. A SIGPIPE raised
+// meanwhile is consumed, unless one was already pending before.
+class ScopedSigpipeBlock {
+ public:
+  ScopedSigpipeBlock() {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe, &old_);
+  }
+  ~ScopedSigpipeBlock() {
+    sigset_t pending;
+    sigpending(&pending);
+    if (!was_pending_ && sigismember(&pending, SIGPIPE) == 1) {
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      const timespec zero = {0, 0};
+      sigtimedwait(&pipe, nullptr, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t old_;
+  bool was_pending_ = false;
+};
 
 // Waits until `fd` is ready for `events` or the deadline passes.
 bool WaitFor(int fd, short events, absl::Time deadline) {
@@ -220,6 +255,7 @@ absl::Status CheckOwnCredentials(const TlsMaterial& tls) {
 absl::Status DiagnoseTls(const std::string& host, const std::string& port,
                          const TlsMaterial& tls, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
+  ScopedSigpipeBlock no_sigpipe;
   absl::StatusOr<UniqueFd> fd = ConnectTcp(host, port, deadline);
   if (!fd.ok()) return fd.status();
 
