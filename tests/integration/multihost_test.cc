@@ -29,6 +29,18 @@ bool Ip(const std::string& args) {
   return RunProgram({"/bin/sh", "-c", "ip " + args + " 2>&1"}).exit_code == 0;
 }
 
+// What the daemon's fds are (for a failure message).
+std::string FdTargets(pid_t pid) {
+  std::string out;
+  for (const auto& e : std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/fd"))) {
+    std::error_code ec;
+    absl::StrAppend(&out, e.path().filename().string(), "->",
+                    std::filesystem::read_symlink(e.path(), ec).string(), " ");
+  }
+  return out;
+}
+
 template <typename Predicate>
 bool Eventually(Predicate done, absl::Duration limit = absl::Seconds(60)) {
   const absl::Time deadline = absl::Now() + limit;
@@ -221,15 +233,17 @@ TEST_F(MultiHostTest, LinkGoingDownMidCallLeaksNothing) {
     grpc::Status s = h.daemon->Admin()->GetStatus(Ctx().get(), {}, &status);
     return s.ok() ? status.clients() : -1;
   };
-  // Warm up what the daemon makes once, on first use (the agent launcher),
-  // so the fd count before is the steady one.
+  // Warm up what the daemon opens once, on first use (the agent launcher,
+  // the fs.suid_dumpable fd of spawns as another uid), so the fd count
+  // before is the steady one.
   {
-    auto local = Client::Connect(h.daemon->socket_path());
-    ASSERT_TRUE(local.ok()) << local.status();
-    ASSERT_TRUE(local->CreateThread().ok());
+    auto warm = Connect(h, "nobody");
+    ASSERT_TRUE(warm.ok()) << warm.status();
+    ASSERT_TRUE(warm->CreateThread().ok());
   }
   ASSERT_TRUE(Eventually([&] { return clients() == 1; }));
   const int fds_before = h.daemon->CountFds();
+  const std::string fds_before_list = FdTargets(h.daemon->pid());
   {
     auto nobody = Connect(h, "nobody");
     ASSERT_TRUE(nobody.ok()) << nobody.status();
@@ -247,7 +261,8 @@ TEST_F(MultiHostTest, LinkGoingDownMidCallLeaksNothing) {
   EXPECT_TRUE(Eventually([&] { return clients() == 1; }, absl::Seconds(120)));
   // (clients() itself holds one connection while it asks.)
   EXPECT_TRUE(Eventually([&] { return h.daemon->CountFds() <= fds_before; }))
-      << h.daemon->CountFds() << " fds, " << fds_before << " before";
+      << h.daemon->CountFds() << " fds, " << fds_before << " before\nbefore: "
+      << fds_before_list << "\nafter: " << FdTargets(h.daemon->pid());
   ASSERT_TRUE(Ip("link set " + h.our_link + " up"));
   auto again = Connect(h, "nobody");
   EXPECT_TRUE(again.ok()) << again.status();
