@@ -30,6 +30,7 @@
 #include "bench/echo.grpc.pb.h"
 #include "bench/echo_server.h"
 #include "client/cc/client.h"
+#include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -161,6 +162,9 @@ size_t TcpCopy(const std::string& address, std::vector<char>& buffer) {
   return total;
 }
 
+int RunInNamespace(const BenchOptions& options);
+
+// Makes the namespace and veth pair, runs, and removes them whatever happens.
 int Run(const BenchOptions& options) {
   if (geteuid() != 0) {
     std::cerr << "remote_bench needs root (network namespaces)\n";
@@ -177,8 +181,15 @@ int Run(const BenchOptions& options) {
       !Sh(absl::StrCat("ip -n ", kNetns, " link set ", kTheirLink, " up")) ||
       !Sh(absl::StrCat("ip -n ", kNetns, " link set lo up"))) {
     std::cerr << "cannot set up the network namespace and veth pair\n";
+    Sh(absl::StrCat("ip netns del ", kNetns));
     return 1;
   }
+  int rc = RunInNamespace(options);
+  Sh(absl::StrCat("ip netns del ", kNetns));
+  return rc;
+}
+
+int RunInNamespace(const BenchOptions& options) {
   int rc = 0;
   {
     auto certs = TlsCertificates::Make(testing::MakeTempDir(),
@@ -280,7 +291,24 @@ int Run(const BenchOptions& options) {
               auto data = pointer->Read(0, kStreamBytes);
               if (!data.ok() || data->size() != kStreamBytes) abort();
             });
+        // Where the time goes: the same stream over the unix socket (no
+        // TLS, no pump, no veth), for the record.
+        auto unix_memory = procwarp::v1::Memory::NewStub((*daemon)->NewChannel());
+        auto unix_stream = [&] {
+          grpc::ClientContext ctx;
+          procwarp::v1::ReadMemoryRequest q;
+          q.set_pointer_id(pointer->id());
+          q.set_length(kStreamBytes);
+          auto reader = unix_memory->ReadStream(&ctx, q);
+          procwarp::v1::ReadMemoryChunk chunk;
+          size_t got = 0;
+          while (reader->Read(&chunk)) got += chunk.data().size();
+          if (!reader->Finish().ok() || got != kStreamBytes) abort();
+        };
+        Paired local = MeasurePaired(rounds, unix_stream, unix_stream);
         const double mib = kStreamBytes / double(1 << 20);
+        std::printf("  (the same ReadStream over the unix socket: %.0f MiB/s)\n",
+                    mib / (local.baseline.Median() / 1e6));
         const double tls_mibs = mib / (paired.measured.Median() / 1e6);
         const double tcp_mibs = mib / (paired.baseline.Median() / 1e6);
         std::printf(
@@ -292,9 +320,9 @@ int Run(const BenchOptions& options) {
     PinToCpu(-1);
     Stop(echo);
     Stop(source);
+    daemon->reset();
     std::filesystem::remove_all(certs->dir());
   }
-  Sh(absl::StrCat("ip netns del ", kNetns));
   return rc;
 }
 
