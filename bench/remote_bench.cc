@@ -67,14 +67,6 @@ bool Sh(const std::string& command) {
 
 // ---- helper processes, run inside the namespace (re-executing ourselves)
 
-class EchoService final : public Echo::Service {
-  grpc::Status Echo(grpc::ServerContext*, const EchoRequest* request,
-                    EchoResponse* response) override {
-    response->set_payload(request->payload());
-    return grpc::Status::OK;
-  }
-};
-
 // --tls_echo=ADDR:PORT,CA,CERT,KEY: bare gRPC with gRPC's own mutual TLS.
 int ServeTlsEcho(const std::string& spec) {
   std::vector<std::string> parts;

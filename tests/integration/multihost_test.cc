@@ -41,16 +41,6 @@ std::string FdTargets(pid_t pid) {
   return out;
 }
 
-template <typename Predicate>
-bool Eventually(Predicate done, absl::Duration limit = absl::Seconds(60)) {
-  const absl::Time deadline = absl::Now() + limit;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return done();
-}
-
 // One host: a network namespace with a veth link to ours, and a daemon in
 // it serving TLS on its end of the link.
 struct Host {

@@ -11,10 +11,25 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "tests/integration/daemon_harness.h"
 
 namespace procwarp::testing {
+
+// Polls `done` until it holds or `limit` passes; returns whether it held.
+// For effects with no event to wait on (a reload, a dead peer found by TCP
+// keepalive): the limit only stops a hung test, it is not what is tested.
+template <typename Predicate>
+bool Eventually(Predicate done, absl::Duration limit = absl::Seconds(60)) {
+  const absl::Time deadline = absl::Now() + limit;
+  while (absl::Now() < deadline) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return done();
+}
 
 class TlsCertificates {
  public:

@@ -35,18 +35,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// Waits (without a timed assertion: the deadline only stops a hung test)
-// until `done` holds.
-template <typename Predicate>
-bool Eventually(Predicate done, absl::Duration limit = absl::Seconds(30)) {
-  const absl::Time deadline = absl::Now() + limit;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return done();
-}
-
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override { StartDaemon(""); }
@@ -360,6 +348,56 @@ TEST_F(TlsTest, NewCaBundleTakesEffectWithoutRestartAndStreamsContinue) {
   kill(daemon_->pid(), SIGHUP);
   EXPECT_TRUE(Client::Connect(Target(), old_ca_client).ok());
   std::filesystem::remove_all(other->dir());
+}
+
+TEST_F(TlsTest, CliTakesFlagsEnvironmentAndContextsAndShowsWhoYouAre) {
+  const std::string cli = RunfilePath("client/cli/procwarp");
+  const std::string home = certs_.dir() + "/home";
+  std::filesystem::create_directories(home + "/.config/procwarp");
+  std::ofstream(home + "/.config/procwarp/config")
+      << "current_context: \"lab\"\n"
+      << "contexts { name: \"lab\" host: \"" << addresses_[1] << "\" ca: \""
+      << certs_.ca() << "\" cert: \"" << certs_.cert("nobody") << "\" key: \""
+      << certs_.key("nobody") << "\" }\n"
+      << "contexts { name: \"here\" socket: \"" << daemon_->socket_path()
+      << "\" }\n";
+  const std::string env_home = "HOME=" + home;
+  // Flags.
+  RunResult flags = RunProgram({cli, "--host", addresses_[0], "--ca", certs_.ca(),
+                                "--cert", certs_.cert("admin"), "--key",
+                                certs_.key("admin"), "status"},
+                               -1, -1, {env_home});
+  EXPECT_EQ(flags.exit_code, 0) << flags.out;
+  EXPECT_THAT(flags.out, HasSubstr("host:       tls://" + addresses_[0]));
+  EXPECT_THAT(flags.out, HasSubstr("uid 0, gid 0"));
+  EXPECT_THAT(flags.out, HasSubstr("remote: certificate CN=admin from 127.0.0.1:"));
+  // The environment.
+  RunResult env = RunProgram(
+      {cli, "status"}, -1, -1,
+      {env_home, "PROCWARP_HOST=" + addresses_[0], "PROCWARP_CA=" + certs_.ca(),
+       "PROCWARP_CERT=" + certs_.cert("admin"),
+       "PROCWARP_KEY=" + certs_.key("admin")});
+  EXPECT_THAT(env.out, HasSubstr("remote: certificate CN=admin"));
+  // The file's current context, then a named one.
+  RunResult context = RunProgram({cli, "status"}, -1, -1, {env_home});
+  EXPECT_EQ(context.exit_code, 0) << context.out;
+  EXPECT_THAT(context.out, HasSubstr("(context lab)"));
+  EXPECT_THAT(context.out, HasSubstr("uid 65534"));
+  EXPECT_THAT(context.out, HasSubstr("remote: certificate CN=nobody from [::1]:"));
+  RunResult here = RunProgram({cli, "--context", "here", "status"}, -1, -1,
+                              {env_home});
+  EXPECT_THAT(here.out, HasSubstr("socket:     " + daemon_->socket_path()));
+  // A certificate problem is explained, in one line, without gRPC's noise.
+  RunResult refused = RunProgram(
+      {"/bin/sh", "-c",
+       absl::StrCat(cli, " --host ", addresses_[0], " --ca ", certs_.ca(),
+                    " ps 2>&1")},
+      -1, -1, {env_home});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_EQ(refused.out,
+            absl::StrCat("procwarp: TLS to 127.0.0.1: the daemon refused this "
+                         "client: no client certificate was sent (give --cert "
+                         "and --key)\n"));
 }
 
 // Opens a TCP connection to `address` (HOST:PORT, IPv4) that sends nothing.
