@@ -21,14 +21,6 @@ namespace {
 
 constexpr char kFlag[] = "--echo_server=";
 
-class EchoService final : public Echo::Service {
-  grpc::Status Echo(grpc::ServerContext*, const EchoRequest* request,
-                    EchoResponse* response) override {
-    response->set_payload(request->payload());
-    return grpc::Status::OK;
-  }
-};
-
 int ServeEcho(const std::string& socket_path) {
   EchoService service;
   grpc::ServerBuilder builder;
@@ -42,6 +34,12 @@ int ServeEcho(const std::string& socket_path) {
 }
 
 }  // namespace
+
+grpc::Status EchoService::Echo(grpc::ServerContext*, const EchoRequest* request,
+                               EchoResponse* response) {
+  response->set_payload(request->payload());
+  return grpc::Status::OK;
+}
 
 int MaybeServeEcho(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {

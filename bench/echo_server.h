@@ -15,6 +15,12 @@
 
 namespace procwarp::bench {
 
+// The Echo service itself: answers with the request's payload.
+class EchoService final : public Echo::Service {
+  grpc::Status Echo(grpc::ServerContext*, const EchoRequest* request,
+                    EchoResponse* response) override;
+};
+
 // The flag that makes a benchmark binary serve Echo instead of running:
 // `--echo_server=SOCKET`. Call first thing in main(): returns the exit code
 // to use when argv asked for the server, -1 otherwise.

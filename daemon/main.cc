@@ -13,6 +13,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/socket_path.h"
@@ -36,6 +37,7 @@
 #include "daemon/thread/agent_launcher.h"
 #include "daemon/thread/thread_table.h"
 #include "daemon/thread/threads_service.h"
+#include "daemon/tls/tls_listener.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
@@ -69,6 +71,11 @@ struct Flags {
   std::optional<uint32_t> max_calls_per_connection;
   std::optional<uint32_t> max_queued_event_bytes;
   std::optional<uint64_t> max_record_bytes;
+  // Remote callers (docs/remote.md).
+  std::vector<std::string> listen_tcp;
+  std::optional<std::string> tls_ca;
+  std::optional<std::string> tls_cert;
+  std::optional<std::string> tls_key;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -130,6 +137,10 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   if (flags.max_record_bytes) {
     limits->set_max_record_bytes_per_identity(*flags.max_record_bytes);
   }
+  for (const std::string& address : flags.listen_tcp) config.add_listen_tcp(address);
+  if (flags.tls_ca) config.mutable_tls()->set_ca_file(*flags.tls_ca);
+  if (flags.tls_cert) config.mutable_tls()->set_cert_file(*flags.tls_cert);
+  if (flags.tls_key) config.mutable_tls()->set_key_file(*flags.tls_key);
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   // Root is served whatever non-admins do only if they cannot take every
   // thread gRPC may run.
@@ -194,6 +205,34 @@ void ApplyServerLimits(const procwarp::config::v1::Limits& limits,
                               static_cast<int>(limits.max_calls_per_connection()));
 }
 
+absl::StatusOr<std::unique_ptr<TlsListener>> CreateTlsListener(
+    const DaemonConfig& config, std::optional<gid_t> admin_gid,
+    SessionRegistry* sessions) {
+  const auto& tls = config.tls();
+  const auto& limits = config.limits();
+  TlsListenerOptions options;
+  options.addresses.assign(config.listen_tcp().begin(), config.listen_tcp().end());
+  options.files = {.ca_file = tls.ca_file(),
+                   .cert_file = tls.cert_file(),
+                   .key_file = tls.key_file()};
+  if (tls.max_connections() > 0) {
+    options.max_connections = static_cast<int>(tls.max_connections());
+  }
+  if (tls.handshake_timeout_ms() > 0) {
+    options.handshake_timeout = absl::Milliseconds(tls.handshake_timeout_ms());
+  }
+  if (tls.dead_peer_timeout_ms() > 0) {
+    options.dead_peer_timeout = absl::Milliseconds(tls.dead_peer_timeout_ms());
+  }
+  options.limits = {
+      .per_identity = static_cast<int>(limits.max_connections_per_identity()),
+      .per_admin = static_cast<int>(limits.max_connections_per_admin()),
+      .fd_reserve = static_cast<int>(limits.fd_reserve())};
+  CertificateMapper mapper({tls.mappings().begin(), tls.mappings().end()},
+                           admin_gid);
+  return TlsListener::Create(std::move(options), std::move(mapper), sessions);
+}
+
 int Serve(const DaemonConfig& config, const std::string& agent_path) {
   // Signals are taken synchronously by the main thread; block them before
   // any thread starts so every thread inherits the mask.
@@ -201,6 +240,8 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  // SIGHUP reloads the TLS credentials (docs/remote.md).
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   // A client or child that goes away must not kill the daemon.
   signal(SIGPIPE, SIG_IGN);
@@ -334,8 +375,21 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
     admission.push_back(std::make_unique<ReflectionAdmission>(&callers));
     builder.experimental().SetInterceptorCreators(std::move(admission));
   }
-  // No listening ports: connections come only from our own accept loop, which
-  // authenticates them first.
+  // Remote callers: bound before the server starts so GetStatus can name the
+  // addresses; a listen_tcp that cannot be served stops the daemon rather
+  // than leaving it silently local-only.
+  std::unique_ptr<TlsListener> tls_listener;
+  if (config.listen_tcp_size() > 0) {
+    auto created = CreateTlsListener(config, admin_gid, &sessions);
+    if (!created.ok()) {
+      LogError(absl::StrCat("listen_tcp: ", created.status().message()));
+      return 1;
+    }
+    tls_listener = *std::move(created);
+    admin.SetTlsAddresses(tls_listener->addresses());
+  }
+  // No listening ports: connections come only from our own accept loops,
+  // which authenticate them first.
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     LogError("failed to start the gRPC server");
@@ -349,20 +403,33 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
                          limits.max_connections_per_admin()),
                      .fd_reserve = static_cast<int>(limits.fd_reserve())});
   listener.Start(server.get());
+  if (tls_listener != nullptr) {
+    tls_listener->Start(server.get());
+    absl::StrAppend(&where, " and mutual TLS on ",
+                    absl::StrJoin(tls_listener->addresses(), ", "));
+  }
   if (fd_side_channel != nullptr) fd_side_channel->Start();
   LogInfo(absl::StrCat("procwarpd ", kProcwarpVersion, " serving on ", where));
   systemd.Ready(absl::StrCat("serving on ", where));
   systemd.StartWatchdog();
 
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  for (;;) {
+    sigwait(&stop_signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    LogInfo("SIGHUP: reloading the TLS credentials");
+    if (tls_listener != nullptr) tls_listener->Reload();
+  }
   LogInfo(absl::StrCat("received signal ", signal_number, ", shutting down"));
   systemd.Stopping();
   health.SetShuttingDown();
   listener.Stop();
+  if (tls_listener != nullptr) tls_listener->StopAccepting();
   if (fd_side_channel != nullptr) fd_side_channel->Stop();
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(config.limits().shutdown_grace_ms()));
+  // gRPC has closed its ends; end the TLS pumps still waiting on a peer.
+  if (tls_listener != nullptr) tls_listener->Stop();
   if (!socket_activated) unlink(config.socket_path().c_str());
   LogInfo("stopped");
   return 0;
@@ -426,6 +493,15 @@ int main(int argc, char** argv) {
   app.add_option("--max_fd_tokens_per_identity",
                  flags.max_fd_tokens_per_identity,
                  "unredeemed ExportFd/ImportFd tokens per uid");
+  app.add_option("--listen_tcp,--listen-tcp", flags.listen_tcp,
+                 "also serve mutual TLS on HOST:PORT (repeatable; IPv6 as "
+                 "[ADDR]:PORT); needs --tls_ca, --tls_cert, --tls_key or the "
+                 "config's tls {} and certificate mappings (docs/remote.md)");
+  app.add_option("--tls_ca,--tls-ca", flags.tls_ca,
+                 "PEM CA bundle client certificates must chain to");
+  app.add_option("--tls_cert,--tls-cert", flags.tls_cert,
+                 "PEM server certificate (chain)");
+  app.add_option("--tls_key,--tls-key", flags.tls_key, "PEM server private key");
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);

@@ -14,6 +14,10 @@ PACKAGES=(
   # confined by seccomp
   systemd debootstrap debian-archive-keyring systemd-container zstd procps
   util-linux libseccomp-dev
+  # remote callers: TLS in the daemon and client diagnostics (libssl-dev),
+  # certificates made by deploy/tls (openssl), the Kubernetes manifest
+  # check (python3-yaml), network namespaces for multi-host tests (iproute2)
+  libssl-dev openssl python3-yaml iproute2
 )
 
 missing=()

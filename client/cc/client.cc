@@ -1,9 +1,18 @@
 // Client, SpawnOptions and EventStream (see client.h).
 #include "client/cc/client.h"
 
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "client/cc/tls_diagnosis.h"
 #include "client/cc/connection.h"
 #include "client/cc/daemon_peer.h"
 #include "client/cc/grpc_status.h"
@@ -44,6 +53,74 @@ absl::Status ConnectError(const std::string& socket_path,
           status.code(), absl::StrCat("procwarpd at ", socket_path,
                                       " did not answer: ", status.message()));
   }
+}
+
+struct HostPort {
+  std::string host;         // without [ ]
+  std::string port;
+  std::string grpc_target;  // as gRPC wants it: "host:port", "[v6]:port"
+};
+
+absl::StatusOr<HostPort> ParseTlsTarget(const std::string& target) {
+  absl::string_view rest = target;
+  if (!absl::ConsumePrefix(&rest, "tls://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "remote target '", target, "' must look like tls://HOST:PORT"));
+  }
+  size_t colon = rest.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0 ||
+      colon + 1 == rest.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "remote target '", target, "' has no port (tls://HOST:PORT)"));
+  }
+  HostPort where;
+  absl::string_view host = rest.substr(0, colon);
+  where.port = std::string(rest.substr(colon + 1));
+  where.grpc_target = std::string(rest);
+  if (absl::ConsumePrefix(&host, "[") && !absl::ConsumeSuffix(&host, "]")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("remote target '", target, "': unbalanced [ ]"));
+  }
+  where.host = std::string(host);
+  return where;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path,
+                                    absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot read the ", what, " file '", path, "': ", strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+absl::StatusOr<internal::TlsMaterial> ReadTlsMaterial(const TlsOptions& tls) {
+  if (tls.ca.empty()) {
+    return absl::InvalidArgumentError(
+        "a tls:// connection needs the CA that signed the daemon's "
+        "certificate (--ca, TlsOptions::ca)");
+  }
+  if (tls.cert.empty() != tls.key.empty()) {
+    return absl::InvalidArgumentError(
+        "a client certificate needs both --cert and --key");
+  }
+  internal::TlsMaterial m{.ca_file = tls.ca, .cert_file = tls.cert,
+                          .key_file = tls.key};
+  absl::StatusOr<std::string> ca = ReadPem(tls.ca, "CA");
+  if (!ca.ok()) return ca.status();
+  m.ca_pem = *std::move(ca);
+  if (!tls.cert.empty()) {
+    absl::StatusOr<std::string> cert = ReadPem(tls.cert, "certificate");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPem(tls.key, "key");
+    if (!key.ok()) return key.status();
+    m.cert_pem = *std::move(cert);
+    m.key_pem = *std::move(key);
+  }
+  return m;
 }
 
 }  // namespace
@@ -138,9 +215,46 @@ absl::StatusOr<Client> Client::Connect(const ConnectOptions& options) {
   return client;
 }
 
+absl::StatusOr<Client> Client::Connect(const std::string& target,
+                                       const TlsOptions& tls) {
+  absl::StatusOr<HostPort> where = ParseTlsTarget(target);
+  if (!where.ok()) return where.status();
+  absl::StatusOr<internal::TlsMaterial> material = ReadTlsMaterial(tls);
+  if (!material.ok()) return material.status();
+  if (absl::Status own = internal::CheckOwnCredentials(*material); !own.ok()) {
+    return own;
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = material->ca_pem;
+  ssl.pem_cert_chain = material->cert_pem;
+  ssl.pem_private_key = material->key_pem;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      where->grpc_target, grpc::SslCredentials(ssl), args);
+  Client client(std::make_shared<internal::Connection>(target, channel));
+  grpc::ClientContext context;
+  internal::SetTimeout(context, kConnectTimeout);
+  v1::GetVersionResponse version;
+  absl::Status status = FromGrpcStatus(client.connection_->admin->GetVersion(
+      &context, v1::GetVersionRequest(), &version));
+  if (status.ok()) return client;
+  if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
+    // gRPC says only UNAVAILABLE for every handshake failure: replay it
+    // with OpenSSL to say who refused what.
+    absl::Status why = internal::DiagnoseTls(where->host, where->port,
+                                             *material, kConnectTimeout);
+    if (!why.ok()) return why;
+  }
+  return absl::Status(status.code(), absl::StrCat("procwarpd at ", target,
+                                                  ": ", status.message()));
+}
+
 const std::string& Client::socket_path() const {
   return connection_->socket_path;
 }
+
+bool Client::remote() const { return connection_->remote; }
 
 absl::StatusOr<v1::GetStatusResponse> Client::Status() const {
   grpc::ClientContext context;

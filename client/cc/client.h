@@ -166,6 +166,16 @@ struct ConnectOptions {
   std::optional<uid_t> daemon_uid;
 };
 
+// The client side of mutual TLS to a remote procwarpd (docs/remote.md):
+// PEM files. The daemon's certificate must chain to `ca` and name the host
+// connected to (DNS name or IP in its subjectAltName); `cert` and `key` are
+// this client's certificate, which the daemon maps to a local identity.
+struct TlsOptions {
+  std::string ca;
+  std::string cert;
+  std::string key;
+};
+
 // A connection to procwarpd. Cheap to copy: copies share one connection.
 class Client {
  public:
@@ -179,7 +189,23 @@ class Client {
   // Call it as Connect(ConnectOptions{...}): a bare {...} is ambiguous.
   static absl::StatusOr<Client> Connect(const ConnectOptions& options);
 
+  // Connects to a remote daemon: `target` is "tls://HOST:PORT" (IPv6 as
+  // [ADDR]:PORT). Everything works as over the unix socket, authorised as
+  // the identity the daemon maps our certificate to, except what only works
+  // on the daemon's host: Pointer Read/Write then stream instead of copying
+  // directly, and Thread::ExportFd/ImportFd are FAILED_PRECONDITION.
+  // Certificate problems are UNAUTHENTICATED saying which side refused and
+  // why (unknown CA, expired, name mismatch, no client certificate); an
+  // unreachable host is UNAVAILABLE. gRPC may reconnect a remote channel by
+  // itself (verifying the daemon again): handles that end with their
+  // connection are then gone.
+  static absl::StatusOr<Client> Connect(const std::string& target,
+                                        const TlsOptions& tls);
+
+  // The unix socket path, or the "tls://HOST:PORT" target.
   const std::string& socket_path() const;
+  // True for a tls:// connection.
+  bool remote() const;
 
   // Daemon uptime, clients, process counts, and the caller's identity as the
   // daemon authenticated it.

@@ -9,6 +9,7 @@ namespace procwarp::internal {
 
 Connection::Connection(std::string path, DaemonSocket socket)
     : socket_path(std::move(path)),
+      remote(false),
       peer(socket.peer),
       // Our own connected fd, not a "unix:" target: gRPC would connect (and
       // later reconnect) by itself, to whatever listens at the path then,
@@ -21,6 +22,17 @@ Connection::Connection(std::string path, DaemonSocket socket)
       memory(v1::Memory::NewStub(channel)),
       files(v1::Files::NewStub(channel)),
       exec(exec::v1::Exec::NewStub(channel)) {}
+
+Connection::Connection(std::string target,
+                       std::shared_ptr<grpc::Channel> tls_channel)
+    : socket_path(std::move(target)),
+      remote(true),
+      channel(std::move(tls_channel)),
+      admin(v1::Admin::NewStub(channel)),
+      processes(v1::Processes::NewStub(channel)),
+      threads(v1::Threads::NewStub(channel)),
+      memory(v1::Memory::NewStub(channel)),
+      files(v1::Files::NewStub(channel)) {}
 
 void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
   if (timeout == absl::InfiniteDuration()) return;

@@ -33,10 +33,14 @@ struct Connection {
   // trust check. gRPC owns the socket from here on and never reconnects: a
   // lost connection fails every later call with UNAVAILABLE.
   Connection(std::string path, DaemonSocket socket);
+  // A remote daemon over `channel` (mutual TLS; `target` is "tls://...").
+  Connection(std::string target, std::shared_ptr<grpc::Channel> tls_channel);
 
   const std::string socket_path;
-  // Who serves socket_path. The fd side socket must be served by the same
-  // uid.
+  // Over TCP to another host: no direct memory copies, no fd side socket.
+  const bool remote;
+  // Who serves socket_path (local only). The fd side socket must be served
+  // by the same uid.
   const PeerCredentials peer;
   const std::shared_ptr<grpc::Channel> channel;
   const std::unique_ptr<v1::Admin::Stub> admin;

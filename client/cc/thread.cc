@@ -245,7 +245,8 @@ absl::StatusOr<std::string> Pointer::Read(uint64_t offset,
   request.set_pointer_id(id());
   request.set_offset(offset);
   request.set_length(length);
-  if (length >= kMinDirect) {
+  // Remote: the daemon cannot reach our memory; stream at once.
+  if (length >= kMinDirect && !connection_->remote) {
     std::string data(length, '\0');
     absl::Status direct = CopyDirect(*connection_, /*to_client=*/true, id(),
                                      offset, length, data.data());
@@ -258,7 +259,7 @@ absl::StatusOr<std::string> Pointer::Read(uint64_t offset,
 
 absl::Status Pointer::Write(absl::string_view data, uint64_t offset) const {
   if (empty()) return absl::FailedPreconditionError("empty Pointer handle");
-  if (data.size() >= kMinDirect) {
+  if (data.size() >= kMinDirect && !connection_->remote) {
     absl::Status direct = CopyDirect(*connection_, /*to_client=*/false, id(),
                                      offset, data.size(), data.data());
     if (!ShouldStreamInstead(direct)) return direct;

@@ -1,5 +1,6 @@
 // The procwarp CLI's subcommands (see commands.h).
 #include "client/cli/commands.h"
+#include "client/cli/target.h"
 
 #include <errno.h>
 #include <string.h>
@@ -140,7 +141,7 @@ absl::StatusOr<std::vector<std::string>> BuildChildEnv(
 }
 
 absl::StatusOr<int> RunStatus(const GlobalOptions& global) {
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<v1::GetVersionResponse> version = client->Version();
   if (!version.ok()) return version.status();
@@ -149,6 +150,8 @@ absl::StatusOr<int> RunStatus(const GlobalOptions& global) {
 
   StatusOutput output;
   output.set_socket_path(client->socket_path());
+  output.set_remote(client->remote());
+  output.set_context(ChosenContext(global));
   *output.mutable_version() = *std::move(version);
   *output.mutable_status() = *std::move(status);
   if (global.json) {
@@ -168,7 +171,7 @@ absl::StatusOr<int> RunRun(const GlobalOptions& global,
       return blocked;
     }
   }
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<Process> process = client->Spawn(*request);
   if (!process.ok()) return process.status();
@@ -192,7 +195,7 @@ absl::StatusOr<int> RunRun(const GlobalOptions& global,
 }
 
 absl::StatusOr<int> RunPs(const GlobalOptions& global, bool all) {
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<std::vector<v1::ProcessInfo>> processes = client->List(all);
   if (!processes.ok()) return processes.status();
@@ -217,7 +220,7 @@ absl::StatusOr<int> RunAttach(const GlobalOptions& global,
   if (absl::Status blocked = BlockForwardedSignals(); !blocked.ok()) {
     return blocked;
   }
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<Process> process = OpenProcess(*client, id);
   if (!process.ok()) return process.status();
@@ -229,7 +232,7 @@ absl::StatusOr<int> RunKill(const GlobalOptions& global, const std::string& id,
                             const std::string& signal_text) {
   absl::StatusOr<int> signal = ParseSignal(signal_text);
   if (!signal.ok()) return signal.status();
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<Process> process = OpenProcess(*client, id);
   if (!process.ok()) return process.status();
@@ -245,7 +248,7 @@ absl::StatusOr<int> RunKill(const GlobalOptions& global, const std::string& id,
 
 absl::StatusOr<int> RunWait(const GlobalOptions& global,
                             const std::string& id) {
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<Process> process = OpenProcess(*client, id);
   if (!process.ok()) return process.status();
@@ -265,7 +268,7 @@ absl::StatusOr<int> RunWait(const GlobalOptions& global,
 
 absl::StatusOr<int> RunRm(const GlobalOptions& global,
                           const std::vector<std::string>& ids, bool force) {
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   for (const std::string& id : ids) {
     absl::StatusOr<Process> process = OpenProcess(*client, id);
@@ -286,7 +289,7 @@ absl::StatusOr<int> RunRm(const GlobalOptions& global,
 }
 
 absl::StatusOr<int> RunEvents(const GlobalOptions& global) {
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::Status print_error;
   absl::Status stream_error =

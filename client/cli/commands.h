@@ -15,6 +15,15 @@ namespace procwarp::cli {
 struct GlobalOptions {
   // Empty: the client library's default socket path.
   std::string socket_path;
+  // A remote daemon (client/cli/target.h): --host HOST:PORT with --ca,
+  // --cert, --key, or a named --context; each falls back to PROCWARP_HOST,
+  // PROCWARP_CA, PROCWARP_CERT, PROCWARP_KEY, PROCWARP_CONTEXT and then
+  // ~/.config/procwarp/config.
+  std::string host;
+  std::string ca;
+  std::string cert;
+  std::string key;
+  std::string context;
   // Print response protos as JSON instead of text.
   bool json = false;
 };

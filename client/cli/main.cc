@@ -3,6 +3,7 @@
 // as "procwarp: <message>" with exit code 1.
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -230,19 +231,42 @@ absl::StatusOr<int> Dispatch(const CLI::App& app, const CommandLine& line) {
 }
 
 int Main(int argc, char** argv) {
+  // gRPC logs TLS failures to stderr in its own words; the CLI explains
+  // them itself (client/cc/tls_diagnosis.h). GRPC_VERBOSITY=ERROR in the
+  // environment brings gRPC's lines back.
+  setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
   CLI::App app("procwarp: manage processes through procwarpd", "procwarp");
   CommandLine line;
   app.add_option("--socket", line.global.socket_path,
                  "procwarpd's socket (default: $PROCWARP_SOCKET, else "
                  "/run/procwarp/procwarpd.sock as root, else "
                  "$XDG_RUNTIME_DIR/procwarp/procwarpd.sock)");
+  app.add_option("--host", line.global.host,
+                 "A remote procwarpd, HOST:PORT, over mutual TLS (with --ca, "
+                 "--cert, --key); default $PROCWARP_HOST, else the context's");
+  app.add_option("--ca", line.global.ca,
+                 "PEM CA that signed the remote daemon's certificate "
+                 "(default $PROCWARP_CA)");
+  app.add_option("--cert", line.global.cert,
+                 "PEM client certificate for --host (default $PROCWARP_CERT)");
+  app.add_option("--key", line.global.key,
+                 "PEM key of --cert (default $PROCWARP_KEY)");
+  app.add_option("--context", line.global.context,
+                 "A named context of ~/.config/procwarp/config (default "
+                 "$PROCWARP_CONTEXT, else the file's current_context)");
   app.add_flag("--json", line.global.json, "Print results as JSON");
   app.footer(
       "Environment:\n"
       "  PROCWARP_SOCKET      the daemon's socket when --socket is not given\n"
       "  PROCWARP_DAEMON_UID  one more uid trusted to serve the socket; by\n"
       "                       default only a daemon run by root or by you is\n"
-      "                       used (see client/cc/client.h)");
+      "                       used (see client/cc/client.h)\n"
+      "  PROCWARP_HOST, PROCWARP_CA, PROCWARP_CERT, PROCWARP_KEY\n"
+      "                       --host, --ca, --cert, --key when not given\n"
+      "  PROCWARP_CONTEXT     --context when not given\n"
+      "Config: $XDG_CONFIG_HOME/procwarp/config or ~/.config/procwarp/config,\n"
+      "  named contexts (client/cli/cli_config.proto; README \"Driving another\n"
+      "  host\")");
   app.require_subcommand(1);
   // Global options may also follow the subcommand's name.
   app.fallthrough();

@@ -187,10 +187,12 @@ std::string FormatIdentity(const v1::Identity& identity) {
     absl::StrAppend(&text, ", groups ", absl::StrJoin(identity.groups(), ","));
   }
   if (identity.pid() != 0) absl::StrAppend(&text, ", pid ", identity.pid());
-  if (!identity.subject().empty()) {
-    absl::StrAppend(&text, ", subject ", EscapeForTerminal(identity.subject()));
-  }
   if (identity.admin()) absl::StrAppend(&text, ", admin");
+  if (identity.remote()) {
+    absl::StrAppend(&text, "; remote: certificate ",
+                    EscapeForTerminal(identity.subject()), " from ",
+                    EscapeForTerminal(identity.peer_address()));
+  }
   return text;
 }
 
@@ -278,7 +280,12 @@ std::string FormatStatus(const StatusOutput& output) {
       "daemon:     procwarpd ", EscapeForTerminal(output.version().version()),
       " (pid ", status.daemon_pid(), ", api ",
       EscapeForTerminal(absl::StrJoin(output.version().api_versions(), ",")),
-      ")\n", "socket:     ", EscapeForTerminal(output.socket_path()), "\n",
+      ")\n", output.remote() ? "host:       " : "socket:     ",
+      EscapeForTerminal(output.socket_path()),
+      output.context().empty()
+          ? ""
+          : absl::StrCat(" (context ", EscapeForTerminal(output.context()), ")"),
+      "\n",
       "uptime:     ",
       uptime == absl::ZeroDuration() ? "0s" : absl::FormatDuration(uptime),
       "\n",

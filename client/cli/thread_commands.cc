@@ -1,5 +1,6 @@
 // The `procwarp thread ...` subcommands (see thread_commands.h).
 #include "client/cli/thread_commands.h"
+#include "client/cli/target.h"
 
 #include <algorithm>
 #include <iostream>
@@ -129,7 +130,7 @@ std::string FormatThreadTable(const std::vector<v1::ThreadInfo>& threads) {
 
 absl::StatusOr<int> RunThreadCreate(const GlobalOptions& global,
                                     const ThreadCreateOptions& options) {
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<Thread> thread =
       client->CreateThread(ToThreadOptions(options));
@@ -148,7 +149,7 @@ absl::StatusOr<int> RunThreadCreate(const GlobalOptions& global,
 }
 
 absl::StatusOr<int> RunThreadLs(const GlobalOptions& global, bool all) {
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<std::vector<v1::ThreadInfo>> threads =
       client->ListThreads(all);
@@ -177,7 +178,7 @@ absl::StatusOr<int> RunThreadSyscall(const GlobalOptions& global,
   if (!number.ok()) return number.status();
   absl::StatusOr<std::vector<int64_t>> values = ParseArgs(args);
   if (!values.ok()) return values.status();
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<Thread> thread = OpenThread(*client, id);
   if (!thread.ok()) return thread.status();
@@ -215,7 +216,7 @@ absl::StatusOr<int> RunThreadExec(const GlobalOptions& global,
   absl::StatusOr<std::vector<std::string>> env =
       BuildChildEnv(options.env, /*inherit_env=*/false, OwnEnvironment());
   if (!env.ok()) return env.status();
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<Thread> thread = OpenThread(*client, id);
   if (!thread.ok()) return thread.status();
@@ -238,7 +239,7 @@ absl::StatusOr<int> RunThreadExec(const GlobalOptions& global,
 
 absl::StatusOr<int> RunThreadKill(const GlobalOptions& global,
                                   const std::string& id) {
-  absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+  absl::StatusOr<Client> client = ConnectClient(global);
   if (!client.ok()) return client.status();
   absl::StatusOr<Thread> thread = OpenThread(*client, id);
   if (!thread.ok()) return thread.status();

@@ -41,6 +41,8 @@ grpc::Status AdminService::GetStatus(grpc::ServerContext* context,
     }
     response->set_daemon_pid(getpid());
     *response->mutable_caller() = caller.ToProto();
+    response->mutable_tls_addresses()->Add(tls_addresses_.begin(),
+                                           tls_addresses_.end());
     return absl::OkStatus();
   });
 }

@@ -2,6 +2,9 @@
 #ifndef PROCWARP_DAEMON_ADMIN_ADMIN_SERVICE_H_
 #define PROCWARP_DAEMON_ADMIN_ADMIN_SERVICE_H_
 
+#include <string>
+#include <vector>
+
 #include "absl/time/time.h"
 #include "daemon/process/process_table.h"
 #include "daemon/server/caller_context.h"
@@ -22,6 +25,12 @@ class AdminService final : public procwarp::v1::Admin::Service {
         table_(table),
         started_(absl::Now()) {}
 
+  // The TLS listener's bound addresses, shown by GetStatus. Call before the
+  // server starts.
+  void SetTlsAddresses(std::vector<std::string> addresses) {
+    tls_addresses_ = std::move(addresses);
+  }
+
   grpc::Status GetVersion(grpc::ServerContext* context,
                           const procwarp::v1::GetVersionRequest* request,
                           procwarp::v1::GetVersionResponse* response) override;
@@ -34,6 +43,7 @@ class AdminService final : public procwarp::v1::Admin::Service {
   const SessionRegistry* sessions_;
   const ProcessTable* table_;
   const absl::Time started_;
+  std::vector<std::string> tls_addresses_;
 };
 
 }  // namespace procwarp

@@ -277,6 +277,9 @@ grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
                                     const procwarp::v1::ExportFdRequest* request,
                                     procwarp::v1::ExportFdResponse* response) {
   return WithSession(*callers_, context, [&](const Session& session) -> absl::Status {
+    RETURN_IF_ERROR(RequireLocal(
+        session, "Files.ExportFd",
+        "Files.TransferFd between threads on the daemon's host"));
     const Identity& caller = session.identity;
     RETURN_IF_ERROR(CheckFd(request->fd(), "ExportFd: fd"));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
@@ -300,6 +303,9 @@ grpc::Status FilesService::ImportFd(grpc::ServerContext* context,
                                     const procwarp::v1::ImportFdRequest* request,
                                     procwarp::v1::ImportFdResponse* response) {
   return WithSession(*callers_, context, [&](const Session& session) -> absl::Status {
+    RETURN_IF_ERROR(RequireLocal(
+        session, "Files.ImportFd",
+        "Files.TransferFd, or open the file with a syscall in the thread"));
     const Identity& caller = session.identity;
     if (request->target_fd() < -1) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -284,6 +284,9 @@ absl::Status MemoryService::DirectCopy(
     const Session& session, const procwarp::v1::DirectMemoryRequest& request,
     bool to_client, procwarp::v1::DirectMemoryResponse* response) {
   const char* call = to_client ? "ReadToClient" : "WriteFromClient";
+  RETURN_IF_ERROR(RequireLocal(session, absl::StrCat("Memory.", call),
+                               to_client ? "Memory.ReadStream or Memory.Read"
+                                         : "Memory.WriteStream or Memory.Write"));
   const Identity& caller = session.identity;
   ASSIGN_OR_RETURN(ResolvedPointer p,
                    table_->FindPointer(request.pointer_id(), caller));

@@ -1,11 +1,28 @@
 // See caller_context.h.
 #include "daemon/server/caller_context.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace procwarp {
 
 absl::StatusOr<std::shared_ptr<const Session>> CallerResolver::SessionOf(
     const grpc::ServerContextBase* context) const {
-  return sessions_->Resolve(context->peer());
+  absl::StatusOr<std::shared_ptr<const Session>> session =
+      sessions_->Resolve(context->peer());
+  if (session.ok() && !(*session)->refusal.empty()) {
+    return absl::UnauthenticatedError((*session)->refusal);
+  }
+  return session;
+}
+
+absl::Status RequireLocal(const Session& session, absl::string_view call,
+                          absl::string_view alternative) {
+  if (!session.identity.remote()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      call, " works only for clients on the daemon's host (it moves memory "
+      "or fds between processes of this host); from ",
+      session.identity.peer_address, " use ", alternative,
+      " (the C++ client falls back to it by itself)"));
 }
 
 absl::StatusOr<CallerResolver::CallSlots> CallerResolver::Admit(

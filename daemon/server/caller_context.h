@@ -64,6 +64,13 @@ class CallerResolver {
   SlotLimiter* streams_;
 };
 
+// OK for a caller on this host; FAILED_PRECONDITION for a remote (TLS)
+// caller, naming `call` and the `alternative` that works remotely. For the
+// RPCs that reach into the client's own process (ReadToClient,
+// WriteFromClient, ExportFd, ImportFd): they have no meaning across hosts.
+absl::Status RequireLocal(const Session& session, absl::string_view call,
+                          absl::string_view alternative);
+
 namespace internal {
 
 template <typename Body>

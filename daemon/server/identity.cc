@@ -11,15 +11,9 @@
 
 namespace procwarp {
 
-std::string Identity::OwnerKey() const {
-  if (!subject.empty()) return absl::StrCat("cert:", subject);
-  return absl::StrCat("uid:", uid);
-}
+std::string Identity::OwnerKey() const { return absl::StrCat("uid:", uid); }
 
-bool Identity::SameOwner(const Identity& other) const {
-  if (!subject.empty() || !other.subject.empty()) return subject == other.subject;
-  return uid == other.uid;
-}
+bool Identity::SameOwner(const Identity& other) const { return uid == other.uid; }
 
 bool Identity::MayAccess(const Identity& owner) const {
   return admin || SameOwner(owner);
@@ -33,6 +27,8 @@ procwarp::v1::Identity Identity::ToProto() const {
   proto.set_pid(pid);
   proto.set_subject(subject);
   proto.set_admin(admin);
+  proto.set_peer_address(peer_address);
+  proto.set_remote(remote());
   return proto;
 }
 
@@ -44,6 +40,7 @@ Identity Identity::FromProto(const procwarp::v1::Identity& proto) {
   id.pid = proto.pid();
   id.subject = proto.subject();
   id.admin = proto.admin();
+  id.peer_address = proto.peer_address();
   return id;
 }
 

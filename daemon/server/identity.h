@@ -20,11 +20,18 @@ struct Identity {
   gid_t gid = 0;
   std::vector<gid_t> groups;  // supplementary groups
   pid_t pid = 0;              // peer pid at connect time (0 if remote)
-  std::string subject;        // certificate subject (remote callers)
   bool admin = false;         // root or member of the admin group
+  // Remote callers (mutual TLS, daemon/server/tls_listener.h) only: the
+  // client certificate's subject and the peer's "ADDRESS:PORT". They are
+  // for the audit log and status; they grant nothing and own nothing: a
+  // certificate mapped to uid 1000 is uid 1000, exactly as a local caller.
+  std::string subject;
+  std::string peer_address;
 
-  // The key handles are owned by: two connections of the same user share
-  // their processes.
+  bool remote() const { return !peer_address.empty(); }
+
+  // The key handles and limits are kept by: two connections of the same
+  // uid, local or remote, share their processes and their limits.
   std::string OwnerKey() const;
   // OwnerKey() == other.OwnerKey(), without building the strings (tables
   // compare it for every entry).

@@ -13,16 +13,17 @@ Identity Uid(uid_t uid) {
   return id;
 }
 
-Identity Cert(const std::string& subject) {
-  Identity id;
-  id.uid = 65534;  // remote callers have no local uid that means anything
+// A remote caller whose certificate the config maps to `uid`.
+Identity Cert(const std::string& subject, uid_t uid) {
+  Identity id = Uid(uid);
   id.subject = subject;
+  id.peer_address = "192.0.2.7:50412";
   return id;
 }
 
 TEST(IdentityTest, SameOwnerAgreesWithOwnerKey) {
-  const Identity all[] = {Uid(0), Uid(1000), Uid(65534), Cert("CN=a"),
-                          Cert("CN=b")};
+  const Identity all[] = {Uid(0), Uid(1000), Uid(65534), Cert("CN=a", 1000),
+                          Cert("CN=b", 1001)};
   for (const Identity& a : all) {
     for (const Identity& b : all) {
       EXPECT_EQ(a.SameOwner(b), a.OwnerKey() == b.OwnerKey())
@@ -41,18 +42,22 @@ TEST(IdentityTest, ConnectionsOfOneUserShareOwnership) {
   EXPECT_TRUE(second.MayAccess(first));
 }
 
-TEST(IdentityTest, ACertificateNeverOwnsWhatAUidOwns) {
-  // The remote caller's placeholder uid must not make it the local nobody.
-  EXPECT_FALSE(Cert("CN=a").SameOwner(Uid(65534)));
-  EXPECT_FALSE(Uid(65534).MayAccess(Cert("CN=a")));
-  EXPECT_FALSE(Cert("CN=a").MayAccess(Cert("CN=b")));
+TEST(IdentityTest, AMappedCertificateIsExactlyItsUid) {
+  // docs/remote.md: the mapping produces the identity the unix path would,
+  // so the same tables and limits apply; the subject only names it.
+  EXPECT_TRUE(Cert("CN=a", 1000).SameOwner(Uid(1000)));
+  EXPECT_TRUE(Uid(1000).MayAccess(Cert("CN=a", 1000)));
+  EXPECT_TRUE(Cert("CN=a", 1000).remote());
+  EXPECT_FALSE(Uid(1000).remote());
+  EXPECT_FALSE(Cert("CN=a", 1000).MayAccess(Cert("CN=b", 1001)));
+  EXPECT_FALSE(Cert("CN=a", 1000).MayAccess(Uid(65534)));
 }
 
 TEST(IdentityTest, AdminsMayAccessAnything) {
   Identity root = Uid(0);
   root.admin = true;
   EXPECT_TRUE(root.MayAccess(Uid(1000)));
-  EXPECT_TRUE(root.MayAccess(Cert("CN=a")));
+  EXPECT_TRUE(root.MayAccess(Cert("CN=a", 1000)));
   EXPECT_FALSE(Uid(1000).MayAccess(Uid(0)));
 }
 

@@ -195,8 +195,10 @@ void Listener::AcceptLoop(grpc::Server* server) {
       LogError(absl::StrCat("rejecting connection: ", identity.status().ToString()));
       continue;
     }
-    if (absl::Status admitted = Admit(conn.get(), *identity); !admitted.ok()) {
-      LogRefusal(admitted);
+    if (absl::Status admitted =
+            AdmitConnection(*sessions_, limits_, conn.get(), *identity);
+        !admitted.ok()) {
+      refusals_.Log(admitted);
       continue;  // closes it: the client sees the connection end
     }
     auto session = sessions_->Register(conn.get(), *std::move(identity));
@@ -210,13 +212,20 @@ void Listener::AcceptLoop(grpc::Server* server) {
   }
 }
 
-absl::Status Listener::Admit(int fd, const Identity& identity) const {
-  const int limit = identity.admin ? limits_.per_admin : limits_.per_identity;
-  const int open = sessions_->SessionsOf(identity);
+absl::Status AdmitConnection(const SessionRegistry& sessions,
+                             const ConnectionLimits& limits, int fd,
+                             const Identity& identity) {
+  const int limit = identity.admin ? limits.per_admin : limits.per_identity;
+  const int open = sessions.SessionsOf(identity);
+  const std::string who =
+      identity.remote()
+          ? absl::StrCat("uid ", identity.uid, " (certificate '",
+                         identity.subject, "' from ", identity.peer_address, ")")
+          : absl::StrCat("uid ", identity.uid, " (pid ", identity.pid, ")");
   if (open >= limit) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "refusing a connection from uid ", identity.uid, " (pid ", identity.pid,
-        "): it already has ", open, " connections, the limit per ",
+        "refusing a connection from ", who, ": it already has ", open,
+        " connections, the limit per ",
         identity.admin ? "admin" : "user", " is ", limit));
   }
   if (!identity.admin) {
@@ -225,10 +234,9 @@ absl::Status Listener::Admit(int fd, const Identity& identity) const {
       return ErrnoStatus(errno, "getrlimit(RLIMIT_NOFILE)");
     }
     if (nofile.rlim_cur != RLIM_INFINITY &&
-        static_cast<rlim_t>(fd) + limits_.fd_reserve >= nofile.rlim_cur) {
+        static_cast<rlim_t>(fd) + limits.fd_reserve >= nofile.rlim_cur) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "refusing a connection from uid ", identity.uid, " (pid ",
-          identity.pid, "): fewer than ", limits_.fd_reserve,
+          "refusing a connection from ", who, ": fewer than ", limits.fd_reserve,
           " file descriptors are left under RLIMIT_NOFILE=", nofile.rlim_cur,
           " (accepted fd ", fd, "); the rest are kept for admins"));
     }
@@ -236,20 +244,21 @@ absl::Status Listener::Admit(int fd, const Identity& identity) const {
   return absl::OkStatus();
 }
 
-void Listener::LogRefusal(const absl::Status& why) {
+void RefusalLog::Log(const absl::Status& why) {
+  absl::MutexLock lock(&mu_);
   absl::Time now = absl::Now();
-  if (now - last_refusal_log_ < absl::Seconds(1)) {
-    ++refusals_not_logged_;
+  if (now - last_ < absl::Seconds(1)) {
+    ++not_logged_;
     return;
   }
   std::string message(why.message());
-  if (refusals_not_logged_ > 0) {
-    absl::StrAppend(&message, " (and ", refusals_not_logged_,
+  if (not_logged_ > 0) {
+    absl::StrAppend(&message, " (and ", not_logged_,
                     " more refused connections not logged)");
   }
   LogError(message);
-  last_refusal_log_ = now;
-  refusals_not_logged_ = 0;
+  last_ = now;
+  not_logged_ = 0;
 }
 
 }  // namespace procwarp

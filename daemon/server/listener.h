@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "daemon/server/session_registry.h"
 #include "daemon/util/unique_fd.h"
@@ -51,6 +52,26 @@ struct ConnectionLimits {
   int fd_reserve = 256;
 };
 
+// OK when the connection on `fd` from `identity` may be served: under its
+// identity's connection limit, and (for non-admins) not into the fds kept
+// for admins. Shared by the unix listener and the TLS listener
+// (daemon/tls/tls_listener.h), so both bound connections the same way.
+absl::Status AdmitConnection(const SessionRegistry& sessions,
+                             const ConnectionLimits& limits, int fd,
+                             const Identity& identity);
+
+// Logs refusals at most once a second, with a count of those not logged: a
+// flood of refused connections must not flood the journal.
+class RefusalLog {
+ public:
+  void Log(const absl::Status& why);
+
+ private:
+  absl::Mutex mu_;
+  absl::Time last_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t not_logged_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 class Listener {
  public:
   Listener(UniqueFd listen_fd, SessionRegistry* sessions,
@@ -64,19 +85,13 @@ class Listener {
 
  private:
   void AcceptLoop(grpc::Server* server);
-  // OK when the connection on `fd` from `identity` may be served.
-  absl::Status Admit(int fd, const Identity& identity) const;
-  // Logs a refused connection, at most once a second (with a count of those
-  // not logged): a flood of refusals must not flood the journal.
-  void LogRefusal(const absl::Status& why);
 
   UniqueFd listen_fd_;
   UniqueFd wake_fd_;  // eventfd: Stop() wakes the accept loop with it
   SessionRegistry* sessions_;
   std::optional<gid_t> admin_gid_;
   const ConnectionLimits limits_;
-  absl::Time last_refusal_log_ = absl::InfinitePast();  // accept thread only
-  uint64_t refusals_not_logged_ = 0;                     // accept thread only
+  RefusalLog refusals_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

@@ -69,7 +69,13 @@ void Audit(absl::string_view op, const Identity& caller,
       {"CALLER_UID", absl::StrCat(caller.uid)},
       {"CALLER_PID", absl::StrCat(caller.pid)},
   };
-  if (!caller.subject.empty()) all.push_back({"CALLER_SUBJECT", caller.subject});
+  if (caller.remote()) {
+    // A remote caller acts as its mapped uid; the log says who it really
+    // was (docs/remote.md).
+    all.push_back({"CALLER_REMOTE", "1"});
+    all.push_back({"CALLER_SUBJECT", caller.subject});
+    all.push_back({"CALLER_PEER", caller.peer_address});
+  }
   all.insert(all.end(), fields.begin(), fields.end());
 
   std::string summary = absl::StrJoin(

@@ -77,7 +77,7 @@ bool PeerAlive(const UniqueFd& pidfd) {
 }
 
 absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Register(
-    int fd, Identity identity) {
+    int fd, Identity identity, std::string refusal) {
   struct stat st {};
   if (fstat(fd, &st) != 0) {
     return ErrnoStatus(errno, absl::StrCat("fstat(fd=", fd, ")"));
@@ -91,6 +91,7 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Register(
   session->grpc_fd = fd;
   session->socket_inode = st.st_ino;
   session->peer_pidfd = OpenPeerPidfd(fd, session->identity.pid);
+  session->refusal = std::move(refusal);
 
   epoll_event ev{};
   ev.events = EPOLLRDHUP | EPOLLHUP | EPOLLERR;

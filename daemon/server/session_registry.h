@@ -41,6 +41,10 @@ struct Session {
   // SO_PEERCRED pid at connect), so users of identity.pid can check it is
   // still the same process: null for remote peers or when neither worked.
   std::shared_ptr<const UniqueFd> peer_pidfd;
+  // Non-empty: every call on this connection fails UNAUTHENTICATED with this
+  // message (a verified client certificate that maps to no identity; see
+  // daemon/tls/cert_identity.h). `identity` then holds no uid's rights.
+  std::string refusal;
 };
 
 // True while the process behind `pidfd` has not exited (so its pid cannot
@@ -57,9 +61,10 @@ class SessionRegistry {
   SessionRegistry& operator=(const SessionRegistry&) = delete;
 
   // Records a newly accepted connection on `fd` (still owned by the caller,
-  // soon by gRPC) for `identity`.
-  absl::StatusOr<std::shared_ptr<const Session>> Register(int fd,
-                                                          Identity identity);
+  // soon by gRPC) for `identity`; a non-empty `refusal` makes it a session
+  // whose calls are all refused with it (Session::refusal).
+  absl::StatusOr<std::shared_ptr<const Session>> Register(
+      int fd, Identity identity, std::string refusal = "");
 
   // The session behind a gRPC peer string "fd:N". Fails with UNAUTHENTICATED
   // when the peer is unknown or its socket is not the one registered.

@@ -4,11 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/integration/tls_harness.h"
 
 namespace procwarp::testing {
 namespace {
@@ -16,13 +18,32 @@ namespace {
 using ::testing::HasSubstr;
 using procwarp::v1::SpawnRequest;
 
-class BadInputTest : public ::testing::Test {
+// Every case runs over the unix socket (as root) and over mutual TLS (as
+// the admin role): bad input gets the same answer either way.
+enum class Transport { kUnix, kTls };
+
+class BadInputTest : public ::testing::TestWithParam<Transport> {
  protected:
   void SetUp() override {
-    auto d = DaemonHarness::Start();
+    DaemonHarness::Options options;
+    if (GetParam() == Transport::kTls) {
+      auto certs = TlsCertificates::Make(MakeTempDir());
+      ASSERT_TRUE(certs.ok()) << certs.status();
+      certs_ = *std::move(certs);
+      ASSERT_TRUE(certs_.AddClient("admin", {"--admin"}).ok());
+      options = TlsDaemonOptions(certs_);
+    }
+    auto d = DaemonHarness::Start(options);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = *std::move(d);
-    stub_ = daemon_->Processes();
+    if (GetParam() == Transport::kTls) {
+      std::vector<std::string> addresses = TlsAddresses(*daemon_);
+      ASSERT_FALSE(addresses.empty());
+      stub_ = procwarp::v1::Processes::NewStub(
+          TlsChannel(addresses[0], certs_, "admin"));
+    } else {
+      stub_ = daemon_->Processes();
+    }
   }
 
   void TearDown() override {
@@ -33,6 +54,11 @@ class BadInputTest : public ::testing::Test {
     wait.set_id(response.process().id());
     procwarp::v1::WaitResponse waited;
     EXPECT_TRUE(stub_->Wait(Ctx().get(), wait, &waited).ok());
+    daemon_.reset();
+    if (!certs_.dir().empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(certs_.dir(), ec);
+    }
   }
 
   grpc::Status Spawn(const SpawnRequest& request) {
@@ -40,17 +66,25 @@ class BadInputTest : public ::testing::Test {
     return stub_->Spawn(Ctx().get(), request, &response);
   }
 
+  TlsCertificates certs_;
   std::unique_ptr<DaemonHarness> daemon_;
   std::unique_ptr<procwarp::v1::Processes::Stub> stub_;
 };
 
-TEST_F(BadInputTest, EmptyArgv) {
+INSTANTIATE_TEST_SUITE_P(Transports, BadInputTest,
+                         ::testing::Values(Transport::kUnix, Transport::kTls),
+                         [](const auto& info) {
+                           return info.param == Transport::kUnix ? "Unix"
+                                                                 : "MutualTls";
+                         });
+
+TEST_P(BadInputTest, EmptyArgv) {
   grpc::Status s = Spawn(SpawnRequest());
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("argv is empty"));
 }
 
-TEST_F(BadInputTest, NonexistentBinary) {
+TEST_P(BadInputTest, NonexistentBinary) {
   grpc::Status s = Spawn(PipedSpawn({"/nonexistent/binary"}));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(s.error_message(), HasSubstr("/nonexistent/binary"));
@@ -59,7 +93,7 @@ TEST_F(BadInputTest, NonexistentBinary) {
   EXPECT_THAT(in_path.error_message(), HasSubstr("not found in PATH"));
 }
 
-TEST_F(BadInputTest, NonExecutableFile) {
+TEST_P(BadInputTest, NonExecutableFile) {
   std::string path = daemon_->dir() + "/not-executable";
   std::ofstream(path) << "#!/bin/sh\necho hi\n";
   chmod(path.c_str(), 0644);
@@ -68,7 +102,7 @@ TEST_F(BadInputTest, NonExecutableFile) {
   EXPECT_THAT(s.error_message(), HasSubstr(path));
 }
 
-TEST_F(BadInputTest, NotAnExecutableFormat) {
+TEST_P(BadInputTest, NotAnExecutableFormat) {
   std::string path = daemon_->dir() + "/garbage";
   std::ofstream(path) << "\x01\x02\x03 this is not a program\n";
   chmod(path.c_str(), 0755);
@@ -77,7 +111,7 @@ TEST_F(BadInputTest, NotAnExecutableFormat) {
   EXPECT_THAT(s.error_message(), HasSubstr("Exec format error"));
 }
 
-TEST_F(BadInputTest, InvalidEnvEntry) {
+TEST_P(BadInputTest, InvalidEnvEntry) {
   SpawnRequest request = PipedSpawn({"/bin/true"});
   request.add_env("NO_EQUALS_SIGN");
   grpc::Status s = Spawn(request);
@@ -91,7 +125,7 @@ TEST_F(BadInputTest, InvalidEnvEntry) {
   EXPECT_EQ(Spawn(nul).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(BadInputTest, HugeArgv) {
+TEST_P(BadInputTest, HugeArgv) {
   SpawnRequest request = PipedSpawn({"/bin/true"});
   long arg_max = sysconf(_SC_ARG_MAX);
   std::string big(64 * 1024, 'a');
@@ -101,7 +135,7 @@ TEST_F(BadInputTest, HugeArgv) {
   EXPECT_THAT(s.error_message(), HasSubstr("ARG_MAX"));
 }
 
-TEST_F(BadInputTest, BadCwdAndRlimits) {
+TEST_P(BadInputTest, BadCwdAndRlimits) {
   SpawnRequest cwd = PipedSpawn({"/bin/true"});
   cwd.set_cwd("/does/not/exist");
   grpc::Status s = Spawn(cwd);
@@ -124,7 +158,7 @@ TEST_F(BadInputTest, BadCwdAndRlimits) {
   EXPECT_EQ(Spawn(umask).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(BadInputTest, UnknownHandle) {
+TEST_P(BadInputTest, UnknownHandle) {
   for (const std::string id : {"", "deadbeefdeadbeefdeadbeefdeadbeef", "../x"}) {
     procwarp::v1::WaitRequest wait;
     wait.set_id(id);
@@ -143,7 +177,7 @@ TEST_F(BadInputTest, UnknownHandle) {
   EXPECT_EQ(attach.status.error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
-TEST_F(BadInputTest, NegativeOrHugeSignal) {
+TEST_P(BadInputTest, NegativeOrHugeSignal) {
   procwarp::v1::SpawnResponse spawned;
   ASSERT_TRUE(stub_->Spawn(Ctx().get(), PipedSpawn({"/bin/sleep", "100"}), &spawned).ok());
   for (int sig : {-1, -9, 65, 1 << 20}) {
@@ -162,7 +196,7 @@ TEST_F(BadInputTest, NegativeOrHugeSignal) {
   EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
 }
 
-TEST_F(BadInputTest, ResizeWithoutPtyOrWithZeroSize) {
+TEST_P(BadInputTest, ResizeWithoutPtyOrWithZeroSize) {
   procwarp::v1::SpawnResponse spawned;
   ASSERT_TRUE(stub_->Spawn(Ctx().get(), PipedSpawn({"/bin/sleep", "100"}), &spawned).ok());
   procwarp::v1::ResizePtyRequest resize;
@@ -181,7 +215,7 @@ TEST_F(BadInputTest, ResizeWithoutPtyOrWithZeroSize) {
   EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
 }
 
-TEST_F(BadInputTest, AttachWithoutFirstMessage) {
+TEST_P(BadInputTest, AttachWithoutFirstMessage) {
   auto ctx = Ctx();
   auto stream = stub_->Attach(ctx.get());
   stream->WritesDone();
@@ -190,7 +224,7 @@ TEST_F(BadInputTest, AttachWithoutFirstMessage) {
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(BadInputTest, OnlyAdminsChooseUid) {
+TEST_P(BadInputTest, OnlyAdminsChooseUid) {
   // Root is admin: choosing a uid works.
   SpawnRequest as_nobody = PipedSpawn({"/usr/bin/id", "-u"});
   as_nobody.set_uid(65534);

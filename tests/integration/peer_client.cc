@@ -6,6 +6,9 @@
 // Prints "<CODE> <details>" on stdout, CODE being the gRPC status code name.
 //
 //   peer_client --socket S [--uid U --gid G] OP [ARGS...]
+//   peer_client --tls HOST:PORT --ca F --cert F --key F OP [ARGS...]
+// (over mutual TLS the identity is the certificate's mapping, whoever runs
+// the program: tests run the same operations over both transports).
 //   OP: status | list | get ID | signal ID SIG | wait ID | remove ID |
 //       attach ID | resize ID | list_all |
 //       run [--userns] [--as-uid U] ARGV... | churn N |
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +54,28 @@ using procwarp::v1::Admin;
 using procwarp::v1::Processes;
 
 std::string socket_path;
+std::string tls_address, tls_ca, tls_cert, tls_key;
+// The uid every call must be answered as (churn): ours, or over TLS the one
+// the certificate maps to (--expect_uid).
+int expected_uid = -1;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Over mutual TLS when --tls is given, else the unix socket.
+std::shared_ptr<grpc::Channel> Channel() {
+  if (tls_address.empty()) return NewUnixChannel(socket_path);
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadFile(tls_ca);
+  ssl.pem_cert_chain = ReadFile(tls_cert);
+  ssl.pem_private_key = ReadFile(tls_key);
+  return grpc::CreateCustomChannel(tls_address, grpc::SslCredentials(ssl),
+                                   args);
+}
 
 int Print(const grpc::Status& status, const std::string& details = "") {
   std::string code = absl::StatusCodeToString(
@@ -61,7 +87,7 @@ int Print(const grpc::Status& status, const std::string& details = "") {
 }
 
 int Run(const std::vector<std::string>& args, bool userns, int as_uid) {
-  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
+  auto stub = Processes::NewStub(Channel());
   procwarp::v1::SpawnRequest request;
   for (const auto& a : args) request.add_argv(a);
   request.mutable_stdout()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
@@ -103,21 +129,22 @@ int Churn(int rounds) {
   for (int i = 0; i < rounds; ++i) {
     // A new channel each round: a new connection, likely a reused fd number
     // in the daemon.
-    auto stub = Admin::NewStub(NewUnixChannel(socket_path));
+    auto stub = Admin::NewStub(Channel());
     procwarp::v1::GetStatusResponse status;
     grpc::Status s = stub->GetStatus(Ctx(absl::Seconds(20)).get(), {}, &status);
     if (!s.ok()) {
       ++failures;
       continue;
     }
-    if (status.caller().uid() != getuid()) ++mismatches;
+    uid_t expected = expected_uid >= 0 ? expected_uid : getuid();
+    if (status.caller().uid() != expected) ++mismatches;
   }
   return Print(grpc::Status::OK,
                absl::StrCat("mismatches=", mismatches, " failures=", failures));
 }
 
 int Events(int millis) {
-  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
+  auto stub = Processes::NewStub(Channel());
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(millis)));
   auto reader = stub->Events(&ctx, {});
@@ -148,7 +175,7 @@ std::string ThreadSyscall(procwarp::v1::Threads::Stub* stub,
 // namespace, and reports both uids as the threads see them and the child's
 // real uid outside.
 int ThreadChildUserns() {
-  auto threads = procwarp::v1::Threads::NewStub(NewUnixChannel(socket_path));
+  auto threads = procwarp::v1::Threads::NewStub(Channel());
   procwarp::v1::CreateThreadRequest create;
   procwarp::v1::CreateThreadResponse parent;
   grpc::Status s = threads->CreateThread(Ctx(absl::Seconds(20)).get(), create, &parent);
@@ -179,7 +206,7 @@ int ThreadChildUserns() {
 // what it may do to root's process `root_pid`: its uid inside, its real uid
 // outside, kill(root_pid, 0) and process_vm_readv(root_pid, ...).
 int ThreadProbe(bool userns, int root_pid) {
-  auto channel = NewUnixChannel(socket_path);
+  auto channel = Channel();
   auto threads = procwarp::v1::Threads::NewStub(channel);
   auto memory = procwarp::v1::Memory::NewStub(channel);
   procwarp::v1::CreateThreadRequest create;
@@ -233,14 +260,21 @@ int main(int argc, char** argv) {
   procwarp::testing::PeerArgs peer =
       procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
   socket_path = peer.socket_path;
+  tls_address = peer.flags["tls"];
+  tls_ca = peer.flags["ca"];
+  tls_cert = peer.flags["cert"];
+  tls_key = peer.flags["key"];
+  if (peer.flags.contains("expect_uid")) {
+    expected_uid = atoi(peer.flags["expect_uid"].c_str());
+  }
   const std::string& op = peer.op;
   std::vector<std::string>& rest = peer.rest;
   std::string id = rest.empty() ? "" : rest[0];
 
-  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
+  auto stub = Processes::NewStub(Channel());
   if (op == "status") {
     procwarp::v1::GetStatusResponse r;
-    grpc::Status s = Admin::NewStub(NewUnixChannel(socket_path))->GetStatus(Ctx(absl::Seconds(20)).get(), {}, &r);
+    grpc::Status s = Admin::NewStub(Channel())->GetStatus(Ctx(absl::Seconds(20)).get(), {}, &r);
     return Print(s, absl::StrCat("uid=", r.caller().uid()));
   }
   if (op == "list" || op == "list_all") {
@@ -310,7 +344,7 @@ int main(int argc, char** argv) {
     return Run(rest, userns, as_uid);
   }
   if (op == "churn") return Churn(atoi(id.c_str()));
-  auto threads = procwarp::v1::Threads::NewStub(NewUnixChannel(socket_path));
+  auto threads = procwarp::v1::Threads::NewStub(Channel());
   if (op == "thread_syscall") {
     std::vector<int64_t> args;
     for (size_t k = 2; k < rest.size(); ++k) args.push_back(atoll(rest[k].c_str()));
@@ -348,7 +382,7 @@ int main(int argc, char** argv) {
     q.set_pointer_id(id);
     q.set_length(1);
     procwarp::v1::ReadMemoryResponse r;
-    return Print(procwarp::v1::Memory::NewStub(NewUnixChannel(socket_path))->Read(Ctx(absl::Seconds(20)).get(), q, &r));
+    return Print(procwarp::v1::Memory::NewStub(Channel())->Read(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "thread_probe") {
     bool userns = !rest.empty() && rest[0] == "--userns";
@@ -360,7 +394,7 @@ int main(int argc, char** argv) {
   if (op == "thread_create_and_vanish") {
     // Sends CreateThread and exits MICROS later without waiting for the
     // answer, so the session may end while the daemon starts the thread.
-    auto channel = NewUnixChannel(socket_path);
+    auto channel = Channel();
     channel->WaitForConnected(
         absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     auto threads_stub = procwarp::v1::Threads::NewStub(channel);
