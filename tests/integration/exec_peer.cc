@@ -22,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/cc/client.h"
+#include "tests/integration/peer_args.h"
 
 namespace {
 
@@ -76,25 +77,12 @@ int Run(const procwarp::Client& client, const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string socket;
-  int uid = -1, gid = -1;
-  std::vector<std::string> rest;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--socket" && i + 1 < argc) {
-      socket = argv[++i];
-    } else if (a == "--uid" && i + 1 < argc) {
-      uid = atoi(argv[++i]);
-    } else if (a == "--gid" && i + 1 < argc) {
-      gid = atoi(argv[++i]);
-    } else {
-      rest.push_back(a);
-    }
-  }
-  if (rest.empty()) return 2;
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0)) return 3;
-  if (uid >= 0 && setresuid(uid, uid, uid) != 0) return 3;
-  absl::StatusOr<procwarp::Client> client = procwarp::Client::Connect(socket);
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  absl::StatusOr<procwarp::Client> client =
+      procwarp::Client::Connect(peer.socket_path);
   if (!client.ok()) return Print(client.status());
-  return Run(*client, rest);
+  std::vector<std::string> args = {peer.op};
+  args.insert(args.end(), peer.rest.begin(), peer.rest.end());
+  return Run(*client, args);
 }
