@@ -314,10 +314,15 @@ absl::Status DiagnoseTls(const std::string& host, const std::string& port,
     if (verify != X509_V_OK) {
       return ServerCertificateProblem(verify, ssl.get(), host, tls);
     }
-    if (reason != 0) return AlertProblem(reason, host, tls);
+    if (reason != 0 && reason != SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      return AlertProblem(reason, host, tls);
+    }
+    // Closed without an alert: the daemon turned the connection away (its
+    // TLS connection limit), or this is not a TLS port.
     return absl::UnavailableError(absl::StrCat(
-        "TLS to ", host, ":", port, ": the connection closed during the "
-        "handshake (is that port procwarpd's TLS listener?)"));
+        "TLS to ", host, ":", port, ": the connection was closed during the "
+        "handshake (the daemon's connection limit reached, or not "
+        "procwarpd's TLS port?)"));
   }
   // With TLS 1.3 the daemon judges our certificate after our side of the
   // handshake is done: its verdict is an alert right after, or nothing.
@@ -333,7 +338,9 @@ absl::Status DiagnoseTls(const std::string& host, const std::string& port,
       continue;
     }
     int reason = FirstSslReason();
-    if (reason != 0) return AlertProblem(reason, host, tls);
+    if (reason != 0 && reason != SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      return AlertProblem(reason, host, tls);
+    }
     return absl::UnavailableError(absl::StrCat(
         "TLS to ", host, ":", port, ": the daemon closed the connection "
         "right after the handshake (connection limit reached?)"));

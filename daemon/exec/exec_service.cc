@@ -224,13 +224,15 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
            {"LIBRARY", path},
            {"DL_HANDLE", Hex(library.dl_handle)},
            {"OUTCOME", Outcome(status)}});
-    // A library loaded whose fd could not be closed is still loaded: keep
-    // its handle so it can be unloaded.
     if (library.dl_handle == 0) return status;
+    // Loaded: whatever went wrong afterwards (closing its fd in the target,
+    // reading the maps; the audit entry says what), the caller gets the
+    // handle, or it could never unload the library.
+    if (library.path.empty()) library.path = path;
     response->set_pid(pid);
     response->set_path(library.path);
     response->set_handle(libraries_.Insert(std::move(slot), std::move(library)));
-    return status;
+    return absl::OkStatus();
   });
 }
 

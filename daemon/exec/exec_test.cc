@@ -40,12 +40,6 @@ using ::procwarp::testing::TargetProcess;
 
 absl::Time Soon() { return absl::Now() + absl::Seconds(20); }
 
-using Started = ReadyTarget;
-
-Started Start(const std::vector<std::string>& argv,
-              const TargetProcess::Options& options = {}) {
-  return StartReady(argv, options);
-}
 
 std::string Target() { return RunfilePath("tests/testcases/attach_target"); }
 std::string StaticTarget() { return RunfilePath("tests/testcases/attach_target_static"); }
@@ -78,7 +72,7 @@ absl::StatusOr<CallResult> Call(TracerThread& tracer, const std::string& symbol,
 }
 
 TEST(SymbolResolverTest, ObjectsInLoadOrderAndSymbols) {
-  Started t = Start({Target(), "read"});
+  ReadyTarget t = StartReady({Target(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   ASSERT_TRUE(tracer->Run([&](Operation& op) -> absl::Status {
@@ -117,7 +111,7 @@ TEST(SymbolResolverTest, ObjectsInLoadOrderAndSymbols) {
 }
 
 TEST(RemoteCallTest, CallsLibcAndTheProgramsOwnFunction) {
-  Started t = Start({Target(), "read"});
+  ReadyTarget t = StartReady({Target(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   absl::StatusOr<CallResult> pid = Call(*tracer, "libc.so.6:getpid", {});
@@ -144,7 +138,7 @@ TEST(RemoteCallTest, CallsLibcAndTheProgramsOwnFunction) {
 }
 
 TEST(RemoteCallTest, CrashInCalleeLeavesTargetRunning) {
-  Started t = Start({Target(), "checksum"});
+  ReadyTarget t = StartReady({Target(), "checksum"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   absl::StatusOr<CallResult> null_deref = Call(*tracer, "main-program:crash_null", {1});
@@ -176,7 +170,7 @@ TEST(RemoteCallTest, CrashInCalleeLeavesTargetRunning) {
 // callee using vector registers would) and calls a function; the target's
 // own registers still hold its pattern when its read returns.
 TEST(RemoteCallTest, ExtendedStateIsRestored) {
-  Started t = Start({Target(), "vector"});
+  ReadyTarget t = StartReady({Target(), "vector"});
   {
     auto tracer = AttachTo(t.process);
     ASSERT_NE(tracer, nullptr);
@@ -205,7 +199,7 @@ TEST(LibraryInjectionTest, LoadsRunsConstructorAndUnloads) {
   unlink(marker.c_str());
   TargetProcess::Options options;
   options.env.push_back(absl::StrCat("PW_MARKER_PATH=", marker));
-  Started t = Start({Target(), "read"}, options);
+  ReadyTarget t = StartReady({Target(), "read"}, options);
   std::string library = RunfilePath("tests/testcases/attach_marker_lib.so");
   char resolved[PATH_MAX];
   ASSERT_NE(realpath(library.c_str(), resolved), nullptr);
@@ -251,7 +245,7 @@ TEST(LibraryInjectionTest, LoadsRunsConstructorAndUnloads) {
 }
 
 TEST(LibraryInjectionTest, StaticTargetIsRefusedButCallsWork) {
-  Started t = Start({StaticTarget(), "read"});
+  ReadyTarget t = StartReady({StaticTarget(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   absl::Status st = tracer->Run([&](Operation& op) -> absl::Status {

@@ -208,6 +208,9 @@ void TlsListener::Reload() {
 
 void TlsListener::StopAccepting() {
   if (stopped_accepting_.exchange(true)) return;
+  // A connection thread that saw the flag unset has finished handing its
+  // connection to gRPC once we hold the lock (see Serve).
+  { absl::MutexLock fence(&mu_); }
   uint64_t one = 1;
   (void)!write(stop_accepting_fd_.get(), &one, sizeof(one));
   if (accept_thread_.joinable()) accept_thread_.join();
@@ -344,7 +347,13 @@ void TlsListener::Serve(grpc::Server* server, UniqueFd conn, std::string peer) {
                          " connected as uid ", identity.uid,
                          identity.admin ? " (admin)" : ""));
   }
-  grpc::AddInsecureChannelFromFd(server, for_grpc.Release());
+  {
+    // Never hand gRPC a connection once StopAccepting() has returned: the
+    // server may be shutting down by then.
+    absl::MutexLock lock(&mu_);
+    if (stopped_accepting_.load()) return;
+    grpc::AddInsecureChannelFromFd(server, for_grpc.Release());
+  }
   PumpTls(ssl.get(), plain.get(), stop_fd_.get());
 }
 
