@@ -97,8 +97,15 @@ absl::StatusOr<Target> ResolveTarget(const GlobalOptions& flags,
     }
     target.context = name;
   }
+  // A host named on the command line or in the environment is a target of
+  // its own: the current context's certificate belongs to the context's
+  // host, so it is not lent to another one (a context asked for by name
+  // still fills in what the flags leave out).
+  const bool host_given =
+      !FirstOf({flags.host, EnvOr(env, "PROCWARP_HOST")}).empty();
   const Context empty;
-  const Context& c = context != nullptr ? *context : empty;
+  const Context& c =
+      context != nullptr && (!host_given || !asked.empty()) ? *context : empty;
   target.host = FirstOf({flags.host, EnvOr(env, "PROCWARP_HOST"), c.host()});
   target.tls.ca = FirstOf({flags.ca, EnvOr(env, "PROCWARP_CA"),
                            ConfigPath(c.ca(), config_path, env)});

@@ -44,7 +44,7 @@ TEST_F(TargetTest, NothingGivenIsTheLocalDefault) {
   EXPECT_TRUE(t->context.empty());
 }
 
-TEST_F(TargetTest, FlagsBeatEnvironmentWhichBeatsTheContext) {
+TEST_F(TargetTest, FlagsBeatEnvironmentWhichBeatsTheContextOfTheSameHost) {
   WriteConfig(R"(
     current_context: "lab"
     contexts { name: "lab" host: "lab:7443" ca: "lab/ca.pem"
@@ -65,7 +65,15 @@ TEST_F(TargetTest, FlagsBeatEnvironmentWhichBeatsTheContext) {
   ASSERT_TRUE(from_env.ok());
   EXPECT_EQ(from_env->host, "env:1");
   EXPECT_EQ(from_env->tls.ca, "/env/ca.pem");
-  EXPECT_EQ(from_env->tls.key, "/abs/alice.key");
+  // Another host: the current context's certificate is not lent to it...
+  EXPECT_EQ(from_env->tls.key, "");
+  // ...unless that context is asked for by name.
+  GlobalOptions named;
+  named.context = "lab";
+  auto from_named = ResolveTarget(named, env_, config_);
+  ASSERT_TRUE(from_named.ok());
+  EXPECT_EQ(from_named->host, "env:1");
+  EXPECT_EQ(from_named->tls.key, "/abs/alice.key");
 
   GlobalOptions flags;
   flags.host = "flag:2";
