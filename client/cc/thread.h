@@ -50,6 +50,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/cc/process.h"
+#include "proto/procwarp/v1/files.pb.h"
 #include "proto/procwarp/v1/memory.pb.h"
 #include "proto/procwarp/v1/threads.pb.h"
 
@@ -266,6 +267,14 @@ class Thread {
   absl::Status Chdir(absl::string_view path) const;
   // getpid() as the thread sees it (1 in a new pid namespace).
   absl::StatusOr<pid_t> GetPid() const;
+
+  // The thread's fds with what /proc says of them (Files.ListFds).
+  absl::StatusOr<std::vector<v1::FdInfo>> ListFds() const;
+
+  // A handle on fd `number` the thread already has (e.g. one of an attached
+  // process's own fds). It closes the fd when destroyed: Release() it to
+  // leave the fd open, as for an attached process's fds you only borrow.
+  FileDescriptor AdoptFd(int number) const;
 
   // Copies `fd` (an fd of this thread) into thread `to`, at the lowest free
   // number there. This thread keeps its fd.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/cli/attach_commands.h"
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
 #include "client/cli/thread_commands.h"
@@ -31,6 +32,10 @@ struct CommandLine {
   std::string syscall;
   std::vector<std::string> syscall_args;
   ThreadExecOptions thread_exec;
+  ThreadAttachOptions thread_attach;
+  int pid = 0;
+  int fd = -1;
+  std::vector<std::string> command;
 };
 
 void AddRun(CLI::App& app, CommandLine& line) {
@@ -87,7 +92,8 @@ void AddOtherCommands(CLI::App& app, CommandLine& line) {
 
 void AddThreadCommands(CLI::App& app, CommandLine& line) {
   CLI::App* thread = app.add_subcommand(
-      "thread", "Create and drive remote threads (syscalls in an agent process)");
+      "thread", "Create or attach and drive remote threads (syscalls in an agent or an "
+      "attached process)");
   thread->require_subcommand(1);
 
   CLI::App* create = thread->add_subcommand(
@@ -145,8 +151,39 @@ void AddThreadCommands(CLI::App& app, CommandLine& line) {
       ->required();
   exec->positionals_at_end();
 
-  CLI::App* kill = thread->add_subcommand("kill", "End a thread");
+  CLI::App* kill = thread->add_subcommand(
+      "kill", "End a thread (an attached one is detached, never killed)");
   kill->add_option("id", line.id, "Thread id or unique prefix")->required();
+
+  CLI::App* attach = thread->add_subcommand(
+      "attach",
+      "Attach to a thread of an existing process (ptrace) and print a thread "
+      "id for the other `thread` commands (kept until `thread kill`)");
+  attach->add_option("pid", line.thread_attach.pid, "Process id")->required();
+  attach->add_option("--tid", line.thread_attach.tid,
+                     "One of its threads (default: the main thread)");
+  attach->add_flag("--persistent", line.thread_attach.persistent,
+                   "Keep the attachment after this command exits (always the "
+                   "case for attachments made by the CLI)");
+  attach->add_option("--name", line.thread_attach.name,
+                     "A label shown with the thread");
+}
+
+void AddAttachCommands(CLI::App& app, CommandLine& line) {
+  CLI::App* fds = app.add_subcommand(
+      "fds", "List a process's fds: number, type, flags, offset, path or "
+             "socket (attaches for the listing)");
+  fds->add_option("pid", line.pid, "Process id")->required();
+
+  CLI::App* steal = app.add_subcommand(
+      "steal-fd",
+      "Copy a process's fd out of it (attaches for the copy): run COMMAND "
+      "with it as stdin, or keep it in a new thread and print where");
+  steal->add_option("pid", line.pid, "Process id")->required();
+  steal->add_option("fd", line.fd, "Its fd number")->required();
+  steal->add_option("command", line.command,
+                    "-- COMMAND [ARGS...] to run with the fd as its stdin");
+  steal->positionals_at_end();
 }
 
 absl::StatusOr<int> DispatchThread(const CLI::App& thread,
@@ -160,6 +197,7 @@ absl::StatusOr<int> DispatchThread(const CLI::App& thread,
   }
   if (name == "exec") return RunThreadExec(line.global, line.id, line.thread_exec);
   if (name == "kill") return RunThreadKill(line.global, line.id);
+  if (name == "attach") return RunThreadAttach(line.global, line.thread_attach);
   return absl::InternalError("unhandled thread subcommand " + name);
 }
 
@@ -177,6 +215,10 @@ absl::StatusOr<int> Dispatch(const CLI::App& app, const CommandLine& line) {
   if (name == "wait") return RunWait(line.global, line.id);
   if (name == "rm") return RunRm(line.global, line.ids, line.rm_force);
   if (name == "events") return RunEvents(line.global);
+  if (name == "fds") return RunFds(line.global, line.pid);
+  if (name == "steal-fd") {
+    return RunStealFd(line.global, line.pid, line.fd, line.command);
+  }
   return absl::InternalError("unhandled subcommand " + name);
 }
 
@@ -201,6 +243,7 @@ int Main(int argc, char** argv) {
   AddIdCommands(app, line);
   AddOtherCommands(app, line);
   AddThreadCommands(app, line);
+  AddAttachCommands(app, line);
 
   try {
     app.parse(argc, argv);
