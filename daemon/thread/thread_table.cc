@@ -189,11 +189,11 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
   pid_t claimed = -1;
   absl::StatusOr<LaunchedAgent> agent =
       StartAgent(request, caller, parent, options.owner, name, &claimed);
-  absl::StatusOr<std::shared_ptr<Thread>> thread = agent.status();
-  if (agent.ok()) {
-    thread = std::make_shared<AgentThread>(std::move(options), request,
-                                           *std::move(agent));
-  }
+  absl::StatusOr<std::shared_ptr<Thread>> thread =
+      agent.ok() ? absl::StatusOr<std::shared_ptr<Thread>>(
+                       std::make_shared<AgentThread>(std::move(options), request,
+                                                     *std::move(agent)))
+                 : agent.status();
   return Admit(owner_key, std::move(thread), claimed, "CreateThread");
 }
 
@@ -208,8 +208,9 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Attach(
   RETURN_IF_ERROR(ReserveSlot(caller));
   absl::StatusOr<std::shared_ptr<AttachedThread>> attached =
       AttachedThread::Attach(std::move(handle), target, deadline);
-  absl::StatusOr<std::shared_ptr<Thread>> thread = attached.status();
-  if (attached.ok()) thread = *std::move(attached);
+  absl::StatusOr<std::shared_ptr<Thread>> thread =
+      attached.ok() ? absl::StatusOr<std::shared_ptr<Thread>>(*std::move(attached))
+                    : attached.status();
   return Admit(caller.OwnerKey(), std::move(thread), -1, "AttachThread");
 }
 

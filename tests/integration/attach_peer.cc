@@ -3,6 +3,9 @@
 // caller that disconnects). Prints one line per step, "KEY CODE [message]"
 // or "KEY VALUE", flushed at once.
 //
+//   attach_peer [--uid U] SOCKET OP ARGS...: becomes uid/gid U (no
+//   supplementary groups) first, before gRPC starts any thread.
+//
 //   attach_peer SOCKET attach PID
 //       AttachThread(PID); when it works, an injected getpid and ExitThread.
 //   attach_peer SOCKET setuid_exec TARGET SETUID_COPY
@@ -13,6 +16,7 @@
 //       attaches (not persistent), prints "attached", then injects a read of
 //       the target's stdin that blocks until the peer is killed.
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -195,6 +199,15 @@ int Block(Api& api, pid_t pid) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 2 && strcmp(argv[1], "--uid") == 0) {
+    const int uid = atoi(argv[2]);
+    if (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 ||
+        setresuid(uid, uid, uid) != 0) {
+      return 3;
+    }
+    argc -= 2;
+    argv += 2;
+  }
   if (argc < 4) return 2;
   Api api(argv[1]);
   const std::string op = argv[2];

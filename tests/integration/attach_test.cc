@@ -47,6 +47,30 @@ constexpr int kNobody = 65534;
 std::string TargetPath() { return RunfilePath("tests/testcases/attach_target"); }
 std::string PeerPath() { return RunfilePath("tests/integration/attach_peer"); }
 
+// attach_peer as uid 65534 (it drops privileges itself before gRPC starts).
+std::map<std::string, std::string> RunPeerAsNobody(std::vector<std::string> args) {
+  std::vector<std::string> argv = {PeerPath(), "--uid", absl::StrCat(kNobody)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunResult r = RunProgram(argv);
+  std::map<std::string, std::string> lines;
+  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(line, absl::MaxSplits(' ', 1));
+    lines[kv.first] = kv.second;
+  }
+  return lines;
+}
+
+// A copy of the target program other uids can run (runfiles live under
+// root's home), setuid root when asked.
+std::string InstallTarget(const std::string& dir, const std::string& name,
+                          bool setuid) {
+  const std::string path = dir + "/" + name;
+  std::filesystem::copy_file(RunfilePath("tests/testcases/attach_target"), path);
+  EXPECT_EQ(chmod(path.c_str(), setuid ? 04755 : 0755), 0);
+  return path;
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;
@@ -63,6 +87,36 @@ std::string StatusField(pid_t pid, const std::string& field) {
     }
   }
   return "";
+}
+
+// True when `address` lies in one of the process's mappings.
+bool Mapped(pid_t pid, uint64_t address) {
+  for (absl::string_view line :
+       absl::StrSplit(ReadFile(absl::StrCat("/proc/", pid, "/maps")), '\n',
+                      absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> range =
+        absl::StrSplit(line.substr(0, line.find(' ')), '-');
+    uint64_t start = 0, end = 0;
+    if (absl::SimpleHexAtoi(range.first, &start) &&
+        absl::SimpleHexAtoi(range.second, &end) && start <= address &&
+        address < end) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The daemon's open fds, for a leak report.
+std::string DescribeFds(pid_t pid) {
+  std::string out;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/fd"))) {
+    std::error_code ec;
+    absl::StrAppend(&out, entry.path().filename().string(), "->",
+                    std::filesystem::read_symlink(entry.path(), ec).string(),
+                    " ");
+  }
+  return out;
 }
 
 // Waits (no time limit: bazel's test timeout bounds it) until `done`.
@@ -135,17 +189,6 @@ uint64_t ChecksumStep(uint64_t state, uint64_t i) {
   return state * 0xff51afd7ed558ccdULL;
 }
 
-// The peer's "KEY rest" lines by KEY.
-std::map<std::string, std::string> ParseLines(const std::string& out) {
-  std::map<std::string, std::string> lines;
-  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv =
-        absl::StrSplit(line, absl::MaxSplits(' ', 1));
-    lines[kv.first] = kv.second;
-  }
-  return lines;
-}
-
 class AttachTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -209,6 +252,7 @@ TEST_F(AttachTest, FullRoundLeavesTheChecksumLoopIntact) {
   ASSERT_THAT(target.ReadLine(), StartsWith("ready"));
   const std::string dir = MakeTempDir();
   const std::string file = dir + "/written";
+  ASSERT_TRUE(client_->ListThreads().ok());
   const int fds_before = daemon_->CountFds();
   {
     absl::StatusOr<Thread> t = client_->AttachThread(target.pid());
@@ -218,8 +262,11 @@ TEST_F(AttachTest, FullRoundLeavesTheChecksumLoopIntact) {
     EXPECT_EQ(t->info().tid(), target.pid());
     EXPECT_EQ(t->info().namespace_pid(), target.pid());
     EXPECT_THAT(t->info().exe(), HasSubstr("attach_target"));
-    EXPECT_EQ(StatusField(target.pid(), "TracerPid"),
-              absl::StrCat(daemon_->pid()));
+    // Traced by one of the daemon's threads (its tracer thread).
+    const std::string tracer = StatusField(target.pid(), "TracerPid");
+    EXPECT_TRUE(std::filesystem::exists(
+        absl::StrCat("/proc/", daemon_->pid(), "/task/", tracer)))
+        << tracer;
 
     absl::StatusOr<pid_t> pid = t->GetPid();
     ASSERT_TRUE(pid.ok()) << pid.status();
@@ -360,13 +407,11 @@ TEST_F(AttachTest, FilesAndMemoryCallsWorkAndTheBlockedReadCompletes) {
   ASSERT_TRUE(files_->TransferFd(Ctx().get(), out, &moved_out).ok());
   EXPECT_GE(moved_out.fd(), 0);
 
-  const std::string maps_before_exit =
-      ReadFile(absl::StrCat("/proc/", target.pid(), "/maps"));
+  const uint64_t allocation = allocated.pointer().address();
+  EXPECT_TRUE(Mapped(target.pid(), allocation));
   ASSERT_TRUE(Exit(info.id()).ok());
   // The allocation was the daemon's mapping: gone with the detach.
-  const std::string maps_after =
-      ReadFile(absl::StrCat("/proc/", target.pid(), "/maps"));
-  EXPECT_LT(maps_after.size(), maps_before_exit.size());
+  EXPECT_FALSE(Mapped(target.pid(), allocation));
   EXPECT_EQ(StatusField(target.pid(), "TracerPid"), "0");
   target.Write("hello");
   EXPECT_EQ(target.ReadLine(), "read=5 data=hello errno=0");
@@ -449,19 +494,15 @@ TEST_F(AttachTest, AuthorisationFollowsThePtraceRule) {
   const std::string socket = daemon_->socket_path();
   Target root_target({TargetPath(), "read"});
   ASSERT_THAT(root_target.ReadLine(), StartsWith("ready"));
-  auto lines = ParseLines(
-      RunProgram({PeerPath(), socket, "attach", absl::StrCat(root_target.pid())},
-                 kNobody, kNobody)
-          .out);
+  auto lines =
+      RunPeerAsNobody({socket, "attach", absl::StrCat(root_target.pid())});
   EXPECT_THAT(lines["attach"], StartsWith("PERMISSION_DENIED"));
   EXPECT_EQ(StatusField(root_target.pid(), "TracerPid"), "0");
 
-  Target own({TargetPath(), "read"}, kNobody);
+  const std::string dir = MakeTempDir();
+  Target own({InstallTarget(dir, "target", false), "read"}, kNobody);
   ASSERT_THAT(own.ReadLine(), StartsWith("ready"));
-  lines = ParseLines(
-      RunProgram({PeerPath(), socket, "attach", absl::StrCat(own.pid())},
-                 kNobody, kNobody)
-          .out);
+  lines = RunPeerAsNobody({socket, "attach", absl::StrCat(own.pid())});
   EXPECT_EQ(lines["attach"], "OK");
   EXPECT_EQ(lines["getpid"], absl::StrCat("OK ", own.pid()));
   EXPECT_EQ(lines["exit"], "OK");
@@ -473,24 +514,15 @@ TEST_F(AttachTest, AuthorisationFollowsThePtraceRule) {
   ASSERT_TRUE(
       Syscall(info.id(), SYS_prctl, {PR_SET_DUMPABLE, 0}, &result).ok());
   ASSERT_TRUE(Exit(info.id()).ok());
-  lines = ParseLines(
-      RunProgram({PeerPath(), socket, "attach", absl::StrCat(own.pid())},
-                 kNobody, kNobody)
-          .out);
+  lines = RunPeerAsNobody({socket, "attach", absl::StrCat(own.pid())});
   EXPECT_THAT(lines["attach"], StartsWith("PERMISSION_DENIED"));
 
   // A setuid-root program run by 65534: refused.
-  const std::string dir = MakeTempDir();
-  const std::string setuid_copy = dir + "/setuid_target";
-  std::filesystem::copy_file(TargetPath(), setuid_copy);
-  ASSERT_EQ(chmod(setuid_copy.c_str(), 04755), 0);
-  Target transitioned({setuid_copy, "read"}, kNobody);
+  Target transitioned({InstallTarget(dir, "setuid_target", true), "read"},
+                      kNobody);
   ASSERT_THAT(transitioned.ReadLine(), StartsWith("ready"));
   ASSERT_THAT(StatusField(transitioned.pid(), "Uid"), StartsWith("65534\t0"));
-  lines = ParseLines(RunProgram({PeerPath(), socket, "attach",
-                                 absl::StrCat(transitioned.pid())},
-                                kNobody, kNobody)
-                         .out);
+  lines = RunPeerAsNobody({socket, "attach", absl::StrCat(transitioned.pid())});
   EXPECT_THAT(lines["attach"], StartsWith("PERMISSION_DENIED"));
   // No such process: NOT_FOUND.
   ASSERT_FALSE(Attach(99999999, &info).ok());
@@ -502,13 +534,10 @@ TEST_F(AttachTest, AuthorisationFollowsThePtraceRule) {
 // exec gain root). The exec ends the attachment; nothing more is done.
 TEST_F(AttachTest, ExecOfASetuidProgramEndsTheAttachment) {
   const std::string dir = MakeTempDir();
-  const std::string setuid_copy = dir + "/setuid_target";
-  std::filesystem::copy_file(TargetPath(), setuid_copy);
-  ASSERT_EQ(chmod(setuid_copy.c_str(), 04755), 0);
-  auto lines = ParseLines(RunProgram({PeerPath(), daemon_->socket_path(),
-                                      "setuid_exec", TargetPath(), setuid_copy},
-                                     kNobody, kNobody)
-                              .out);
+  const std::string setuid_copy = InstallTarget(dir, "setuid_target", true);
+  auto lines = RunPeerAsNobody({daemon_->socket_path(), "setuid_exec",
+                                InstallTarget(dir, "target", false),
+                                setuid_copy});
   EXPECT_EQ(lines["attach"], "OK");
   EXPECT_EQ(lines["write"], "OK");
   // The injected execve's call reports the end (the handle is done).
@@ -525,11 +554,16 @@ TEST_F(AttachTest, ExecOfASetuidProgramEndsTheAttachment) {
 // A target killed while stopped for an injected syscall: the call fails
 // cleanly and the daemon keeps no attachment and no fd of it.
 TEST_F(AttachTest, TargetKilledDuringAnOperation) {
-  const int fds_before = daemon_->CountFds();
   auto target = std::make_unique<Target>(
       std::vector<std::string>{TargetPath(), "sleep", "100000"});
   ASSERT_THAT(target->ReadLine(), StartsWith("ready"));
   const pid_t pid = target->pid();
+  // Counted once the test's connections are up (gRPC connects lazily).
+  ASSERT_TRUE(client_->ListThreads().ok());
+  v1::ListThreadsResponse listed;
+  ASSERT_TRUE(threads_->ListThreads(Ctx().get(), {}, &listed).ok());
+  const int fds_before = daemon_->CountFds();
+  const std::string fds_text = DescribeFds(daemon_->pid());
   v1::ThreadInfo info;
   ASSERT_TRUE(Attach(pid, &info).ok());
   v1::AllocateRequest allocate;
@@ -560,7 +594,8 @@ TEST_F(AttachTest, TargetKilledDuringAnOperation) {
   ASSERT_TRUE(threads_->GetThread(Ctx().get(), get, &got).ok());
   EXPECT_EQ(got.thread().state(), v1::THREAD_STATE_DETACHED);
   ASSERT_TRUE(Exit(info.id()).ok());
-  EXPECT_EQ(daemon_->CountFds(), fds_before);
+  EXPECT_EQ(daemon_->CountFds(), fds_before)
+      << fds_text << "\nnow: " << DescribeFds(daemon_->pid());
 }
 
 // The caller disconnects (its process is killed) while an injected syscall
