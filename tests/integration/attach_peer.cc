@@ -12,12 +12,16 @@
 //       starts its own TARGET ("read" mode), attaches to it, and makes it
 //       execve SETUID_COPY (a setuid-root copy of the target, "read" mode)
 //       through injected syscalls; then tries the handle and a fresh attach.
+//   attach_peer SOCKET undumpable PID
+//       attaches, injects prctl(PR_SET_DUMPABLE, 0) into its own process,
+//       then tries getpid and Maps (its authority is checked at each call).
 //   attach_peer SOCKET block PID
 //       attaches (not persistent), prints "attached", then injects a read of
 //       the target's stdin that blocks until the peer is killed.
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -75,6 +79,23 @@ struct Api {
     return s;
   }
 
+  grpc::Status Allocate(const std::string& id, v1::Pointer* pointer) {
+    v1::AllocateRequest request;
+    request.set_thread_id(id);
+    request.set_size(4096);
+    v1::AllocateResponse response;
+    grpc::Status s = memory->Allocate(Ctx().get(), request, &response);
+    *pointer = response.pointer();
+    return s;
+  }
+
+  grpc::Status Exit(const std::string& id) {
+    v1::ExitThreadRequest request;
+    request.set_id(id);
+    v1::ExitThreadResponse response;
+    return threads->ExitThread(Ctx().get(), request, &response);
+  }
+
   grpc::Status Syscall(const std::string& id, int64_t nr,
                        std::vector<int64_t> args, v1::SyscallResult* result) {
     v1::SyscallRequest request;
@@ -99,10 +120,7 @@ int Attach(Api& api, pid_t pid) {
   v1::SyscallResult result;
   s = api.Syscall(info.id(), SYS_getpid, {}, &result);
   Report("getpid", s, absl::StrCat(result.value()));
-  v1::ExitThreadRequest exit;
-  exit.set_id(info.id());
-  v1::ExitThreadResponse exited;
-  Report("exit", api.threads->ExitThread(Ctx().get(), exit, &exited));
+  Report("exit", api.Exit(info.id()));
   return 0;
 }
 
@@ -135,14 +153,11 @@ int SetuidExec(Api& api, const std::string& target, const std::string& copy) {
   Report("attach", s);
   if (!s.ok()) return 1;
   // argv and the path in memory of the target: [argv0, "read", NULL] + strings.
-  v1::AllocateRequest allocate;
-  allocate.set_thread_id(info.id());
-  allocate.set_size(4096);
-  v1::AllocateResponse allocated;
-  s = api.memory->Allocate(Ctx().get(), allocate, &allocated);
+  v1::Pointer pointer;
+  s = api.Allocate(info.id(), &pointer);
   Report("allocate", s);
   if (!s.ok()) return 1;
-  const uint64_t base = allocated.pointer().address();
+  const uint64_t base = pointer.address();
   std::string block(24, '\0');
   const uint64_t path = base + 24;
   const uint64_t mode = path + copy.size() + 1;
@@ -150,7 +165,7 @@ int SetuidExec(Api& api, const std::string& target, const std::string& copy) {
   memcpy(block.data(), argv, sizeof(argv));
   block += copy + std::string(1, '\0') + "read" + std::string(1, '\0');
   v1::WriteMemoryRequest write;
-  write.set_pointer_id(allocated.pointer().id());
+  write.set_pointer_id(pointer.id());
   write.set_data(block);
   v1::WriteMemoryResponse written;
   Report("write", api.memory->Write(Ctx().get(), write, &written));
@@ -162,7 +177,7 @@ int SetuidExec(Api& api, const std::string& target, const std::string& copy) {
   s = api.Syscall(info.id(), SYS_getpid, {}, &result);
   Report("after_getpid", s);
   v1::ReadMemoryRequest read;
-  read.set_pointer_id(allocated.pointer().id());
+  read.set_pointer_id(pointer.id());
   read.set_length(8);
   v1::ReadMemoryResponse data;
   Report("after_read", api.memory->Read(Ctx().get(), read, &data));
@@ -176,22 +191,31 @@ int SetuidExec(Api& api, const std::string& target, const std::string& copy) {
   return 0;
 }
 
+int Undumpable(Api& api, pid_t pid) {
+  v1::ThreadInfo info;
+  grpc::Status s = api.Attach(pid, &info);
+  Report("attach", s);
+  if (!s.ok()) return 1;
+  v1::SyscallResult result;
+  s = api.Syscall(info.id(), SYS_prctl, {PR_SET_DUMPABLE, 0}, &result);
+  Report("prctl", s, absl::StrCat(result.value()));
+  s = api.Syscall(info.id(), SYS_getpid, {}, &result);
+  Report("getpid", s);
+  Report("exit", api.Exit(info.id()));
+  return 0;
+}
+
 int Block(Api& api, pid_t pid) {
   v1::ThreadInfo info;
   grpc::Status s = api.Attach(pid, &info);
   Report("attached", s);
   if (!s.ok()) return 1;
-  v1::AllocateRequest allocate;
-  allocate.set_thread_id(info.id());
-  allocate.set_size(4096);
-  v1::AllocateResponse allocated;
-  s = api.memory->Allocate(Ctx().get(), allocate, &allocated);
-  Report("allocate", s);
+  v1::Pointer pointer;
+  Report("allocate", api.Allocate(info.id(), &pointer));
   v1::SyscallResult result;
   // Blocks: nothing is written to the target's stdin until the peer is gone.
   s = api.Syscall(info.id(), SYS_read,
-                  {0, static_cast<int64_t>(allocated.pointer().address()), 1},
-                  &result);
+                  {0, static_cast<int64_t>(pointer.address()), 1}, &result);
   Report("read", s);
   return 0;
 }
@@ -214,5 +238,6 @@ int main(int argc, char** argv) {
   if (op == "attach") return Attach(api, atoi(argv[3]));
   if (op == "setuid_exec" && argc > 4) return SetuidExec(api, argv[3], argv[4]);
   if (op == "block") return Block(api, atoi(argv[3]));
+  if (op == "undumpable") return Undumpable(api, atoi(argv[3]));
   return 2;
 }

@@ -529,6 +529,59 @@ TEST_F(AttachTest, AuthorisationFollowsThePtraceRule) {
   std::filesystem::remove_all(dir);
 }
 
+// Authority is checked at every call, not only at attach: once 65534's own
+// process is non-dumpable, its handle on it stops working.
+TEST_F(AttachTest, AuthorityIsCheckedAtEveryCall) {
+  const std::string dir = MakeTempDir();
+  Target own({InstallTarget(dir, "target", false), "read"}, kNobody);
+  ASSERT_THAT(own.ReadLine(), StartsWith("ready"));
+  auto lines = RunPeerAsNobody(
+      {daemon_->socket_path(), "undumpable", absl::StrCat(own.pid())});
+  EXPECT_EQ(lines["attach"], "OK");
+  EXPECT_EQ(lines["prctl"], "OK 0");
+  EXPECT_THAT(lines["getpid"], StartsWith("PERMISSION_DENIED"));
+  EXPECT_EQ(lines["exit"], "OK");
+  EXPECT_EQ(StatusField(own.pid(), "TracerPid"), "0");
+  own.Write("still here");
+  EXPECT_EQ(own.ReadLine(), "read=10 data=still here errno=0");
+  std::filesystem::remove_all(dir);
+}
+
+// An fd of the client imported into an attached process (the side socket,
+// then the daemon's injected socketpair + recvmsg), and memory copied
+// straight between the process and the client.
+TEST_F(AttachTest, ImportFdAndDirectMemoryCopies) {
+  Target target({TargetPath(), "read"});
+  ASSERT_THAT(target.ReadLine(), StartsWith("ready"));
+  absl::StatusOr<Thread> t = client_->AttachThread(target.pid());
+  ASSERT_TRUE(t.ok()) << t.status();
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  absl::StatusOr<FileDescriptor> imported = t->ImportFd(pipe_fds[1], 77);
+  close(pipe_fds[1]);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->number(), 77);
+  // Large enough for the direct path.
+  const std::string big(3 << 20, 'q');
+  absl::StatusOr<Pointer> buffer = t->Allocate(big.size());
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  ASSERT_TRUE(buffer->Write(big).ok());
+  absl::StatusOr<std::string> back = buffer->Read();
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(*back == big);
+  absl::StatusOr<size_t> n = imported->Write(*buffer, 5);
+  ASSERT_TRUE(n.ok()) << n.status();
+  char got[6] = {};
+  ASSERT_EQ(read(pipe_fds[0], got, 5), 5);
+  EXPECT_STREQ(got, "qqqqq");
+  ASSERT_TRUE(imported->Close().ok());
+  close(pipe_fds[0]);
+  ASSERT_TRUE(buffer->Free().ok());
+  ASSERT_TRUE(t->Exit().ok());
+  target.Write("ok");
+  EXPECT_EQ(target.ReadLine(), "read=2 data=ok errno=0");
+}
+
 // The classic trap: 65534 attaches to its own process and makes it exec a
 // setuid-root program through the daemon (a CAP_SYS_PTRACE tracer lets the
 // exec gain root). The exec ends the attachment; nothing more is done.
