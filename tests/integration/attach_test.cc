@@ -488,6 +488,56 @@ TEST_F(AttachTest, SeccompRefusalIsReported) {
   EXPECT_EQ(target.ReadLine(), "read=1 data=z errno=0");
 }
 
+// A static binary (no libc.so, no dynamic loader): syscalls, memory and fds
+// work as anywhere (the syscall instruction comes from the vDSO).
+TEST_F(AttachTest, StaticTarget) {
+  Target target({RunfilePath("tests/testcases/attach_target_static"), "read"});
+  ASSERT_THAT(target.ReadLine(), StartsWith("ready"));
+  absl::StatusOr<Thread> t = client_->AttachThread(target.pid());
+  ASSERT_TRUE(t.ok()) << t.status();
+  absl::StatusOr<pid_t> pid = t->GetPid();
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(*pid, target.pid());
+  absl::StatusOr<Pointer> buffer = t->Allocate(64);
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  ASSERT_TRUE(buffer->Write("static").ok());
+  EXPECT_EQ(*buffer->Read(0, 6), "static");
+  absl::StatusOr<std::vector<v1::FdInfo>> fds = t->ListFds();
+  ASSERT_TRUE(fds.ok()) << fds.status();
+  EXPECT_GE(fds->size(), 3u);
+  ASSERT_TRUE(t->Exit().ok());
+  target.Write("s");
+  EXPECT_EQ(target.ReadLine(), "read=1 data=s errno=0");
+}
+
+// A process stopped by job control (SIGSTOP) stays stopped: operations say
+// why they cannot run; after SIGCONT it runs on as it would have.
+TEST_F(AttachTest, JobControlStoppedTarget) {
+  Target target({TargetPath(), "sigstop"});
+  ASSERT_THAT(target.ReadLine(), StartsWith("ready"));
+  WaitUntil([&] {
+    return absl::StartsWith(StatusField(target.pid(), "State"), "T");
+  });
+  v1::ThreadInfo info;
+  grpc::Status attached = Attach(target.pid(), &info);
+  if (attached.ok()) {
+    v1::SyscallResult result;
+    grpc::Status s = Syscall(info.id(), SYS_getpid, {}, &result);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("stop"));
+    ASSERT_TRUE(Exit(info.id()).ok());
+  } else {
+    EXPECT_EQ(attached.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << attached.error_message();
+  }
+  EXPECT_THAT(StatusField(target.pid(), "State"), StartsWith("T"));
+  kill(target.pid(), SIGCONT);
+  EXPECT_EQ(target.ReadLine(), "continued");
+  target.Write("c");
+  EXPECT_EQ(target.ReadLine(), "read=1 data=c errno=0");
+}
+
 // uid 65534: refused on root's process, on a setuid-transitioned one and a
 // non-dumpable one of its own uid; allowed on its own plain process.
 TEST_F(AttachTest, AuthorisationFollowsThePtraceRule) {
