@@ -1,9 +1,11 @@
 // Typed handles on procwarpd's remote threads, in the spirit of rsyscall:
 // procwarp::Thread (a process running procwarp-agent that we drive syscall by
-// syscall), procwarp::Pointer (memory allocated inside a thread) and
+// syscall, or a thread of an existing process the daemon attached to with
+// ptrace), procwarp::Pointer (memory allocated inside a thread) and
 // procwarp::FileDescriptor (an fd of a thread). All three are RAII: they exit
-// the thread, free the memory and close the fd when destroyed, unless
-// released. Made by procwarp::Client::CreateThread (see client.h).
+// (or, attached, detach from) the thread, free the memory and close the fd
+// when destroyed, unless released. Made by procwarp::Client::CreateThread and
+// Client::AttachThread (see client.h).
 //
 // Example: read /etc/hostname inside a fresh thread.
 //

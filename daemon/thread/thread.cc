@@ -72,9 +72,11 @@ absl::Status Thread::Unmap(const Identity& caller, uint64_t address,
                            uint64_t size) {
   std::vector<ThreadSyscallResult> results;
   const ThreadSyscall call = ThreadSyscall::Of(SYS_munmap, {address, size});
-  // A dead thread's memory is gone with it: unmapping it is done.
-  if (!Syscalls(caller, absl::MakeConstSpan(&call, 1), &results).ok()) {
-    return absl::OkStatus();
+  absl::Status run = Syscalls(caller, absl::MakeConstSpan(&call, 1), &results);
+  if (!run.ok()) {
+    // A dead thread's memory is gone with it: unmapping it is done.
+    if (!CheckAlive().ok()) return absl::OkStatus();
+    return run;
   }
   if (IsSyscallError(results[0].value)) {
     return ErrnoStatus(static_cast<int>(-results[0].value),

@@ -137,7 +137,7 @@ class Thread {
   // Fresh anonymous memory (mmap) in the thread; `what` names the purpose.
   virtual absl::StatusOr<uint64_t> Map(const Identity& caller, uint64_t size,
                                        int prot, absl::string_view what);
-  // munmap; a thread that is gone counts as done.
+  // munmap; a thread that is gone (CheckAlive fails) counts as done.
   virtual absl::Status Unmap(const Identity& caller, uint64_t address,
                              uint64_t size);
   // A page of the thread's memory the daemon writes syscall arguments into
