@@ -347,6 +347,27 @@ absl::StatusOr<Thread> Client::CreateThread(
                 /*owned=*/true);
 }
 
+absl::StatusOr<Thread> Client::AttachThread(pid_t pid, pid_t tid,
+                                            bool persistent) const {
+  v1::AttachThreadRequest request;
+  request.set_pid(pid);
+  if (tid != 0) request.set_tid(tid);
+  request.set_persistent(persistent);
+  return AttachThread(request);
+}
+
+absl::StatusOr<Thread> Client::AttachThread(
+    const v1::AttachThreadRequest& request) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::AttachThreadResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->threads->AttachThread(&context, request, &response));
+  if (!status.ok()) return status;
+  return Thread(connection_, std::move(*response.mutable_thread()),
+                /*owned=*/true);
+}
+
 absl::StatusOr<v1::ThreadInfo> Client::GetThread(const std::string& id) const {
   grpc::ClientContext context;
   internal::SetTimeout(context, internal::kShortCallTimeout);

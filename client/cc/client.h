@@ -233,6 +233,16 @@ class Client {
   absl::StatusOr<Thread> CreateThread(
       const v1::CreateThreadRequest& request) const;
 
+  // Attaches to (the main thread of) existing process `pid`, or to thread
+  // `tid` of it, and returns the same kind of handle as CreateThread: t->Open,
+  // t->Allocate, fd.Read... all work inside the process. Destroying an owning
+  // handle detaches (ExitThread); the process is never killed. See
+  // v1::AttachThreadRequest for who may attach where.
+  absl::StatusOr<Thread> AttachThread(pid_t pid, pid_t tid = 0,
+                                      bool persistent = false) const;
+  absl::StatusOr<Thread> AttachThread(
+      const v1::AttachThreadRequest& request) const;
+
   // The daemon's record of thread `id`.
   absl::StatusOr<v1::ThreadInfo> GetThread(const std::string& id) const;
 

@@ -429,6 +429,23 @@ Thread& Thread::operator=(Thread&& other) noexcept {
 
 Thread::~Thread() { ExitIfOwned(); }
 
+absl::StatusOr<std::vector<v1::FdInfo>> Thread::ListFds() const {
+  if (empty()) return absl::FailedPreconditionError("empty Thread handle");
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kShortCallTimeout);
+  v1::ListFdsRequest request;
+  request.set_thread_id(id());
+  v1::ListFdsResponse response;
+  absl::Status status =
+      FromGrpcStatus(connection_->files->ListFds(&context, request, &response));
+  if (!status.ok()) return status;
+  return std::vector<v1::FdInfo>(response.fds().begin(), response.fds().end());
+}
+
+FileDescriptor Thread::AdoptFd(int number) const {
+  return FileDescriptor(connection_, id(), number);
+}
+
 void Thread::ExitIfOwned() {
   if (!empty() && owned_ && !info_.persistent()) Exit().IgnoreError();
 }

@@ -1,9 +1,11 @@
 // Typed handles on procwarpd's remote threads, in the spirit of rsyscall:
 // procwarp::Thread (a process running procwarp-agent that we drive syscall by
-// syscall), procwarp::Pointer (memory allocated inside a thread) and
+// syscall, or a thread of an existing process the daemon attached to with
+// ptrace), procwarp::Pointer (memory allocated inside a thread) and
 // procwarp::FileDescriptor (an fd of a thread). All three are RAII: they exit
-// the thread, free the memory and close the fd when destroyed, unless
-// released. Made by procwarp::Client::CreateThread (see client.h).
+// (or, attached, detach from) the thread, free the memory and close the fd
+// when destroyed, unless released. Made by procwarp::Client::CreateThread and
+// Client::AttachThread (see client.h).
 //
 // Example: read /etc/hostname inside a fresh thread.
 //
@@ -50,6 +52,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/cc/process.h"
+#include "proto/procwarp/v1/files.pb.h"
 #include "proto/procwarp/v1/memory.pb.h"
 #include "proto/procwarp/v1/threads.pb.h"
 
@@ -266,6 +269,14 @@ class Thread {
   absl::Status Chdir(absl::string_view path) const;
   // getpid() as the thread sees it (1 in a new pid namespace).
   absl::StatusOr<pid_t> GetPid() const;
+
+  // The thread's fds with what /proc says of them (Files.ListFds).
+  absl::StatusOr<std::vector<v1::FdInfo>> ListFds() const;
+
+  // A handle on fd `number` the thread already has (e.g. one of an attached
+  // process's own fds). It closes the fd when destroyed: Release() it to
+  // leave the fd open, as for an attached process's fds you only borrow.
+  FileDescriptor AdoptFd(int number) const;
 
   // Copies `fd` (an fd of this thread) into thread `to`, at the lowest free
   // number there. This thread keeps its fd.

@@ -336,6 +336,47 @@ test_thread_exec() {
   expect_eq "thread syscall after exec: exit code" 1 $?
 }
 
+# Attached threads: a process the daemon did not start, with fd 5 open on a
+# file of ours.
+test_attach() {
+  local id out pid keeper
+  printf 'stolen text\n' > "${TMP}/stolen"
+  ( exec 5<"${TMP}/stolen"; exec sleep 1000 ) &
+  pid=$!
+  # Wait for the exec (the subshell is replaced by sleep).
+  while [[ "$(readlink "/proc/${pid}/exe")" != */sleep ]]; do sleep 0.01; done
+  id="$(pw thread attach "${pid}")"
+  expect_eq "thread attach: exit code" 0 $?
+  expect_eq "thread syscall in an attached process" "${pid}" \
+    "$(pw thread syscall "${id}" getpid)"
+  out="$(pw thread ls)"
+  expect_contains "thread ls: the attached thread" "${id:0:12}" "${out}"
+  out="$(pw --json thread ls)"
+  expect_contains "thread ls --json: kind" "THREAD_KIND_ATTACHED" "${out}"
+  pw thread kill "${id}"
+  expect_eq "thread kill detaches: exit code" 0 $?
+  expect_eq "detached: TracerPid" "0" \
+    "$(awk '/^TracerPid:/ {print $2}' "/proc/${pid}/status")"
+  out="$(pw fds "${pid}")"
+  expect_eq "fds: exit code" 0 $?
+  expect_contains "fds: header" "OFFSET" "${out}"
+  expect_contains "fds: the file" "${TMP}/stolen" "${out}"
+  pw --json fds "${pid}" | is_json
+  expect_eq "fds --json parses" 0 $?
+  out="$(pw steal-fd "${pid}" 5 -- cat)"
+  expect_eq "steal-fd -- cat: exit code" 0 $?
+  expect_eq "steal-fd -- cat: the file's text" "stolen text" "${out}"
+  out="$(pw steal-fd "${pid}" 5)"
+  expect_eq "steal-fd into a thread: exit code" 0 $?
+  expect_contains "steal-fd into a thread: where" " fd " "${out}"
+  keeper="$(echo "${out}" | awk '{print $2}')"
+  pw thread kill "${keeper}"
+  out="$(pw steal-fd "${pid}" 99 -- cat 2>&1)"
+  expect_eq "steal-fd of a closed fd: exit code" 1 $?
+  kill "${pid}"
+  wait "${pid}" 2>/dev/null
+}
+
 test_thread_example() {
   local out
   out="$("${THREAD_EXAMPLE}" "${SOCKET}")"
@@ -357,6 +398,7 @@ test_example
 test_threads
 test_thread_exec
 test_thread_example
+test_attach
 
 if [[ "${FAILURES}" -ne 0 ]]; then
   echo "${FAILURES} check(s) failed; daemon log:" >&2

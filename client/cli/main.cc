@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/cli/attach_commands.h"
 #include "client/cli/commands.h"
 #include "client/cli/exec_commands.h"
 #include "client/cli/output.h"
@@ -40,6 +41,10 @@ struct CommandLine {
   std::vector<std::string> call_args;
   std::string library;
   std::string handle;
+  ThreadAttachOptions thread_attach;
+  int target_pid = 0;  // fds / steal-fd
+  int fd = -1;
+  std::vector<std::string> command;
 };
 
 void AddRun(CLI::App& app, CommandLine& line) {
@@ -96,7 +101,8 @@ void AddOtherCommands(CLI::App& app, CommandLine& line) {
 
 void AddThreadCommands(CLI::App& app, CommandLine& line) {
   CLI::App* thread = app.add_subcommand(
-      "thread", "Create and drive remote threads (syscalls in an agent process)");
+      "thread", "Create or attach and drive remote threads (syscalls in an agent or an "
+      "attached process)");
   thread->require_subcommand(1);
 
   CLI::App* create = thread->add_subcommand(
@@ -154,8 +160,39 @@ void AddThreadCommands(CLI::App& app, CommandLine& line) {
       ->required();
   exec->positionals_at_end();
 
-  CLI::App* kill = thread->add_subcommand("kill", "End a thread");
+  CLI::App* kill = thread->add_subcommand(
+      "kill", "End a thread (an attached one is detached, never killed)");
   kill->add_option("id", line.id, "Thread id or unique prefix")->required();
+
+  CLI::App* attach = thread->add_subcommand(
+      "attach",
+      "Attach to a thread of an existing process (ptrace) and print a thread "
+      "id for the other `thread` commands (kept until `thread kill`)");
+  attach->add_option("pid", line.thread_attach.pid, "Process id")->required();
+  attach->add_option("--tid", line.thread_attach.tid,
+                     "One of its threads (default: the main thread)");
+  attach->add_flag("--persistent", line.thread_attach.persistent,
+                   "Keep the attachment after this command exits (always the "
+                   "case for attachments made by the CLI)");
+  attach->add_option("--name", line.thread_attach.name,
+                     "A label shown with the thread");
+}
+
+void AddAttachCommands(CLI::App& app, CommandLine& line) {
+  CLI::App* fds = app.add_subcommand(
+      "fds", "List a process's fds: number, type, flags, offset, path or "
+             "socket (attaches for the listing)");
+  fds->add_option("pid", line.target_pid, "Process id")->required();
+
+  CLI::App* steal = app.add_subcommand(
+      "steal-fd",
+      "Copy a process's fd out of it (attaches for the copy): run COMMAND "
+      "with it as stdin, or keep it in a new thread and print where");
+  steal->add_option("pid", line.target_pid, "Process id")->required();
+  steal->add_option("fd", line.fd, "Its fd number")->required();
+  steal->add_option("command", line.command,
+                    "-- COMMAND [ARGS...] to run with the fd as its stdin");
+  steal->positionals_at_end();
 }
 
 void AddExecCommands(CLI::App& app, CommandLine& line) {
@@ -204,6 +241,7 @@ absl::StatusOr<int> DispatchThread(const CLI::App& thread,
   }
   if (name == "exec") return RunThreadExec(line.global, line.id, line.thread_exec);
   if (name == "kill") return RunThreadKill(line.global, line.id);
+  if (name == "attach") return RunThreadAttach(line.global, line.thread_attach);
   return absl::InternalError("unhandled thread subcommand " + name);
 }
 
@@ -227,6 +265,10 @@ absl::StatusOr<int> Dispatch(const CLI::App& app, const CommandLine& line) {
   if (name == "inject") return RunInject(line.global, line.pid, line.library);
   if (name == "uninject") return RunUninject(line.global, line.handle);
   if (name == "doctor") return RunDoctor(line.global, line.doctor_pid);
+  if (name == "fds") return RunFds(line.global, line.target_pid);
+  if (name == "steal-fd") {
+    return RunStealFd(line.global, line.target_pid, line.fd, line.command);
+  }
   return absl::InternalError("unhandled subcommand " + name);
 }
 
@@ -275,6 +317,7 @@ int Main(int argc, char** argv) {
   AddOtherCommands(app, line);
   AddThreadCommands(app, line);
   AddExecCommands(app, line);
+  AddAttachCommands(app, line);
 
   try {
     app.parse(argc, argv);

@@ -2,8 +2,10 @@
 // table, argument parsing, result formatting, thread id prefixes and the
 // `thread ls` table.
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/syscall.h>
 
+#include "client/cli/attach_commands.h"
 #include "client/cli/syscall_names.h"
 #include "client/cli/thread_commands.h"
 #include "gmock/gmock.h"
@@ -103,6 +105,51 @@ TEST(FormatThreadTableTest, EscapesAnotherUsersNameAndId) {
   EXPECT_EQ(table.find('\x07'), std::string::npos);
   EXPECT_THAT(table, HasSubstr("id\\x1b[2J"));
   EXPECT_THAT(table, HasSubstr("\\x1b]0;pwned\\x07\n"));
+}
+
+TEST(FdsTest, TypesAndFlags) {
+  EXPECT_EQ(FdType("socket:[123]"), "socket");
+  EXPECT_EQ(FdType("pipe:[9]"), "pipe");
+  EXPECT_EQ(FdType("anon_inode:[eventfd]"), "anon_inode");
+  EXPECT_EQ(FdType("/dev/null"), "device");
+  EXPECT_EQ(FdType("/etc/hostname"), "file");
+  v1::FdInfo fd;
+  fd.set_flags(O_WRONLY | O_APPEND);
+  fd.set_cloexec(true);
+  EXPECT_EQ(FdFlags(fd), "w,append,cloexec");
+  fd.set_flags(O_RDWR | O_NONBLOCK);
+  fd.set_cloexec(false);
+  EXPECT_EQ(FdFlags(fd), "rw,nonblock");
+}
+
+TEST(FdsTest, DescribesSocketsFromProcNet) {
+  const std::vector<std::pair<std::string, std::string>> net = {
+      {"unix",
+       "Num       RefCount Protocol Flags    Type St Inode Path\n"
+       "0000000000000000: 00000002 00000000 00010000 0001 01 4242 /run/x.sock\n"
+       "0000000000000000: 00000002 00000000 00000000 0001 03 4343\n"},
+      {"tcp",
+       "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when "
+       "retrnsmt   uid  timeout inode\n"
+       "   0: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 "
+       "00000000     0        0 5151 1 0000000000000000 100 0 0 10 0\n"
+       "   1: 0100007F:0050 0200000A:15B3 01 00000000:00000000 00:00000000 "
+       "00000000     0        0 5252 1 0000000000000000 100 0 0 10 0\n"},
+      {"tcp6",
+       "  sl  local_address                         remote_address"
+       "                        st tx_queue rx_queue tr tm->when retrnsmt   "
+       "uid  timeout inode\n"
+       "   0: 00000000000000000000000001000000:1F90 "
+       "00000000000000000000000000000000:0000 0A 00000000:00000000 "
+       "00:00000000 00000000     0        0 5353 1 0000000000000000 100 0 0 "
+       "10 0\n"}};
+  EXPECT_EQ(DescribeSocket(4242, net), "unix /run/x.sock");
+  EXPECT_EQ(DescribeSocket(4343, net), "unix (unnamed)");
+  EXPECT_EQ(DescribeSocket(5151, net), "tcp 127.0.0.1:80 LISTEN");
+  EXPECT_EQ(DescribeSocket(5252, net),
+            "tcp 127.0.0.1:80 -> 10.0.0.2:5555 ESTABLISHED");
+  EXPECT_EQ(DescribeSocket(5353, net), "tcp6 [::1]:8080 LISTEN");
+  EXPECT_EQ(DescribeSocket(9999, net), "");
 }
 
 }  // namespace

@@ -67,6 +67,8 @@ std::string DescribeState(const v1::ThreadInfo& thread) {
       return "running";
     case v1::THREAD_STATE_EXITED:
       return "exited";
+    case v1::THREAD_STATE_DETACHED:
+      return "detached";
     default:
       return "unknown";
   }

@@ -19,7 +19,7 @@
 #include "common/fd_passing.h"
 #include "daemon/server/listener.h"
 #include "daemon/server/log.h"
-#include "daemon/thread/threads_service.h"
+#include "daemon/thread/thread.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/handle_id.h"
 #include "daemon/util/status_macros.h"
@@ -163,6 +163,7 @@ absl::StatusOr<std::string> FdSideChannel::Add(const Session& session,
                                                absl::string_view call) {
   const absl::Time now = absl::Now();
   pending.uid = session.identity.uid;
+  pending.caller = session.identity;
   pending.pid = session.identity.pid;
   pending.peer_pidfd = session.peer_pidfd;
   pending.expires = now + kTokenLifetime;
@@ -189,7 +190,7 @@ absl::StatusOr<std::string> FdSideChannel::Add(const Session& session,
 }
 
 absl::StatusOr<std::string> FdSideChannel::AddExport(
-    const Session& session, UniqueFd fd, std::shared_ptr<AgentThread> thread) {
+    const Session& session, UniqueFd fd, std::shared_ptr<Thread> thread) {
   Pending p;
   p.is_export = true;
   p.fd = std::move(fd);
@@ -198,7 +199,7 @@ absl::StatusOr<std::string> FdSideChannel::AddExport(
 }
 
 absl::StatusOr<std::string> FdSideChannel::AddImport(
-    const Session& session, std::shared_ptr<AgentThread> thread, int target_fd,
+    const Session& session, std::shared_ptr<Thread> thread, int target_fd,
     bool cloexec) {
   Pending p;
   p.thread = std::move(thread);
@@ -484,26 +485,21 @@ void FdSideChannel::StartImport(std::unique_ptr<Connection> conn,
 }
 
 int32_t FdSideChannel::Import(Connection& conn, Pending& pending) {
-  AgentCall call;
-  call.op = PW_OP_RECV_FD;
-  call.args[0] = static_cast<uint64_t>(static_cast<int64_t>(pending.target_fd));
-  call.args[1] = pending.cloexec ? PW_RECV_FD_CLOEXEC : 0;
-  call.fd_to_pass = conn.incoming.get();
   const absl::Time deadline = conn.deadline;
-  std::vector<AgentReply> replies;
-  absl::Status s = pending.thread->connection().Run(
-      absl::MakeConstSpan(&call, 1), &replies, [this, deadline] {
-        return stopping_.load() || absl::Now() >= deadline;
-      });
+  absl::StatusOr<int64_t> installed = pending.thread->InstallFd(
+      pending.caller, conn.incoming.get(), pending.target_fd, pending.cloexec,
+      [this, deadline] { return stopping_.load() || absl::Now() >= deadline; });
+  absl::Status s = installed.status();
   int32_t reply;
   if (s.ok()) {
-    const int64_t result = replies[0].result;
+    const int64_t result = *installed;
     reply = (result >= INT32_MIN && result <= INT32_MAX)
                 ? static_cast<int32_t>(result)
                 : -EPROTO;
   } else {
-    reply = absl::IsCancelled(s) ? (stopping_.load() ? -ESHUTDOWN : -ETIMEDOUT)
-                                 : -EPIPE;
+    reply = absl::IsCancelled(s) || absl::IsDeadlineExceeded(s)
+                ? (stopping_.load() ? -ESHUTDOWN : -ETIMEDOUT)
+                : -EPIPE;
     LogError(absl::StrCat("fd side channel: ImportFd into ",
                           pending.thread->Name(), " for uid ", conn.uid, ": ",
                           s.ToString()));

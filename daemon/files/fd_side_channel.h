@@ -40,7 +40,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "daemon/server/session_registry.h"
-#include "daemon/thread/agent_thread.h"
+#include "daemon/thread/thread.h"
 #include "daemon/util/unique_fd.h"
 
 namespace procwarp {
@@ -78,10 +78,10 @@ class FdSideChannel {
   // A token for handing `fd` (already the daemon's copy) to `session`'s
   // process. RESOURCE_EXHAUSTED when the caller's uid holds too many.
   absl::StatusOr<std::string> AddExport(const Session& session, UniqueFd fd,
-                                        std::shared_ptr<AgentThread> thread);
+                                        std::shared_ptr<Thread> thread);
   // A token for receiving an fd from `session`'s process into `thread`.
   absl::StatusOr<std::string> AddImport(const Session& session,
-                                        std::shared_ptr<AgentThread> thread,
+                                        std::shared_ptr<Thread> thread,
                                         int target_fd, bool cloexec);
 
  private:
@@ -89,10 +89,12 @@ class FdSideChannel {
     bool is_export = false;
     uid_t uid = 0;
     pid_t pid = 0;
+    // Who asked (an attached thread checks its authority at the install).
+    Identity caller;
     // Proves identity.pid is still the same process when the token is used.
     std::shared_ptr<const UniqueFd> peer_pidfd;
     absl::Time expires;
-    std::shared_ptr<AgentThread> thread;
+    std::shared_ptr<Thread> thread;
     UniqueFd fd;  // export: the fd to send
     int target_fd = -1;
     bool cloexec = false;

@@ -17,7 +17,6 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "daemon/server/log.h"
-#include "daemon/thread/threads_service.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 #include "daemon/util/unique_fd.h"
@@ -31,20 +30,6 @@ absl::Status CheckFd(int fd, absl::string_view field) {
         absl::StrCat(field, " ", fd, " is not a file descriptor number"));
   }
   return absl::OkStatus();
-}
-
-// Runs one syscall in `thread`; a failed syscall becomes an error naming
-// `what`.
-absl::StatusOr<int64_t> RunChecked(AgentThread& thread, int64_t nr,
-                                   absl::Span<const uint64_t> args,
-                                   absl::string_view what) {
-  absl::StatusOr<int64_t> raw = thread.connection().Syscall(nr, args);
-  RETURN_IF_ERROR(ExplainThreadError(thread, raw.status()));
-  if (*raw < 0 && *raw >= -4095) {
-    return ErrnoStatus(static_cast<int>(-*raw),
-                       absl::StrCat(what, " in ", thread.Name()));
-  }
-  return *raw;
 }
 
 // One fd's entry from /proc/PID/fd and /proc/PID/fdinfo of the process
@@ -117,25 +102,6 @@ absl::Status ReadFds(const ProcDir& proc,
   return absl::OkStatus();
 }
 
-// A copy of fd `fd` of `thread`'s process in the daemon (close-on-exec),
-// fetched with the daemon's privileges for `caller`: kept only if the caller
-// could have fetched it itself (pidfd_getfd needs ptrace access) at that
-// moment, else closed unused. `call` names the RPC in messages.
-absl::StatusOr<UniqueFd> FetchFd(AgentThread& thread, const Identity& caller,
-                                 int fd, absl::string_view call) {
-  UniqueFd copy;
-  RETURN_IF_ERROR(thread.ActOnProcess(caller, [&](const ProcDir&) {
-    copy.Reset(
-        static_cast<int>(syscall(SYS_pidfd_getfd, thread.pidfd(), fd, 0)));
-    if (!copy) {
-      return ErrnoStatus(errno, absl::StrCat(call, ": pidfd_getfd(",
-                                             thread.Name(), ", fd=", fd, ")"));
-    }
-    return absl::OkStatus();
-  }));
-  return copy;
-}
-
 }  // namespace
 
 grpc::Status FilesService::ListFds(grpc::ServerContext* context,
@@ -158,12 +124,12 @@ grpc::Status FilesService::CloseFd(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     RETURN_IF_ERROR(CheckFd(request->fd(), "CloseFd: fd"));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
-    const uint64_t args[] = {static_cast<uint64_t>(request->fd())};
-    ASSIGN_OR_RETURN(int64_t r,
-                     RunChecked(*thread, SYS_close, args,
-                                absl::StrCat("CloseFd: close(", request->fd(), ")")));
-    (void)r;
-    return absl::OkStatus();
+    return thread
+        ->CheckedSyscall(
+            caller,
+            ThreadSyscall::Of(SYS_close, {static_cast<uint64_t>(request->fd())}),
+            absl::StrCat("CloseFd: close(", request->fd(), ")"))
+        .status();
   });
 }
 
@@ -179,17 +145,24 @@ grpc::Status FilesService::DupFd(grpc::ServerContext* context,
     const uint64_t fd = request->fd();
     int64_t r;
     if (request->has_target_fd()) {
-      const uint64_t args[] = {fd, static_cast<uint64_t>(request->target_fd()),
-                               request->cloexec() ? O_CLOEXEC : 0u};
-      ASSIGN_OR_RETURN(r, RunChecked(*thread, SYS_dup3, args,
-                                     absl::StrCat("DupFd: dup3(", fd, ", ",
-                                                  request->target_fd(), ")")));
+      ASSIGN_OR_RETURN(
+          r, thread->CheckedSyscall(
+                 caller,
+                 ThreadSyscall::Of(SYS_dup3,
+                                   {fd, static_cast<uint64_t>(request->target_fd()),
+                                    request->cloexec() ? O_CLOEXEC : 0u}),
+                 absl::StrCat("DupFd: dup3(", fd, ", ", request->target_fd(),
+                              ")")));
     } else {
-      const uint64_t args[] = {
-          fd, static_cast<uint64_t>(request->cloexec() ? F_DUPFD_CLOEXEC : F_DUPFD),
-          0};
-      ASSIGN_OR_RETURN(r, RunChecked(*thread, SYS_fcntl, args,
-                                     absl::StrCat("DupFd: fcntl(", fd, ", F_DUPFD)")));
+      ASSIGN_OR_RETURN(
+          r, thread->CheckedSyscall(
+                 caller,
+                 ThreadSyscall::Of(
+                     SYS_fcntl,
+                     {fd, static_cast<uint64_t>(
+                              request->cloexec() ? F_DUPFD_CLOEXEC : F_DUPFD),
+                      0}),
+                 absl::StrCat("DupFd: fcntl(", fd, ", F_DUPFD)")));
     }
     response->set_fd(static_cast<int32_t>(r));
     return absl::OkStatus();
@@ -210,27 +183,21 @@ grpc::Status FilesService::TransferFd(
                      table_->Find(request->target_thread_id(), caller));
     RETURN_IF_ERROR(source->CheckAlive());
     // Into the daemon first (close-on-exec here, always).
+    ASSIGN_OR_RETURN(UniqueFd copy,
+                     source->FetchFd(caller, request->source_fd(), "TransferFd"));
+    // The caller's own fd (FetchFd checked that), so installing it gives the
+    // target's thread nothing its owner could not have handed it.
     ASSIGN_OR_RETURN(
-        UniqueFd copy,
-        FetchFd(*source, caller, request->source_fd(), "TransferFd"));
-    // Installed by the target's agent itself (RECV_FD), with its owner's
-    // credentials: whoever holds that socket gets only the caller's own fd.
-    AgentCall call;
-    call.op = PW_OP_RECV_FD;
-    call.args[0] = request->has_target_fd()
-                       ? static_cast<uint64_t>(request->target_fd())
-                       : static_cast<uint64_t>(-1);
-    call.args[1] = request->cloexec() ? PW_RECV_FD_CLOEXEC : 0;
-    call.fd_to_pass = copy.get();
-    std::vector<AgentReply> replies;
-    RETURN_IF_ERROR(ExplainThreadError(
-        *target, target->connection().Run(absl::MakeConstSpan(&call, 1), &replies)));
-    if (replies[0].result < 0) {
-      return ErrnoStatus(static_cast<int>(-replies[0].result),
+        int64_t installed,
+        target->InstallFd(caller, copy.get(),
+                          request->has_target_fd() ? request->target_fd() : -1,
+                          request->cloexec()));
+    if (installed < 0) {
+      return ErrnoStatus(static_cast<int>(-installed),
                          absl::StrCat("TransferFd: installing the fd in ",
                                       target->Name()));
     }
-    response->set_fd(static_cast<int32_t>(replies[0].result));
+    response->set_fd(static_cast<int32_t>(installed));
     Audit("fd_transfer", caller,
           {{"SOURCE_THREAD_ID", source->id()},
            {"SOURCE_FD", absl::StrCat(request->source_fd())},
@@ -246,14 +213,14 @@ grpc::Status FilesService::SetCloexec(
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     RETURN_IF_ERROR(CheckFd(request->fd(), "SetCloexec: fd"));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
-    const uint64_t args[] = {static_cast<uint64_t>(request->fd()), F_SETFD,
-                             request->cloexec() ? FD_CLOEXEC : 0u};
-    ASSIGN_OR_RETURN(int64_t r,
-                     RunChecked(*thread, SYS_fcntl, args,
-                                absl::StrCat("SetCloexec: fcntl(", request->fd(),
-                                             ", F_SETFD)")));
-    (void)r;
-    return absl::OkStatus();
+    return thread
+        ->CheckedSyscall(
+            caller,
+            ThreadSyscall::Of(SYS_fcntl, {static_cast<uint64_t>(request->fd()),
+                                          F_SETFD,
+                                          request->cloexec() ? FD_CLOEXEC : 0u}),
+            absl::StrCat("SetCloexec: fcntl(", request->fd(), ", F_SETFD)"))
+        .status();
   });
 }
 
@@ -288,7 +255,7 @@ grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
     // Copied now, so a bad fd is this call's error and the client gets the
     // file as it was at the call even if the thread closes it meanwhile.
     ASSIGN_OR_RETURN(UniqueFd copy,
-                     FetchFd(*thread, caller, request->fd(), "ExportFd"));
+                     thread->FetchFd(caller, request->fd(), "ExportFd"));
     ASSIGN_OR_RETURN(std::string token,
                      side_channel_->AddExport(session, std::move(copy), thread));
     response->set_token(std::move(token));
@@ -315,9 +282,9 @@ grpc::Status FilesService::ImportFd(grpc::ServerContext* context,
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     RETURN_IF_ERROR(CheckSideChannel(session, "ImportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());
-    // The fd is installed by the thread's agent itself (RECV_FD), with its
-    // owner's credentials, and it is the client's own: no daemon privilege
-    // reaches the thread's process here.
+    // The fd is the client's own, installed by Thread::InstallFd (an agent
+    // receives it itself with its owner's credentials; an attached thread's
+    // authority is checked at the install).
     ASSIGN_OR_RETURN(std::string token,
                      side_channel_->AddImport(session, thread, request->target_fd(),
                                               request->cloexec()));

@@ -1,4 +1,5 @@
-// FilesService: file descriptors of agent threads: list (with fdinfo),
+// FilesService: file descriptors of threads (any backend, through the
+// Thread interface of daemon/thread/thread.h): list (with fdinfo),
 // close, dup, transfer between threads, close-on-exec control, and export
 // to / import from the local client (through FdSideChannel).
 #ifndef PROCWARP_DAEMON_FILES_FILES_SERVICE_H_

@@ -14,9 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "daemon/memory/thread_memory.h"
 #include "daemon/server/log.h"
-#include "daemon/thread/threads_service.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 #include "daemon/util/unique_fd.h"
@@ -122,19 +120,17 @@ grpc::Status MemoryService::Allocate(grpc::ServerContext* context,
     }
     ASSIGN_OR_RETURN(int prot, ProtectionBits(request->protection()));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
-    const uint64_t args[] = {0, request->size(), static_cast<uint64_t>(prot),
-                             MAP_PRIVATE | MAP_ANONYMOUS,
-                             static_cast<uint64_t>(-1), 0};
-    absl::StatusOr<int64_t> mapped = thread->connection().Syscall(SYS_mmap, args);
-    RETURN_IF_ERROR(ExplainThreadError(*thread, mapped.status()));
-    if (*mapped < 0 && *mapped >= -4095) {
-      return ErrnoStatus(static_cast<int>(-*mapped),
-                         absl::StrCat("Allocate: mmap(", request->size(),
-                                      " bytes) in ", thread->Name()));
+    ASSIGN_OR_RETURN(uint64_t address,
+                     thread->Map(caller, request->size(), prot, "Allocate"));
+    absl::StatusOr<procwarp::v1::Pointer> pointer =
+        table_->AddPointer(thread, address, request->size());
+    if (!pointer.ok()) {
+      // Past the pointer limit (or the thread went): nothing may stay mapped
+      // without a handle to free it.
+      thread->Unmap(caller, address, request->size()).IgnoreError();
+      return pointer.status();
     }
-    ASSIGN_OR_RETURN(*response->mutable_pointer(),
-                     table_->AddPointer(thread, static_cast<uint64_t>(*mapped),
-                                        request->size()));
+    *response->mutable_pointer() = *std::move(pointer);
     return absl::OkStatus();
   });
 }
@@ -154,9 +150,8 @@ grpc::Status MemoryService::Read(grpc::ServerContext* context,
     }
     std::string* data = response->mutable_data();
     data->resize(request->length());
-    return ReadThreadMemory(*p.thread, caller,
-                            p.pointer.address() + request->offset(),
-                            data->data(), data->size());
+    return p.thread->ReadMemory(caller, p.pointer.address() + request->offset(),
+                                data->data(), data->size());
   });
 }
 
@@ -176,8 +171,8 @@ grpc::Status MemoryService::ReadStream(
       chunk.set_offset(offset);
       std::string* data = chunk.mutable_data();
       data->resize(n);
-      RETURN_IF_ERROR(ReadThreadMemory(
-          *p.thread, caller, p.pointer.address() + offset, data->data(), n));
+      RETURN_IF_ERROR(p.thread->ReadMemory(
+          caller, p.pointer.address() + offset, data->data(), n));
       if (!writer->Write(chunk)) {
         return absl::CancelledError("ReadStream: the client went away");
       }
@@ -194,9 +189,8 @@ absl::Status MemoryService::WriteOne(
                    table_->FindPointer(request.pointer_id(), caller));
   RETURN_IF_ERROR(CheckPointerRange(p.pointer, request.offset(),
                                     request.data().size(), "Write"));
-  RETURN_IF_ERROR(WriteThreadMemory(*p.thread, caller,
-                                    p.pointer.address() + request.offset(),
-                                    request.data()));
+  RETURN_IF_ERROR(p.thread->WriteMemory(
+      caller, p.pointer.address() + request.offset(), request.data()));
   response->set_written(response->written() + request.data().size());
   return absl::OkStatus();
 }
@@ -228,16 +222,7 @@ grpc::Status MemoryService::Free(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(ResolvedPointer p,
                      table_->RemovePointer(request->pointer_id(), caller));
-    const uint64_t args[] = {p.pointer.address(), p.pointer.size()};
-    absl::StatusOr<int64_t> unmapped =
-        p.thread->connection().Syscall(SYS_munmap, args);
-    // A dead thread's memory is gone with it: freeing it is done.
-    if (!unmapped.ok()) return absl::OkStatus();
-    if (*unmapped < 0) {
-      return ErrnoStatus(static_cast<int>(-*unmapped),
-                         absl::StrCat("Free: munmap in ", p.thread->Name()));
-    }
-    return absl::OkStatus();
+    return p.thread->Unmap(caller, p.pointer.address(), p.pointer.size());
   });
 }
 
@@ -255,29 +240,6 @@ grpc::Status MemoryService::Maps(grpc::ServerContext* context,
     for (auto& m : mappings) *response->add_mappings() = std::move(m);
     return absl::OkStatus();
   });
-}
-
-absl::StatusOr<uint64_t> MemoryService::ScratchPage(AgentThread& thread) {
-  {
-    absl::MutexLock lock(&scratch_mu_);
-    auto it = scratch_.find(thread.id());
-    if (it != scratch_.end()) return it->second;
-  }
-  const uint64_t args[] = {0, 4096, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS,
-                           static_cast<uint64_t>(-1), 0};
-  absl::StatusOr<int64_t> mapped = thread.connection().Syscall(SYS_mmap, args);
-  RETURN_IF_ERROR(ExplainThreadError(thread, mapped.status()));
-  if (*mapped < 0 && *mapped >= -4095) {
-    return ErrnoStatus(static_cast<int>(-*mapped),
-                       absl::StrCat("mmap(scratch page) in ", thread.Name()));
-  }
-  absl::MutexLock lock(&scratch_mu_);
-  // Two first uses may race: keep one page; the other stays mapped unused
-  // (a page, for the thread's lifetime).
-  auto [it, inserted] =
-      scratch_.emplace(thread.id(), static_cast<uint64_t>(*mapped));
-  return it->second;
 }
 
 absl::Status MemoryService::DirectCopy(
@@ -307,15 +269,16 @@ absl::Status MemoryService::DirectCopy(
         call, ": the client process ", caller.pid, " has exited"));
   }
   if (request.length() == 0) return absl::OkStatus();
-  ASSIGN_OR_RETURN(uint64_t scratch, ScratchPage(*p.thread));
+  ASSIGN_OR_RETURN(uint64_t scratch, p.thread->ScratchPage(caller));
 
   // The thread's end is the "local" side of its process_vm_* call, the
   // client's the "remote" one: process_vm_writev puts thread memory into the
   // client (ReadToClient), process_vm_readv takes client memory into the
-  // thread (WriteFromClient). The agent makes the call, with its owner's
-  // credentials, so the kernel decides whether it may reach the client; the
-  // daemon's privileges are not involved (whatever answers on the agent's
-  // socket, its replies only shape this call's result).
+  // thread (WriteFromClient). The thread makes the call, with its own
+  // credentials (an agent's are its owner's; an attached process's are ones
+  // its owner could ptrace), so the kernel decides whether it may reach the
+  // client; the daemon's privileges are not involved (whatever answers on an
+  // agent's socket, its replies only shape this call's result).
   const uint64_t thread_base = p.pointer.address() + request.offset();
   uint64_t done = 0;
   while (done < request.length()) {
@@ -323,25 +286,23 @@ absl::Status MemoryService::DirectCopy(
     iovec iovs[2] = {
         {reinterpret_cast<void*>(thread_base + done), left},
         {reinterpret_cast<void*>(request.client_address() + done), left}};
-    AgentCall calls[2];
-    calls[0].op = PW_OP_WRITE_MEM;
-    calls[0].payload =
-        absl::string_view(reinterpret_cast<const char*>(iovs), sizeof(iovs));
-    calls[0].args[0] = scratch;
-    calls[0].args[1] = sizeof(iovs);
-    const uint64_t args[] = {static_cast<uint64_t>(caller.pid), scratch, 1,
-                             scratch + sizeof(iovec), 1, 0};
-    calls[1] = AgentCall::Syscall(
-        to_client ? SYS_process_vm_writev : SYS_process_vm_readv, args);
-    std::vector<AgentReply> replies;
-    RETURN_IF_ERROR(ExplainThreadError(
-        *p.thread, p.thread->connection().Run(calls, &replies)));
-    if (replies[0].result != static_cast<int64_t>(sizeof(iovs))) {
+    absl::Status wrote = p.thread->WriteMemory(
+        caller, scratch,
+        absl::string_view(reinterpret_cast<const char*>(iovs), sizeof(iovs)));
+    if (absl::IsFailedPrecondition(wrote)) {
       return absl::FailedPreconditionError(absl::StrCat(
           call, ": the scratch page of ", p.thread->Name(), " at 0x",
           absl::Hex(scratch), " is no longer writable"));
     }
-    int64_t r = replies[1].result;
+    RETURN_IF_ERROR(p.thread->ExplainError(wrote));
+    const ThreadSyscall copy = ThreadSyscall::Of(
+        to_client ? SYS_process_vm_writev : SYS_process_vm_readv,
+        {static_cast<uint64_t>(caller.pid), scratch, 1,
+         scratch + sizeof(iovec), 1, 0});
+    std::vector<ThreadSyscallResult> results;
+    RETURN_IF_ERROR(p.thread->ExplainError(p.thread->Syscalls(
+        caller, absl::MakeConstSpan(&copy, 1), &results)));
+    int64_t r = results[0].value;
     if (r == -EPERM || r == -EACCES) {
       return absl::FailedPreconditionError(absl::StrCat(
           call, ": ", p.thread->Name(), " (uid ", p.thread->owner().uid,

@@ -1,15 +1,13 @@
-// MemoryService: pointers into agent threads' memory: allocate (mmap in the
-// thread), bounds-checked reads and writes (unary and streamed), free, and
-// the thread's memory map.
+// MemoryService: pointers into threads' memory (any backend, through the
+// Thread interface of daemon/thread/thread.h): allocate (mmap in the thread),
+// bounds-checked reads and writes (unary and streamed), free, and the
+// thread's memory map.
 #ifndef PROCWARP_DAEMON_MEMORY_MEMORY_SERVICE_H_
 #define PROCWARP_DAEMON_MEMORY_MEMORY_SERVICE_H_
 
-#include <map>
-#include <memory>
 #include <string>
+#include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "daemon/server/caller_context.h"
 #include "daemon/thread/thread_table.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
@@ -57,11 +55,6 @@ class MemoryService final : public procwarp::v1::Memory::Service {
                           const procwarp::v1::DirectMemoryRequest& request,
                           bool to_client,
                           procwarp::v1::DirectMemoryResponse* response);
-  // A page in `thread` (mapped on first use) where the iovecs of direct
-  // copies are written, since the agent's syscalls take their arguments from
-  // its own memory.
-  absl::StatusOr<uint64_t> ScratchPage(AgentThread& thread);
-
   // Checks and performs one write; adds to response->written.
   absl::Status WriteOne(const Identity& caller,
                         const procwarp::v1::WriteMemoryRequest& request,
@@ -69,10 +62,6 @@ class MemoryService final : public procwarp::v1::Memory::Service {
 
   ThreadTable* table_;
   const CallerResolver* callers_;
-  absl::Mutex scratch_mu_;
-  // Thread id -> scratch page address. Ids are never reused, so an entry of
-  // a thread that has ended is only a few stale bytes.
-  std::map<std::string, uint64_t> scratch_ ABSL_GUARDED_BY(scratch_mu_);
 };
 
 // OUT_OF_RANGE unless [offset, offset+length) lies inside `pointer`.

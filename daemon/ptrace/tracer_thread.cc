@@ -152,6 +152,14 @@ void TracerThread::CancelAll() {
   {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
+  }
+  CancelWork();
+}
+
+void TracerThread::CancelWork() {
+  {
+    absl::MutexLock lock(&mu_);
+    caller_gone_ = true;
     for (Job* job : queue_) {
       job->dropped = true;
       job->started = true;
@@ -202,7 +210,7 @@ void TracerThread::RunWork(Job& job,
     bool cancelled_all;
     {
       absl::MutexLock lock(&mu_);
-      cancelled_all = cancelled_;
+      cancelled_all = caller_gone_;
     }
     st = cancelled_all
              ? absl::CancelledError(absl::StrCat(

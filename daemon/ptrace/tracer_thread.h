@@ -101,6 +101,11 @@ class TracerThread {
   // TracerThread only once no Run() is in flight.
   void CancelAll();
 
+  // For a release that still has work of its own to do (undo its mappings,
+  // detach): the running work is cancelled and queued work dropped as by
+  // CancelAll(), but new work is accepted.
+  void CancelWork();
+
   // OK while attached; otherwise why the attachment ended.
   absl::Status status() const;
 
@@ -130,6 +135,8 @@ class TracerThread {
   std::deque<Job*> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // CancelAll or CancelWork was called: cancelled work says its caller went.
+  bool caller_gone_ ABSL_GUARDED_BY(mu_) = false;
   Job* running_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);

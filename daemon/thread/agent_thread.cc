@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "daemon/util/errno_status.h"
+#include "daemon/thread/agent_memory.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -30,8 +33,11 @@ std::string Describe(const procwarp::v1::ExitStatus& status) {
 
 }  // namespace
 
-AgentThread::AgentThread(Options options, LaunchedAgent agent)
-    : options_(std::move(options)),
+AgentThread::AgentThread(Handle handle,
+                         procwarp::v1::CreateThreadRequest request,
+                         LaunchedAgent agent)
+    : Thread(std::move(handle)),
+      request_(std::move(request)),
       agent_(std::move(agent)),
       created_unix_ns_(absl::GetCurrentTimeNanos()) {}
 
@@ -42,7 +48,7 @@ AgentThread::~AgentThread() {
 }
 
 std::string AgentThread::Name() const {
-  return absl::StrCat("thread ", options_.id, " (pid ", agent_.pid, ")");
+  return absl::StrCat("thread ", id(), " (pid ", agent_.pid, ")");
 }
 
 bool AgentThread::Reap(bool block) {
@@ -117,7 +123,7 @@ absl::Status AgentThread::CheckAlive(absl::Duration grace) {
   }
   // An agent replaced by an execve lives on (the grace would only delay the
   // answer); one that is dying is not counted as replaced.
-  if (AddressSpaceReplaced()) return ExecError(options_.owner);
+  if (AddressSpaceReplaced()) return ExecError(owner());
   if (grace > absl::ZeroDuration()) {
     pollfd pfd = {agent_.pidfd.get(), POLLIN, 0};
     poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(grace)));
@@ -231,7 +237,7 @@ bool AgentThread::Kill() {
   // Not reaped yet, so the directory still names the agent's process. The
   // owner may signal it only while its real or saved uid is the owner's.
   if (agent_.proc.valid()) {
-    absl::Status may = CheckCallerMayKill(options_.owner, agent_.proc, Name());
+    absl::Status may = CheckCallerMayKill(owner(), agent_.proc, Name());
     if (absl::IsPermissionDenied(may)) {
       kill_refusal_ = may;
       return false;
@@ -265,16 +271,71 @@ bool AgentThread::Reaped() {
   return reaped;
 }
 
+absl::Status AgentThread::Syscalls(const Identity&,
+                                   absl::Span<const ThreadSyscall> calls,
+                                   std::vector<ThreadSyscallResult>* results,
+                                   const OperationOptions& options) {
+  std::vector<AgentCall> agent_calls(calls.size());
+  for (size_t i = 0; i < calls.size(); ++i) {
+    agent_calls[i] = AgentCall::Syscall(calls[i].nr, calls[i].args);
+  }
+  std::vector<AgentReply> replies;
+  RETURN_IF_ERROR(agent_.connection->Run(
+      agent_calls, &replies,
+      options.cancelled != nullptr ? *options.cancelled : CancelCheck()));
+  results->resize(replies.size());
+  for (size_t i = 0; i < replies.size(); ++i) {
+    (*results)[i] = ThreadSyscallResult{replies[i].result, false};
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AgentThread::ReadMemory(const Identity& caller, uint64_t address,
+                                     char* out, size_t length) {
+  return ReadAgentMemory(*this, caller, address, out, length);
+}
+
+absl::Status AgentThread::WriteMemory(const Identity& caller, uint64_t address,
+                                      absl::string_view data) {
+  return WriteAgentMemory(*this, caller, address, data);
+}
+
+absl::StatusOr<int64_t> AgentThread::InstallFd(const Identity&, int fd,
+                                           int target_fd, bool cloexec,
+                                           const CancelCheck& cancelled) {
+  // Installed by the agent itself (RECV_FD), with its owner's credentials:
+  // whoever holds that socket gets only the caller's own fd.
+  AgentCall call;
+  call.op = PW_OP_RECV_FD;
+  call.args[0] = static_cast<uint64_t>(static_cast<int64_t>(target_fd));
+  call.args[1] = cloexec ? PW_RECV_FD_CLOEXEC : 0;
+  call.fd_to_pass = fd;
+  std::vector<AgentReply> replies;
+  RETURN_IF_ERROR(ExplainError(agent_.connection->Run(
+      absl::MakeConstSpan(&call, 1), &replies, cancelled)));
+  // The agent's word: anything outside an fd number or an errno is a lie.
+  const int64_t result = replies[0].result;
+  if (result > INT32_MAX || (result < 0 && !IsSyscallError(result))) {
+    return -EPROTO;
+  }
+  return result;
+}
+
+bool AgentThread::Release(ReleaseReason reason, int exit_code) {
+  return reason == ReleaseReason::kExitThread ? Exit(exit_code) : Kill();
+}
+
 procwarp::v1::ThreadInfo AgentThread::Info() {
   procwarp::v1::ThreadInfo info;
-  const auto& request = options_.request;
-  info.set_id(options_.id);
+  const auto& request = request_;
+  info.set_id(id());
+  info.set_kind(procwarp::v1::THREAD_KIND_AGENT);
   info.set_pid(agent_.pid);
   info.set_namespace_pid(agent_.connection->hello().pid);
-  info.set_uid(options_.owner.uid);
-  info.set_gid(options_.owner.gid);
-  *info.mutable_owner() = options_.owner.ToProto();
-  info.set_persistent(options_.persistent);
+  info.set_uid(owner().uid);
+  info.set_gid(owner().gid);
+  *info.mutable_owner() = owner().ToProto();
+  info.set_persistent(persistent());
   *info.mutable_namespaces() = request.namespaces();
   info.set_created_unix_ns(created_unix_ns_);
   info.mutable_labels()->insert(request.labels().begin(),

@@ -1,6 +1,7 @@
-// AgentThread: one running procwarp-agent as the daemon keeps it: its handle
-// id and owner, its pidfd, /proc directory, pinned address space and
-// connection, and how it ended.
+// AgentThread: the agent backend of the Thread interface (thread.h): one
+// running procwarp-agent as the daemon keeps it: its handle id and owner, its
+// pidfd, /proc directory, pinned address space and connection, and how it
+// ended.
 //
 // The agent runs as its owner, so the owner can change it behind the
 // daemon's back: take over its socket, execve a setuid program in it, make
@@ -32,42 +33,54 @@
 #include "daemon/server/identity.h"
 #include "daemon/thread/agent_connection.h"
 #include "daemon/thread/agent_launcher.h"
+#include "daemon/thread/thread.h"
 #include "proto/procwarp/v1/threads.pb.h"
 
 namespace procwarp {
 
-class AgentThread {
+class AgentThread final : public Thread {
  public:
-  struct Options {
-    std::string id;
-    Identity owner;
-    uint64_t session_id = 0;
-    bool persistent = false;
-    procwarp::v1::CreateThreadRequest request;
-  };
-  AgentThread(Options options, LaunchedAgent agent);
-  ~AgentThread();  // kills the agent if it still runs
-  AgentThread(const AgentThread&) = delete;
-  AgentThread& operator=(const AgentThread&) = delete;
+  AgentThread(Handle handle, procwarp::v1::CreateThreadRequest request,
+              LaunchedAgent agent);
+  ~AgentThread() override;  // kills the agent if it still runs
 
-  const std::string& id() const { return options_.id; }
-  const Identity& owner() const { return options_.owner; }
-  uint64_t session_id() const { return options_.session_id; }
-  bool persistent() const { return options_.persistent; }
-  pid_t pid() const { return agent_.pid; }
-  int pidfd() const { return agent_.pidfd.get(); }
+  Kind kind() const override { return Kind::kAgent; }
+  AgentThread* agent() override { return this; }
+  pid_t pid() const override { return agent_.pid; }
+  int pidfd() const override { return agent_.pidfd.get(); }
   // /proc/PID of the agent, bound to its process.
   const ProcDir& proc() const { return agent_.proc; }
+  // The agent's own protocol, for what only an agent does (Exec, CLONE);
+  // everything else goes through the Thread operations.
   AgentConnection& connection() { return *agent_.connection; }
 
   // "thread ID (pid N)", for messages.
-  std::string Name() const;
+  std::string Name() const override;
+
+  // Thread operations. Syscalls, InstallFd (RECV_FD) and the in-band memory
+  // fallback go through the agent itself, with its owner's credentials: the
+  // kernel checks them, so `caller` is not consulted there.
+  absl::Status Syscalls(const Identity& caller,
+                        absl::Span<const ThreadSyscall> calls,
+                        std::vector<ThreadSyscallResult>* results,
+                        const OperationOptions& options = {}) override;
+  absl::Status ReadMemory(const Identity& caller, uint64_t address, char* out,
+                          size_t length) override;
+  absl::Status WriteMemory(const Identity& caller, uint64_t address,
+                           absl::string_view data) override;
+  absl::StatusOr<int64_t> InstallFd(const Identity& caller, int fd, int target_fd,
+                                bool cloexec,
+                                const CancelCheck& cancelled = nullptr) override;
+  // Exit for kExitThread, Kill otherwise.
+  bool Release(ReleaseReason reason, int exit_code = 0) override;
+  absl::Status ReleaseRefusal() override { return KillRefusal(); }
+  bool Gone() override { return Reaped(); }
 
   // UNAVAILABLE (naming how it ended) once the agent is gone. Waits up to
   // `grace` for it to finish dying: after a broken socket the exit is
   // usually microseconds away (the kernel closes a dying task's files before
   // it becomes waitable).
-  absl::Status CheckAlive(absl::Duration grace = absl::ZeroDuration());
+  absl::Status CheckAlive(absl::Duration grace = absl::ZeroDuration()) override;
 
   // Runs `op` on the agent's process with the daemon's own privileges
   // (reading its maps or fd table, fetching one of its fds) for `caller`,
@@ -81,7 +94,7 @@ class AgentThread {
   // UNAVAILABLE once it is gone).
   absl::Status ActOnProcess(
       const Identity& caller,
-      const std::function<absl::Status(const ProcDir&)>& op);
+      const std::function<absl::Status(const ProcDir&)>& op) override;
 
   // /proc/PID/mem of the agent as it started (see LaunchedAgent::memory):
   // reads and writes through it reach the agent's own memory or nothing, so
@@ -121,7 +134,7 @@ class AgentThread {
   // Never blocks: false while another call holds the thread.
   bool Reaped();
 
-  procwarp::v1::ThreadInfo Info();
+  procwarp::v1::ThreadInfo Info() override;
 
  private:
   // Reaps the agent if it has exited (blocking: wait for it). True once
@@ -138,7 +151,7 @@ class AgentThread {
   // What to say about an agent that exec'd, for `who`.
   absl::Status ExecError(const Identity& who);
 
-  const Options options_;
+  const procwarp::v1::CreateThreadRequest request_;
   LaunchedAgent agent_;
   const int64_t created_unix_ns_;
   // Readers: users of the pid. Writer: the reaper.

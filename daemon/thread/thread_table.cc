@@ -48,22 +48,24 @@ ThreadTable::~ThreadTable() {
     absl::MutexLock lock(&mu_);
     threads.swap(threads_);
   }
-  for (auto& [id, entry] : threads) entry.thread->Kill();
+  for (auto& [id, entry] : threads) {
+    entry.thread->Release(ReleaseReason::kShutdown);
+  }
 }
 
 void ThreadTable::SweepLingeringLocked() {
   lingering_.erase(
       std::remove_if(lingering_.begin(), lingering_.end(),
-                     [](const std::shared_ptr<AgentThread>& thread) {
-                       return thread->Reaped();
+                     [](const std::shared_ptr<Thread>& thread) {
+                       return thread->Gone();
                      }),
       lingering_.end());
 }
 
-void ThreadTable::Linger(std::shared_ptr<AgentThread> thread) {
+void ThreadTable::Linger(std::shared_ptr<Thread> thread) {
   absl::MutexLock lock(&mu_);
   SweepLingeringLocked();
-  if (!thread->Reaped()) lingering_.push_back(std::move(thread));
+  if (!thread->Gone()) lingering_.push_back(std::move(thread));
 }
 
 absl::Status ThreadTable::ReserveSlot(const Identity& owner) {
@@ -80,7 +82,7 @@ absl::Status ThreadTable::ReserveSlot(const Identity& owner) {
   }
   if (owned >= limits_.max_threads_per_identity) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "CreateThread: ", key, " already has ", owned,
+        "threads: ", key, " already has ", owned,
         " threads (the limit); end some with ExitThread"));
   }
   ++starting_[key];
@@ -92,10 +94,10 @@ absl::Status ThreadTable::ClaimPid(pid_t pid) {
   bool taken = claimed_pids_.count(pid) > 0;
   // A reaped thread's pid may be anyone's by now; an unreaped one's is not.
   for (const auto& [id, entry] : threads_) {
-    taken = taken || (entry.thread->pid() == pid && !entry.thread->Reaped());
+    taken = taken || (entry.thread->pid() == pid && !entry.thread->Gone());
   }
   for (const auto& thread : lingering_) {
-    taken = taken || (thread->pid() == pid && !thread->Reaped());
+    taken = taken || (thread->pid() == pid && !thread->Gone());
   }
   if (taken) {
     return absl::PermissionDeniedError(
@@ -109,7 +111,7 @@ absl::Status ThreadTable::ClaimPid(pid_t pid) {
 
 absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
     const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
-    const std::shared_ptr<AgentThread>& parent, const Identity& owner,
+    AgentThread* parent, const Identity& owner,
     const std::string& name, pid_t* claimed) {
   if (parent == nullptr) {
     return launcher_->Launch(request.namespaces(), caller, name);
@@ -156,20 +158,26 @@ absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
                                    ": ", status.message()));
 }
 
-absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
+absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
     const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
     uint64_t session_id) {
-  AgentThread::Options options;
+  Thread::Handle options;
   options.id = NewHandleId();
   options.owner = caller;
   options.session_id = session_id;
   options.persistent = request.persistent();
-  options.request = request;
-  std::shared_ptr<AgentThread> parent;
+  std::shared_ptr<Thread> parent_handle;
+  AgentThread* parent = nullptr;
   if (!request.parent_thread_id().empty()) {
     // A child of one of the caller's threads; it acts with the parent's
     // credentials, so it belongs to (and counts for) the parent's owner.
-    ASSIGN_OR_RETURN(parent, Find(request.parent_thread_id(), caller));
+    ASSIGN_OR_RETURN(parent_handle, Find(request.parent_thread_id(), caller));
+    parent = parent_handle->agent();
+    if (parent == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "CreateThread: parent ", parent_handle->Name(),
+          " is an attached thread; only agent threads clone children"));
+    }
     options.owner = parent->owner();
   } else if (request.share_fd_table()) {
     return absl::InvalidArgumentError(
@@ -181,32 +189,58 @@ absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
   pid_t claimed = -1;
   absl::StatusOr<LaunchedAgent> agent =
       StartAgent(request, caller, parent, options.owner, name, &claimed);
-  std::shared_ptr<AgentThread> thread;
-  if (agent.ok()) {
-    thread = std::make_shared<AgentThread>(std::move(options), *std::move(agent));
-  }
+  absl::StatusOr<std::shared_ptr<Thread>> thread =
+      agent.ok() ? absl::StatusOr<std::shared_ptr<Thread>>(
+                       std::make_shared<AgentThread>(std::move(options), request,
+                                                     *std::move(agent)))
+                 : agent.status();
+  return Admit(owner_key, std::move(thread), claimed, "CreateThread");
+}
+
+absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Attach(
+    const AttachedThread::Target& target, const Identity& caller,
+    uint64_t session_id, bool persistent, absl::Time deadline) {
+  Thread::Handle handle;
+  handle.id = NewHandleId();
+  handle.owner = caller;
+  handle.session_id = session_id;
+  handle.persistent = persistent;
+  RETURN_IF_ERROR(ReserveSlot(caller));
+  absl::StatusOr<std::shared_ptr<AttachedThread>> attached =
+      AttachedThread::Attach(std::move(handle), target, deadline);
+  absl::StatusOr<std::shared_ptr<Thread>> thread =
+      attached.ok() ? absl::StatusOr<std::shared_ptr<Thread>>(*std::move(attached))
+                    : attached.status();
+  return Admit(caller.OwnerKey(), std::move(thread), -1, "AttachThread");
+}
+
+absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Admit(
+    const std::string& owner_key,
+    absl::StatusOr<std::shared_ptr<Thread>> started, pid_t claimed,
+    absl::string_view call) {
   {
     // The reservation turns into the entry (or goes) in one step, so the
     // count never misses it (nor the claimed pid).
     absl::MutexLock lock(&mu_);
     if (--starting_[owner_key] == 0) starting_.erase(owner_key);
     claimed_pids_.erase(claimed);
-    if (thread == nullptr) return agent.status();
-    threads_[thread->id()].thread = thread;
+    if (!started.ok()) return started.status();
+    threads_[(*started)->id()].thread = *started;
   }
-  // A session that ended while the agent was starting had nothing of this
+  std::shared_ptr<Thread> thread = *std::move(started);
+  // A session that ended while the thread started had nothing of this
   // thread to end: end it here, or it would outlive its client.
-  if (!thread->persistent() && !sessions_->IsLive(session_id)) {
+  if (!thread->persistent() && !sessions_->IsLive(thread->session_id())) {
     // NOT_FOUND here only means EndSession took it out first.
     Remove(thread->id(), thread->owner()).IgnoreError();
-    if (!thread->Kill()) Linger(thread);
-    return absl::CancelledError(
-        "CreateThread: the client's connection ended while the thread started");
+    if (!thread->Release(ReleaseReason::kSessionEnd)) Linger(thread);
+    return absl::CancelledError(absl::StrCat(
+        call, ": the client's connection ended while the thread started"));
   }
   return thread;
 }
 
-absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Find(
+absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Find(
     absl::string_view id, const Identity& caller) const {
   absl::MutexLock lock(&mu_);
   auto it = threads_.find(id);
@@ -216,9 +250,9 @@ absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Find(
   return it->second.thread;
 }
 
-std::vector<std::shared_ptr<AgentThread>> ThreadTable::List(
+std::vector<std::shared_ptr<Thread>> ThreadTable::List(
     const Identity& caller, bool all) const {
-  std::vector<std::shared_ptr<AgentThread>> out;
+  std::vector<std::shared_ptr<Thread>> out;
   absl::MutexLock lock(&mu_);
   for (const auto& [id, entry] : threads_) {
     const Identity& owner = entry.thread->owner();
@@ -233,21 +267,21 @@ void ThreadTable::ErasePointersLocked(const Entry& entry) {
   for (const std::string& pointer : entry.pointers) pointers_.erase(pointer);
 }
 
-absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Remove(
+absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Remove(
     absl::string_view id, const Identity& caller) {
   absl::MutexLock lock(&mu_);
   auto it = threads_.find(id);
   if (it == threads_.end() || !caller.MayAccess(it->second.thread->owner())) {
     return NoSuchThread(id);
   }
-  std::shared_ptr<AgentThread> thread = it->second.thread;
+  std::shared_ptr<Thread> thread = it->second.thread;
   ErasePointersLocked(it->second);
   threads_.erase(it);
   return thread;
 }
 
 absl::StatusOr<procwarp::v1::Pointer> ThreadTable::AddPointer(
-    const std::shared_ptr<AgentThread>& thread, uint64_t address,
+    const std::shared_ptr<Thread>& thread, uint64_t address,
     uint64_t size) {
   absl::MutexLock lock(&mu_);
   auto it = threads_.find(thread->id());
@@ -300,11 +334,11 @@ absl::StatusOr<ResolvedPointer> ThreadTable::RemovePointer(
 }
 
 void ThreadTable::EndSession(uint64_t session_id) {
-  std::vector<std::shared_ptr<AgentThread>> ended;
+  std::vector<std::shared_ptr<Thread>> ended;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = threads_.begin(); it != threads_.end();) {
-      const AgentThread& thread = *it->second.thread;
+      const Thread& thread = *it->second.thread;
       if (!thread.persistent() && thread.session_id() == session_id) {
         ended.push_back(it->second.thread);
         ErasePointersLocked(it->second);
@@ -314,9 +348,10 @@ void ThreadTable::EndSession(uint64_t session_id) {
       }
     }
   }
-  // Outside the lock: killing waits for the agent to die.
+  // Outside the lock: releasing waits for the agent to die or the target
+  // to stop for its detach.
   for (const auto& thread : ended) {
-    if (!thread->Kill()) Linger(thread);
+    if (!thread->Release(ReleaseReason::kSessionEnd)) Linger(thread);
   }
 }
 

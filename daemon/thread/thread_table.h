@@ -1,10 +1,10 @@
-// ThreadTable: every agent thread by handle id, with its owner, and the
-// memory pointers allocated in them.
+// ThreadTable: every thread handle (any backend of thread.h: agent or
+// attached) by id, with its owner, and the memory pointers allocated in them.
 //
 // Lookups by anyone but the owner (or an admin) answer NOT_FOUND, exactly
 // like unknown ids, so an id reveals nothing to others. Threads that are not
 // persistent end with the session (connection) that created them: the table
-// listens for session ends and kills and forgets them.
+// listens for session ends and releases (Thread::Release) and forgets them.
 #ifndef PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_
 #define PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_
 
@@ -23,6 +23,7 @@
 #include "daemon/server/session_registry.h"
 #include "daemon/thread/agent_launcher.h"
 #include "daemon/thread/agent_thread.h"
+#include "daemon/thread/attached_thread.h"
 #include "proto/procwarp/v1/memory.pb.h"
 #include "proto/procwarp/v1/threads.pb.h"
 
@@ -35,7 +36,7 @@ struct ThreadLimits {
 
 // A pointer handle resolved for use: the thread (kept alive) and the range.
 struct ResolvedPointer {
-  std::shared_ptr<AgentThread> thread;
+  std::shared_ptr<Thread> thread;
   procwarp::v1::Pointer pointer;
 };
 
@@ -45,7 +46,7 @@ class ThreadTable {
   // the table's use, the listener is disarmed by the destructor).
   ThreadTable(AgentLauncher* launcher, SessionRegistry* sessions,
               ThreadLimits limits = {});
-  ~ThreadTable();  // kills every thread
+  ~ThreadTable();  // releases every thread (ReleaseReason::kShutdown)
   ThreadTable(const ThreadTable&) = delete;
   ThreadTable& operator=(const ThreadTable&) = delete;
 
@@ -53,44 +54,51 @@ class ThreadTable {
   // daemon, or cloned by request.parent_thread_id (which must be a thread
   // `caller` may use: NOT_FOUND otherwise); a child belongs to its parent's
   // owner.
-  absl::StatusOr<std::shared_ptr<AgentThread>> Create(
+  absl::StatusOr<std::shared_ptr<Thread>> Create(
       const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
       uint64_t session_id);
 
+  // Attaches to a thread of an existing process for `caller` on session
+  // `session_id` (AttachedThread::Attach), counted against the caller's
+  // thread limit from before the attach starts.
+  absl::StatusOr<std::shared_ptr<Thread>> Attach(
+      const AttachedThread::Target& target, const Identity& caller,
+      uint64_t session_id, bool persistent, absl::Time deadline);
+
   // The thread `id` if `caller` may use it; NOT_FOUND otherwise.
-  absl::StatusOr<std::shared_ptr<AgentThread>> Find(absl::string_view id,
-                                                    const Identity& caller) const;
+  absl::StatusOr<std::shared_ptr<Thread>> Find(absl::string_view id,
+                                               const Identity& caller) const;
 
-  std::vector<std::shared_ptr<AgentThread>> List(const Identity& caller,
-                                                 bool all) const;
+  std::vector<std::shared_ptr<Thread>> List(const Identity& caller,
+                                            bool all) const;
 
-  // Takes thread `id` (and its pointers) out of the table; the caller ends
-  // it (Exit/Kill).
-  absl::StatusOr<std::shared_ptr<AgentThread>> Remove(absl::string_view id,
-                                                      const Identity& caller);
+  // Takes thread `id` (and its pointers) out of the table; the caller
+  // releases it (Thread::Release).
+  absl::StatusOr<std::shared_ptr<Thread>> Remove(absl::string_view id,
+                                                 const Identity& caller);
 
   // Records memory [address, address+size) of `thread` as a new pointer.
   absl::StatusOr<procwarp::v1::Pointer> AddPointer(
-      const std::shared_ptr<AgentThread>& thread, uint64_t address,
+      const std::shared_ptr<Thread>& thread, uint64_t address,
       uint64_t size);
   absl::StatusOr<ResolvedPointer> FindPointer(absl::string_view id,
                                               const Identity& caller) const;
   absl::StatusOr<ResolvedPointer> RemovePointer(absl::string_view id,
                                                 const Identity& caller);
 
-  // Kills and forgets the non-persistent threads of session `session_id`.
+  // Releases and forgets the non-persistent threads of session `session_id`.
   void EndSession(uint64_t session_id);
 
   // Keeps a thread taken out of the table whose process could not be ended
-  // (its owner could not kill it: AgentThread::Kill) until it exits: it is
-  // reaped then, and counts against its owner's thread limit until then.
-  void Linger(std::shared_ptr<AgentThread> thread);
+  // (Thread::Release returned false) until it is Gone(): it counts against
+  // its owner's thread limit until then.
+  void Linger(std::shared_ptr<Thread> thread);
 
   size_t size() const;
 
  private:
   struct Entry {
-    std::shared_ptr<AgentThread> thread;
+    std::shared_ptr<Thread> thread;
     // Pointer ids of this thread.
     std::vector<std::string> pointers;
   };
@@ -109,11 +117,18 @@ class ThreadTable {
   // the caller to release once the thread is in the table (or failed).
   absl::StatusOr<LaunchedAgent> StartAgent(
       const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
-      const std::shared_ptr<AgentThread>& parent, const Identity& owner,
+      AgentThread* parent, const Identity& owner,
       const std::string& name, pid_t* claimed);
   // PERMISSION_DENIED when `pid` is already the process of a live thread
   // (or of one being started); otherwise reserves it for a new child thread.
   absl::Status ClaimPid(pid_t pid);
+  // Turns the reservation of `owner_key` into an entry for `started` (or
+  // drops it if starting failed), releasing the claimed pid; then ends a
+  // non-persistent thread whose session ended meanwhile (CANCELLED).
+  absl::StatusOr<std::shared_ptr<Thread>> Admit(
+      const std::string& owner_key,
+      absl::StatusOr<std::shared_ptr<Thread>> started, pid_t claimed,
+      absl::string_view call);
   // Drops lingering threads that have been reaped.
   void SweepLingeringLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -130,7 +145,7 @@ class ThreadTable {
   // Pids of child threads being started (see ClaimPid).
   std::set<pid_t> claimed_pids_ ABSL_GUARDED_BY(mu_);
   // Threads out of the table whose process could not be ended (Linger).
-  std::vector<std::shared_ptr<AgentThread>> lingering_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Thread>> lingering_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace procwarp

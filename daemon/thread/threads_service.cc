@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "daemon/server/log.h"
 #include "daemon/server/paging.h"
 #include "daemon/server/record_bounds.h"
@@ -93,14 +94,14 @@ absl::Status ValidateExec(const procwarp::v1::ExecRequest& request) {
   return absl::OkStatus();
 }
 
-absl::Status ToAgentCall(const procwarp::v1::Syscall& syscall, int index,
-                         AgentCall* call) {
+absl::Status ToThreadSyscall(const procwarp::v1::Syscall& syscall, int index,
+                             ThreadSyscall* call) {
   if (syscall.args_size() > kMaxArgs) {
     return absl::InvalidArgumentError(absl::StrCat(
         "syscall ", index, " (number ", syscall.number(), ") has ",
         syscall.args_size(), " arguments; at most 6"));
   }
-  *call = AgentCall();
+  *call = ThreadSyscall();
   call->nr = syscall.number();
   for (int i = 0; i < syscall.args_size(); ++i) {
     call->args[i] = static_cast<uint64_t>(syscall.args(i));
@@ -109,26 +110,6 @@ absl::Status ToAgentCall(const procwarp::v1::Syscall& syscall, int index,
 }
 
 }  // namespace
-
-procwarp::v1::SyscallResult ToSyscallResult(int64_t raw) {
-  procwarp::v1::SyscallResult result;
-  if (raw < 0 && raw >= -4095) {
-    result.set_value(-1);
-    result.set_error(static_cast<int32_t>(-raw));
-    result.set_error_name(std::string(ErrnoName(static_cast<int>(-raw))));
-  } else {
-    result.set_value(raw);
-  }
-  return result;
-}
-
-absl::Status ExplainThreadError(AgentThread& thread, absl::Status status) {
-  if (absl::IsUnavailable(status)) {
-    absl::Status alive = thread.CheckAlive(absl::Seconds(1));
-    if (!alive.ok()) return alive;
-  }
-  return status;
-}
 
 grpc::Status ThreadsService::CreateThread(
     grpc::ServerContext* context,
@@ -147,19 +128,53 @@ grpc::Status ThreadsService::CreateThread(
   });
 }
 
+grpc::Status ThreadsService::AttachThread(
+    grpc::ServerContext* context,
+    const procwarp::v1::AttachThreadRequest* request,
+    procwarp::v1::AttachThreadResponse* response) {
+  return WithSession(*callers_, context, [&](const Session& session) {
+    const Identity& caller = session.identity;
+    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "AttachThread"));
+    AttachedThread::Target target;
+    target.pid = request->pid();
+    target.tid = request->has_tid() ? request->tid() : 0;
+    target.stop_all_threads = request->stop_all_threads();
+    target.labels.insert(request->labels().begin(), request->labels().end());
+    // Seizing waits for the target's tracer thread: bounded.
+    absl::StatusOr<std::shared_ptr<Thread>> thread =
+        table_->Attach(target, caller, session.id, request->persistent(),
+                       absl::Now() + absl::Seconds(10));
+    if (!thread.ok()) {
+      Audit("thread_attach_refused", caller,
+            {{"TARGET_PID", absl::StrCat(request->pid())},
+             {"REASON", std::string(thread.status().message())}});
+      return thread.status();
+    }
+    *response->mutable_thread() = (*thread)->Info();
+    Audit("thread_attach", caller,
+          {{"THREAD_ID", (*thread)->id()},
+           {"TARGET_PID", absl::StrCat(request->pid())},
+           {"TARGET_TID", absl::StrCat(response->thread().tid())},
+           {"TARGET_EXE", response->thread().exe()},
+           {"PERSISTENT", request->persistent() ? "1" : "0"}});
+    return absl::OkStatus();
+  });
+}
+
 grpc::Status ThreadsService::Syscall(grpc::ServerContext* context,
                                      const procwarp::v1::SyscallRequest* request,
                                      procwarp::v1::SyscallResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    AgentCall call;
-    RETURN_IF_ERROR(ToAgentCall(request->syscall(), 0, &call));
+    ThreadSyscall call;
+    RETURN_IF_ERROR(ToThreadSyscall(request->syscall(), 0, &call));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
-    std::vector<AgentReply> replies;
-    absl::Status run = thread->connection().Run(
-        absl::MakeConstSpan(&call, 1), &replies,
-        [context] { return context->IsCancelled(); });
-    RETURN_IF_ERROR(ExplainThreadError(*thread, run));
-    *response->mutable_result() = ToSyscallResult(replies[0].result);
+    std::vector<ThreadSyscallResult> results;
+    const CancelCheck cancelled = [context] { return context->IsCancelled(); };
+    RETURN_IF_ERROR(thread->ExplainError(thread->Syscalls(
+        caller, absl::MakeConstSpan(&call, 1), &results,
+        {.stop_all_threads = request->stop_all_threads(),
+         .cancelled = &cancelled})));
+    *response->mutable_result() = ToSyscallResult(results[0]);
     return absl::OkStatus();
   });
 }
@@ -180,10 +195,10 @@ grpc::Status ThreadsService::Execute(
           {{"THREAD_ID", thread->id()},
            {"TARGET_PID", absl::StrCat(thread->pid())}});
     // Reused across batches: no per-batch allocation on the hot path.
-    std::vector<AgentCall> calls;
-    std::vector<AgentReply> replies;
+    std::vector<ThreadSyscall> calls;
+    std::vector<ThreadSyscallResult> results;
     procwarp::v1::ExecuteResponse response;
-    auto cancelled = [context] { return context->IsCancelled(); };
+    const CancelCheck cancelled = [context] { return context->IsCancelled(); };
     uint64_t batch = 0;
     do {
       if (!request.thread_id().empty() && request.thread_id() != thread->id()) {
@@ -198,13 +213,15 @@ grpc::Status ThreadsService::Execute(
       }
       calls.resize(request.syscalls_size());
       for (int i = 0; i < request.syscalls_size(); ++i) {
-        RETURN_IF_ERROR(ToAgentCall(request.syscalls(i), i, &calls[i]));
+        RETURN_IF_ERROR(ToThreadSyscall(request.syscalls(i), i, &calls[i]));
       }
-      RETURN_IF_ERROR(ExplainThreadError(
-          *thread, thread->connection().Run(calls, &replies, cancelled)));
+      RETURN_IF_ERROR(thread->ExplainError(thread->Syscalls(
+          caller, calls, &results,
+          {.stop_all_threads = request.stop_all_threads(),
+           .cancelled = &cancelled})));
       response.Clear();
-      for (const AgentReply& reply : replies) {
-        *response.add_results() = ToSyscallResult(reply.result);
+      for (const ThreadSyscallResult& result : results) {
+        *response.add_results() = ToSyscallResult(result);
       }
       if (!stream->Write(response)) {
         return absl::CancelledError("Execute: the client went away");
@@ -220,14 +237,14 @@ grpc::Status ThreadsService::ExitThread(
     procwarp::v1::ExitThreadResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto thread, table_->Remove(request->id(), caller));
-    if (!thread->Exit(request->exit_code())) {
+    if (!thread->Release(ReleaseReason::kExitThread, request->exit_code())) {
       // It exec'd a program that made itself root (not the caller's to
       // kill), or a tracer holds its exit back.
       table_->Linger(thread);
       Audit("thread_exit_refused", caller,
             {{"THREAD_ID", thread->id()},
              {"TARGET_PID", absl::StrCat(thread->pid())}});
-      absl::Status why = thread->KillRefusal();
+      absl::Status why = thread->ReleaseRefusal();
       return absl::Status(
           why.code(),
           absl::StrCat("ExitThread: ", why.message(),
@@ -256,10 +273,10 @@ grpc::Status ThreadsService::ListThreads(
     response->set_next_page_token(FillPage(
         table_->List(caller, request->all()), request->page_token(),
         request->page_size(),
-        [](const std::shared_ptr<AgentThread>& t) -> const std::string& {
+        [](const std::shared_ptr<Thread>& t) -> const std::string& {
           return t->id();
         },
-        [](const std::shared_ptr<AgentThread>& t) { return t->Info(); },
+        [](const std::shared_ptr<Thread>& t) { return t->Info(); },
         [&](procwarp::v1::ThreadInfo info) {
           *response->add_threads() = std::move(info);
         }));
@@ -283,7 +300,16 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     RETURN_IF_ERROR(ValidateExec(*request));
     RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "Exec"));
-    ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
+    ASSIGN_OR_RETURN(auto handle, table_->Find(request->thread_id(), caller));
+    // Only an agent turns into the program it execs; an attached process is
+    // not ours to replace.
+    AgentThread* thread = handle->agent();
+    if (thread == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Exec: ", handle->Name(),
+          " is an attached thread; Exec turns only agent threads (from "
+          "CreateThread) into managed processes"));
+    }
     // The new program becomes a managed process: its place in the owner's
     // process limit is taken before the execve, so past the limit the thread
     // simply stays a thread (nothing runs unmanaged).
@@ -295,16 +321,8 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
     // Room for the strings in the thread; the size is known before the
     // addresses are, since only pointers depend on the base.
     const size_t size = ExecBlock(0, path, *request).size();
-    ASSIGN_OR_RETURN(int64_t base,
-                     agent.Syscall(SYS_mmap, {0, size, PROT_READ | PROT_WRITE,
-                                              MAP_PRIVATE | MAP_ANONYMOUS,
-                                              static_cast<uint64_t>(-1), 0}));
-    if (base < 0 && base >= -4095) {
-      return ErrnoStatus(
-          static_cast<int>(-base),
-          absl::StrCat("Exec: mmap(", size, ") in ", thread->Name()));
-    }
-    const uint64_t address = static_cast<uint64_t>(base);
+    ASSIGN_OR_RETURN(const uint64_t address,
+                     thread->Map(caller, size, PROT_READ | PROT_WRITE, "Exec"));
     const std::string block = ExecBlock(address, path, *request);
     const size_t argc = request->argv_size();
     const uint64_t argv = address;
@@ -326,7 +344,7 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
     absl::Status run = agent.Run(calls, &replies);
     if (run.ok()) {
       thread->EndExec(/*succeeded=*/false);
-      agent.Syscall(SYS_munmap, {address, size}).IgnoreError();
+      thread->Unmap(caller, address, size).IgnoreError();
       int64_t result = replies[1].result;
       if (replies[0].result != static_cast<int64_t>(block.size())) {
         return absl::InternalError(absl::StrCat("Exec: writing argv/env into ",

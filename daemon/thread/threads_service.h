@@ -1,6 +1,7 @@
-// ThreadsService: the gRPC face of the ThreadTable: create agent threads, run
-// syscalls in them (one at a time, or pipelined batches over Execute), end
-// and list them, and turn them into managed processes by execve (Exec).
+// ThreadsService: the gRPC face of the ThreadTable: create agent threads,
+// run syscalls in any thread (one at a time, or pipelined batches over
+// Execute) through the Thread interface (thread.h), end and list them, and
+// turn agent threads into managed processes by execve (Exec).
 #ifndef PROCWARP_DAEMON_THREAD_THREADS_SERVICE_H_
 #define PROCWARP_DAEMON_THREAD_THREADS_SERVICE_H_
 
@@ -10,13 +11,6 @@
 #include "proto/procwarp/v1/threads.grpc.pb.h"
 
 namespace procwarp {
-
-// The proto form of a raw agent result (>= 0, or -errno).
-procwarp::v1::SyscallResult ToSyscallResult(int64_t raw);
-
-// `status` from a call on `thread`, with a dead thread's UNAVAILABLE
-// rewritten to say how it ended.
-absl::Status ExplainThreadError(AgentThread& thread, absl::Status status);
 
 class ThreadsService final : public procwarp::v1::Threads::Service {
  public:
@@ -28,6 +22,9 @@ class ThreadsService final : public procwarp::v1::Threads::Service {
   grpc::Status CreateThread(grpc::ServerContext* context,
                             const procwarp::v1::CreateThreadRequest* request,
                             procwarp::v1::CreateThreadResponse* response) override;
+  grpc::Status AttachThread(grpc::ServerContext* context,
+                            const procwarp::v1::AttachThreadRequest* request,
+                            procwarp::v1::AttachThreadResponse* response) override;
   grpc::Status Syscall(grpc::ServerContext* context,
                        const procwarp::v1::SyscallRequest* request,
                        procwarp::v1::SyscallResponse* response) override;

@@ -1,4 +1,5 @@
-// Copies between the daemon and an agent thread's memory.
+// Copies between the daemon and an agent thread's memory (AgentThread's
+// ReadMemory/WriteMemory; internal to the agent backend).
 //
 // The daemon's path is the agent's /proc/PID/mem, opened when the thread
 // started (AgentThread::memory_fd): it pins the agent's own address space, so
@@ -13,28 +14,29 @@
 // CAP_SYS_PTRACE) or refuses reads and writes on it (EPERM, e.g. a seccomp
 // profile), the agent copies in-band with READ_MEM/WRITE_MEM over its socket:
 // with its owner's credentials, so the kernel checks that path itself.
-#ifndef PROCWARP_DAEMON_MEMORY_THREAD_MEMORY_H_
-#define PROCWARP_DAEMON_MEMORY_THREAD_MEMORY_H_
+#ifndef PROCWARP_DAEMON_THREAD_AGENT_MEMORY_H_
+#define PROCWARP_DAEMON_THREAD_AGENT_MEMORY_H_
 
 #include <cstdint>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "daemon/server/identity.h"
-#include "daemon/thread/agent_thread.h"
 
 namespace procwarp {
+
+class AgentThread;
 
 // Reads `length` bytes at `address` of `thread` into `out` for `caller`. An
 // unreadable range is FAILED_PRECONDITION (naming the address), a dead
 // thread UNAVAILABLE, one that exec'd a setuid program PERMISSION_DENIED.
-absl::Status ReadThreadMemory(AgentThread& thread, const Identity& caller,
+absl::Status ReadAgentMemory(AgentThread& thread, const Identity& caller,
                               uint64_t address, char* out, size_t length);
 
 // Writes `data` at `address` of `thread` for `caller`.
-absl::Status WriteThreadMemory(AgentThread& thread, const Identity& caller,
+absl::Status WriteAgentMemory(AgentThread& thread, const Identity& caller,
                                uint64_t address, absl::string_view data);
 
 }  // namespace procwarp
 
-#endif  // PROCWARP_DAEMON_MEMORY_THREAD_MEMORY_H_
+#endif  // PROCWARP_DAEMON_THREAD_AGENT_MEMORY_H_

@@ -1,5 +1,6 @@
-// See thread_memory.h.
-#include "daemon/memory/thread_memory.h"
+// See agent_memory.h.
+#include "daemon/thread/agent_memory.h"
+#include "daemon/thread/agent_thread.h"
 
 #include <unistd.h>
 
@@ -114,12 +115,12 @@ absl::Status Copy(AgentThread& thread, const Identity& caller, bool write,
 
 }  // namespace
 
-absl::Status ReadThreadMemory(AgentThread& thread, const Identity& caller,
+absl::Status ReadAgentMemory(AgentThread& thread, const Identity& caller,
                               uint64_t address, char* out, size_t length) {
   return Copy(thread, caller, /*write=*/false, address, out, length);
 }
 
-absl::Status WriteThreadMemory(AgentThread& thread, const Identity& caller,
+absl::Status WriteAgentMemory(AgentThread& thread, const Identity& caller,
                                uint64_t address, absl::string_view data) {
   return Copy(thread, caller, /*write=*/true, address,
               const_cast<char*>(data.data()), data.size());
