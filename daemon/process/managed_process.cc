@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/pidfd.h"
 
 namespace procwarp {
 namespace {
@@ -20,22 +21,6 @@ namespace {
 using procwarp::v1::OutputStream;
 
 int64_t NowUnixNs() { return absl::ToUnixNanos(absl::Now()); }
-
-procwarp::v1::ExitStatus ToExitStatus(const siginfo_t& info) {
-  procwarp::v1::ExitStatus status;
-  switch (info.si_code) {
-    case CLD_EXITED:
-      status.set_code(info.si_status);
-      break;
-    case CLD_DUMPED:
-      status.set_core_dumped(true);
-      [[fallthrough]];
-    default:  // CLD_KILLED
-      status.set_signal(info.si_status);
-      break;
-  }
-  return status;
-}
 
 }  // namespace
 
@@ -98,15 +83,11 @@ bool ManagedProcess::Reap() {
   // Whatever the child wrote before it died is in the kernel's buffers now;
   // take it before recording the exit, so attachers see all of it first.
   for (const auto& [fd, stream] : OutputFds()) ReadOutput(fd, stream);
-  siginfo_t info{};
-  if (waitid(static_cast<idtype_t>(P_PIDFD), child_.pidfd.get(), &info,
-             WEXITED | WNOHANG) != 0 ||
-      info.si_pid == 0) {
-    return false;
-  }
+  auto reaped = ReapPidfd(child_.pidfd.get(), /*block=*/false);
+  if (!reaped.ok() || !reaped->has_value()) return false;
   absl::MutexLock lock(&mu_);
   info_.set_state(procwarp::v1::PROCESS_STATE_EXITED);
-  *info_.mutable_exit_status() = ToExitStatus(info);
+  *info_.mutable_exit_status() = **reaped;
   info_.set_exited_unix_ns(NowUnixNs());
   exit_cursor_ = ring_.end();
   return true;
@@ -215,16 +196,8 @@ absl::Status ManagedProcess::CloseStdin() {
 }
 
 absl::Status ManagedProcess::Signal(int signal) const {
-  if (syscall(SYS_pidfd_send_signal, child_.pidfd.get(), signal, nullptr, 0) !=
-      0) {
-    if (errno == ESRCH) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("process ", id_, " has already exited"));
-    }
-    return ErrnoStatus(errno, absl::StrCat("pidfd_send_signal(pid=", child_.pid,
-                                           ", sig=", signal, ")"));
-  }
-  return absl::OkStatus();
+  return SignalPidfd(child_.pidfd.get(), signal, child_.pid,
+                     absl::StrCat("process ", id_));
 }
 
 absl::Status ManagedProcess::ResizePty(uint32_t rows, uint32_t cols) const {
