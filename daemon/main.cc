@@ -25,6 +25,9 @@
 #include "daemon/process/event_bus.h"
 #include "daemon/process/process_table.h"
 #include "daemon/process/processes_service.h"
+#include "daemon/restart/keeper.h"
+#include "daemon/restart/keeper_link.h"
+#include "daemon/restart/restart_state.h"
 #include "daemon/server/caller_context.h"
 #include "daemon/server/listener.h"
 #include "daemon/server/log.h"
@@ -68,6 +71,8 @@ struct Flags {
   std::optional<uint32_t> max_calls_per_connection;
   std::optional<uint32_t> max_queued_event_bytes;
   std::optional<uint64_t> max_record_bytes;
+  std::optional<std::string> state_dir;
+  std::optional<std::string> keeper;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -128,6 +133,27 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   }
   if (flags.max_record_bytes) {
     limits->set_max_record_bytes_per_identity(*flags.max_record_bytes);
+  }
+  if (flags.state_dir) config.set_state_dir(*flags.state_dir);
+  if (flags.keeper) config.set_keeper(*flags.keeper);
+  if (config.state_dir().empty() && config.socket_path().empty()) {
+    std::string socket = StandardSocketPath();
+    config.set_state_dir(socket.substr(0, socket.rfind('/')) + "/state");
+  }
+  if (config.state_dir() == "none") config.clear_state_dir();
+  // As a systemd service the started process must stay the daemon (socket
+  // activation, NotifyAccess=main): a keeper parent needs keeper=process
+  // said explicitly there.
+  if (getenv("INVOCATION_ID") != nullptr && config.keeper().empty() &&
+      !config.state_dir().empty()) {
+    LogInfo("restart state off under systemd: set keeper (see "
+            "docs/architecture.md, \"Restart without loss\")");
+    config.clear_state_dir();
+  }
+  if (!config.keeper().empty() && config.keeper() != "process") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keeper \"", config.keeper(), "\" is not supported by this build; use "
+        "\"process\""));
   }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   // Root is served whatever non-admins do only if they cannot take every
@@ -193,7 +219,8 @@ void ApplyServerLimits(const procwarp::config::v1::Limits& limits,
                               static_cast<int>(limits.max_calls_per_connection()));
 }
 
-int Serve(const DaemonConfig& config, const std::string& agent_path) {
+int Serve(const DaemonConfig& config, const std::string& agent_path,
+          UniqueFd keeper_link) {
   // Signals are taken synchronously by the main thread; block them before
   // any thread starts so every thread inherits the mask.
   sigset_t stop_signals;
@@ -260,6 +287,16 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
         config.limits().max_spawns_in_flight_per_identity();
   }
   ProcessTable table(process_limits, &events);
+  // Re-adopt what the previous daemon managed before anyone can call.
+  std::unique_ptr<RestartState> restart_state;
+  const bool keeper_running = keeper_link.valid();
+  if (!config.state_dir().empty()) {
+    restart_state = std::make_unique<RestartState>(
+        config.state_dir(),
+        std::make_unique<KeeperLink>(std::move(keeper_link), config.state_dir()),
+        &table);
+    restart_state->Restore();
+  }
   SlotLimiter record_bytes(
       "bytes of argv and labels in process records",
       {.per_identity = limits.max_record_bytes_per_identity(),
@@ -345,7 +382,10 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   listener.Start(server.get());
   if (fd_side_channel != nullptr) fd_side_channel->Start();
   LogInfo(absl::StrCat("procwarpd ", kProcwarpVersion, " serving on ", where));
-  systemd.Ready(absl::StrCat("serving on ", where));
+  // MAINPID: under a keeper the process that was started is the keeper; this
+  // names the daemon itself.
+  systemd.Ready(absl::StrCat("serving on ", where),
+                keeper_running ? getpid() : 0);
   systemd.StartWatchdog();
 
   int signal_number = 0;
@@ -358,6 +398,9 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(config.limits().shutdown_grace_ms()));
   if (!socket_activated) unlink(config.socket_path().c_str());
+  // Managed processes stay (their keeper holds their fds); the state file
+  // already says everything about them.
+  restart_state.reset();
   LogInfo("stopped");
   return 0;
 }
@@ -407,6 +450,13 @@ int main(int argc, char** argv) {
                  "bytes of events queued for a subscriber that does not read");
   app.add_option("--max_record_bytes_per_identity", flags.max_record_bytes,
                  "bytes of argv and labels one user's process records hold");
+  app.add_option("--state_dir,--state-dir", flags.state_dir,
+                 "where managed processes are recorded so a restarted daemon "
+                 "re-adopts them (default: <socket dir>/state for the default "
+                 "socket; \"none\": off)");
+  app.add_option("--keeper", flags.keeper,
+                 "who holds managed processes' fds while no daemon runs: "
+                 "process (default)");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "
@@ -440,6 +490,23 @@ int main(int argc, char** argv) {
     procwarp::LogError(config.status().ToString());
     return 2;
   }
-  return procwarp::Serve(*config, flags.agent_path.value_or(
-                                      procwarp::FindAgentBinary()));
+  // Before any thread exists: the process that was started becomes the
+  // keeper and the daemon continues in its child (daemon/restart/keeper.h).
+  procwarp::UniqueFd keeper_link;
+  if (!config->state_dir().empty()) {
+    absl::Status prepared = procwarp::PrepareStateDir(config->state_dir());
+    if (!prepared.ok()) {
+      procwarp::LogError(prepared.ToString());
+      return 2;
+    }
+    auto link = procwarp::ForkUnderKeeper(config->state_dir());
+    if (!link.ok()) {
+      procwarp::LogError(link.status().ToString());
+      return 2;
+    }
+    keeper_link = *std::move(link);
+  }
+  return procwarp::Serve(*config,
+                         flags.agent_path.value_or(procwarp::FindAgentBinary()),
+                         std::move(keeper_link));
 }

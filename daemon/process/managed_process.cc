@@ -37,6 +37,54 @@ ManagedProcess::ManagedProcess(procwarp::v1::ProcessInfo info,
   info_.set_started_unix_ns(NowUnixNs());
   info_.set_has_pty(child_.pty_master.valid());
   stdin_is_pty_ = !child_.stdin_pipe.valid() && child_.pty_master.valid();
+  // Read while the pid is surely this child's (it is not reaped yet): the
+  // proof of identity a restarted daemon falls back on without a pidfd.
+  auto start_time = ProcessStartTime(child_.pid);
+  if (start_time.ok()) start_time_ticks_ = *start_time;
+}
+
+std::shared_ptr<ManagedProcess> ManagedProcess::Restore(
+    const procwarp::state::v1::ProcessRecord& record, SpawnedChild child,
+    size_t output_buffer_bytes, bool keeper_reports_exit) {
+  const procwarp::v1::ProcessInfo& info = record.info();
+  auto process = std::shared_ptr<ManagedProcess>(new ManagedProcess(
+      info, Identity::FromProto(info.owner()), std::move(child),
+      output_buffer_bytes));
+  process->own_child_ = false;
+  process->keeper_reports_exit_ = keeper_reports_exit;
+  process->start_time_ticks_ = record.start_time_ticks();
+  // As recorded, not as the constructor guessed from the surviving fds.
+  absl::MutexLock lock(&process->mu_);
+  process->info_ = info;
+  process->stdin_is_pty_ = record.pty() && !record.stdin_pipe() &&
+                           process->child_.pty_master.valid();
+  return process;
+}
+
+procwarp::state::v1::ProcessRecord ManagedProcess::Record() const {
+  procwarp::state::v1::ProcessRecord record;
+  *record.mutable_info() = Info();
+  record.set_start_time_ticks(start_time_ticks_);
+  record.set_stdin_pipe(child_.stdin_pipe.valid());
+  record.set_stdout_pipe(child_.stdout_pipe.valid());
+  record.set_stderr_pipe(child_.stderr_pipe.valid());
+  record.set_pty(child_.pty_master.valid());
+  return record;
+}
+
+std::vector<std::pair<procwarp::state::v1::FdKind, int>> ManagedProcess::KeptFds()
+    const {
+  using procwarp::state::v1::FdKind;
+  std::vector<std::pair<FdKind, int>> fds;
+  auto add = [&](FdKind kind, const UniqueFd& fd) {
+    if (fd) fds.push_back({kind, fd.get()});
+  };
+  add(procwarp::state::v1::FD_KIND_PIDFD, child_.pidfd);
+  add(procwarp::state::v1::FD_KIND_STDIN, child_.stdin_pipe);
+  add(procwarp::state::v1::FD_KIND_STDOUT, child_.stdout_pipe);
+  add(procwarp::state::v1::FD_KIND_STDERR, child_.stderr_pipe);
+  add(procwarp::state::v1::FD_KIND_PTY, child_.pty_master);
+  return fds;
 }
 
 procwarp::v1::ProcessInfo ManagedProcess::Info() const {
@@ -80,6 +128,7 @@ bool ManagedProcess::ReadOutput(int fd, OutputStream stream) {
 }
 
 bool ManagedProcess::Reap() {
+  if (!own_child_) return false;  // its parent is a keeper (MarkExited)
   // Whatever the child wrote before it died is in the kernel's buffers now;
   // take it before recording the exit, so attachers see all of it first.
   for (const auto& [fd, stream] : OutputFds()) ReadOutput(fd, stream);
@@ -91,6 +140,21 @@ bool ManagedProcess::Reap() {
   info_.set_exited_unix_ns(NowUnixNs());
   exit_cursor_ = ring_.end();
   return true;
+}
+
+void ManagedProcess::MarkExited(
+    const std::optional<procwarp::v1::ExitStatus>& status) {
+  for (const auto& [fd, stream] : OutputFds()) ReadOutput(fd, stream);
+  absl::MutexLock lock(&mu_);
+  if (info_.state() == procwarp::v1::PROCESS_STATE_EXITED) return;
+  info_.set_state(procwarp::v1::PROCESS_STATE_EXITED);
+  if (status.has_value()) {
+    *info_.mutable_exit_status() = *status;
+  } else {
+    info_.clear_exit_status();
+  }
+  info_.set_exited_unix_ns(NowUnixNs());
+  exit_cursor_ = ring_.end();
 }
 
 bool ManagedProcess::AwaitExit(absl::Duration timeout) const {

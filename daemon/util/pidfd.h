@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -38,6 +39,16 @@ absl::Status SignalPidfd(int pidfd, int signal, pid_t pid,
 // True once the process has exited (the pidfd polls readable), whether or
 // not it has been reaped, and whoever its parent is.
 bool PidfdExited(int pidfd);
+
+// The pid (in the daemon's pid namespace) of the process behind `pidfd`, an
+// fd of the daemon's; INVALID_ARGUMENT when it is no pidfd, NOT_FOUND when its
+// process has been reaped or lives outside the daemon's pid namespace.
+absl::StatusOr<pid_t> PidOfPidfd(int pidfd);
+
+// When process `pid` started (/proc/PID/stat field 22, clock ticks since
+// boot). With the pid it names one process for the life of the system: the
+// proof of identity for a process the daemon holds no pidfd of.
+absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid);
 
 class Pidfd {
  public:
