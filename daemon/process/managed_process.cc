@@ -260,6 +260,12 @@ absl::Status ManagedProcess::CloseStdin() {
 }
 
 absl::Status ManagedProcess::Signal(int signal) const {
+  // Exited (reaped, or never re-adopted after a restart): whatever has its
+  // pid now is someone else.
+  if (exited() || !child_.pidfd) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("process ", id_, " has already exited"));
+  }
   return SignalPidfd(child_.pidfd.get(), signal, child_.pid,
                      absl::StrCat("process ", id_));
 }

@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <vector>
 
@@ -146,14 +147,23 @@ class Keeper {
         daemon_exit_code_ = reaped.si_code == CLD_EXITED ? reaped.si_status : 0;
         continue;
       }
-      for (auto& [id, group] : groups_) {
-        if (group.pid != pid || group.exited) continue;
+      for (auto it = groups_.begin(); it != groups_.end();) {
+        HeldGroup& group = it->second;
+        if (group.pid != pid || group.exited) {
+          ++it;
+          continue;
+        }
         group.exited = true;
         group.exit_status = ExitStatusFromSiginfo(reaped);
         KeeperReply reply;
-        reply.mutable_exited()->set_id(id);
+        reply.mutable_exited()->set_id(it->first);
         *reply.mutable_exited()->mutable_exit_status() = group.exit_status;
-        for (const UniqueFd& c : connections_) Send(c.get(), reply, {});
+        bool told = false;
+        for (const UniqueFd& c : connections_) told |= Send(c.get(), reply, {});
+        // A daemon knows now (and drops it once recorded); one that does not
+        // record this process never will, and must not keep it here forever.
+        // Kept while no daemon listens, for the next one's Fetch.
+        it = told ? groups_.erase(it) : std::next(it);
       }
     }
   }
@@ -211,6 +221,15 @@ class Keeper {
   }
 
   bool Fetch(int connection) {
+    bool sent = SendGroups(connection);
+    // Exits are told once (as in ReapChildren).
+    for (auto it = groups_.begin(); it != groups_.end();) {
+      it = sent && it->second.exited ? groups_.erase(it) : std::next(it);
+    }
+    return sent;
+  }
+
+  bool SendGroups(int connection) {
     for (const auto& [id, group] : groups_) {
       KeeperReply reply;
       auto* g = reply.mutable_group();
