@@ -402,5 +402,103 @@ TEST_F(RestartTest, ReusedPidIsNeverSignalled) {
   close(stranger_pidfd);
 }
 
+// The CLI, started with its stdout on a pipe we read.
+struct Cli {
+  explicit Cli(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {RunfilePath("client/cli/procwarp")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    int out[2];
+    pipe2(out, O_CLOEXEC);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(out[1]);
+    stdout_fd = out[0];
+  }
+  ~Cli() {
+    if (pid > 0) Finish();
+    close(stdout_fd);
+  }
+  // Reads stdout until it holds `expected` (or EOF).
+  std::string ReadUntil(const std::string& expected) {
+    while (output.find(expected) == std::string::npos) {
+      char buffer[4096];
+      ssize_t n = read(stdout_fd, buffer, sizeof(buffer));
+      if (n <= 0) break;
+      output.append(buffer, n);
+    }
+    return output;
+  }
+  int Finish() {
+    ReadUntil(std::string(1, '\0'));  // to EOF
+    int status = 0;
+    waitpid(pid, &status, 0);
+    pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  pid_t pid = -1;
+  int stdout_fd = -1;
+  std::string output;
+};
+
+// `procwarp run` in the foreground follows its process across a daemon
+// restart: the output goes on, written-while-down part included, and the
+// CLI ends with the process's exit code.
+TEST_F(RestartTest, CliRunFollowsItsProcessAcrossARestart) {
+  Fifo control(dir_ + "/chatty.ctl");
+  Fifo ack(dir_ + "/chatty.ack");
+  auto first = StartDaemon();
+  ASSERT_NE(first, nullptr);
+  Cli run({"--socket", first->socket_path(), "run", "--", Target(), "chatty",
+           control.path, ack.path});
+  control.Write("10\n");
+  ack.ReadByte();
+  EXPECT_EQ(run.ReadUntil(Lines(0, 10)), Lines(0, 10));
+  first->SignalDaemonAndWait(SIGKILL);
+  control.Write("10\n");
+  ack.ReadByte();
+  auto second = StartDaemon();
+  ASSERT_NE(second, nullptr);
+  control.Write("10\n");
+  ack.ReadByte();
+  control.Close();
+  EXPECT_EQ(run.Finish(), 0);
+  EXPECT_EQ(run.output, Lines(0, 30));
+  // The CLI owned it: the daemon forgot it once it ended.
+  EXPECT_TRUE(List(second->Processes().get()).empty());
+  EXPECT_EQ(first->Stop(), 0);
+}
+
+// `procwarp attach` stands for nobody: SIGTERM ends the CLI, not the
+// process.
+TEST_F(RestartTest, CliAttachDoesNotForwardSigterm) {
+  Fifo control(dir_ + "/chatty.ctl");
+  Fifo ack(dir_ + "/chatty.ack");
+  auto daemon = StartDaemon();
+  ASSERT_NE(daemon, nullptr);
+  auto stub = daemon->Processes();
+  ProcessInfo chatty =
+      Spawn(stub.get(), {Target(), "chatty", control.path, ack.path});
+  int chatty_pidfd = syscall(SYS_pidfd_open, chatty.pid(), 0);
+  Cli attach({"--socket", daemon->socket_path(), "attach", "--no-stdin", chatty.id()});
+  // Output through the CLI: it is attached (and has its signals blocked).
+  control.Write("1\n");
+  ack.ReadByte();
+  EXPECT_EQ(attach.ReadUntil(Lines(0, 1)), Lines(0, 1));
+  kill(attach.pid, SIGTERM);
+  EXPECT_EQ(attach.Finish(), 128 + SIGTERM);
+  EXPECT_FALSE(Exited(chatty_pidfd));
+  control.Close();
+  EXPECT_EQ(Wait(stub.get(), chatty.id()).exit_status().code(), 0);
+  EXPECT_TRUE(Remove(stub.get(), chatty.id()).ok());
+  close(chatty_pidfd);
+}
+
 }  // namespace
 }  // namespace procwarp::testing
