@@ -28,6 +28,7 @@
 #include "daemon/restart/keeper.h"
 #include "daemon/restart/keeper_link.h"
 #include "daemon/restart/restart_state.h"
+#include "daemon/restart/systemd_fd_store.h"
 #include "daemon/server/caller_context.h"
 #include "daemon/server/listener.h"
 #include "daemon/server/log.h"
@@ -142,18 +143,19 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   }
   if (config.state_dir() == "none") config.clear_state_dir();
   // As a systemd service the started process must stay the daemon (socket
-  // activation, NotifyAccess=main): a keeper parent needs keeper=process
-  // said explicitly there.
+  // activation, NotifyAccess=main): there the fd store holds the fds
+  // (keeper "systemd", set by deploy/procwarpd.service), and a keeper
+  // process needs keeper "process" said explicitly.
   if (getenv("INVOCATION_ID") != nullptr && config.keeper().empty() &&
       !config.state_dir().empty()) {
     LogInfo("restart state off under systemd: set keeper (see "
             "docs/architecture.md, \"Restart without loss\")");
     config.clear_state_dir();
   }
-  if (!config.keeper().empty() && config.keeper() != "process") {
+  if (!config.keeper().empty() && config.keeper() != "process" &&
+      config.keeper() != "systemd") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "keeper \"", config.keeper(), "\" is not supported by this build; use "
-        "\"process\""));
+        "keeper \"", config.keeper(), "\" is neither \"process\" nor \"systemd\""));
   }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   // Root is served whatever non-admins do only if they cannot take every
@@ -235,7 +237,12 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   struct rlimit children_nofile = RaiseFileLimit();
 
   SystemdNotifier systemd;
-  auto activated = TakeActivatedSocket();
+  // Under systemd with keeper "systemd", the fd store comes back with the
+  // activated socket.
+  const bool systemd_keeps_fds =
+      !config.state_dir().empty() && config.keeper() == "systemd";
+  std::vector<std::pair<std::string, UniqueFd>> stored_fds;
+  auto activated = TakeActivatedSocket(systemd_keeps_fds ? &stored_fds : nullptr);
   if (!activated.ok()) {
     LogError(activated.status().ToString());
     return 1;
@@ -290,11 +297,22 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   // Re-adopt what the previous daemon managed before anyone can call.
   std::unique_ptr<RestartState> restart_state;
   const bool keeper_running = keeper_link.valid();
+  if (absl::Status prepared = config.state_dir().empty()
+                                  ? absl::OkStatus()
+                                  : PrepareStateDir(config.state_dir());
+      !prepared.ok()) {
+    LogError(prepared.ToString());
+    return 1;
+  }
   if (!config.state_dir().empty()) {
-    restart_state = std::make_unique<RestartState>(
-        config.state_dir(),
-        std::make_unique<KeeperLink>(std::move(keeper_link), config.state_dir()),
-        &table);
+    std::unique_ptr<FdHolder> holder;
+    if (systemd_keeps_fds) {
+      holder = std::make_unique<SystemdFdStore>(std::move(stored_fds));
+    } else {
+      holder = std::make_unique<KeeperLink>(std::move(keeper_link), config.state_dir());
+    }
+    restart_state = std::make_unique<RestartState>(config.state_dir(),
+                                                   std::move(holder), &table);
     restart_state->Restore();
   }
   SlotLimiter record_bytes(
@@ -456,7 +474,8 @@ int main(int argc, char** argv) {
                  "socket; \"none\": off)");
   app.add_option("--keeper", flags.keeper,
                  "who holds managed processes' fds while no daemon runs: "
-                 "process (default)");
+                 "process (default: a keeper process, the daemon's parent) or "
+                 "systemd (the service's fd store)");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "
@@ -493,7 +512,7 @@ int main(int argc, char** argv) {
   // Before any thread exists: the process that was started becomes the
   // keeper and the daemon continues in its child (daemon/restart/keeper.h).
   procwarp::UniqueFd keeper_link;
-  if (!config->state_dir().empty()) {
+  if (!config->state_dir().empty() && config->keeper() != "systemd") {
     absl::Status prepared = procwarp::PrepareStateDir(config->state_dir());
     if (!prepared.ok()) {
       procwarp::LogError(prepared.ToString());

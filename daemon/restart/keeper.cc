@@ -31,8 +31,6 @@ using procwarp::state::v1::FdKind;
 using procwarp::state::v1::KeeperReply;
 using procwarp::state::v1::KeeperRequest;
 
-constexpr size_t kMaxMessageBytes = 64 * 1024;
-
 // What the keeper holds for one managed process.
 struct HeldGroup {
   std::vector<FdKind> kinds;
@@ -182,16 +180,9 @@ class Keeper {
 
   // Handles one message; false when the connection is over.
   bool Serve(int connection) {
-    std::string buffer(kMaxMessageBytes, '\0');
-    int fds[kMaxFdsPerMessage];
-    size_t num_fds = 0;
-    ssize_t n = ReceiveWithFds(connection, buffer.data(), buffer.size(), fds,
-                               kMaxFdsPerMessage, &num_fds);
-    if (n <= 0) return false;
-    std::vector<UniqueFd> received;
-    for (size_t i = 0; i < num_fds; ++i) received.emplace_back(fds[i]);
     KeeperRequest request;
-    if (!request.ParseFromArray(buffer.data(), static_cast<int>(n))) return false;
+    std::vector<UniqueFd> received;
+    if (!ReceiveKeeperMessage(connection, &request, &received)) return false;
     switch (request.op_case()) {
       case KeeperRequest::kPut:
         Put(request.put(), std::move(received));
@@ -248,9 +239,7 @@ class Keeper {
 
   static bool Send(int connection, const KeeperReply& reply,
                    const std::vector<int>& fds) {
-    std::string bytes = reply.SerializeAsString();
-    return SendWithFds(connection, bytes.data(), bytes.size(), fds.data(),
-                       fds.size()) == static_cast<ssize_t>(bytes.size());
+    return SendKeeperMessage(connection, reply, fds);
   }
 
   const std::string state_dir_;
@@ -265,6 +254,26 @@ class Keeper {
 };
 
 }  // namespace
+
+bool SendKeeperMessage(int socket, const google::protobuf::MessageLite& message,
+                       const std::vector<int>& fds) {
+  std::string bytes = message.SerializeAsString();
+  return SendWithFds(socket, bytes.data(), bytes.size(), fds.data(), fds.size()) ==
+         static_cast<ssize_t>(bytes.size());
+}
+
+bool ReceiveKeeperMessage(int socket, google::protobuf::MessageLite* message,
+                          std::vector<UniqueFd>* fds) {
+  // Far more than any keeper message (an id and a few enums).
+  std::string buffer(64 * 1024, '\0');
+  int raw[kMaxFdsPerMessage];
+  size_t count = 0;
+  ssize_t n = ReceiveWithFds(socket, buffer.data(), buffer.size(), raw,
+                             kMaxFdsPerMessage, &count);
+  fds->clear();
+  for (size_t i = 0; i < count; ++i) fds->emplace_back(raw[i]);
+  return n > 0 && message->ParseFromArray(buffer.data(), static_cast<int>(n));
+}
 
 absl::StatusOr<UniqueFd> ForkUnderKeeper(const std::string& state_dir) {
   int pair[2];

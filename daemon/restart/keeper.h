@@ -25,14 +25,26 @@
 
 #include <string>
 
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "daemon/util/unique_fd.h"
+#include "google/protobuf/message_lite.h"
 
 namespace procwarp {
 
 // The prefix and suffix of keeper socket names in the state directory.
 inline constexpr char kKeeperSocketPrefix[] = "keeper-";
 inline constexpr char kKeeperSocketSuffix[] = ".sock";
+
+// The keeper protocol's framing (messages in proto/procwarp/state/v1/
+// state.proto): one message per SOCK_SEQPACKET packet, its fds riding on it.
+// Send: false when the peer is gone. Receive: false at EOF, on an error or
+// on a message that does not decode; `fds` gets what came with it.
+bool SendKeeperMessage(int socket, const google::protobuf::MessageLite& message,
+                       const std::vector<int>& fds);
+bool ReceiveKeeperMessage(int socket, google::protobuf::MessageLite* message,
+                          std::vector<UniqueFd>* fds);
 
 // Forks. The parent becomes the keeper for `state_dir` and never returns
 // (it exits when its work is done, with the daemon's exit code); the child,

@@ -25,8 +25,6 @@ using procwarp::state::v1::FdKind;
 using procwarp::state::v1::KeeperReply;
 using procwarp::state::v1::KeeperRequest;
 
-constexpr size_t kMaxMessageBytes = 64 * 1024;
-
 // A connection to the keeper listening at `path`, if it is alive and runs as
 // the daemon's own uid.
 UniqueFd ConnectKeeper(const std::string& path) {
@@ -48,18 +46,6 @@ UniqueFd ConnectKeeper(const std::string& path) {
     return UniqueFd();
   }
   return fd;
-}
-
-// One reply and its fds; false when the connection ended or sent garbage.
-bool Receive(int connection, KeeperReply* reply, std::vector<UniqueFd>* fds) {
-  std::string buffer(kMaxMessageBytes, '\0');
-  int raw[kMaxFdsPerMessage];
-  size_t count = 0;
-  ssize_t n = ReceiveWithFds(connection, buffer.data(), buffer.size(), raw,
-                             kMaxFdsPerMessage, &count);
-  fds->clear();
-  for (size_t i = 0; i < count; ++i) fds->emplace_back(raw[i]);
-  return n > 0 && reply->ParseFromArray(buffer.data(), static_cast<int>(n));
 }
 
 }  // namespace
@@ -93,10 +79,8 @@ KeeperLink::~KeeperLink() {
 
 void KeeperLink::Send(int connection, const KeeperRequest& request,
                       const std::vector<int>& fds) {
-  std::string bytes = request.SerializeAsString();
-  if (SendWithFds(connection, bytes.data(), bytes.size(), fds.data(),
-                  fds.size()) < 0 &&
-      errno != EPIPE && errno != ECONNRESET) {  // a keeper that is gone
+  if (!SendKeeperMessage(connection, request, fds) && errno != EPIPE &&
+      errno != ECONNRESET) {  // a keeper that is gone
     LogError(ErrnoStatus(errno, "restart: send to keeper").ToString());
   }
 }
@@ -111,7 +95,7 @@ void KeeperLink::FetchFrom(int connection,
   }
   KeeperReply reply;
   std::vector<UniqueFd> fds;
-  while (Receive(connection, &reply, &fds)) {
+  while (ReceiveKeeperMessage(connection, &reply, &fds)) {
     if (reply.has_done()) return;
     if (reply.has_exited()) {
       (*out)[reply.exited().id()].exit_status = reply.exited().exit_status();
@@ -159,6 +143,11 @@ void KeeperLink::Drop(const std::string& id) {
   for (const UniqueFd& fd : others_) Send(fd.get(), request, {});
 }
 
+std::string KeeperLink::Describe() const {
+  return absl::StrCat(own_ ? "its keeper" : "no keeper of its own", " and ",
+                      others_.size(), " earlier keepers");
+}
+
 void KeeperLink::StartEvents(ExitCallback on_exit) {
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
@@ -186,7 +175,7 @@ void KeeperLink::EventLoop(ExitCallback on_exit) {
       if (fds[i].revents == 0) continue;
       KeeperReply reply;
       std::vector<UniqueFd> unused;
-      if (!Receive(fds[i].fd, &reply, &unused)) {
+      if (!ReceiveKeeperMessage(fds[i].fd, &reply, &unused)) {
         // That keeper is gone; it reports nothing more.
         watched.erase(watched.begin() + (i - 1));
         continue;

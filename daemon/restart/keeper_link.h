@@ -16,45 +16,37 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "daemon/restart/fd_holder.h"
 #include "daemon/util/unique_fd.h"
 #include "proto/procwarp/state/v1/state.pb.h"
 #include "proto/procwarp/v1/common.pb.h"
 
 namespace procwarp {
 
-// What the keepers hold for one process, merged.
-struct KeptProcess {
-  std::map<procwarp::state::v1::FdKind, UniqueFd> fds;
-  // A keeper reaped it: it ended while no daemon ran.
-  std::optional<procwarp::v1::ExitStatus> exit_status;
-};
-
-class KeeperLink {
+class KeeperLink final : public FdHolder {
  public:
-  using ExitCallback = std::function<void(
-      const std::string& id, const procwarp::v1::ExitStatus& status)>;
-
   // `own`: the link to this daemon's keeper (invalid: none). Connects to the
   // other keepers' sockets in `state_dir`, removing stale ones.
   KeeperLink(UniqueFd own, const std::string& state_dir);
-  ~KeeperLink();  // stops the event thread
+  ~KeeperLink() override;  // stops the event thread
   KeeperLink(const KeeperLink&) = delete;
   KeeperLink& operator=(const KeeperLink&) = delete;
 
-  bool has_own_keeper() const { return own_.valid(); }
-  size_t earlier_keepers() const { return others_.size(); }
 
   // Everything the keepers hold, by process id. Call once, before
   // StartEvents.
-  std::map<std::string, KeptProcess> FetchAll();
+  std::map<std::string, KeptProcess> FetchAll() override;
   // Hands duplicates of a process's fds to the own keeper.
   void Put(const std::string& id,
-           const std::vector<std::pair<procwarp::state::v1::FdKind, int>>& fds);
+           const std::vector<std::pair<procwarp::state::v1::FdKind, int>>& fds)
+      override;
   // Every keeper lets the process's fds go.
-  void Drop(const std::string& id);
+  void Drop(const std::string& id) override;
+  bool ReportsExits() const override { return true; }
   // From now on, calls `on_exit` (on a thread of its own) whenever a keeper
   // reaps a process it holds.
-  void StartEvents(ExitCallback on_exit);
+  void StartEvents(ExitCallback on_exit) override;
+  std::string Describe() const override;
 
  private:
   void Send(int connection, const procwarp::state::v1::KeeperRequest& request,

@@ -88,7 +88,7 @@ absl::Status PrepareStateDir(const std::string& dir) {
 }
 
 RestartState::RestartState(std::string state_dir,
-                           std::unique_ptr<KeeperLink> keeper, ProcessTable* table)
+                           std::unique_ptr<FdHolder> keeper, ProcessTable* table)
     : dir_(std::move(state_dir)), keeper_(std::move(keeper)), table_(table) {}
 
 RestartState::~RestartState() { table_->SetJournal(nullptr); }
@@ -175,7 +175,7 @@ void RestartState::Restore() {
     }
     const bool exit_known = exit.has_value();
     auto process = table_->Restore(record, std::move(child), exit, exit_known,
-                                   from_keeper);
+                                   from_keeper && keeper_->ReportsExits());
     if (process->exited()) {
       ended.push_back(id);
     } else {
@@ -204,8 +204,8 @@ void RestartState::Restore() {
   if (state.processes_size() > 0 || !kept.empty()) {
     LogInfo(absl::StrCat("restart: ", state.processes_size(),
                          " processes recorded, ", running.size(),
-                         " running re-adopted, ", lost, " could not be; ",
-                         keeper_->earlier_keepers(), " earlier keepers"));
+                         " running re-adopted, ", lost, " could not be; fds from ",
+                         keeper_->Describe()));
   }
 }
 

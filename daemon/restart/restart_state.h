@@ -2,7 +2,8 @@
 // (docs/architecture.md, "Restart without loss"). It is the table's
 // ProcessJournal: every change rewrites the state file (group commit: one
 // write covers every change made before it started) and the keeper gets
-// duplicates of each process's fds. At start-up, Restore() re-adopts what
+// duplicates of each process's fds (the keeper process or systemd's fd
+// store: FdHolder). At start-up, Restore() re-adopts what
 // the previous daemon managed.
 #ifndef PROCWARP_DAEMON_RESTART_RESTART_STATE_H_
 #define PROCWARP_DAEMON_RESTART_RESTART_STATE_H_
@@ -16,7 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "daemon/process/process_journal.h"
 #include "daemon/process/process_table.h"
-#include "daemon/restart/keeper_link.h"
+#include "daemon/restart/fd_holder.h"
 
 namespace procwarp {
 
@@ -26,7 +27,7 @@ absl::Status PrepareStateDir(const std::string& dir);
 
 class RestartState final : public ProcessJournal {
  public:
-  RestartState(std::string state_dir, std::unique_ptr<KeeperLink> keeper,
+  RestartState(std::string state_dir, std::unique_ptr<FdHolder> keeper,
                ProcessTable* table);
   ~RestartState() override;
 
@@ -44,7 +45,7 @@ class RestartState final : public ProcessJournal {
 
  private:
   const std::string dir_;
-  std::unique_ptr<KeeperLink> keeper_;
+  std::unique_ptr<FdHolder> keeper_;
   ProcessTable* table_;
   absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one writer at a time
   absl::Mutex mu_;

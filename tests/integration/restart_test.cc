@@ -21,6 +21,7 @@
 #include "daemon/restart/state_file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/procwarp/v1/threads.grpc.pb.h"
 #include "tests/integration/daemon_harness.h"
 
 namespace procwarp::testing {
@@ -400,6 +401,35 @@ TEST_F(RestartTest, ReusedPidIsNeverSignalled) {
   syscall(SYS_pidfd_send_signal, stranger_pidfd, SIGKILL, nullptr, 0);
   waitpid(stranger, nullptr, 0);
   close(stranger_pidfd);
+}
+
+// Agent threads end with the daemon that made them (PR_SET_PDEATHSIG), so
+// no agent of a dead daemon lingers unowned; none is left stopped or
+// traced. (Persistent threads do not survive a restart yet: they end too.)
+TEST_F(RestartTest, ThreadsEndWithTheDaemon) {
+  DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
+  options.dir = dir_;
+  options.flags.push_back("--state_dir");
+  options.flags.push_back(state_dir_);
+  auto daemon = DaemonHarness::Start(options);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  auto threads = procwarp::v1::Threads::NewStub((*daemon)->NewChannel());
+  std::vector<int> pidfds;
+  for (bool persistent : {false, true}) {
+    procwarp::v1::CreateThreadRequest request;
+    request.set_persistent(persistent);
+    procwarp::v1::CreateThreadResponse response;
+    grpc::Status s = threads->CreateThread(Ctx().get(), request, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    pidfds.push_back(syscall(SYS_pidfd_open, response.thread().pid(), 0));
+  }
+  (*daemon)->SignalDaemonAndWait(SIGKILL);
+  for (int pidfd : pidfds) {
+    AwaitExit(pidfd);
+    close(pidfd);
+  }
+  // Nothing was held for them: the keeper ends with its daemon.
+  EXPECT_EQ((*daemon)->Stop(), 0);
 }
 
 // The CLI, started with its stdout on a pipe we read.
