@@ -37,10 +37,16 @@ ManagedProcess::ManagedProcess(procwarp::v1::ProcessInfo info,
   info_.set_started_unix_ns(NowUnixNs());
   info_.set_has_pty(child_.pty_master.valid());
   stdin_is_pty_ = !child_.stdin_pipe.valid() && child_.pty_master.valid();
-  // Read while the pid is surely this child's (it is not reaped yet): the
-  // proof of identity a restarted daemon falls back on without a pidfd.
+}
+
+void ManagedProcess::NoteStartTime() const {
+  if (start_time_ticks_.load() != 0 || !child_.pidfd) return;
   auto start_time = ProcessStartTime(child_.pid);
-  if (start_time.ok()) start_time_ticks_ = *start_time;
+  // Still running after the read (its pidfd not readable yet), so it was
+  // running during it: the pid was surely this child's then.
+  if (start_time.ok() && !PidfdExited(child_.pidfd.get())) {
+    start_time_ticks_.store(*start_time);
+  }
 }
 
 std::shared_ptr<ManagedProcess> ManagedProcess::Restore(
@@ -52,7 +58,7 @@ std::shared_ptr<ManagedProcess> ManagedProcess::Restore(
       output_buffer_bytes));
   process->own_child_ = false;
   process->keeper_reports_exit_ = keeper_reports_exit;
-  process->start_time_ticks_ = record.start_time_ticks();
+  process->start_time_ticks_.store(record.start_time_ticks());
   // As recorded, not as the constructor guessed from the surviving fds.
   absl::MutexLock lock(&process->mu_);
   process->info_ = info;
@@ -64,7 +70,7 @@ std::shared_ptr<ManagedProcess> ManagedProcess::Restore(
 procwarp::state::v1::ProcessRecord ManagedProcess::Record() const {
   procwarp::state::v1::ProcessRecord record;
   *record.mutable_info() = Info();
-  record.set_start_time_ticks(start_time_ticks_);
+  record.set_start_time_ticks(start_time_ticks_.load());
   record.set_stdin_pipe(child_.stdin_pipe.valid());
   record.set_stdout_pipe(child_.stdout_pipe.valid());
   record.set_stderr_pipe(child_.stderr_pipe.valid());

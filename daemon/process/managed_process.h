@@ -6,6 +6,7 @@
 #ifndef PROCWARP_DAEMON_PROCESS_MANAGED_PROCESS_H_
 #define PROCWARP_DAEMON_PROCESS_MANAGED_PROCESS_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -50,6 +51,10 @@ class ManagedProcess {
   // For a restored process: whether a keeper is its parent and reports its
   // exit (else its exit status is lost).
   bool keeper_reports_exit() const { return keeper_reports_exit_; }
+  // Reads when it started (/proc/PID/stat), the proof of identity a
+  // restarted daemon falls back on without a pidfd; only while it runs, and
+  // only for those who keep restart state (it costs a /proc read).
+  void NoteStartTime() const;
   // What the state file keeps of it.
   procwarp::state::v1::ProcessRecord Record() const;
   // Its fds worth keeping across a restart, with what each is.
@@ -106,7 +111,8 @@ class ManagedProcess {
   SpawnedChild child_;
   bool own_child_ = true;
   bool keeper_reports_exit_ = false;
-  uint64_t start_time_ticks_ = 0;  // /proc/PID/stat starttime, 0 if unknown
+  // /proc/PID/stat starttime, 0 if unknown.
+  mutable std::atomic<uint64_t> start_time_ticks_{0};
   bool stdin_is_pty_ = false;
   bool pty_carries_output_ = false;
 

@@ -210,6 +210,7 @@ void RestartState::Restore() {
 }
 
 void RestartState::Added(const ManagedProcess& process) {
+  process.NoteStartTime();
   keeper_->Put(process.id(), process.KeptFds());
 }
 
