@@ -432,6 +432,45 @@ TEST_F(RestartTest, ThreadsEndWithTheDaemon) {
   EXPECT_EQ((*daemon)->Stop(), 0);
 }
 
+// A thread that exec'd a program (Threads.Exec) made a managed process: it
+// must not die with the daemon as its agent would (PR_SET_PDEATHSIG), and
+// is re-adopted like a spawned one.
+TEST_F(RestartTest, ExecdThreadSurvivesAsAManagedProcess) {
+  DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
+  options.dir = dir_;
+  options.flags.push_back("--state_dir");
+  options.flags.push_back(state_dir_);
+  auto first = DaemonHarness::Start(options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto threads = procwarp::v1::Threads::NewStub((*first)->NewChannel());
+  procwarp::v1::CreateThreadResponse created;
+  ASSERT_TRUE(threads->CreateThread(Ctx().get(), {}, &created).ok());
+  procwarp::v1::ExecRequest exec;
+  exec.set_thread_id(created.thread().id());
+  exec.add_argv(Target());
+  exec.add_argv("idle");
+  procwarp::v1::ExecResponse execd;
+  grpc::Status s = threads->Exec(Ctx().get(), exec, &execd);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const ProcessInfo process = execd.process();
+  int pidfd = syscall(SYS_pidfd_open, process.pid(), 0);
+  threads.reset();
+  (*first)->SignalDaemonAndWait(SIGKILL);
+  EXPECT_FALSE(Exited(pidfd));
+
+  auto second = StartDaemon();
+  ASSERT_NE(second, nullptr);
+  auto stub = second->Processes();
+  auto listed = List(stub.get());
+  ASSERT_TRUE(listed.count(process.id()));
+  EXPECT_EQ(listed[process.id()].pid(), process.pid());
+  ASSERT_TRUE(Signal(stub.get(), process.id(), SIGTERM).ok());
+  EXPECT_EQ(Wait(stub.get(), process.id()).exit_status().signal(), SIGTERM);
+  EXPECT_TRUE(Remove(stub.get(), process.id()).ok());
+  close(pidfd);
+  EXPECT_EQ((*first)->Stop(), 0);
+}
+
 // The CLI, started with its stdout on a pipe we read.
 struct Cli {
   explicit Cli(const std::vector<std::string>& args) {
