@@ -46,6 +46,8 @@ void ManagedProcess::NoteStartTime() const {
   // running during it: the pid was surely this child's then.
   if (start_time.ok() && !PidfdExited(child_.pidfd.get())) {
     start_time_ticks_.store(*start_time);
+    absl::MutexLock lock(&mu_);
+    RecordChangedLocked();
   }
 }
 
@@ -76,6 +78,25 @@ procwarp::state::v1::ProcessRecord ManagedProcess::Record() const {
   record.set_stderr_pipe(child_.stderr_pipe.valid());
   record.set_pty(child_.pty_master.valid());
   return record;
+}
+
+void ManagedProcess::RecordChangedLocked() const {
+  encoded_record_.clear();
+  ++record_version_;
+}
+
+std::string ManagedProcess::EncodedRecord() const {
+  uint64_t version;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!encoded_record_.empty()) return encoded_record_;
+    version = record_version_;
+  }
+  std::string encoded = Record().SerializeAsString();
+  absl::MutexLock lock(&mu_);
+  // Unless it changed meanwhile (then the next call encodes it again).
+  if (record_version_ == version) encoded_record_ = encoded;
+  return encoded;
 }
 
 std::vector<std::pair<procwarp::state::v1::FdKind, int>> ManagedProcess::KeptFds()
@@ -142,6 +163,7 @@ bool ManagedProcess::Reap() {
   if (!reaped.ok() || !reaped->has_value()) return false;
   absl::MutexLock lock(&mu_);
   info_.set_state(procwarp::v1::PROCESS_STATE_EXITED);
+  RecordChangedLocked();
   *info_.mutable_exit_status() = **reaped;
   info_.set_exited_unix_ns(NowUnixNs());
   exit_cursor_ = ring_.end();
@@ -154,6 +176,7 @@ void ManagedProcess::MarkExited(
   absl::MutexLock lock(&mu_);
   if (info_.state() == procwarp::v1::PROCESS_STATE_EXITED) return;
   info_.set_state(procwarp::v1::PROCESS_STATE_EXITED);
+  RecordChangedLocked();
   if (status.has_value()) {
     *info_.mutable_exit_status() = *status;
   } else {

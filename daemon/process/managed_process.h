@@ -57,6 +57,9 @@ class ManagedProcess {
   void NoteStartTime() const;
   // What the state file keeps of it.
   procwarp::state::v1::ProcessRecord Record() const;
+  // Record(), serialized; kept until the record changes (its exit), so that
+  // rewriting the state file costs a copy per process, not an encoding.
+  std::string EncodedRecord() const;
   // Its fds worth keeping across a restart, with what each is.
   std::vector<std::pair<procwarp::state::v1::FdKind, int>> KeptFds() const;
 
@@ -120,6 +123,11 @@ class ManagedProcess {
   procwarp::v1::ProcessInfo info_ ABSL_GUARDED_BY(mu_);
   OutputRing ring_ ABSL_GUARDED_BY(mu_);
   uint64_t exit_cursor_ ABSL_GUARDED_BY(mu_) = 0;  // ring end when reaped
+  // EncodedRecord() as of the last change of info_ or the start time;
+  // empty: to be encoded again.
+  mutable std::string encoded_record_ ABSL_GUARDED_BY(mu_);
+  mutable uint64_t record_version_ ABSL_GUARDED_BY(mu_) = 0;
+  void RecordChangedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex stdin_mu_ ABSL_ACQUIRED_AFTER(mu_);
   bool stdin_closed_ ABSL_GUARDED_BY(stdin_mu_) = false;

@@ -181,15 +181,15 @@ void ProcessTable::RecordExit(
   });
 }
 
-std::vector<procwarp::state::v1::ProcessRecord> ProcessTable::Records() const {
+std::vector<std::string> ProcessTable::EncodedRecords() const {
   std::vector<std::shared_ptr<ManagedProcess>> all;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, p] : processes_) all.push_back(p);
   }
-  std::vector<procwarp::state::v1::ProcessRecord> records;
+  std::vector<std::string> records;
   records.reserve(all.size());
-  for (const auto& p : all) records.push_back(p->Record());
+  for (const auto& p : all) records.push_back(p->EncodedRecord());
   return records;
 }
 

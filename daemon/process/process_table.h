@@ -115,8 +115,8 @@ class ProcessTable {
   // Reports every later change to `journal` (null: none). Call before
   // serving.
   void SetJournal(ProcessJournal* journal) { journal_ = journal; }
-  // Every process as the state file keeps it.
-  std::vector<procwarp::state::v1::ProcessRecord> Records() const;
+  // Every process as the state file keeps it, serialized.
+  std::vector<std::string> EncodedRecords() const;
   // Takes in a process the previous daemon managed (see
   // ManagedProcess::Restore); it counts toward its owner's limit but is
   // never refused for it. `exit` is set when it is known to have ended

@@ -232,8 +232,8 @@ void RestartState::Changed() {
   procwarp::state::v1::DaemonState state;
   state.set_writer_pid(getpid());
   state.set_written_unix_ns(absl::ToUnixNanos(absl::Now()));
-  for (auto& record : table_->Records()) *state.add_processes() = std::move(record);
-  absl::Status written = WriteFileAtomically(dir_, kStateFileName, EncodeStateFile(state));
+  absl::Status written = WriteFileAtomically(
+      dir_, kStateFileName, EncodeStateFile(state, table_->EncodedRecords()));
   if (!written.ok() && !write_failing_) {
     LogError(absl::StrCat("restart: cannot write the state file (a restart now "
                           "would lose processes): ", written.ToString()));

@@ -32,6 +32,14 @@ void PutLittleEndian(uint64_t value, int bytes, std::string* out) {
   for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>(value >> (8 * i)));
 }
 
+void PutVarint(uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
 uint64_t GetLittleEndian(absl::string_view data, size_t offset, int bytes) {
   uint64_t value = 0;
   for (int i = 0; i < bytes; ++i) {
@@ -44,7 +52,21 @@ uint64_t GetLittleEndian(absl::string_view data, size_t offset, int bytes) {
 }  // namespace
 
 std::string EncodeStateFile(const procwarp::state::v1::DaemonState& state) {
+  return EncodeStateFile(state, {});
+}
+
+std::string EncodeStateFile(const procwarp::state::v1::DaemonState& state,
+                            const std::vector<std::string>& records) {
   std::string payload = state.SerializeAsString();
+  // A repeated message field on the wire: per element its tag
+  // (field number, length-delimited) and length, then its bytes.
+  constexpr uint32_t kProcessesTag =
+      (procwarp::state::v1::DaemonState::kProcessesFieldNumber << 3) | 2;
+  for (const std::string& record : records) {
+    PutVarint(kProcessesTag, &payload);
+    PutVarint(record.size(), &payload);
+    payload += record;
+  }
   std::string out(kMagic, kMagicSize);
   PutLittleEndian(kStateFormatVersion, 4, &out);
   PutLittleEndian(payload.size(), 8, &out);

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,6 +31,11 @@ inline constexpr char kStateFileName[] = "state.pb";
 
 // The file's bytes for `state`.
 std::string EncodeStateFile(const procwarp::state::v1::DaemonState& state);
+// The same for `state` plus `records`, each a serialized ProcessRecord
+// appended to its `processes` (what the daemon writes on every change: the
+// records come encoded already).
+std::string EncodeStateFile(const procwarp::state::v1::DaemonState& state,
+                            const std::vector<std::string>& records);
 
 // The state in `bytes`, or INVALID_ARGUMENT (bad magic, truncated, checksum
 // mismatch, undecodable payload) / FAILED_PRECONDITION (another format

@@ -28,6 +28,25 @@ TEST(StateFileTest, RoundTrips) {
   EXPECT_EQ(parsed->processes(0).start_time_ticks(), 99u);
 }
 
+TEST(StateFileTest, PreEncodedRecordsAreProcessesEntries) {
+  procwarp::state::v1::DaemonState header;
+  header.set_writer_pid(7);
+  std::vector<std::string> records;
+  const procwarp::state::v1::DaemonState sample = Sample();
+  for (const auto& record : sample.processes()) {
+    records.push_back(record.SerializeAsString());
+  }
+  procwarp::state::v1::ProcessRecord long_record;  // a multi-byte length
+  long_record.mutable_info()->add_argv(std::string(300, 'x'));
+  records.push_back(long_record.SerializeAsString());
+  auto parsed = ParseStateFile(EncodeStateFile(header, records));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->writer_pid(), 7);
+  ASSERT_EQ(parsed->processes_size(), 2);
+  EXPECT_EQ(parsed->processes(0).info().id(), "abc");
+  EXPECT_EQ(parsed->processes(1).info().argv(0).size(), 300u);
+}
+
 TEST(StateFileTest, EveryTruncationIsRefused) {
   const std::string bytes = EncodeStateFile(Sample());
   for (size_t n = 0; n < bytes.size(); ++n) {
