@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/bench_util.h"
+#include "bench/process_calls.h"
 #include "tests/integration/daemon_harness.h"
 
 namespace procwarp::bench {
@@ -27,18 +28,7 @@ using procwarp::testing::MakeTempDir;
 
 // Spawn + Wait + Remove of /bin/true.
 void SpawnWaitRemove(procwarp::v1::Processes::Stub* stub) {
-  procwarp::v1::SpawnRequest spawn;
-  spawn.add_argv("/bin/true");
-  procwarp::v1::SpawnResponse spawned;
-  stub->Spawn(Ctx().get(), spawn, &spawned);
-  procwarp::v1::WaitRequest wait;
-  wait.set_id(spawned.process().id());
-  procwarp::v1::WaitResponse waited;
-  stub->Wait(Ctx().get(), wait, &waited);
-  procwarp::v1::RemoveProcessRequest remove;
-  remove.set_id(spawned.process().id());
-  procwarp::v1::RemoveProcessResponse removed;
-  stub->Remove(Ctx().get(), remove, &removed);
+  RemoveProcess(stub, SpawnAndWait(stub, "/bin/true"));
 }
 
 std::vector<std::string> SpawnIdle(procwarp::v1::Processes::Stub* stub, int n) {
@@ -56,13 +46,7 @@ std::vector<std::string> SpawnIdle(procwarp::v1::Processes::Stub* stub, int n) {
 }
 
 void RemoveAll(procwarp::v1::Processes::Stub* stub, const std::vector<std::string>& ids) {
-  for (const auto& id : ids) {
-    procwarp::v1::RemoveProcessRequest remove;
-    remove.set_id(id);
-    remove.set_force(true);
-    procwarp::v1::RemoveProcessResponse removed;
-    stub->Remove(Ctx().get(), remove, &removed);
-  }
+  for (const auto& id : ids) RemoveProcess(stub, id, /*force=*/true);
 }
 
 int Main(int argc, char** argv) {
