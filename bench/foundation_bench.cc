@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/bench_util.h"
+#include "bench/process_calls.h"
 #include "bench/echo_server.h"
 #include "tests/integration/daemon_harness.h"
 
@@ -54,26 +55,11 @@ void CompareSpawn(DaemonHarness* daemon, int n) {
   };
   auto stub = daemon->Processes();
   std::vector<std::string> ids;
-  auto remote = [&] {
-    procwarp::v1::SpawnRequest spawn;
-    spawn.add_argv("/bin/true");
-    procwarp::v1::SpawnResponse spawned;
-    stub->Spawn(Ctx().get(), spawn, &spawned);
-    procwarp::v1::WaitRequest wait;
-    wait.set_id(spawned.process().id());
-    procwarp::v1::WaitResponse waited;
-    stub->Wait(Ctx().get(), wait, &waited);
-    ids.push_back(spawned.process().id());
-  };
+  auto remote = [&] { ids.push_back(SpawnAndWait(stub.get(), "/bin/true")); };
   Paired paired = MeasurePaired(n, local, remote, [&] {
     return ProcessCpuMicros(daemon->pid());
   });
-  for (const auto& id : ids) {
-    procwarp::v1::RemoveProcessRequest remove;
-    remove.set_id(id);
-    procwarp::v1::RemoveProcessResponse removed;
-    stub->Remove(Ctx().get(), remove, &removed);
-  }
+  for (const auto& id : ids) RemoveProcess(stub.get(), id);
   Report("Spawn+Wait /bin/true (procwarpd)", paired.measured,
          "posix_spawn+waitpid /bin/true", paired.baseline, "<= 1.3x");
   printf("  procwarpd CPU per spawn+wait: %.1f us\n",

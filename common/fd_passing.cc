@@ -9,20 +9,25 @@
 
 namespace procwarp {
 
-ssize_t SendWithFd(int socket, const void* data, size_t len, int fd) {
+ssize_t SendWithFds(int socket, const void* data, size_t len, const int* fds,
+                    size_t num_fds) {
+  if (num_fds > kMaxFdsPerMessage) {
+    errno = EINVAL;
+    return -1;
+  }
   iovec iov = {const_cast<void*>(data), len};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  if (fd >= 0) {
+  if (num_fds > 0) {
     msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    msg.msg_controllen = CMSG_SPACE(num_fds * sizeof(int));
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(num_fds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, num_fds * sizeof(int));
   }
   ssize_t n;
   do {
@@ -31,12 +36,17 @@ ssize_t SendWithFd(int socket, const void* data, size_t len, int fd) {
   return n;
 }
 
-ssize_t ReceiveWithFd(int socket, void* data, size_t len, int* fd) {
-  *fd = -1;
+ssize_t SendWithFd(int socket, const void* data, size_t len, int fd) {
+  return SendWithFds(socket, data, len, &fd, fd >= 0 ? 1 : 0);
+}
+
+ssize_t ReceiveWithFds(int socket, void* data, size_t len, int* fds,
+                       size_t max_fds, size_t* num_fds) {
+  *num_fds = 0;
   iovec iov = {data, len};
-  // Room for a few fds: a peer that sends more than one must not leave the
-  // extra ones unclosed in our table.
-  alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))] = {};
+  // Room for more fds than any caller expects: a peer that sends extra ones
+  // must not leave them unclosed in our table.
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -53,20 +63,27 @@ ssize_t ReceiveWithFd(int socket, void* data, size_t len, int* fd) {
     for (size_t i = 0; i < count; ++i) {
       int received;
       memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      if (*fd < 0) {
-        *fd = received;
+      if (*num_fds < max_fds) {
+        fds[(*num_fds)++] = received;
       } else {
-        close(received);  // only one fd per message is expected
+        close(received);  // more than the caller expects
       }
     }
   }
   if (msg.msg_flags & MSG_CTRUNC) {
     // Some fds were dropped on the way in: refuse the message as a whole.
-    if (*fd >= 0) close(*fd);
-    *fd = -1;
+    for (size_t i = 0; i < *num_fds; ++i) close(fds[i]);
+    *num_fds = 0;
     errno = EMSGSIZE;
     return -1;
   }
+  return n;
+}
+
+ssize_t ReceiveWithFd(int socket, void* data, size_t len, int* fd) {
+  size_t count = 0;
+  ssize_t n = ReceiveWithFds(socket, data, len, fd, 1, &count);
+  if (count == 0) *fd = -1;
   return n;
 }
 

@@ -27,6 +27,10 @@
 #include "daemon/process/event_bus.h"
 #include "daemon/process/process_table.h"
 #include "daemon/process/processes_service.h"
+#include "daemon/restart/keeper.h"
+#include "daemon/restart/keeper_link.h"
+#include "daemon/restart/restart_state.h"
+#include "daemon/restart/systemd_fd_store.h"
 #include "daemon/server/caller_context.h"
 #include "daemon/server/listener.h"
 #include "daemon/server/log.h"
@@ -76,6 +80,8 @@ struct Flags {
   std::optional<std::string> tls_ca;
   std::optional<std::string> tls_cert;
   std::optional<std::string> tls_key;
+  std::optional<std::string> state_dir;
+  std::optional<std::string> keeper;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -141,6 +147,28 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   if (flags.tls_ca) config.mutable_tls()->set_ca_file(*flags.tls_ca);
   if (flags.tls_cert) config.mutable_tls()->set_cert_file(*flags.tls_cert);
   if (flags.tls_key) config.mutable_tls()->set_key_file(*flags.tls_key);
+  if (flags.state_dir) config.set_state_dir(*flags.state_dir);
+  if (flags.keeper) config.set_keeper(*flags.keeper);
+  if (config.state_dir().empty() && config.socket_path().empty()) {
+    std::string socket = StandardSocketPath();
+    config.set_state_dir(socket.substr(0, socket.rfind('/')) + "/state");
+  }
+  if (config.state_dir() == "none") config.clear_state_dir();
+  // As a systemd service the started process must stay the daemon (socket
+  // activation, NotifyAccess=main): there the fd store holds the fds
+  // (keeper "systemd", set by deploy/procwarpd.service), and a keeper
+  // process needs keeper "process" said explicitly.
+  if (getenv("INVOCATION_ID") != nullptr && config.keeper().empty() &&
+      !config.state_dir().empty()) {
+    LogInfo("restart state off under systemd: set keeper (see "
+            "docs/architecture.md, \"Restart without loss\")");
+    config.clear_state_dir();
+  }
+  if (!config.keeper().empty() && config.keeper() != "process" &&
+      config.keeper() != "systemd") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keeper \"", config.keeper(), "\" is neither \"process\" nor \"systemd\""));
+  }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
   // Root is served whatever non-admins do only if they cannot take every
   // thread gRPC may run.
@@ -233,7 +261,8 @@ absl::StatusOr<std::unique_ptr<TlsListener>> CreateTlsListener(
   return TlsListener::Create(std::move(options), std::move(mapper), sessions);
 }
 
-int Serve(const DaemonConfig& config, const std::string& agent_path) {
+int Serve(const DaemonConfig& config, const std::string& agent_path,
+          UniqueFd keeper_link) {
   // Signals are taken synchronously by the main thread; block them before
   // any thread starts so every thread inherits the mask.
   sigset_t stop_signals;
@@ -250,7 +279,12 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   struct rlimit children_nofile = RaiseFileLimit();
 
   SystemdNotifier systemd;
-  auto activated = TakeActivatedSocket();
+  // Under systemd with keeper "systemd", the fd store comes back with the
+  // activated socket.
+  const bool systemd_keeps_fds =
+      !config.state_dir().empty() && config.keeper() == "systemd";
+  std::vector<std::pair<std::string, UniqueFd>> stored_fds;
+  auto activated = TakeActivatedSocket(systemd_keeps_fds ? &stored_fds : nullptr);
   if (!activated.ok()) {
     LogError(activated.status().ToString());
     return 1;
@@ -302,6 +336,27 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
         config.limits().max_spawns_in_flight_per_identity();
   }
   ProcessTable table(process_limits, &events);
+  // Re-adopt what the previous daemon managed before anyone can call.
+  std::unique_ptr<RestartState> restart_state;
+  const bool keeper_running = keeper_link.valid();
+  if (absl::Status prepared = config.state_dir().empty()
+                                  ? absl::OkStatus()
+                                  : PrepareStateDir(config.state_dir());
+      !prepared.ok()) {
+    LogError(prepared.ToString());
+    return 1;
+  }
+  if (!config.state_dir().empty()) {
+    std::unique_ptr<FdHolder> holder;
+    if (systemd_keeps_fds) {
+      holder = std::make_unique<SystemdFdStore>(std::move(stored_fds));
+    } else {
+      holder = std::make_unique<KeeperLink>(std::move(keeper_link), config.state_dir());
+    }
+    restart_state = std::make_unique<RestartState>(config.state_dir(),
+                                                   std::move(holder), &table);
+    restart_state->Restore();
+  }
   SlotLimiter record_bytes(
       "bytes of argv and labels in process records",
       {.per_identity = limits.max_record_bytes_per_identity(),
@@ -410,7 +465,10 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   }
   if (fd_side_channel != nullptr) fd_side_channel->Start();
   LogInfo(absl::StrCat("procwarpd ", kProcwarpVersion, " serving on ", where));
-  systemd.Ready(absl::StrCat("serving on ", where));
+  // MAINPID: under a keeper the process that was started is the keeper; this
+  // names the daemon itself.
+  systemd.Ready(absl::StrCat("serving on ", where),
+                keeper_running ? getpid() : 0);
   systemd.StartWatchdog();
 
   int signal_number = 0;
@@ -431,6 +489,9 @@ int Serve(const DaemonConfig& config, const std::string& agent_path) {
   // gRPC has closed its ends; end the TLS pumps still waiting on a peer.
   if (tls_listener != nullptr) tls_listener->Stop();
   if (!socket_activated) unlink(config.socket_path().c_str());
+  // Managed processes stay (their keeper holds their fds); the state file
+  // already says everything about them.
+  restart_state.reset();
   LogInfo("stopped");
   return 0;
 }
@@ -480,6 +541,14 @@ int main(int argc, char** argv) {
                  "bytes of events queued for a subscriber that does not read");
   app.add_option("--max_record_bytes_per_identity", flags.max_record_bytes,
                  "bytes of argv and labels one user's process records hold");
+  app.add_option("--state_dir,--state-dir", flags.state_dir,
+                 "where managed processes are recorded so a restarted daemon "
+                 "re-adopts them (default: <socket dir>/state for the default "
+                 "socket; \"none\": off)");
+  app.add_option("--keeper", flags.keeper,
+                 "who holds managed processes' fds while no daemon runs: "
+                 "process (default: a keeper process, the daemon's parent) or "
+                 "systemd (the service's fd store)");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "
@@ -522,6 +591,23 @@ int main(int argc, char** argv) {
     procwarp::LogError(config.status().ToString());
     return 2;
   }
-  return procwarp::Serve(*config, flags.agent_path.value_or(
-                                      procwarp::FindAgentBinary()));
+  // Before any thread exists: the process that was started becomes the
+  // keeper and the daemon continues in its child (daemon/restart/keeper.h).
+  procwarp::UniqueFd keeper_link;
+  if (!config->state_dir().empty() && config->keeper() != "systemd") {
+    absl::Status prepared = procwarp::PrepareStateDir(config->state_dir());
+    if (!prepared.ok()) {
+      procwarp::LogError(prepared.ToString());
+      return 2;
+    }
+    auto link = procwarp::ForkUnderKeeper(config->state_dir());
+    if (!link.ok()) {
+      procwarp::LogError(link.status().ToString());
+      return 2;
+    }
+    keeper_link = *std::move(link);
+  }
+  return procwarp::Serve(*config,
+                         flags.agent_path.value_or(procwarp::FindAgentBinary()),
+                         std::move(keeper_link));
 }

@@ -12,6 +12,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <iostream>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -115,8 +117,21 @@ class InputPump {
       if (options_.pty) SendWindowSize(process_);
       return;
     }
+    if (!options_.forward_termination &&
+        (signal == SIGTERM || signal == SIGHUP)) {
+      // Stopping the CLI detaches it; the process is not ours to stop.
+      detached_by_.store(signal);
+      session_.Cancel();
+      return;
+    }
     process_.Signal(signal).IgnoreError();
   }
+
+ public:
+  // The signal that detached the CLI, or 0.
+  int detached_by() const { return detached_by_.load(); }
+
+ private:
 
   void ForwardStdin() {
     char buffer[kStdinChunkSize];
@@ -136,6 +151,7 @@ class InputPump {
   const int wake_fd_;
   const AttachIoOptions options_;
   bool stdin_open_;
+  std::atomic<int> detached_by_{0};
 };
 
 // Reads the attach stream until the exit status arrives; output goes to our
@@ -214,6 +230,12 @@ absl::StatusOr<int> RunAttached(Process& process,
   input_thread.join();
   session->Finish().IgnoreError();
 
+  if (input.detached_by() != 0) {
+    std::cerr << "procwarp: detached from process " << process.id()
+              << " (it keeps running; `procwarp attach " << process.id()
+              << "` to come back)" << std::endl;
+    return kDetachedBySignalBase + input.detached_by();
+  }
   if (!exit.ok()) {
     return absl::Status(
         exit.status().code(),

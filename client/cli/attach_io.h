@@ -23,13 +23,22 @@ struct AttachIoOptions {
   bool pty = false;
   // Skip output the daemon buffered before the attach.
   bool no_replay = false;
+  // SIGTERM and SIGHUP go to the process (`run`: the CLI stands for it, as
+  // `docker run` does). Otherwise (`attach`) they end the attachment and
+  // the process runs on; SIGINT and SIGQUIT are forwarded either way.
+  bool forward_termination = true;
 };
 
+// What RunAttached returns when the CLI was told to stop (SIGTERM, SIGHUP)
+// while attached without forward_termination: 128 + the signal.
+inline constexpr int kDetachedBySignalBase = 128;
+
 // Attaches to `process` and runs until it exits: its stdout goes to our
-// stdout, its stderr to our stderr, our stdin to its stdin. INT/TERM/HUP/QUIT
-// received meanwhile are sent to the process; when our stdout is a closed
-// pipe, the process gets SIGPIPE. Returns the shell exit code (the code, or
-// 128 + signal), or an error if the stream failed first.
+// stdout, its stderr to our stderr, our stdin to its stdin. INT/QUIT (and
+// TERM/HUP with forward_termination) received meanwhile are sent to the
+// process; when our stdout is a closed pipe, the process gets SIGPIPE.
+// Returns the shell exit code (the code, or 128 + signal), or an error if the
+// stream failed first (UNAVAILABLE: the daemon went away).
 // Precondition: BlockForwardedSignals() was called.
 absl::StatusOr<int> RunAttached(Process& process,
                                 const AttachIoOptions& options);

@@ -12,6 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/cc/client.h"
 #include "client/cli/attach_io.h"
 #include "client/cli/output.h"
@@ -162,6 +164,57 @@ absl::StatusOr<int> RunStatus(const GlobalOptions& global) {
   return 0;
 }
 
+namespace {
+// How long `run` keeps trying to reach a restarted daemon, and how often.
+constexpr absl::Duration kReconnectWindow = absl::Seconds(30);
+constexpr absl::Duration kReconnectInterval = absl::Milliseconds(200);
+}  // namespace
+
+// `procwarp run` after the daemon went away mid-stream: reconnects to the
+// restarted daemon (docs/architecture.md, "Restart without loss") and keeps
+// streaming, output written meanwhile included. Gives up after
+// kReconnectWindow, or at once when the new daemon does not know the
+// process: then exits kDaemonLostExitCode with a message saying so.
+absl::StatusOr<int> FollowAcrossRestarts(const GlobalOptions& global,
+                                         const std::string& id,
+                                         AttachIoOptions io) {
+  std::cerr << "procwarp: lost the daemon; reconnecting to follow process "
+            << id << std::endl;
+  const absl::Time give_up = absl::Now() + kReconnectWindow;
+  std::string why = "it did not come back";
+  while (absl::Now() < give_up) {
+    absl::StatusOr<Client> client = Client::Connect(global.socket_path);
+    if (!client.ok()) {
+      absl::SleepFor(kReconnectInterval);
+      continue;
+    }
+    absl::StatusOr<Process> process = client->Open(id);
+    if (!process.ok()) {
+      if (absl::IsUnavailable(process.status())) {
+        absl::SleepFor(kReconnectInterval);
+        continue;
+      }
+      why = absl::StrCat("the restarted daemon does not know it: ",
+                         process.status().message());
+      break;
+    }
+    // Everything the new daemon read is what we have not seen.
+    io.no_replay = false;
+    absl::StatusOr<int> result = RunAttached(*process, io);
+    if (result.ok()) {
+      // As the owning handle would have: the daemon forgets it.
+      process->Remove().IgnoreError();
+      return result;
+    }
+    if (!absl::IsUnavailable(result.status())) return result;
+    std::cerr << "procwarp: lost the daemon again; reconnecting" << std::endl;
+  }
+  std::cerr << "procwarp: gave up following process " << id << ": " << why
+            << " within " << absl::FormatDuration(kReconnectWindow)
+            << " (it may still run: `procwarp ps`)" << std::endl;
+  return kDaemonLostExitCode;
+}
+
 absl::StatusOr<int> RunRun(const GlobalOptions& global,
                            const RunOptions& options) {
   absl::StatusOr<v1::SpawnRequest> request = MakeSpawnRequest(options);
@@ -190,8 +243,11 @@ absl::StatusOr<int> RunRun(const GlobalOptions& global,
     return 0;
   }
   // Foreground: `process` owns the child, so the daemon forgets it when we
-  // return, whether it exited or we lost the stream.
-  return RunAttached(*process, {.forward_stdin = true, .pty = options.tty});
+  // return, whether it exited or we gave up on it.
+  const AttachIoOptions io = {.forward_stdin = true, .pty = options.tty};
+  absl::StatusOr<int> result = RunAttached(*process, io);
+  if (result.ok() || !absl::IsUnavailable(result.status())) return result;
+  return FollowAcrossRestarts(global, process->id(), io);
 }
 
 absl::StatusOr<int> RunPs(const GlobalOptions& global, bool all) {
@@ -225,7 +281,8 @@ absl::StatusOr<int> RunAttach(const GlobalOptions& global,
   absl::StatusOr<Process> process = OpenProcess(*client, id);
   if (!process.ok()) return process.status();
   return RunAttached(*process, {.forward_stdin = !no_stdin,
-                                .pty = process->info().has_pty()});
+                                .pty = process->info().has_pty(),
+                                .forward_termination = false});
 }
 
 absl::StatusOr<int> RunKill(const GlobalOptions& global, const std::string& id,

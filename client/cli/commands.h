@@ -39,6 +39,11 @@ struct RunOptions {
   bool tty = false;
 };
 
+// `procwarp run`'s exit code when the daemon went away while it ran the
+// process in the foreground and no restarted daemon took it back within
+// kReconnectWindow (see README, "What survives a daemon restart").
+inline constexpr int kDaemonLostExitCode = 125;
+
 absl::StatusOr<int> RunStatus(const GlobalOptions& global);
 absl::StatusOr<int> RunRun(const GlobalOptions& global,
                            const RunOptions& options);

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/pidfd.h"
 
 namespace procwarp {
 namespace {
@@ -20,22 +21,6 @@ namespace {
 using procwarp::v1::OutputStream;
 
 int64_t NowUnixNs() { return absl::ToUnixNanos(absl::Now()); }
-
-procwarp::v1::ExitStatus ToExitStatus(const siginfo_t& info) {
-  procwarp::v1::ExitStatus status;
-  switch (info.si_code) {
-    case CLD_EXITED:
-      status.set_code(info.si_status);
-      break;
-    case CLD_DUMPED:
-      status.set_core_dumped(true);
-      [[fallthrough]];
-    default:  // CLD_KILLED
-      status.set_signal(info.si_status);
-      break;
-  }
-  return status;
-}
 
 }  // namespace
 
@@ -52,6 +37,81 @@ ManagedProcess::ManagedProcess(procwarp::v1::ProcessInfo info,
   info_.set_started_unix_ns(NowUnixNs());
   info_.set_has_pty(child_.pty_master.valid());
   stdin_is_pty_ = !child_.stdin_pipe.valid() && child_.pty_master.valid();
+}
+
+void ManagedProcess::NoteStartTime() const {
+  if (start_time_ticks_.load() != 0 || !child_.pidfd) return;
+  auto start_time = ProcessStartTime(child_.pid);
+  // Still running after the read (its pidfd not readable yet), so it was
+  // running during it: the pid was surely this child's then.
+  if (start_time.ok() && !PidfdExited(child_.pidfd.get())) {
+    start_time_ticks_.store(*start_time);
+    absl::MutexLock lock(&mu_);
+    RecordChangedLocked();
+  }
+}
+
+std::shared_ptr<ManagedProcess> ManagedProcess::Restore(
+    const procwarp::state::v1::ProcessRecord& record, SpawnedChild child,
+    size_t output_buffer_bytes, bool keeper_reports_exit) {
+  const procwarp::v1::ProcessInfo& info = record.info();
+  auto process = std::shared_ptr<ManagedProcess>(new ManagedProcess(
+      info, Identity::FromProto(info.owner()), std::move(child),
+      output_buffer_bytes));
+  process->own_child_ = false;
+  process->keeper_reports_exit_ = keeper_reports_exit;
+  process->start_time_ticks_.store(record.start_time_ticks());
+  // As recorded, not as the constructor guessed from the surviving fds.
+  absl::MutexLock lock(&process->mu_);
+  process->info_ = info;
+  process->stdin_is_pty_ = record.pty() && !record.stdin_pipe() &&
+                           process->child_.pty_master.valid();
+  return process;
+}
+
+procwarp::state::v1::ProcessRecord ManagedProcess::Record() const {
+  procwarp::state::v1::ProcessRecord record;
+  *record.mutable_info() = Info();
+  record.set_start_time_ticks(start_time_ticks_.load());
+  record.set_stdin_pipe(child_.stdin_pipe.valid());
+  record.set_stdout_pipe(child_.stdout_pipe.valid());
+  record.set_stderr_pipe(child_.stderr_pipe.valid());
+  record.set_pty(child_.pty_master.valid());
+  return record;
+}
+
+void ManagedProcess::RecordChangedLocked() const {
+  encoded_record_.clear();
+  ++record_version_;
+}
+
+std::string ManagedProcess::EncodedRecord() const {
+  uint64_t version;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!encoded_record_.empty()) return encoded_record_;
+    version = record_version_;
+  }
+  std::string encoded = Record().SerializeAsString();
+  absl::MutexLock lock(&mu_);
+  // Unless it changed meanwhile (then the next call encodes it again).
+  if (record_version_ == version) encoded_record_ = encoded;
+  return encoded;
+}
+
+std::vector<std::pair<procwarp::state::v1::FdKind, int>> ManagedProcess::KeptFds()
+    const {
+  using procwarp::state::v1::FdKind;
+  std::vector<std::pair<FdKind, int>> fds;
+  auto add = [&](FdKind kind, const UniqueFd& fd) {
+    if (fd) fds.push_back({kind, fd.get()});
+  };
+  add(procwarp::state::v1::FD_KIND_PIDFD, child_.pidfd);
+  add(procwarp::state::v1::FD_KIND_STDIN, child_.stdin_pipe);
+  add(procwarp::state::v1::FD_KIND_STDOUT, child_.stdout_pipe);
+  add(procwarp::state::v1::FD_KIND_STDERR, child_.stderr_pipe);
+  add(procwarp::state::v1::FD_KIND_PTY, child_.pty_master);
+  return fds;
 }
 
 procwarp::v1::ProcessInfo ManagedProcess::Info() const {
@@ -95,21 +155,35 @@ bool ManagedProcess::ReadOutput(int fd, OutputStream stream) {
 }
 
 bool ManagedProcess::Reap() {
+  if (!own_child_) return false;  // its parent is a keeper (MarkExited)
   // Whatever the child wrote before it died is in the kernel's buffers now;
   // take it before recording the exit, so attachers see all of it first.
   for (const auto& [fd, stream] : OutputFds()) ReadOutput(fd, stream);
-  siginfo_t info{};
-  if (waitid(static_cast<idtype_t>(P_PIDFD), child_.pidfd.get(), &info,
-             WEXITED | WNOHANG) != 0 ||
-      info.si_pid == 0) {
-    return false;
-  }
+  auto reaped = ReapPidfd(child_.pidfd.get(), /*block=*/false);
+  if (!reaped.ok() || !reaped->has_value()) return false;
   absl::MutexLock lock(&mu_);
   info_.set_state(procwarp::v1::PROCESS_STATE_EXITED);
-  *info_.mutable_exit_status() = ToExitStatus(info);
+  RecordChangedLocked();
+  *info_.mutable_exit_status() = **reaped;
   info_.set_exited_unix_ns(NowUnixNs());
   exit_cursor_ = ring_.end();
   return true;
+}
+
+void ManagedProcess::MarkExited(
+    const std::optional<procwarp::v1::ExitStatus>& status) {
+  for (const auto& [fd, stream] : OutputFds()) ReadOutput(fd, stream);
+  absl::MutexLock lock(&mu_);
+  if (info_.state() == procwarp::v1::PROCESS_STATE_EXITED) return;
+  info_.set_state(procwarp::v1::PROCESS_STATE_EXITED);
+  RecordChangedLocked();
+  if (status.has_value()) {
+    *info_.mutable_exit_status() = *status;
+  } else {
+    info_.clear_exit_status();
+  }
+  info_.set_exited_unix_ns(NowUnixNs());
+  exit_cursor_ = ring_.end();
 }
 
 bool ManagedProcess::AwaitExit(absl::Duration timeout) const {
@@ -215,16 +289,14 @@ absl::Status ManagedProcess::CloseStdin() {
 }
 
 absl::Status ManagedProcess::Signal(int signal) const {
-  if (syscall(SYS_pidfd_send_signal, child_.pidfd.get(), signal, nullptr, 0) !=
-      0) {
-    if (errno == ESRCH) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("process ", id_, " has already exited"));
-    }
-    return ErrnoStatus(errno, absl::StrCat("pidfd_send_signal(pid=", child_.pid,
-                                           ", sig=", signal, ")"));
+  // Exited (reaped, or never re-adopted after a restart): whatever has its
+  // pid now is someone else.
+  if (exited() || !child_.pidfd) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("process ", id_, " has already exited"));
   }
-  return absl::OkStatus();
+  return SignalPidfd(child_.pidfd.get(), signal, child_.pid,
+                     absl::StrCat("process ", id_));
 }
 
 absl::Status ManagedProcess::ResizePty(uint32_t rows, uint32_t cols) const {

@@ -6,7 +6,10 @@
 #ifndef PROCWARP_DAEMON_PROCESS_MANAGED_PROCESS_H_
 #define PROCWARP_DAEMON_PROCESS_MANAGED_PROCESS_H_
 
+#include <atomic>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +20,7 @@
 #include "daemon/process/output_ring.h"
 #include "daemon/process/spawner.h"
 #include "daemon/server/identity.h"
+#include "proto/procwarp/state/v1/state.pb.h"
 #include "proto/procwarp/v1/processes.pb.h"
 
 namespace procwarp {
@@ -28,11 +32,36 @@ class ManagedProcess {
   ManagedProcess(procwarp::v1::ProcessInfo info, const Identity& owner,
                  SpawnedChild child, size_t output_buffer_bytes);
 
+  // A process the previous daemon managed (docs/architecture.md, "Restart
+  // without loss"): `record` as it was persisted, `child` with whatever fds
+  // survived (any may be invalid). It is not the daemon's child: its exit
+  // comes from the keeper (MarkExited), or is unknown.
+  static std::shared_ptr<ManagedProcess> Restore(
+      const procwarp::state::v1::ProcessRecord& record, SpawnedChild child,
+      size_t output_buffer_bytes, bool keeper_reports_exit);
+
   const std::string& id() const { return id_; }
   const Identity& owner() const { return owner_; }
   int pidfd() const { return child_.pidfd.get(); }
   procwarp::v1::ProcessInfo Info() const;
   bool exited() const;
+  // Whether the daemon is its parent (it spawned it in this run), so it can
+  // reap it itself.
+  bool own_child() const { return own_child_; }
+  // For a restored process: whether a keeper is its parent and reports its
+  // exit (else its exit status is lost).
+  bool keeper_reports_exit() const { return keeper_reports_exit_; }
+  // Reads when it started (/proc/PID/stat), the proof of identity a
+  // restarted daemon falls back on without a pidfd; only while it runs, and
+  // only for those who keep restart state (it costs a /proc read).
+  void NoteStartTime() const;
+  // What the state file keeps of it.
+  procwarp::state::v1::ProcessRecord Record() const;
+  // Record(), serialized; kept until the record changes (its exit), so that
+  // rewriting the state file costs a copy per process, not an encoding.
+  std::string EncodedRecord() const;
+  // Its fds worth keeping across a restart, with what each is.
+  std::vector<std::pair<procwarp::state::v1::FdKind, int>> KeptFds() const;
 
   // The fds the IoLoop watches for output, with the stream each carries.
   std::vector<std::pair<int, procwarp::v1::OutputStream>> OutputFds() const;
@@ -44,6 +73,9 @@ class ManagedProcess {
   // in the kernel, reaps the child and records how it ended. Returns false
   // when it has not exited after all.
   bool Reap();
+  // Loop side, for a process that is not the daemon's child: drains its
+  // output and records that it ended with `status` (nullopt: unknown).
+  void MarkExited(const std::optional<procwarp::v1::ExitStatus>& status);
 
   // Blocks until the child has exited or `timeout` passes; true if exited.
   bool AwaitExit(absl::Duration timeout) const;
@@ -80,6 +112,10 @@ class ManagedProcess {
   const std::string id_;
   const Identity owner_;
   SpawnedChild child_;
+  bool own_child_ = true;
+  bool keeper_reports_exit_ = false;
+  // /proc/PID/stat starttime, 0 if unknown.
+  mutable std::atomic<uint64_t> start_time_ticks_{0};
   bool stdin_is_pty_ = false;
   bool pty_carries_output_ = false;
 
@@ -87,6 +123,11 @@ class ManagedProcess {
   procwarp::v1::ProcessInfo info_ ABSL_GUARDED_BY(mu_);
   OutputRing ring_ ABSL_GUARDED_BY(mu_);
   uint64_t exit_cursor_ ABSL_GUARDED_BY(mu_) = 0;  // ring end when reaped
+  // EncodedRecord() as of the last change of info_ or the start time;
+  // empty: to be encoded again.
+  mutable std::string encoded_record_ ABSL_GUARDED_BY(mu_);
+  mutable uint64_t record_version_ ABSL_GUARDED_BY(mu_) = 0;
+  void RecordChangedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex stdin_mu_ ABSL_ACQUIRED_AFTER(mu_);
   bool stdin_closed_ ABSL_GUARDED_BY(stdin_mu_) = false;

@@ -110,9 +110,7 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
   *info.mutable_labels() = request.labels();
   auto process = std::make_shared<ManagedProcess>(
       std::move(info), caller, std::move(child), limits_.output_buffer_bytes);
-  Insert(std::move(slot), process);
-  PublishEvent(procwarp::v1::ProcessEvent::KIND_STARTED, *process);
-  Watch(process);
+  Admit(std::move(slot), process);
   return process;
 }
 
@@ -132,10 +130,67 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Adopt(
   *info.mutable_owner() = owner.ToProto();
   auto process = std::make_shared<ManagedProcess>(
       std::move(info), owner, std::move(child), limits_.output_buffer_bytes);
+  Admit(std::move(slot), process);
+  return process;
+}
+
+void ProcessTable::Admit(ProcessSlot slot,
+                         const std::shared_ptr<ManagedProcess>& process) {
   Insert(std::move(slot), process);
+  // Kept and persisted before the caller learns the id, so a restart right
+  // after cannot lose it.
+  Journal([&](ProcessJournal& j) {
+    j.Added(*process);
+    j.Changed();
+  });
   PublishEvent(procwarp::v1::ProcessEvent::KIND_STARTED, *process);
   Watch(process);
+}
+
+std::shared_ptr<ManagedProcess> ProcessTable::Restore(
+    const procwarp::state::v1::ProcessRecord& record, SpawnedChild child,
+    const std::optional<procwarp::v1::ExitStatus>& exit, bool exit_known,
+    bool keeper_reports_exit) {
+  auto process = ManagedProcess::Restore(record, std::move(child),
+                                         limits_.output_buffer_bytes,
+                                         keeper_reports_exit);
+  {
+    absl::MutexLock lock(&mu_);
+    processes_[process->id()] = process;
+  }
+  // Ended while no daemon ran: its output still waits in the pipe. (The
+  // loop does not know the process yet, so this may run here.)
+  if (exit_known && !process->exited()) process->MarkExited(exit);
+  Watch(process);
   return process;
+}
+
+void ProcessTable::RecordExit(
+    const std::string& id, const std::optional<procwarp::v1::ExitStatus>& status) {
+  std::shared_ptr<ManagedProcess> process;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = processes_.find(id);
+    if (it == processes_.end()) return;
+    process = it->second;
+  }
+  loop_.Post([this, process, status] {
+    if (process->exited()) return;
+    process->MarkExited(status);
+    OnExit(process);
+  });
+}
+
+std::vector<std::string> ProcessTable::EncodedRecords() const {
+  std::vector<std::shared_ptr<ManagedProcess>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, p] : processes_) all.push_back(p);
+  }
+  std::vector<std::string> records;
+  records.reserve(all.size());
+  for (const auto& p : all) records.push_back(p->EncodedRecord());
+  return records;
 }
 
 void ProcessTable::Watch(const std::shared_ptr<ManagedProcess>& process) {
@@ -149,6 +204,21 @@ void ProcessTable::Watch(const std::shared_ptr<ManagedProcess>& process) {
     if (!s.ok()) LogError(absl::StrCat("watching output of ", process->id(), ": ", s.ToString()));
   }
   int pidfd = process->pidfd();
+  if (pidfd < 0 || process->exited()) return;
+  if (!process->own_child()) {
+    // Re-adopted after a restart: its keeper reaps it and reports how it
+    // ended (RecordExit). The pidfd polls readable (level-triggered) from
+    // the exit on, so it is watched once, to unwatch it.
+    // Without a keeper that is its parent, nobody can say how it ended.
+    loop_.Watch(pidfd, EPOLLIN, [this, process, pidfd](uint32_t) {
+      loop_.Unwatch(pidfd);
+      if (!process->keeper_reports_exit() && !process->exited()) {
+        process->MarkExited(std::nullopt);
+        OnExit(process);
+      }
+    }).IgnoreError();
+    return;
+  }
   auto s = loop_.Watch(pidfd, EPOLLIN, [this, process, pidfd](uint32_t) {
     if (!process->Reap()) return;
     loop_.Unwatch(pidfd);
@@ -166,6 +236,11 @@ void ProcessTable::Watch(const std::shared_ptr<ManagedProcess>& process) {
 }
 
 void ProcessTable::OnExit(const std::shared_ptr<ManagedProcess>& process) {
+  // The exit status is persisted before the keeper lets the fds go.
+  Journal([&](ProcessJournal& j) {
+    j.Changed();
+    j.Forget(process->id());
+  });
   PublishEvent(procwarp::v1::ProcessEvent::KIND_EXITED, *process);
 }
 
@@ -221,6 +296,10 @@ absl::Status ProcessTable::Remove(absl::string_view id, const Identity& caller) 
     unwatched.Notify();
   });
   unwatched.WaitForNotification();
+  Journal([&](ProcessJournal& j) {
+    j.Changed();
+    j.Forget(process->id());
+  });
   PublishEvent(procwarp::v1::ProcessEvent::KIND_REMOVED, *process);
   return absl::OkStatus();
 }

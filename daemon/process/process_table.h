@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "daemon/process/event_bus.h"
 #include "daemon/process/io_loop.h"
 #include "daemon/process/managed_process.h"
+#include "daemon/process/process_journal.h"
 #include "daemon/process/spawn_plan.h"
 #include "daemon/process/spawner.h"
 #include "daemon/server/identity.h"
@@ -109,6 +111,27 @@ class ProcessTable {
   size_t size() const;
   size_t running() const;
 
+  // Restart support (docs/architecture.md, "Restart without loss").
+  // Reports every later change to `journal` (null: none). Call before
+  // serving.
+  void SetJournal(ProcessJournal* journal) { journal_ = journal; }
+  // Every process as the state file keeps it, serialized.
+  std::vector<std::string> EncodedRecords() const;
+  // Takes in a process the previous daemon managed (see
+  // ManagedProcess::Restore); it counts toward its owner's limit but is
+  // never refused for it. `exit` is set when it is known to have ended
+  // while no daemon ran (`exit` nullopt: how is unknown);
+  // `keeper_reports_exit` when a keeper is its parent and will report its
+  // exit through RecordExit. Not journalled (the caller persists once done).
+  std::shared_ptr<ManagedProcess> Restore(
+      const procwarp::state::v1::ProcessRecord& record, SpawnedChild child,
+      const std::optional<procwarp::v1::ExitStatus>& exit, bool exit_known,
+      bool keeper_reports_exit);
+  // A restored process has ended (its keeper reaped it): `status`, or
+  // nullopt when how it ended is unknown. Unknown ids are ignored.
+  void RecordExit(const std::string& id,
+                  const std::optional<procwarp::v1::ExitStatus>& status);
+
  private:
   friend class ProcessSlot;
   void ReleaseSlot(const std::string& owner_key);
@@ -120,8 +143,15 @@ class ProcessTable {
   void PublishEvent(procwarp::v1::ProcessEvent::Kind kind,
                     const ManagedProcess& process);
 
+  // Insert + event + journal + watch: a process joins the table.
+  void Admit(ProcessSlot slot, const std::shared_ptr<ManagedProcess>& process);
+  void Journal(const std::function<void(ProcessJournal&)>& note) const {
+    if (journal_ != nullptr) note(*journal_);
+  }
+
   const ProcessLimits limits_;
   EventBus* events_;
+  ProcessJournal* journal_ = nullptr;
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<ManagedProcess>, std::less<>> processes_
       ABSL_GUARDED_BY(mu_);

@@ -69,6 +69,7 @@
 #include "daemon/process/spawn_child.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/pidfd.h"
 #include "daemon/util/raw_syscall.h"
 #include "daemon/util/status_macros.h"
 
@@ -310,11 +311,10 @@ struct PendingSpawn::State {
   // kKillGrace: then it may still use `setup` and `stack`.
   bool KillAndReap() {
     if (memory_released || !child.pidfd) return true;
-    if (syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0) != 0 &&
-        errno != ESRCH) {
-      LogError(ErrnoStatus(errno, absl::StrCat("pidfd_send_signal(pid=", child.pid,
-                                               ", SIGKILL)"))
-                   .ToString());
+    absl::Status killed =
+        SignalPidfd(child.pidfd.get(), SIGKILL, child.pid, "the spawn child");
+    if (!killed.ok() && !absl::IsFailedPrecondition(killed)) {
+      LogError(killed.ToString());
     }
     pollfd pfd = {child.pidfd.get(), POLLIN, 0};
     int ready;
@@ -328,11 +328,7 @@ struct PendingSpawn::State {
 
   // Waits for the (dead or dying) child and forgets it.
   void Reap() {
-    siginfo_t info{};
-    while (waitid(static_cast<idtype_t>(P_PIDFD), child.pidfd.get(), &info,
-                  WEXITED) != 0 &&
-           errno == EINTR) {
-    }
+    (void)ReapPidfd(child.pidfd.get(), /*block=*/true);
     memory_released = true;
   }
 };

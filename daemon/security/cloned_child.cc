@@ -24,31 +24,6 @@ constexpr char kNotAClone[] =
 
 }  // namespace
 
-absl::StatusOr<pid_t> PidOfPidfd(int pidfd) {
-  // Only a pidfd's fdinfo has a "Pid:" line: -1 once reaped, 0 outside the
-  // reader's pid namespace.
-  std::ifstream fdinfo(absl::StrCat("/proc/self/fdinfo/", pidfd));
-  if (!fdinfo) {
-    return ErrnoStatus(errno,
-                       absl::StrCat("open(/proc/self/fdinfo/", pidfd, ")"));
-  }
-  std::string line;
-  while (std::getline(fdinfo, line)) {
-    absl::string_view rest = line;
-    if (!absl::ConsumePrefix(&rest, "Pid:")) continue;
-    int pid = 0;
-    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &pid)) break;
-    if (pid <= 0) {
-      return absl::NotFoundError(absl::StrCat(
-          "the process behind pidfd ", pidfd,
-          pid == 0 ? " is outside the daemon's pid namespace" : " is reaped"));
-    }
-    return pid;
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "fd ", pidfd, " is not a pidfd (its fdinfo has no Pid line)"));
-}
-
 absl::Status VerifyClonedChild(const ProcDir& child, pid_t expected_parent,
                                const Identity& owner, absl::string_view what) {
   const pid_t pid = child.pid();

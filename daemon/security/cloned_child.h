@@ -25,13 +25,9 @@
 #include "absl/strings/string_view.h"
 #include "daemon/security/ptrace_access.h"
 #include "daemon/server/identity.h"
+#include "daemon/util/pidfd.h"  // PidOfPidfd
 
 namespace procwarp {
-
-// The pid (in the daemon's pid namespace) of the process behind `pidfd`, an
-// fd of the daemon's; INVALID_ARGUMENT when it is no pidfd, NOT_FOUND when its
-// process has been reaped or lives outside the daemon's pid namespace.
-absl::StatusOr<pid_t> PidOfPidfd(int pidfd);
 
 // OK when the process behind `child` passes every check above for a child
 // that should have `expected_parent` as its parent and belong to `owner`.

@@ -122,23 +122,42 @@ absl::StatusOr<UniqueFd> BindUnixSocket(const SocketOptions& options) {
   return fd;
 }
 
-absl::StatusOr<std::optional<UniqueFd>> TakeActivatedSocket() {
-  int n = sd_listen_fds(/*unset_environment=*/1);
+absl::StatusOr<std::optional<UniqueFd>> TakeActivatedSocket(
+    std::vector<std::pair<std::string, UniqueFd>>* stored) {
+  char** names = nullptr;
+  int n = sd_listen_fds_with_names(/*unset_environment=*/1, &names);
   if (n < 0) return ErrnoStatus(-n, "sd_listen_fds");
-  if (n == 0) return std::optional<UniqueFd>();
-  if (n > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "systemd passed ", n, " sockets; procwarpd expects exactly one"));
+  // Every fd passed is ours to own (close-on-exec) or close, whatever else
+  // goes wrong.
+  std::vector<std::pair<std::string, UniqueFd>> passed;
+  for (int i = 0; i < n; ++i) {
+    int fd = SD_LISTEN_FDS_START + i;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    passed.emplace_back(names != nullptr && names[i] != nullptr ? names[i] : "",
+                        UniqueFd(fd));
   }
-  int fd = SD_LISTEN_FDS_START;
-  if (sd_is_socket_unix(fd, SOCK_STREAM, /*listening=*/1, nullptr, 0) <= 0) {
-    return absl::InvalidArgumentError(
-        "the socket systemd passed is not a listening unix stream socket");
+  if (names != nullptr) {
+    for (int i = 0; i < n; ++i) free(names[i]);
+    free(names);
   }
-  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
-    return ErrnoStatus(errno, "fcntl(LISTEN_FD, F_SETFD, FD_CLOEXEC)");
+  std::optional<UniqueFd> socket;
+  for (auto& [name, fd] : passed) {
+    if (sd_is_socket_unix(fd.get(), SOCK_STREAM, /*listening=*/1, nullptr, 0) > 0) {
+      if (socket.has_value()) {
+        return absl::InvalidArgumentError(
+            "systemd passed more than one listening socket; procwarpd expects "
+            "exactly one");
+      }
+      socket = std::move(fd);
+    } else if (stored != nullptr) {
+      stored->emplace_back(name, std::move(fd));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "systemd passed fd '", name,
+          "', which is not a listening unix stream socket"));
+    }
   }
-  return std::optional<UniqueFd>(UniqueFd(fd));
+  return socket;
 }
 
 Listener::Listener(UniqueFd listen_fd, SessionRegistry* sessions,

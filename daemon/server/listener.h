@@ -16,6 +16,8 @@
 #include <atomic>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -39,8 +41,12 @@ struct SocketOptions {
 // removes a stale socket file.
 absl::StatusOr<UniqueFd> BindUnixSocket(const SocketOptions& options);
 
-// The listening socket systemd passed (LISTEN_FDS), if any.
-absl::StatusOr<std::optional<UniqueFd>> TakeActivatedSocket();
+// The listening socket systemd passed (LISTEN_FDS), if any. With `stored`,
+// the other fds systemd passed (its fd store's, given back at start:
+// daemon/restart/systemd_fd_store.h) go there with their FDNAME; without
+// it, any other fd is an error.
+absl::StatusOr<std::optional<UniqueFd>> TakeActivatedSocket(
+    std::vector<std::pair<std::string, UniqueFd>>* stored = nullptr);
 
 struct ConnectionLimits {
   // Live connections per non-admin identity / per admin identity.

@@ -15,8 +15,10 @@ void SystemdNotifier::StopWatchdog() {
   if (watchdog_.joinable()) watchdog_.join();
 }
 
-void SystemdNotifier::Ready(absl::string_view status) {
-  sd_notify(0, absl::StrCat("READY=1\nSTATUS=", status).c_str());
+void SystemdNotifier::Ready(absl::string_view status, pid_t main_pid) {
+  std::string message = absl::StrCat("READY=1\nSTATUS=", status);
+  if (main_pid > 0) absl::StrAppend(&message, "\nMAINPID=", main_pid);
+  sd_notify(0, message.c_str());
 }
 
 void SystemdNotifier::Status(absl::string_view status) {

@@ -4,6 +4,8 @@
 #ifndef PROCWARP_DAEMON_SERVER_SYSTEMD_NOTIFIER_H_
 #define PROCWARP_DAEMON_SERVER_SYSTEMD_NOTIFIER_H_
 
+#include <sys/types.h>
+
 #include <string>
 #include <thread>
 
@@ -17,7 +19,9 @@ class SystemdNotifier {
   SystemdNotifier() = default;
   ~SystemdNotifier();  // stops the watchdog thread
 
-  void Ready(absl::string_view status);
+  // `main_pid` > 0 adds MAINPID= (the daemon, when it is not the process
+  // that was started: daemon/restart/keeper.h).
+  void Ready(absl::string_view status, pid_t main_pid = 0);
   void Status(absl::string_view status);
   // STOPPING=1; also ends the watchdog pings.
   void Stopping();

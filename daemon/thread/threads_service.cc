@@ -16,7 +16,9 @@
 #include "daemon/thread/threads_service.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include <cstring>
@@ -330,22 +332,28 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
     const uint64_t path_address =
         address + (argc + 1 + request->env_size() + 1) * sizeof(uint64_t);
 
-    AgentCall calls[2];
+    AgentCall calls[3];
     calls[0].op = PW_OP_WRITE_MEM;
     calls[0].args[0] = address;
     calls[0].args[1] = block.size();
     calls[0].payload = block;
-    calls[1] = AgentCall::Syscall(SYS_execve, {path_address, argv, envp});
+    // The program becomes a managed process, which outlives the daemon
+    // (docs/architecture.md, "Restart without loss"): the agent's
+    // PR_SET_PDEATHSIG would survive the execve and kill it with the daemon.
+    calls[1] = AgentCall::Syscall(SYS_prctl, {PR_SET_PDEATHSIG, 0});
+    calls[2] = AgentCall::Syscall(SYS_execve, {path_address, argv, envp});
     // The agent's socket is close-on-exec: a successful execve shows up as
     // EOF on it, with no reply.
-    calls[1].flags = PW_REQ_FLUSH_FIRST;
+    calls[2].flags = PW_REQ_FLUSH_FIRST;
     RETURN_IF_ERROR(thread->BeginExec());
     std::vector<AgentReply> replies;
     absl::Status run = agent.Run(calls, &replies);
     if (run.ok()) {
       thread->EndExec(/*succeeded=*/false);
       thread->Unmap(caller, address, size).IgnoreError();
-      int64_t result = replies[1].result;
+      // Still an agent: it dies with the daemon again.
+      agent.Syscall(SYS_prctl, {PR_SET_PDEATHSIG, SIGKILL}).IgnoreError();
+      int64_t result = replies[2].result;
       if (replies[0].result != static_cast<int64_t>(block.size())) {
         return absl::InternalError(absl::StrCat("Exec: writing argv/env into ",
                                                 thread->Name(), " gave ",

@@ -91,9 +91,11 @@ DaemonHarness::Options DaemonHarness::Options::WithAgent() {
 absl::StatusOr<std::unique_ptr<DaemonHarness>> DaemonHarness::Start(
     Options options) {
   std::unique_ptr<DaemonHarness> h(new DaemonHarness());
-  h->dir_ = MakeTempDir();
+  h->own_dir_ = options.dir.empty();
+  h->dir_ = h->own_dir_ ? MakeTempDir() : options.dir;
   h->socket_path_ = h->dir_ + "/procwarpd.sock";
   std::string notify_path = h->dir_ + "/notify.sock";
+  unlink(notify_path.c_str());
 
   int notify = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
@@ -123,6 +125,7 @@ absl::StatusOr<std::unique_ptr<DaemonHarness>> DaemonHarness::Start(
     return absl::InternalError("posix_spawn procwarpd");
   }
   h->pidfd_ = syscall(SYS_pidfd_open, h->pid_, 0);
+  h->daemon_pid_ = h->pid_;
 
   // Wait for READY=1, or for the daemon to die first.
   for (;;) {
@@ -143,6 +146,9 @@ absl::StatusOr<std::unique_ptr<DaemonHarness>> DaemonHarness::Start(
     ssize_t n = recv(notify, msg, sizeof(msg) - 1, 0);
     if (n > 0) {
       msg[n] = '\0';
+      if (const char* main_pid = strstr(msg, "MAINPID=")) {
+        h->daemon_pid_ = atoi(main_pid + strlen("MAINPID="));
+      }
       if (strstr(msg, "READY=1") != nullptr) break;
     }
   }
@@ -158,8 +164,24 @@ DaemonHarness::~DaemonHarness() {
     EXPECT_EQ(code, 0) << "procwarpd did not exit cleanly on SIGTERM";
   }
   if (pidfd_ >= 0) close(pidfd_);
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
+  if (own_dir_) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+void DaemonHarness::SignalDaemonAndWait(int signal) {
+  int fd = syscall(SYS_pidfd_open, daemon_pid_, 0);
+  ASSERT_GE(fd, 0) << "the daemon is already gone";
+  syscall(SYS_pidfd_send_signal, fd, signal, nullptr, 0);
+  pollfd pfd{fd, POLLIN, 0};
+  poll(&pfd, 1, -1);
+  close(fd);
+  if (daemon_pid_ == pid_) {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
 }
 
 int DaemonHarness::Stop() {
@@ -186,7 +208,7 @@ std::unique_ptr<procwarp::v1::Admin::Stub> DaemonHarness::Admin() const {
 int DaemonHarness::CountFds() const {
   int n = 0;
   for (const auto& entry : std::filesystem::directory_iterator(
-           absl::StrCat("/proc/", pid_, "/fd"))) {
+           absl::StrCat("/proc/", daemon_pid_, "/fd"))) {
     (void)entry;
     ++n;
   }
@@ -194,7 +216,7 @@ int DaemonHarness::CountFds() const {
 }
 
 long DaemonHarness::RssKb() const {
-  std::ifstream status(absl::StrCat("/proc/", pid_, "/status"));
+  std::ifstream status(absl::StrCat("/proc/", daemon_pid_, "/status"));
   std::string line;
   while (std::getline(status, line)) {
     if (line.rfind("VmRSS:", 0) == 0) return strtol(line.c_str() + 6, nullptr, 10);

@@ -44,6 +44,9 @@ class DaemonHarness {
     // A program (and its arguments) that runs procwarpd's command line, e.g.
     // to confine it first.
     std::vector<std::string> wrapper;
+    // Run in this directory (socket and all) instead of a fresh one, and
+    // leave it in place: a restarted daemon on the same socket and state.
+    std::string dir;
 
     // For tests of Threads, Memory and Files: procwarpd takes the
     // procwarp-agent from the test's runfiles (list //agent:procwarp-agent
@@ -58,7 +61,11 @@ class DaemonHarness {
 
   const std::string& socket_path() const { return socket_path_; }
   const std::string& dir() const { return dir_; }
+  // The process that was started: the daemon itself, or its keeper when it
+  // runs with --state_dir (daemon/restart/keeper.h).
   pid_t pid() const { return pid_; }
+  // The daemon (MAINPID of its READY=1).
+  pid_t daemon_pid() const { return daemon_pid_; }
 
   std::shared_ptr<grpc::Channel> NewChannel() const;
   std::unique_ptr<procwarp::v1::Processes::Stub> Processes() const;
@@ -70,13 +77,18 @@ class DaemonHarness {
 
   // SIGTERM and wait; returns the exit code (or 128+signal).
   int Stop();
+  // Sends `signal` to the daemon (not to its keeper) and waits until it is
+  // gone. The keeper and the managed processes stay.
+  void SignalDaemonAndWait(int signal);
 
  private:
   DaemonHarness() = default;
   std::string dir_;
   std::string socket_path_;
   pid_t pid_ = -1;
+  pid_t daemon_pid_ = -1;
   int pidfd_ = -1;
+  bool own_dir_ = true;
 };
 
 // A SpawnRequest for argv with stdout/stderr piped.

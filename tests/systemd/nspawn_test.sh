@@ -566,6 +566,23 @@ expect_eq "procwarpd after restart" active "$(prop procwarpd ActiveState)"
 [[ $(prop procwarpd MainPID) != "$main" ]] || die "restart did not start a new daemon"
 kill -0 "$child" 2>/dev/null || die "restarting procwarpd killed its managed process (sleep $token)"
 log "ok: managed process survived a daemon restart"
+# ...and the new daemon re-adopted it from the state file and the fd store
+# (--keeper systemd): listed under the same id, and signalled through the
+# pidfd systemd kept.
+id=$(tr -d '\n' <"$work/run-d.txt")
+timeout "$STEP_TIMEOUT" env -i PATH=/usr/bin:/bin nsenter -t "$pid1" -a -- \
+  /usr/local/bin/procwarp ps >"$work/ps.txt" 2>&1 || { cat "$work/ps.txt" >&2; die "procwarp ps failed after the restart"; }
+grep -q "^${id:0:12} .*sleep $token" "$work/ps.txt" ||
+  { cat "$work/ps.txt" >&2; cx journalctl -u procwarpd -o cat --no-pager -n 20 >&2
+    die "the process spawned before the restart ($id) is not listed after it"; }
+log "ok: procwarp ps lists the re-adopted process after the restart"
+# With the pidfd and pipes systemd's fd store kept, not by pid and start time.
+cx journalctl -u procwarpd -o cat --no-pager >"$work/journal.txt" 2>&1 || true
+grep -q "running re-adopted, 0 could not be; fds from systemd's fd store" "$work/journal.txt" ||
+  { tail -n 20 "$work/journal.txt" >&2; die "the new daemon did not re-adopt from systemd's fd store"; }
+! grep -q "by pid and start time" "$work/journal.txt" ||
+  die "the new daemon re-adopted by pid and start time: the fd store lost the pidfd"
+log "ok: re-adopted with the fds from systemd's fd store"
 # The new daemon serves on the listening socket systemd kept open across the
 # restart: the old one must have closed it, not shut it down.
 cli_works() {  # cli_works WHEN

@@ -55,8 +55,8 @@ for f in usr/local/lib/systemd/system/procwarpd.service usr/local/lib/systemd/sy
          etc/procwarp/procwarpd.conf.example; do
   [[ -f $root/$f ]] || fail "install.sh did not install /$f"
 done
-grep -qx 'ExecStart=/usr/local/bin/procwarpd' "$root/usr/local/lib/systemd/system/procwarpd.service" ||
-  fail "procwarpd.service: expected ExecStart=/usr/local/bin/procwarpd"
+grep -qx 'ExecStart=/usr/local/bin/procwarpd --keeper systemd' "$root/usr/local/lib/systemd/system/procwarpd.service" ||
+  fail "procwarpd.service: expected ExecStart=/usr/local/bin/procwarpd --keeper systemd"
 # A second run must succeed too and must keep the administrator's /etc file.
 echo '# edited by the admin' >>"$root/etc/procwarp/procwarpd.conf.example"
 bash "$deploy/install.sh" --root "$root" --procwarpd "$procwarpd" --procwarp "$procwarp" \
