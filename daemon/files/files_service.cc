@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "daemon/files/file_requests.h"
 #include "daemon/server/log.h"
 #include "daemon/thread/threads_service.h"
 #include "daemon/util/errno_status.h"
@@ -24,14 +25,6 @@
 
 namespace procwarp {
 namespace {
-
-absl::Status CheckFd(int fd, absl::string_view field) {
-  if (fd < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " ", fd, " is not a file descriptor number"));
-  }
-  return absl::OkStatus();
-}
 
 // Runs one syscall in `thread`; a failed syscall becomes an error naming
 // `what`.
@@ -156,7 +149,7 @@ grpc::Status FilesService::CloseFd(grpc::ServerContext* context,
                                    const procwarp::v1::CloseFdRequest* request,
                                    procwarp::v1::CloseFdResponse*) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    RETURN_IF_ERROR(CheckFd(request->fd(), "CloseFd: fd"));
+    RETURN_IF_ERROR(CheckCloseFdRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     const uint64_t args[] = {static_cast<uint64_t>(request->fd())};
     ASSIGN_OR_RETURN(int64_t r,
@@ -171,10 +164,7 @@ grpc::Status FilesService::DupFd(grpc::ServerContext* context,
                                  const procwarp::v1::DupFdRequest* request,
                                  procwarp::v1::DupFdResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    RETURN_IF_ERROR(CheckFd(request->fd(), "DupFd: fd"));
-    if (request->has_target_fd()) {
-      RETURN_IF_ERROR(CheckFd(request->target_fd(), "DupFd: target_fd"));
-    }
+    RETURN_IF_ERROR(CheckDupFdRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     const uint64_t fd = request->fd();
     int64_t r;
@@ -200,10 +190,7 @@ grpc::Status FilesService::TransferFd(
     grpc::ServerContext* context, const procwarp::v1::TransferFdRequest* request,
     procwarp::v1::TransferFdResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    RETURN_IF_ERROR(CheckFd(request->source_fd(), "TransferFd: source_fd"));
-    if (request->has_target_fd()) {
-      RETURN_IF_ERROR(CheckFd(request->target_fd(), "TransferFd: target_fd"));
-    }
+    RETURN_IF_ERROR(CheckTransferFdRequest(*request));
     ASSIGN_OR_RETURN(auto source,
                      table_->Find(request->source_thread_id(), caller));
     ASSIGN_OR_RETURN(auto target,
@@ -244,7 +231,7 @@ grpc::Status FilesService::SetCloexec(
     grpc::ServerContext* context, const procwarp::v1::SetCloexecRequest* request,
     procwarp::v1::SetCloexecResponse*) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    RETURN_IF_ERROR(CheckFd(request->fd(), "SetCloexec: fd"));
+    RETURN_IF_ERROR(CheckSetCloexecRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     const uint64_t args[] = {static_cast<uint64_t>(request->fd()), F_SETFD,
                              request->cloexec() ? FD_CLOEXEC : 0u};
@@ -278,7 +265,7 @@ grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
                                     procwarp::v1::ExportFdResponse* response) {
   return WithSession(*callers_, context, [&](const Session& session) -> absl::Status {
     const Identity& caller = session.identity;
-    RETURN_IF_ERROR(CheckFd(request->fd(), "ExportFd: fd"));
+    RETURN_IF_ERROR(CheckExportFdRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     RETURN_IF_ERROR(CheckSideChannel(session, "ExportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());
@@ -301,11 +288,7 @@ grpc::Status FilesService::ImportFd(grpc::ServerContext* context,
                                     procwarp::v1::ImportFdResponse* response) {
   return WithSession(*callers_, context, [&](const Session& session) -> absl::Status {
     const Identity& caller = session.identity;
-    if (request->target_fd() < -1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "ImportFd: target_fd ", request->target_fd(),
-          " is neither -1 nor a file descriptor number"));
-    }
+    RETURN_IF_ERROR(CheckImportFdRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     RETURN_IF_ERROR(CheckSideChannel(session, "ImportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());

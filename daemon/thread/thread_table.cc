@@ -171,9 +171,6 @@ absl::StatusOr<std::shared_ptr<AgentThread>> ThreadTable::Create(
     // credentials, so it belongs to (and counts for) the parent's owner.
     ASSIGN_OR_RETURN(parent, Find(request.parent_thread_id(), caller));
     options.owner = parent->owner();
-  } else if (request.share_fd_table()) {
-    return absl::InvalidArgumentError(
-        "CreateThread: share_fd_table needs a parent_thread_id");
   }
   const std::string owner_key = options.owner.OwnerKey();
   RETURN_IF_ERROR(ReserveSlot(options.owner));
