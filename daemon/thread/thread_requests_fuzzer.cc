@@ -1,0 +1,123 @@
+// Fuzzes the checks of every Threads request (thread_requests.h) with
+// hostile requests: each ends in OK or a client error with a message, and
+// what they let through keeps the rules (batches and argument counts
+// within bounds, an exec block that holds exactly its strings and points
+// only inside itself). See docs/fuzzing.md.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "daemon/server/record_bounds.h"
+#include "daemon/thread/thread_requests.h"
+#include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tools/fuzz/request_fuzz.h"
+
+namespace procwarp {
+namespace {
+
+using google::protobuf::Message;
+namespace v1 = procwarp::v1;
+
+void CheckCreateThread(const Message& message) {
+  const auto& request = static_cast<const v1::CreateThreadRequest&>(message);
+  absl::Status status = CheckCreateThreadRequest(request);
+  AssertClientStatus(status);
+  if (status.ok()) {
+    FuzzAssert(!request.share_fd_table() || !request.parent_thread_id().empty(),
+               "a shared fd table without a parent");
+  }
+}
+
+void CheckSyscall(const Message& message) {
+  const auto& request = static_cast<const v1::SyscallRequest&>(message);
+  AgentCall call;
+  absl::Status status = ToAgentCall(request.syscall(), 0, &call);
+  AssertClientStatus(status);
+  if (!status.ok()) return;
+  FuzzAssert(call.op == PW_OP_SYSCALL && call.nr == request.syscall().number(),
+             "a syscall turned into another agent call");
+  FuzzAssert(request.syscall().args_size() <= 6, "more than 6 arguments");
+}
+
+void CheckExecute(const Message& message) {
+  const auto& request = static_cast<const v1::ExecuteRequest&>(message);
+  std::vector<AgentCall> calls;
+  // As the first message (names the stream's thread) and as a later one
+  // of another stream.
+  for (const std::string& stream : {request.thread_id(), std::string("t")}) {
+    absl::Status status = ToAgentCalls(request, 1, stream, &calls);
+    AssertClientStatus(status);
+    if (!status.ok()) continue;
+    FuzzAssert(calls.size() == static_cast<size_t>(request.syscalls_size()) &&
+                   calls.size() <= kMaxExecuteBatch,
+               "a batch past its bound, or calls lost");
+    for (const AgentCall& call : calls) {
+      FuzzAssert(call.op == PW_OP_SYSCALL && call.payload.empty() &&
+                     call.fd_to_pass < 0 && call.read_into == nullptr,
+                 "a requested syscall became an agent call of another kind");
+    }
+  }
+}
+
+void CheckExec(const Message& message) {
+  const auto& request = static_cast<const v1::ExecRequest&>(message);
+  absl::Status status = CheckExecRequest(request);
+  AssertClientStatus(status);
+  if (!status.ok()) return;
+  const std::string path = request.path().empty() ? request.argv(0) : request.path();
+  const uint64_t base = 0x7f0000000000;
+  const std::string block = ExecBlock(base, path, request);
+  const size_t pointers = request.argv_size() + 1 + request.env_size() + 1;
+  FuzzAssert(block.size() <= pointers * 8 + kMaxExecStrings + path.size() + 1,
+             "an exec block larger than its bound");
+  FuzzAssert(ExecBlock(0, path, request).size() == block.size(),
+             "the block's size depends on where it goes");
+  // Every pointer is 0 (an array's end) or names a NUL-terminated string
+  // inside the block.
+  for (size_t i = 0; i < pointers; ++i) {
+    uint64_t p;
+    memcpy(&p, block.data() + i * 8, 8);
+    if (p == 0) continue;
+    FuzzAssert(p >= base + pointers * 8 && p < base + block.size(),
+               "an argv/env pointer outside its block");
+    FuzzAssert(memchr(block.data() + (p - base), '\0',
+                      block.size() - (p - base)) != nullptr,
+               "a string without its NUL");
+  }
+}
+
+void CheckListThreads(const Message& message) {
+  const auto& request = static_cast<const v1::ListThreadsRequest&>(message);
+  absl::Status user = CheckListThreadsRequest(request, FuzzUser());
+  AssertClientStatus(user);
+  FuzzAssert(!request.all() || absl::IsPermissionDenied(user),
+             "a user may list everyone's threads");
+  FuzzAssert(CheckListThreadsRequest(request, FuzzAdmin()).ok(),
+             "an admin may not list");
+}
+
+// Requests that carry only an id (looked up in the owner's table) and an
+// exit code the agent takes as it is.
+void NothingToCheck(const Message&) {}
+
+}  // namespace
+}  // namespace procwarp
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace procwarp;
+  static const RequestChecks* checks = new RequestChecks{
+      {"CreateThread", CheckCreateThread},
+      {"Syscall", CheckSyscall},
+      {"Execute", CheckExecute},
+      {"ExitThread", NothingToCheck},
+      {"ListThreads", CheckListThreads},
+      {"GetThread", NothingToCheck},
+      {"Exec", CheckExec},
+  };
+  FuzzServiceRequest(
+      *procwarp::v1::CreateThreadRequest::descriptor()->file()->FindServiceByName(
+          "Threads"),
+      *checks, data, size);
+  return 0;
+}
