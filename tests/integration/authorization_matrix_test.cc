@@ -13,9 +13,10 @@
 // Remote identities (mapped and unmapped certificates) join the matrix when
 // remote hosts land.
 //
-// Each caller gets fresh handles (calls that end a handle, "destroys", run
-// last), and matrix_peer makes its calls after dropping to its uid.
+// Each caller gets fresh handles (calls that end a handle run last), and matrix_peer makes its calls after dropping to its uid.
 #include <grp.h>
+
+#include <array>
 
 #include <fstream>
 #include <functional>
@@ -28,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
@@ -84,6 +86,8 @@ Codes AdminsOnly() {
           StatusCode::OK, StatusCode::OK};
 }
 
+enum Phase { kUses = 0, kEndsPart = 1, kEndsHandle = 2 };
+
 // A stream that stays open until the deadline (Events, Watch): allowed.
 constexpr StatusCode kStaysOpen = StatusCode::DEADLINE_EXCEEDED;
 
@@ -93,7 +97,10 @@ struct Entry {
   // The request messages (one for unary calls).
   std::function<std::vector<std::string>(const Handles&)> requests;
   Codes expected;
-  bool destroys = false;  // ends a handle: runs after the others
+  // When the call runs: calls that end a handle come after those that use
+  // it (kUses, then kEndsPart: an fd, memory; then kEndsHandle: a thread, a
+  // process).
+  int phase = 0;
   int deadline_ms = 20000;
 };
 
@@ -133,7 +140,7 @@ const std::vector<Entry>& Matrix() {
        One<grpc::health::v1::HealthCheckRequest>([](auto&, auto*) {}), Everyone()},
       {"/grpc.health.v1.Health/Watch", "",
        One<grpc::health::v1::HealthCheckRequest>([](auto&, auto*) {}),
-       Everyone(kStaysOpen), false, 500},
+       Everyone(kStaysOpen), kUses, 500},
       {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "",
        One<grpc::reflection::v1alpha::ServerReflectionRequest>(
            [](auto&, auto* r) { r->set_list_services(""); }),
@@ -166,7 +173,7 @@ const std::vector<Entry>& Matrix() {
        One<v1::ListProcessesRequest>([](auto&, auto* r) { r->set_all(true); }), AdminsOnly()},
       {"/procwarp.v1.Processes/Remove", "",
        One<v1::RemoveProcessRequest>([](auto& h, auto* r) { r->set_id(h.done); }),
-       OwnerOrAdmin(), true},
+       OwnerOrAdmin(), kEndsHandle},
       {"/procwarp.v1.Processes/Attach", "",
        One<v1::AttachRequest>([](auto& h, auto* r) {
          r->set_id(h.done);  // replays its output and exit, then ends
@@ -182,7 +189,7 @@ const std::vector<Entry>& Matrix() {
        // It has no pty: the owner learns that, the other user nothing.
        OwnerOrAdmin(StatusCode::FAILED_PRECONDITION)},
       {"/procwarp.v1.Processes/Events", "", One<v1::EventsRequest>([](auto&, auto*) {}),
-       Everyone(kStaysOpen), false, 500},
+       Everyone(kStaysOpen), kUses, 500},
 
       // Threads
       {"/procwarp.v1.Threads/CreateThread", "", One<v1::CreateThreadRequest>([](auto&, auto*) {}),
@@ -205,7 +212,7 @@ const std::vector<Entry>& Matrix() {
        OwnerOrAdmin()},
       {"/procwarp.v1.Threads/ExitThread", "",
        One<v1::ExitThreadRequest>([](auto& h, auto* r) { r->set_id(h.thread); }),
-       OwnerOrAdmin(), true},
+       OwnerOrAdmin(), kEndsHandle},
       {"/procwarp.v1.Threads/ListThreads", "", One<v1::ListThreadsRequest>([](auto&, auto*) {}),
        Everyone()},
       {"/procwarp.v1.Threads/ListThreads", "all",
@@ -218,7 +225,7 @@ const std::vector<Entry>& Matrix() {
          r->set_thread_id(h.thread2);
          r->add_argv("/bin/true");
        }),
-       OwnerOrAdmin(), true},
+       OwnerOrAdmin(), kEndsHandle},
 
       // Memory
       {"/procwarp.v1.Memory/Allocate", "",
@@ -254,7 +261,7 @@ const std::vector<Entry>& Matrix() {
        OwnerOrAdmin()},
       {"/procwarp.v1.Memory/Free", "",
        One<v1::FreeRequest>([](auto& h, auto* r) { r->set_pointer_id(h.pointer); }),
-       OwnerOrAdmin(), true},
+       OwnerOrAdmin(), kEndsPart},
       {"/procwarp.v1.Memory/Maps", "",
        One<v1::MapsRequest>([](auto& h, auto* r) { r->set_thread_id(h.thread); }),
        OwnerOrAdmin()},
@@ -276,7 +283,7 @@ const std::vector<Entry>& Matrix() {
          r->set_thread_id(h.thread2);
          r->set_fd(0);
        }),
-       OwnerOrAdmin(), true},
+       OwnerOrAdmin(), kEndsPart},
       {"/procwarp.v1.Files/DupFd", "",
        One<v1::DupFdRequest>([](auto& h, auto* r) {
          r->set_thread_id(h.thread2);
@@ -382,7 +389,7 @@ class AuthorizationMatrixTest : public ::testing::Test {
   }
 
   // Fresh handles, made by the owner.
-  Handles Setup() {
+  Handles MakeHandles() {
     std::vector<std::string> argv = PeerArgv(kOwner);
     argv.push_back("setup");
     RunResult r = RunProgram(argv);
@@ -400,11 +407,11 @@ class AuthorizationMatrixTest : public ::testing::Test {
   // Makes every matrix call as `caller` on fresh handles; returns each
   // entry's status code name by its key.
   std::map<std::string, std::string> RunRow(Caller caller) {
-    Handles handles = Setup();
+    Handles handles = MakeHandles();
     std::string calls;
-    for (bool destroying : {false, true}) {
+    for (int phase : {kUses, kEndsPart, kEndsHandle}) {
       for (const Entry& entry : Matrix()) {
-        if (entry.destroys != destroying) continue;
+        if (entry.phase != phase) continue;
         std::vector<std::string> hex;
         for (const std::string& bytes : entry.requests(handles)) {
           hex.push_back(absl::BytesToHexString(bytes));

@@ -5,6 +5,7 @@
 // starting with '-' (libFuzzer's flags) are ignored; see docs/fuzzing.md.
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -34,8 +35,8 @@ int main(int argc, char** argv) {
   int files = 0;
   for (int i = 1; i < argc; ++i) {
     if (argv[i][0] == '-') continue;
-    std::ifstream probe(argv[i]);
-    if (!probe) continue;  // a libFuzzer corpus directory, or nothing
+    // A libFuzzer corpus directory (or nothing): no file to replay.
+    if (!std::filesystem::is_regular_file(argv[i])) continue;
     RunFile(argv[i]);
     ++files;
   }
