@@ -109,15 +109,15 @@ void RunOne(const uint8_t* data, size_t size) {
   const size_t count = (data[0] & 7) + 1;
   size_t at = 1;
   if (size < at + count) return;
-  // READ_MEM buffers with a guard: the decoder may write only what was
-  // asked for (ASan reports a byte more).
+  // READ_MEM buffers of exactly the size asked for: ASan reports any byte
+  // the decoder writes past it.
   std::vector<std::unique_ptr<char[]>> buffers;
   std::vector<AgentCall> calls(count);
   for (size_t i = 0; i < count; ++i, ++at) {
     calls[i].op = kOps[data[at] & 7];
     if (calls[i].op == PW_OP_READ_MEM) {
       calls[i].args[1] = data[at] >> 3;
-      buffers.emplace_back(new char[calls[i].args[1] + 1]);
+      buffers.emplace_back(new char[calls[i].args[1]]);
       calls[i].read_into = buffers.back().get();
     }
   }
