@@ -62,27 +62,22 @@
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
+
+using procwarp::testing::Ctx;
+using procwarp::testing::NewUnixChannel;
+using procwarp::testing::CodeName;
 
 namespace v1 = procwarp::v1;
 
 std::string socket_path;
 
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  return ctx;
-}
-
-std::string Code(const grpc::Status& s) {
-  return absl::StatusCodeToString(
-      static_cast<absl::StatusCode>(s.error_code()));
-}
-
 void Report(const std::string& key, const grpc::Status& s,
             const std::string& details = "") {
-  printf("%s %s%s%s\n", key.c_str(), Code(s).c_str(),
+  printf("%s %s%s%s\n", key.c_str(), CodeName(s).c_str(),
          s.ok() ? "" : (" " + s.error_message()).c_str(),
          details.empty() ? "" : (" " + details).c_str());
   fflush(stdout);
@@ -96,10 +91,7 @@ void Fact(const std::string& key, const std::string& value) {
 class Api {
  public:
   Api() {
-    grpc::ChannelArguments args;
-    args.SetInt("grpc.use_local_subchannel_pool", 1);
-    auto channel = grpc::CreateCustomChannel(
-        "unix:" + socket_path, grpc::InsecureChannelCredentials(), args);
+    auto channel = NewUnixChannel(socket_path);
     threads = v1::Threads::NewStub(channel);
     memory = v1::Memory::NewStub(channel);
     files = v1::Files::NewStub(channel);
@@ -595,34 +587,11 @@ int CreateThread() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  std::vector<gid_t> groups;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") {
-      socket_path = args[i + 1];
-    } else if (args[i] == "--uid") {
-      uid = atoi(args[i + 1].c_str());
-    } else if (args[i] == "--gid") {
-      gid = atoi(args[i + 1].c_str());
-    } else if (args[i] == "--groups") {
-      for (absl::string_view g : absl::StrSplit(args[i + 1], ',')) {
-        gid_t group;
-        if (absl::SimpleAtoi(g, &group)) groups.push_back(group);
-      }
-    } else {
-      break;
-    }
-  }
-  if (gid >= 0 && (setgroups(groups.size(), groups.data()) != 0 ||
-                   setresgid(gid, gid, gid) != 0)) {
-    return 3;
-  }
-  if (uid >= 0 && setresuid(uid, uid, uid) != 0) return 3;
-  if (i >= args.size()) return 2;
-  const std::string op = args[i++];
-  std::vector<std::string> rest(args.begin() + i, args.end());
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
+  const std::string& op = peer.op;
+  const std::vector<std::string>& rest = peer.rest;
   if (op == "forged_clone" && rest.size() == 1) {
     return ForgedClone(atoi(rest[0].c_str()));
   }

@@ -178,12 +178,7 @@ int DaemonHarness::Stop() {
 }
 
 std::shared_ptr<grpc::Channel> DaemonHarness::NewChannel() const {
-  grpc::ChannelArguments args;
-  // A distinct channel per call site: tests about connections need real,
-  // separate connections.
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  return grpc::CreateCustomChannel("unix:" + socket_path_,
-                                   grpc::InsecureChannelCredentials(), args);
+  return NewUnixChannel(socket_path_);
 }
 
 std::unique_ptr<procwarp::v1::Processes::Stub> DaemonHarness::Processes() const {
@@ -219,12 +214,6 @@ procwarp::v1::SpawnRequest PipedSpawn(const std::vector<std::string>& argv) {
   request.mutable_stdout()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
   request.mutable_stderr()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
   return request;
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return ctx;
 }
 
 AttachOutcome AttachAndCollect(procwarp::v1::Processes::Stub* stub,

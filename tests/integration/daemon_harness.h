@@ -18,6 +18,7 @@
 #include "grpcpp/channel.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
+#include "tests/integration/test_channel.h"  // Ctx, NewUnixChannel
 
 namespace procwarp::testing {
 
@@ -82,9 +83,6 @@ class DaemonHarness {
 
 // A SpawnRequest for argv with stdout/stderr piped.
 procwarp::v1::SpawnRequest PipedSpawn(const std::vector<std::string>& argv);
-
-// Deadline-bound ClientContext.
-std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(30));
 
 // Everything an Attach stream produced until it ended.
 struct AttachOutcome {

@@ -48,29 +48,16 @@
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
 
+using procwarp::testing::NewUnixChannel;
+using procwarp::testing::Ctx;
+using procwarp::testing::CodeName;
+
 std::string socket_path;
-
-// Each channel its own connection (no shared subchannel pool).
-std::shared_ptr<grpc::Channel> NewChannel() {
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  return grpc::CreateCustomChannel("unix:" + socket_path,
-                                   grpc::InsecureChannelCredentials(), args);
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  return ctx;
-}
-
-std::string CodeName(const grpc::Status& status) {
-  return absl::StatusCodeToString(
-      static_cast<absl::StatusCode>(status.error_code()));
-}
 
 int Fail(const std::string& what, const grpc::Status& status) {
   printf("FAILED %s: %s %s\n", what.c_str(), CodeName(status).c_str(),
@@ -227,7 +214,7 @@ procwarp::v1::SpawnRequest SpawnWithLabels(std::vector<std::string> argv,
 }
 
 int Events(int rounds, size_t label_bytes) {
-  auto channel = NewChannel();
+  auto channel = NewUnixChannel(socket_path);
   auto processes = procwarp::v1::Processes::NewStub(channel);
   grpc::ClientContext events_context;
   auto events = processes->Events(&events_context, {});
@@ -268,7 +255,7 @@ int Events(int rounds, size_t label_bytes) {
 }
 
 int SpawnLabels(int n, size_t label_bytes) {
-  auto processes = procwarp::v1::Processes::NewStub(NewChannel());
+  auto processes = procwarp::v1::Processes::NewStub(NewUnixChannel(socket_path));
   std::map<std::string, int> codes;
   std::string error;
   for (int i = 0; i < n; ++i) {
@@ -287,7 +274,7 @@ int SpawnLabels(int n, size_t label_bytes) {
 }
 
 int ThreadLabels(int n, size_t label_bytes) {
-  auto threads = procwarp::v1::Threads::NewStub(NewChannel());
+  auto threads = procwarp::v1::Threads::NewStub(NewUnixChannel(socket_path));
   std::map<std::string, int> codes;
   std::string error;
   for (int i = 0; i < n; ++i) {
@@ -309,7 +296,7 @@ int Connections(int n) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::map<std::string, int> codes;
   for (int i = 0; i < n; ++i) {
-    channels.push_back(NewChannel());
+    channels.push_back(NewUnixChannel(socket_path));
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     procwarp::v1::GetVersionResponse version;
@@ -326,21 +313,12 @@ int Connections(int n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") socket_path = args[i + 1];
-    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
-    else break;
-  }
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
-  if (uid >= 0 && setuid(uid) != 0) return 3;
-  if (i >= args.size()) return 2;
-  const std::string op = args[i++];
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
+  const std::string& op = peer.op;
   std::vector<int64_t> n;
-  for (; i < args.size(); ++i) n.push_back(atoll(args[i].c_str()));
+  for (const std::string& arg : peer.rest) n.push_back(atoll(arg.c_str()));
   auto need = [&](size_t count) {
     if (n.size() < count) {
       fprintf(stderr, "%s needs %zu numbers\n", op.c_str(), count);
@@ -351,7 +329,7 @@ int main(int argc, char** argv) {
   if (op == "status") {
     procwarp::v1::GetStatusResponse r;
     grpc::Status s =
-        procwarp::v1::Admin::NewStub(NewChannel())->GetStatus(Ctx().get(), {}, &r);
+        procwarp::v1::Admin::NewStub(NewUnixChannel(socket_path))->GetStatus(Ctx().get(), {}, &r);
     printf("%s clients=%d processes=%d running=%d\n", CodeName(s).c_str(),
            r.clients(), r.processes(), r.running_processes());
     return 0;
@@ -373,7 +351,7 @@ int main(int argc, char** argv) {
     return ThreadLabels(n[0], n[1]);
   }
   need(2);
-  auto channel = NewChannel();
+  auto channel = NewUnixChannel(socket_path);
   if (op == "syscalls") {
     procwarp::v1::SyscallRequest request;
     if (int rc = CreateThread(channel, request.mutable_thread_id()); rc != 0) {

@@ -38,26 +38,18 @@
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
+
+using procwarp::testing::NewUnixChannel;
+using procwarp::testing::Ctx;
 
 using procwarp::v1::Admin;
 using procwarp::v1::Processes;
 
 std::string socket_path;
-
-std::shared_ptr<grpc::Channel> Channel() {
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  return grpc::CreateCustomChannel("unix:" + socket_path,
-                                   grpc::InsecureChannelCredentials(), args);
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  return ctx;
-}
 
 int Print(const grpc::Status& status, const std::string& details = "") {
   std::string code = absl::StatusCodeToString(
@@ -69,7 +61,7 @@ int Print(const grpc::Status& status, const std::string& details = "") {
 }
 
 int Run(const std::vector<std::string>& args, bool userns, int as_uid) {
-  auto stub = Processes::NewStub(Channel());
+  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
   procwarp::v1::SpawnRequest request;
   for (const auto& a : args) request.add_argv(a);
   request.mutable_stdout()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
@@ -77,9 +69,9 @@ int Run(const std::vector<std::string>& args, bool userns, int as_uid) {
   request.mutable_namespaces()->set_user(userns);
   if (as_uid >= 0) request.set_uid(as_uid);
   procwarp::v1::SpawnResponse spawned;
-  grpc::Status s = stub->Spawn(Ctx().get(), request, &spawned);
+  grpc::Status s = stub->Spawn(Ctx(absl::Seconds(20)).get(), request, &spawned);
   if (!s.ok()) return Print(s);
-  auto ctx = Ctx();
+  auto ctx = Ctx(absl::Seconds(20));
   auto stream = stub->Attach(ctx.get());
   procwarp::v1::AttachRequest first;
   first.set_id(spawned.process().id());
@@ -98,7 +90,7 @@ int Run(const std::vector<std::string>& args, bool userns, int as_uid) {
   procwarp::v1::RemoveProcessResponse removed;
   procwarp::v1::RemoveProcessRequest remove;
   remove.set_id(spawned.process().id());
-  stub->Remove(Ctx().get(), remove, &removed);
+  stub->Remove(Ctx(absl::Seconds(20)).get(), remove, &removed);
   while (!output.empty() && output.back() == '\n') output.pop_back();
   return Print(grpc::Status::OK,
                absl::StrCat("id=", spawned.process().id(),
@@ -111,9 +103,9 @@ int Churn(int rounds) {
   for (int i = 0; i < rounds; ++i) {
     // A new channel each round: a new connection, likely a reused fd number
     // in the daemon.
-    auto stub = Admin::NewStub(Channel());
+    auto stub = Admin::NewStub(NewUnixChannel(socket_path));
     procwarp::v1::GetStatusResponse status;
-    grpc::Status s = stub->GetStatus(Ctx().get(), {}, &status);
+    grpc::Status s = stub->GetStatus(Ctx(absl::Seconds(20)).get(), {}, &status);
     if (!s.ok()) {
       ++failures;
       continue;
@@ -125,7 +117,7 @@ int Churn(int rounds) {
 }
 
 int Events(int millis) {
-  auto stub = Processes::NewStub(Channel());
+  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(millis)));
   auto reader = stub->Events(&ctx, {});
@@ -147,7 +139,7 @@ std::string ThreadSyscall(procwarp::v1::Threads::Stub* stub,
   request.mutable_syscall()->set_number(nr);
   for (int64_t a : args) request.mutable_syscall()->add_args(a);
   procwarp::v1::SyscallResponse response;
-  *status = stub->Syscall(Ctx().get(), request, &response);
+  *status = stub->Syscall(Ctx(absl::Seconds(20)).get(), request, &response);
   if (response.result().error() != 0) return response.result().error_name();
   return absl::StrCat(response.result().value());
 }
@@ -156,15 +148,15 @@ std::string ThreadSyscall(procwarp::v1::Threads::Stub* stub,
 // namespace, and reports both uids as the threads see them and the child's
 // real uid outside.
 int ThreadChildUserns() {
-  auto threads = procwarp::v1::Threads::NewStub(Channel());
+  auto threads = procwarp::v1::Threads::NewStub(NewUnixChannel(socket_path));
   procwarp::v1::CreateThreadRequest create;
   procwarp::v1::CreateThreadResponse parent;
-  grpc::Status s = threads->CreateThread(Ctx().get(), create, &parent);
+  grpc::Status s = threads->CreateThread(Ctx(absl::Seconds(20)).get(), create, &parent);
   if (!s.ok()) return Print(s);
   create.set_parent_thread_id(parent.thread().id());
   create.mutable_namespaces()->set_user(true);
   procwarp::v1::CreateThreadResponse child;
-  s = threads->CreateThread(Ctx().get(), create, &child);
+  s = threads->CreateThread(Ctx(absl::Seconds(20)).get(), create, &child);
   if (!s.ok()) return Print(s);
   std::string parent_uid =
       ThreadSyscall(threads.get(), parent.thread().id(), SYS_getuid, {}, &s);
@@ -187,13 +179,13 @@ int ThreadChildUserns() {
 // what it may do to root's process `root_pid`: its uid inside, its real uid
 // outside, kill(root_pid, 0) and process_vm_readv(root_pid, ...).
 int ThreadProbe(bool userns, int root_pid) {
-  auto channel = Channel();
+  auto channel = NewUnixChannel(socket_path);
   auto threads = procwarp::v1::Threads::NewStub(channel);
   auto memory = procwarp::v1::Memory::NewStub(channel);
   procwarp::v1::CreateThreadRequest create;
   create.mutable_namespaces()->set_user(userns);
   procwarp::v1::CreateThreadResponse created;
-  grpc::Status s = threads->CreateThread(Ctx().get(), create, &created);
+  grpc::Status s = threads->CreateThread(Ctx(absl::Seconds(20)).get(), create, &created);
   if (!s.ok()) return Print(s);
   const std::string& id = created.thread().id();
   std::string uid = ThreadSyscall(threads.get(), id, SYS_getuid, {}, &s);
@@ -213,7 +205,7 @@ int ThreadProbe(bool userns, int root_pid) {
   allocate.set_thread_id(id);
   allocate.set_size(64);
   procwarp::v1::AllocateResponse allocated;
-  s = memory->Allocate(Ctx().get(), allocate, &allocated);
+  s = memory->Allocate(Ctx(absl::Seconds(20)).get(), allocate, &allocated);
   if (!s.ok()) return Print(s);
   uint64_t base = allocated.pointer().address();
   struct iovec iovs[2] = {{reinterpret_cast<void*>(base + 32), 8},
@@ -222,7 +214,7 @@ int ThreadProbe(bool userns, int root_pid) {
   write.set_pointer_id(allocated.pointer().id());
   write.set_data(std::string(reinterpret_cast<const char*>(iovs), sizeof(iovs)));
   procwarp::v1::WriteMemoryResponse written;
-  s = memory->Write(Ctx().get(), write, &written);
+  s = memory->Write(Ctx(absl::Seconds(20)).get(), write, &written);
   if (!s.ok()) return Print(s);
   std::string vm_result = ThreadSyscall(
       threads.get(), id, SYS_process_vm_readv,
@@ -238,33 +230,24 @@ int ThreadProbe(bool userns, int root_pid) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") socket_path = args[i + 1];
-    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
-    else break;
-  }
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
-  if (uid >= 0 && setuid(uid) != 0) return 3;
-  if (i >= args.size()) return 2;
-  std::string op = args[i++];
-  std::vector<std::string> rest(args.begin() + i, args.end());
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
+  const std::string& op = peer.op;
+  std::vector<std::string>& rest = peer.rest;
   std::string id = rest.empty() ? "" : rest[0];
 
-  auto stub = Processes::NewStub(Channel());
+  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
   if (op == "status") {
     procwarp::v1::GetStatusResponse r;
-    grpc::Status s = Admin::NewStub(Channel())->GetStatus(Ctx().get(), {}, &r);
+    grpc::Status s = Admin::NewStub(NewUnixChannel(socket_path))->GetStatus(Ctx(absl::Seconds(20)).get(), {}, &r);
     return Print(s, absl::StrCat("uid=", r.caller().uid()));
   }
   if (op == "list" || op == "list_all") {
     procwarp::v1::ListProcessesRequest q;
     q.set_all(op == "list_all");
     procwarp::v1::ListProcessesResponse r;
-    grpc::Status s = stub->List(Ctx().get(), q, &r);
+    grpc::Status s = stub->List(Ctx(absl::Seconds(20)).get(), q, &r);
     std::vector<std::string> ids;
     for (const auto& p : r.processes()) ids.push_back(p.id());
     return Print(s, absl::StrCat("n=", ids.size(), " ", absl::StrJoin(ids, ",")));
@@ -273,27 +256,27 @@ int main(int argc, char** argv) {
     procwarp::v1::GetProcessRequest q;
     q.set_id(id);
     procwarp::v1::GetProcessResponse r;
-    return Print(stub->Get(Ctx().get(), q, &r));
+    return Print(stub->Get(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "signal") {
     procwarp::v1::SignalRequest q;
     q.set_id(id);
     q.set_signal(rest.size() > 1 ? atoi(rest[1].c_str()) : 15);
     procwarp::v1::SignalResponse r;
-    return Print(stub->Signal(Ctx().get(), q, &r));
+    return Print(stub->Signal(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "wait") {
     procwarp::v1::WaitRequest q;
     q.set_id(id);
     procwarp::v1::WaitResponse r;
-    return Print(stub->Wait(Ctx().get(), q, &r));
+    return Print(stub->Wait(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "remove") {
     procwarp::v1::RemoveProcessRequest q;
     q.set_id(id);
     q.set_force(true);
     procwarp::v1::RemoveProcessResponse r;
-    return Print(stub->Remove(Ctx().get(), q, &r));
+    return Print(stub->Remove(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "resize") {
     procwarp::v1::ResizePtyRequest q;
@@ -301,10 +284,10 @@ int main(int argc, char** argv) {
     q.mutable_size()->set_rows(10);
     q.mutable_size()->set_cols(10);
     procwarp::v1::ResizePtyResponse r;
-    return Print(stub->ResizePty(Ctx().get(), q, &r));
+    return Print(stub->ResizePty(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "attach") {
-    auto ctx = Ctx();
+    auto ctx = Ctx(absl::Seconds(20));
     auto stream = stub->Attach(ctx.get());
     procwarp::v1::AttachRequest q;
     q.set_id(id);
@@ -327,7 +310,7 @@ int main(int argc, char** argv) {
     return Run(rest, userns, as_uid);
   }
   if (op == "churn") return Churn(atoi(id.c_str()));
-  auto threads = procwarp::v1::Threads::NewStub(Channel());
+  auto threads = procwarp::v1::Threads::NewStub(NewUnixChannel(socket_path));
   if (op == "thread_syscall") {
     std::vector<int64_t> args;
     for (size_t k = 2; k < rest.size(); ++k) args.push_back(atoll(rest[k].c_str()));
@@ -341,23 +324,23 @@ int main(int argc, char** argv) {
     procwarp::v1::GetThreadRequest q;
     q.set_id(id);
     procwarp::v1::GetThreadResponse r;
-    return Print(threads->GetThread(Ctx().get(), q, &r));
+    return Print(threads->GetThread(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "thread_exit") {
     procwarp::v1::ExitThreadRequest q;
     q.set_id(id);
     procwarp::v1::ExitThreadResponse r;
-    return Print(threads->ExitThread(Ctx().get(), q, &r));
+    return Print(threads->ExitThread(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "thread_child") {
     procwarp::v1::CreateThreadRequest q;
     q.set_parent_thread_id(id);
     procwarp::v1::CreateThreadResponse r;
-    return Print(threads->CreateThread(Ctx().get(), q, &r));
+    return Print(threads->CreateThread(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "thread_list") {
     procwarp::v1::ListThreadsResponse r;
-    grpc::Status s = threads->ListThreads(Ctx().get(), {}, &r);
+    grpc::Status s = threads->ListThreads(Ctx(absl::Seconds(20)).get(), {}, &r);
     return Print(s, absl::StrCat("n=", r.threads_size()));
   }
   if (op == "mem_read") {
@@ -365,7 +348,7 @@ int main(int argc, char** argv) {
     q.set_pointer_id(id);
     q.set_length(1);
     procwarp::v1::ReadMemoryResponse r;
-    return Print(procwarp::v1::Memory::NewStub(Channel())->Read(Ctx().get(), q, &r));
+    return Print(procwarp::v1::Memory::NewStub(NewUnixChannel(socket_path))->Read(Ctx(absl::Seconds(20)).get(), q, &r));
   }
   if (op == "thread_probe") {
     bool userns = !rest.empty() && rest[0] == "--userns";
@@ -377,7 +360,7 @@ int main(int argc, char** argv) {
   if (op == "thread_create_and_vanish") {
     // Sends CreateThread and exits MICROS later without waiting for the
     // answer, so the session may end while the daemon starts the thread.
-    auto channel = Channel();
+    auto channel = NewUnixChannel(socket_path);
     channel->WaitForConnected(
         absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     auto threads_stub = procwarp::v1::Threads::NewStub(channel);

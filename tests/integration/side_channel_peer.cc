@@ -40,8 +40,14 @@
 #include "proto/procwarp/v1/files.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
+
+using procwarp::testing::NewUnixChannel;
+using procwarp::testing::Ctx;
+using procwarp::testing::CodeName;
 
 using procwarp::ReceiveWithFd;
 using procwarp::SendWithFd;
@@ -50,23 +56,6 @@ using procwarp::v1::Memory;
 using procwarp::v1::Threads;
 
 std::string socket_path;
-
-std::shared_ptr<grpc::Channel> Channel() {
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  return grpc::CreateCustomChannel("unix:" + socket_path,
-                                   grpc::InsecureChannelCredentials(), args);
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(20)) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return ctx;
-}
-
-std::string Code(const grpc::Status& s) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()));
-}
 
 void Say(const std::string& line) {
   printf("%s\n", line.c_str());
@@ -86,7 +75,7 @@ void AwaitTest() {
 }
 
 struct Clients {
-  std::shared_ptr<grpc::Channel> channel = Channel();
+  std::shared_ptr<grpc::Channel> channel = NewUnixChannel(socket_path);
   std::unique_ptr<Threads::Stub> threads = Threads::NewStub(channel);
   std::unique_ptr<Files::Stub> files = Files::NewStub(channel);
   std::unique_ptr<Memory::Stub> memory = Memory::NewStub(channel);
@@ -94,7 +83,7 @@ struct Clients {
 
 procwarp::v1::ThreadInfo CreateThread(Clients& c) {
   procwarp::v1::CreateThreadResponse created;
-  grpc::Status s = c.threads->CreateThread(Ctx().get(), {}, &created);
+  grpc::Status s = c.threads->CreateThread(Ctx(absl::Seconds(20)).get(), {}, &created);
   if (!s.ok()) Fail("CreateThread: " + s.error_message());
   return created.thread();
 }
@@ -119,7 +108,7 @@ std::string ImportToken(Clients& c, const std::string& thread,
   request.set_thread_id(thread);
   request.set_target_fd(-1);
   procwarp::v1::ImportFdResponse response;
-  *status = c.files->ImportFd(Ctx().get(), request, &response);
+  *status = c.files->ImportFd(Ctx(absl::Seconds(20)).get(), request, &response);
   return response.token();
 }
 
@@ -151,7 +140,7 @@ std::string ReadReply(int s) {
 std::string ImportPipe(Clients& c, const std::string& thread) {
   grpc::Status status;
   std::string token = ImportToken(c, thread, &status);
-  if (!status.ok()) return Code(status);
+  if (!status.ok()) return CodeName(status);
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) Fail("pipe2");
   int s = ConnectSide();
@@ -246,7 +235,7 @@ int BusyImport() {
   allocate.set_thread_id(thread);
   allocate.set_size(kSize);
   procwarp::v1::AllocateResponse allocated;
-  status = c.memory->Allocate(Ctx().get(), allocate, &allocated);
+  status = c.memory->Allocate(Ctx(absl::Seconds(20)).get(), allocate, &allocated);
   if (!status.ok()) Fail("Allocate: " + status.error_message());
   const int64_t address = static_cast<int64_t>(allocated.pointer().address());
   int64_t written = 0;
@@ -285,7 +274,7 @@ int BusyImport() {
     if (poll(&more, 1, 30000) != 1) break;  // the daemon is gone
   }
   writer.join();
-  Say(absl::StrCat("result written=", written, " ", Code(write_status),
+  Say(absl::StrCat("result written=", written, " ", CodeName(write_status),
                    " control=", ImportPipe(c, thread)));
   return 0;
 }
@@ -339,9 +328,9 @@ int Tokens(int n) {
     close(p[1]);
     grpc::Status status;
     ImportToken(c, thread, &status);
-    after = Code(status);
+    after = CodeName(status);
   }
-  Say(absl::StrCat("result ok=", tokens.size(), " error=", Code(first_error),
+  Say(absl::StrCat("result ok=", tokens.size(), " error=", CodeName(first_error),
                    " after_redeem=", after, " message=",
                    first_error.error_message()));
   return 0;
@@ -427,13 +416,13 @@ int FdFlood(const std::string& mode) {
     flooded = count;
   }
   call.join();
-  Say(absl::StrCat("result flooded=", flooded, " code=", Code(call_status),
+  Say(absl::StrCat("result flooded=", flooded, " code=", CodeName(call_status),
                    " value=", value, " message=", call_status.error_message()));
   AwaitTest();
   // The positive control: a new thread of ours works.
   procwarp::v1::ThreadInfo fresh = CreateThread(c);
   grpc::Status s = Syscall(c, fresh.id(), SYS_getpid, {}, &value);
-  Say(absl::StrCat("control ", Code(s), " ",
+  Say(absl::StrCat("control ", CodeName(s), " ",
                    value == fresh.namespace_pid() ? "pid_ok" : "pid_wrong"));
   close(sock);
   return 0;
@@ -442,27 +431,18 @@ int FdFlood(const std::string& mode) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") socket_path = args[i + 1];
-    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
-    else break;
-  }
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
-  if (uid >= 0 && setuid(uid) != 0) return 3;
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
   signal(SIGPIPE, SIG_IGN);
-  if (i >= args.size()) return 2;
-  const std::string op = args[i++];
-  const int n = i < args.size() ? atoi(args[i].c_str()) : 0;
+  const std::string& op = peer.op;
+  const int n = peer.rest.empty() ? 0 : atoi(peer.rest[0].c_str());
   if (op == "import_ok") return ImportOk();
   if (op == "silent") return Silent();
   if (op == "trickle") return Trickle(n);
   if (op == "busy_import") return BusyImport();
   if (op == "many_connections") return ManyConnections(n);
   if (op == "tokens") return Tokens(n);
-  if (op == "fd_flood" && i < args.size()) return FdFlood(args[i]);
+  if (op == "fd_flood" && !peer.rest.empty()) return FdFlood(peer.rest[0]);
   return 2;
 }

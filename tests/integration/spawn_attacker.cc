@@ -48,8 +48,14 @@
 #include "grpcpp/security/credentials.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
+
+using procwarp::testing::NewUnixChannel;
+using procwarp::testing::Ctx;
+using procwarp::testing::CodeName;
 
 using procwarp::v1::Processes;
 using procwarp::v1::SpawnRequest;
@@ -60,24 +66,6 @@ pid_t daemon_pid = 0;
 
 // Longest any step waits for the daemon or for the kernel to show a state.
 constexpr absl::Duration kStepTimeout = absl::Seconds(20);
-
-std::shared_ptr<grpc::Channel> Channel() {
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  return grpc::CreateCustomChannel("unix:" + socket_path,
-                                   grpc::InsecureChannelCredentials(), args);
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + kStepTimeout));
-  return ctx;
-}
-
-std::string Code(const grpc::Status& status) {
-  return absl::StatusCodeToString(
-      static_cast<absl::StatusCode>(status.error_code()));
-}
 
 void Say(const std::string& line) {
   printf("%s\n", line.c_str());
@@ -102,18 +90,18 @@ SpawnRequest TrueWithStdinFile(const std::string& path) {
 // "<CODE> exit=<code>".
 std::string SpawnWaitRemove(Processes::Stub* stub, const SpawnRequest& request) {
   SpawnResponse spawned;
-  grpc::Status s = stub->Spawn(Ctx().get(), request, &spawned);
-  if (!s.ok()) return absl::StrCat(Code(s), " ", s.error_message());
+  grpc::Status s = stub->Spawn(Ctx(kStepTimeout).get(), request, &spawned);
+  if (!s.ok()) return absl::StrCat(CodeName(s), " ", s.error_message());
   procwarp::v1::WaitRequest wait;
   wait.set_id(spawned.process().id());
   procwarp::v1::WaitResponse waited;
-  s = stub->Wait(Ctx().get(), wait, &waited);
-  if (!s.ok()) return absl::StrCat("wait:", Code(s));
+  s = stub->Wait(Ctx(kStepTimeout).get(), wait, &waited);
+  if (!s.ok()) return absl::StrCat("wait:", CodeName(s));
   procwarp::v1::RemoveProcessRequest remove;
   remove.set_id(spawned.process().id());
   procwarp::v1::RemoveProcessResponse removed;
-  s = stub->Remove(Ctx().get(), remove, &removed);
-  if (!s.ok()) return absl::StrCat("remove:", Code(s));
+  s = stub->Remove(Ctx(kStepTimeout).get(), remove, &removed);
+  if (!s.ok()) return absl::StrCat("remove:", CodeName(s));
   return absl::StrCat("OK exit=", waited.process().exit_status().code());
 }
 
@@ -292,7 +280,7 @@ bool GoneAndReaped(int pidfd, pid_t pid) {
 //   release  opens the FIFO for writing, so the spawn completes
 // and reports the call's result and whether the child is gone and reaped.
 int Blocked(const std::string& dir, bool userns) {
-  auto stub = Processes::NewStub(Channel());
+  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
   // Warm up the connection and the daemon (fds it makes once), then let the
   // test take its baseline before the attack.
   SpawnRequest warm_up;
@@ -322,7 +310,7 @@ int Blocked(const std::string& dir, bool userns) {
   if (children.size() != 1) {
     call.join();
     Say(absl::StrCat("error expected one pending spawn child, found ",
-                     children.size(), "; the spawn returned ", Code(result)));
+                     children.size(), "; the spawn returned ", CodeName(result)));
     return 1;
   }
   const pid_t child = children[0];
@@ -350,8 +338,8 @@ int Blocked(const std::string& dir, bool userns) {
   second.add_argv("/bin/true");
   SpawnResponse second_response;
   grpc::Status second_status =
-      stub->Spawn(Ctx().get(), second, &second_response);
-  Say(absl::StrCat("second ", Code(second_status), " ",
+      stub->Spawn(Ctx(kStepTimeout).get(), second, &second_response);
+  Say(absl::StrCat("second ", CodeName(second_status), " ",
                    second_status.error_message()));
   Say("ready");
 
@@ -367,7 +355,7 @@ int Blocked(const std::string& dir, bool userns) {
     if (writer >= 0) close(writer);
   }
   if (call.joinable()) call.join();
-  Say(absl::StrCat("result ", Code(result), " ", result.error_message()));
+  Say(absl::StrCat("result ", CodeName(result), " ", result.error_message()));
   if (command != "release") {
     Say(absl::StrCat("gone=", GoneAndReaped(pidfd, child) ? 1 : 0));
     // The slot is free again once the daemon has dealt with the child; it
@@ -386,8 +374,8 @@ int Blocked(const std::string& dir, bool userns) {
     procwarp::v1::WaitRequest wait;
     wait.set_id(response.process().id());
     procwarp::v1::WaitResponse waited;
-    stub->Wait(Ctx().get(), wait, &waited);
-    stub->Remove(Ctx().get(), remove, &removed);
+    stub->Wait(Ctx(kStepTimeout).get(), wait, &waited);
+    stub->Remove(Ctx(kStepTimeout).get(), remove, &removed);
   }
   close(pidfd);
   // Keep the connection until the test has looked at the daemon.
@@ -400,7 +388,7 @@ int FifoWithWriter(const std::string& dir) {
   std::string fifo = MakeFifo(dir, "writer-fifo");
   // O_RDWR opens a FIFO without waiting and counts as a writer.
   int fd = open(fifo.c_str(), O_RDWR | O_CLOEXEC);
-  auto stub = Processes::NewStub(Channel());
+  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
   std::string result = SpawnWaitRemove(stub.get(), TrueWithStdinFile(fifo));
   if (fd >= 0) close(fd);
   Say(result);
@@ -413,14 +401,14 @@ int FileStdin(const std::string& dir) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, "data\n", 5) != 5) return 1;
   close(fd);
-  auto stub = Processes::NewStub(Channel());
+  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
   Say(SpawnWaitRemove(stub.get(), TrueWithStdinFile(path)));
   return 0;
 }
 
 // A child in a new user namespace reports its own maps and setgroups.
 int UsernsMaps() {
-  auto stub = Processes::NewStub(Channel());
+  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
   SpawnRequest request;
   for (const char* arg : {"/bin/cat", "/proc/self/uid_map", "/proc/self/gid_map",
                           "/proc/self/setgroups"}) {
@@ -429,12 +417,12 @@ int UsernsMaps() {
   request.mutable_stdout()->set_kind(procwarp::v1::STDIO_KIND_PIPE);
   request.mutable_namespaces()->set_user(true);
   SpawnResponse spawned;
-  grpc::Status s = stub->Spawn(Ctx().get(), request, &spawned);
+  grpc::Status s = stub->Spawn(Ctx(kStepTimeout).get(), request, &spawned);
   if (!s.ok()) {
-    Say(absl::StrCat(Code(s), " ", s.error_message()));
+    Say(absl::StrCat(CodeName(s), " ", s.error_message()));
     return 0;
   }
-  auto ctx = Ctx();
+  auto ctx = Ctx(kStepTimeout);
   auto stream = stub->Attach(ctx.get());
   procwarp::v1::AttachRequest first;
   first.set_id(spawned.process().id());
@@ -462,7 +450,7 @@ int UsernsMaps() {
 // interleave. Reports how many succeeded and how many were refused.
 int Concurrent(int n, const std::string& dir) {
   std::string fifo = MakeFifo(dir, "concurrent-fifo");
-  auto stub = Processes::NewStub(Channel());
+  auto stub = Processes::NewStub(NewUnixChannel(socket_path));
   std::mutex mu;
   int ok = 0, exhausted = 0, other = 0;
   std::vector<std::string> ids, others;
@@ -471,7 +459,7 @@ int Concurrent(int n, const std::string& dir) {
     threads.emplace_back([&] {
       SpawnResponse spawned;
       grpc::Status s =
-          stub->Spawn(Ctx().get(), TrueWithStdinFile(fifo), &spawned);
+          stub->Spawn(Ctx(kStepTimeout).get(), TrueWithStdinFile(fifo), &spawned);
       std::lock_guard<std::mutex> lock(mu);
       if (s.ok()) {
         ++ok;
@@ -480,7 +468,7 @@ int Concurrent(int n, const std::string& dir) {
         ++exhausted;
       } else {
         ++other;
-        others.push_back(Code(s) + ": " + s.error_message());
+        others.push_back(CodeName(s) + ": " + s.error_message());
       }
     });
   }
@@ -497,11 +485,11 @@ int Concurrent(int n, const std::string& dir) {
     procwarp::v1::WaitRequest wait;
     wait.set_id(id);
     procwarp::v1::WaitResponse waited;
-    stub->Wait(Ctx().get(), wait, &waited);
+    stub->Wait(Ctx(kStepTimeout).get(), wait, &waited);
     procwarp::v1::RemoveProcessRequest remove;
     remove.set_id(id);
     procwarp::v1::RemoveProcessResponse removed;
-    stub->Remove(Ctx().get(), remove, &removed);
+    stub->Remove(Ctx(kStepTimeout).get(), remove, &removed);
   }
   Say(absl::StrCat("ok=", ok, " exhausted=", exhausted, " other=", other, " ",
                    absl::StrJoin(others, "; ")));
@@ -512,41 +500,41 @@ int Concurrent(int n, const std::string& dir) {
 // thread must be refused before the execve (the thread stays usable), and
 // work once the slot is free.
 int ExecOverLimit() {
-  auto channel = Channel();
+  auto channel = NewUnixChannel(socket_path);
   auto stub = Processes::NewStub(channel);
   auto threads = procwarp::v1::Threads::NewStub(channel);
   procwarp::v1::CreateThreadResponse created;
   grpc::Status s =
-      threads->CreateThread(Ctx().get(), {}, &created);
+      threads->CreateThread(Ctx(kStepTimeout).get(), {}, &created);
   if (!s.ok()) {
-    Say(absl::StrCat("error create thread: ", Code(s), " ", s.error_message()));
+    Say(absl::StrCat("error create thread: ", CodeName(s), " ", s.error_message()));
     return 1;
   }
   const std::string thread_id = created.thread().id();
   SpawnRequest sleeper;
   sleeper.add_argv("/bin/true");
   SpawnResponse spawned;
-  s = stub->Spawn(Ctx().get(), sleeper, &spawned);
-  Say(absl::StrCat("spawn ", Code(s)));
+  s = stub->Spawn(Ctx(kStepTimeout).get(), sleeper, &spawned);
+  Say(absl::StrCat("spawn ", CodeName(s)));
 
   procwarp::v1::ExecRequest exec;
   exec.set_thread_id(thread_id);
   exec.add_argv("/bin/true");
   procwarp::v1::ExecResponse executed;
-  s = threads->Exec(Ctx().get(), exec, &executed);
-  Say(absl::StrCat("exec ", Code(s), " ", s.error_message()));
+  s = threads->Exec(Ctx(kStepTimeout).get(), exec, &executed);
+  Say(absl::StrCat("exec ", CodeName(s), " ", s.error_message()));
 
   // The refused thread is still there and still works.
   procwarp::v1::SyscallRequest getpid;
   getpid.set_thread_id(thread_id);
   getpid.mutable_syscall()->set_number(SYS_getpid);
   procwarp::v1::SyscallResponse pid;
-  s = threads->Syscall(Ctx().get(), getpid, &pid);
+  s = threads->Syscall(Ctx(kStepTimeout).get(), getpid, &pid);
   procwarp::v1::ListProcessesResponse listed;
-  stub->List(Ctx().get(), {}, &listed);
+  stub->List(Ctx(kStepTimeout).get(), {}, &listed);
   procwarp::v1::ListThreadsResponse thread_list;
-  threads->ListThreads(Ctx().get(), {}, &thread_list);
-  Say(absl::StrCat("thread_syscall ", Code(s), " value=", pid.result().value(),
+  threads->ListThreads(Ctx(kStepTimeout).get(), {}, &thread_list);
+  Say(absl::StrCat("thread_syscall ", CodeName(s), " value=", pid.result().value(),
                    " thread_pid=", created.thread().pid(),
                    " processes=", listed.processes_size(),
                    " threads=", thread_list.threads_size()));
@@ -555,15 +543,15 @@ int ExecOverLimit() {
   procwarp::v1::WaitRequest wait;
   wait.set_id(spawned.process().id());
   procwarp::v1::WaitResponse waited;
-  stub->Wait(Ctx().get(), wait, &waited);
+  stub->Wait(Ctx(kStepTimeout).get(), wait, &waited);
   procwarp::v1::RemoveProcessRequest remove;
   remove.set_id(spawned.process().id());
   procwarp::v1::RemoveProcessResponse removed;
-  stub->Remove(Ctx().get(), remove, &removed);
-  s = threads->Exec(Ctx().get(), exec, &executed);
+  stub->Remove(Ctx(kStepTimeout).get(), remove, &removed);
+  s = threads->Exec(Ctx(kStepTimeout).get(), exec, &executed);
   listed.Clear();
-  stub->List(Ctx().get(), {}, &listed);
-  Say(absl::StrCat("exec_after_remove ", Code(s), " ", s.error_message(),
+  stub->List(Ctx(kStepTimeout).get(), {}, &listed);
+  Say(absl::StrCat("exec_after_remove ", CodeName(s), " ", s.error_message(),
                    " processes=", listed.processes_size()));
   return 0;
 }
@@ -571,22 +559,15 @@ int ExecOverLimit() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  int uid = -1, gid = -1;
-  size_t i = 0;
-  for (; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--socket") socket_path = args[i + 1];
-    else if (args[i] == "--uid") uid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--gid") gid = atoi(args[i + 1].c_str());
-    else if (args[i] == "--daemon_pid") daemon_pid = atoi(args[i + 1].c_str());
-    else break;
-  }
   // Become the caller before gRPC makes any thread.
-  if (gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) return 3;
-  if (uid >= 0 && setuid(uid) != 0) return 3;
-  if (i >= args.size()) return 2;
-  const std::string op = args[i++];
-  std::vector<std::string> rest(args.begin() + i, args.end());
+  procwarp::testing::PeerArgs peer =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = peer.socket_path;
+  if (peer.flags.contains("daemon_pid")) {
+    daemon_pid = atoi(peer.flags["daemon_pid"].c_str());
+  }
+  const std::string& op = peer.op;
+  const std::vector<std::string>& rest = peer.rest;
 
   if (op == "blocked" && !rest.empty()) {
     return Blocked(rest[0], rest.size() > 1 && rest[1] == "--userns");

@@ -1,0 +1,31 @@
+// The gRPC plumbing every integration test and peer program shares: a
+// channel that is its own connection, deadline-bound contexts, and status
+// codes by name for the lines peers print.
+#ifndef PROCWARP_TESTS_INTEGRATION_TEST_CHANNEL_H_
+#define PROCWARP_TESTS_INTEGRATION_TEST_CHANNEL_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/support/status.h"
+
+namespace procwarp::testing {
+
+// A channel to the daemon's unix socket on a connection of its own (no
+// shared subchannel pool): tests about connections and identities need real,
+// separate connections.
+std::shared_ptr<grpc::Channel> NewUnixChannel(const std::string& socket_path);
+
+// Deadline-bound ClientContext.
+std::unique_ptr<grpc::ClientContext> Ctx(
+    absl::Duration timeout = absl::Seconds(30));
+
+// "PERMISSION_DENIED", "OK", ...
+std::string CodeName(const grpc::Status& status);
+
+}  // namespace procwarp::testing
+
+#endif  // PROCWARP_TESTS_INTEGRATION_TEST_CHANNEL_H_
