@@ -26,8 +26,6 @@ RequestCheck Checked(Check check, Valid valid) {
   };
 }
 
-void NothingToCheck(const Message&) {}
-
 }  // namespace
 }  // namespace procwarp
 

@@ -107,9 +107,6 @@ void CheckMaps(const Message& message) {
              maps.status().ToString());
 }
 
-// Requests that carry only an id (looked up in the owner's table).
-void NothingToCheck(const Message&) {}
-
 }  // namespace
 }  // namespace procwarp
 

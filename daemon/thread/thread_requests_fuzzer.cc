@@ -89,17 +89,10 @@ void CheckExec(const Message& message) {
 
 void CheckListThreads(const Message& message) {
   const auto& request = static_cast<const v1::ListThreadsRequest&>(message);
-  absl::Status user = CheckListThreadsRequest(request, FuzzUser());
-  AssertClientStatus(user);
-  FuzzAssert(!request.all() || absl::IsPermissionDenied(user),
-             "a user may list everyone's threads");
-  FuzzAssert(CheckListThreadsRequest(request, FuzzAdmin()).ok(),
-             "an admin may not list");
+  AssertOnlyAdminsListAll(request.all(), [&](const Identity& caller) {
+    return CheckListThreadsRequest(request, caller);
+  });
 }
-
-// Requests that carry only an id (looked up in the owner's table) and an
-// exit code the agent takes as it is.
-void NothingToCheck(const Message&) {}
 
 }  // namespace
 }  // namespace procwarp

@@ -7,21 +7,17 @@
 // handled. Every answer that arrives is checked to be this user's and to
 // carry nothing of the other user's.
 //
-//   churn_peer --socket S --uid U secret
+//   churn_peer --socket S --uid U --gid U secret
 //       spawns "sleep 1000" labelled owner=U; prints its id
-//   churn_peer --socket S --uid U churn THREADS CYCLES OTHER_ID
+//   churn_peer --socket S --uid U --gid U churn THREADS CYCLES OTHER_ID
 //       THREADS threads × CYCLES cycles; OTHER_ID is the other user's secret
 //       process. Prints "OK cycles=N answers=N cut=N violations=N" (and the
 //       first violations on stderr).
-#include <grp.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,11 +26,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/create_channel_posix.h"
-#include "grpcpp/security/credentials.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
+#include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
 
@@ -54,21 +49,6 @@ void Violation(const std::string& what) {
   if (violations.fetch_add(1) < 10) {
     std::fprintf(stderr, "churn_peer uid %u: %s\n", me, what.c_str());
   }
-}
-
-// A new connection to the daemon; `*raw` is a second fd of the same socket,
-// for cutting it.
-std::shared_ptr<grpc::Channel> Connect(int* raw) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    Die(absl::StrCat("connect: ", std::strerror(errno)));
-  }
-  *raw = dup(fd);
-  // gRPC owns `fd` from here.
-  return grpc::CreateInsecureChannelFromFd("", fd);
 }
 
 std::string OwnerLabel(const v1::ProcessInfo& p) {
@@ -95,10 +75,9 @@ struct Calls {
 };
 
 void Cycle(int index, const std::string& other_id) {
-  int raw = -1;
-  auto channel = Connect(&raw);
-  auto admin = v1::Admin::NewStub(channel);
-  auto processes = v1::Processes::NewStub(channel);
+  procwarp::testing::CuttableChannel connection(socket_path);
+  auto admin = v1::Admin::NewStub(connection.channel());
+  auto processes = v1::Processes::NewStub(connection.channel());
   grpc::CompletionQueue cq;
   Calls c;
   const auto deadline = absl::ToChronoTime(absl::Now() + absl::Seconds(20));
@@ -168,12 +147,11 @@ void Cycle(int index, const std::string& other_id) {
     }
     if (first && cut_early) {
       // The rest are in flight: cut the connection under them.
-      shutdown(raw, SHUT_RDWR);
+      connection.Cut();
       ++cut;
     }
     first = false;
   }
-  close(raw);
   cq.Shutdown();
   void* tag;
   bool ok;
@@ -182,9 +160,8 @@ void Cycle(int index, const std::string& other_id) {
 }
 
 int Secret() {
-  int raw;
-  auto stub = v1::Processes::NewStub(Connect(&raw));
-  close(raw);
+  auto stub =
+      v1::Processes::NewStub(procwarp::testing::NewUnixChannel(socket_path));
   v1::SpawnRequest spawn;
   spawn.add_argv("/bin/sleep");
   spawn.add_argv("1000");
@@ -199,9 +176,8 @@ int Secret() {
 
 // The user's own list at the end: its spawns, all its own; then removed.
 void FinalCheck() {
-  int raw;
-  auto stub = v1::Processes::NewStub(Connect(&raw));
-  close(raw);
+  auto stub =
+      v1::Processes::NewStub(procwarp::testing::NewUnixChannel(socket_path));
   grpc::ClientContext ctx;
   v1::ListProcessesResponse list;
   grpc::Status s = stub->List(&ctx, {}, &list);
@@ -236,29 +212,15 @@ int Churn(int threads, int cycles, const std::string& other_id) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int uid = -1;
-  int i = 1;
-  for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
-    std::string flag = argv[i];
-    if (flag == "--socket") {
-      socket_path = argv[i + 1];
-    } else if (flag == "--uid") {
-      uid = atoi(argv[i + 1]);
-    } else {
-      Die("unknown flag " + flag);
-    }
+  // Becomes the caller before gRPC starts any thread.
+  procwarp::testing::PeerArgs args =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = args.socket_path;
+  me = getuid();
+  if (args.op == "secret") return Secret();
+  if (args.op == "churn" && args.rest.size() == 3) {
+    return Churn(atoi(args.rest[0].c_str()), atoi(args.rest[1].c_str()),
+                 args.rest[2]);
   }
-  if (uid < 0 || i >= argc) Die("usage: see the file's comment");
-  // Before gRPC starts any thread.
-  gid_t gid = uid;
-  if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
-    Die("cannot become the requested user");
-  }
-  me = uid;
-  std::string op = argv[i];
-  if (op == "secret") return Secret();
-  if (op == "churn" && i + 3 < argc) {
-    return Churn(atoi(argv[i + 1]), atoi(argv[i + 2]), argv[i + 3]);
-  }
-  Die("unknown operation " + op);
+  Die("unknown operation " + args.op);
 }

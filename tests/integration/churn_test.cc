@@ -31,7 +31,7 @@ std::string Peer(const DaemonHarness& daemon, int uid,
                  const std::vector<std::string>& op) {
   std::vector<std::string> argv = {RunfilePath("tests/integration/churn_peer"),
                                    "--socket", daemon.socket_path(), "--uid",
-                                   absl::StrCat(uid)};
+                                   absl::StrCat(uid), "--gid", absl::StrCat(uid)};
   argv.insert(argv.end(), op.begin(), op.end());
   RunResult r = RunProgram(argv);
   EXPECT_EQ(r.exit_code, 0) << r.out;

@@ -13,9 +13,6 @@
 //       is made on a generic stream whatever the method's kind (the wire is
 //       the same): the messages are written, the client half-closes, every
 //       response is read. Prints "LABEL CODE" per call.
-#include <grp.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -29,28 +26,21 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/security/credentials.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
+
+using procwarp::testing::Ctx;
 
 std::string socket_path;
 
 std::shared_ptr<grpc::Channel> Channel() {
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  return grpc::CreateCustomChannel("unix:" + socket_path,
-                                   grpc::InsecureChannelCredentials(), args);
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  return ctx;
+  return procwarp::testing::NewUnixChannel(socket_path);
 }
 
 [[noreturn]] void Die(const std::string& what) {
@@ -165,9 +155,7 @@ int Calls(const std::string& file) {
     if (messages.empty()) messages.emplace_back();
     grpc::Status status = GenericCall(&stub, fields[1], messages, deadline_ms);
     std::printf("%s %s\n", fields[0].c_str(),
-                absl::StatusCodeToString(
-                    static_cast<absl::StatusCode>(status.error_code()))
-                    .c_str());
+                procwarp::testing::CodeName(status).c_str());
   }
   return 0;
 }
@@ -175,37 +163,11 @@ int Calls(const std::string& file) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int uid = -1, gid = -1;
-  std::vector<gid_t> groups;
-  int i = 1;
-  for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
-    std::string flag = argv[i];
-    if (flag == "--socket") {
-      socket_path = argv[i + 1];
-    } else if (flag == "--uid") {
-      uid = atoi(argv[i + 1]);
-    } else if (flag == "--gid") {
-      gid = atoi(argv[i + 1]);
-    } else if (flag == "--groups") {
-      for (absl::string_view g : absl::StrSplit(argv[i + 1], ',')) {
-        gid_t value;
-        if (absl::SimpleAtoi(g, &value)) groups.push_back(value);
-      }
-    } else {
-      Die("unknown flag " + flag);
-    }
-  }
-  if (i >= argc) Die("no operation");
-  // Before gRPC starts any thread: every thread is this user.
-  if (gid >= 0 || uid >= 0) {
-    if (groups.empty()) groups.push_back(gid);
-    if (setgroups(groups.size(), groups.data()) != 0 || setgid(gid) != 0 ||
-        setuid(uid) != 0) {
-      Die("cannot become the requested user");
-    }
-  }
-  std::string op = argv[i];
-  if (op == "setup") return Setup();
-  if (op == "calls" && i + 1 < argc) return Calls(argv[i + 1]);
-  Die("unknown operation " + op);
+  // Becomes the caller before gRPC starts any thread.
+  procwarp::testing::PeerArgs args =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  socket_path = args.socket_path;
+  if (args.op == "setup") return Setup();
+  if (args.op == "calls" && !args.rest.empty()) return Calls(args.rest[0]);
+  Die("unknown operation " + args.op);
 }

@@ -5,11 +5,6 @@
 // at each step: before the first message, after it, after the first
 // answer, after the half-close. The daemon must keep serving and, once
 // every cut call has ended, hold no more fds and threads than before.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -18,13 +13,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel_posix.h"
 #include "gtest/gtest.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/integration/test_channel.h"
 
 namespace procwarp::testing {
 namespace {
@@ -33,28 +28,6 @@ namespace v1 = procwarp::v1;
 
 constexpr int64_t kSysPause = 34;
 constexpr int64_t kSysGetpid = 39;
-
-// A connection of its own, and a second fd of its socket to cut it with.
-struct Connection {
-  std::shared_ptr<grpc::Channel> channel;
-  int raw = -1;
-  ~Connection() {
-    if (raw >= 0) close(raw);
-  }
-  void Cut() const { shutdown(raw, SHUT_RDWR); }
-};
-
-std::unique_ptr<Connection> Connect(const std::string& path) {
-  auto c = std::make_unique<Connection>();
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  c->raw = dup(fd);
-  c->channel = grpc::CreateInsecureChannelFromFd("", fd);
-  return c;
-}
 
 int CountTasks(pid_t pid) {
   int n = 0;
@@ -72,10 +45,10 @@ class StreamDisconnectTest : public ::testing::Test {
     auto d = DaemonHarness::Start(DaemonHarness::Options::WithAgent());
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = *std::move(d);
-    control_ = Connect(daemon_->socket_path());
-    processes_ = v1::Processes::NewStub(control_->channel);
-    threads_ = v1::Threads::NewStub(control_->channel);
-    memory_ = v1::Memory::NewStub(control_->channel);
+    control_ = std::make_unique<CuttableChannel>(daemon_->socket_path());
+    processes_ = v1::Processes::NewStub(control_->channel());
+    threads_ = v1::Threads::NewStub(control_->channel());
+    memory_ = v1::Memory::NewStub(control_->channel());
     // What the streams act on, made once: a chatty process, one that waits,
     // a thread and 3 MiB of its memory.
     chatty_ = Spawn({"/bin/sh", "-c", "while :; do echo tick; sleep 0.01; done"});
@@ -106,9 +79,9 @@ class StreamDisconnectTest : public ::testing::Test {
   // the connection when k is the chosen point. The call must then fail.
   void AtEveryPoint(const std::string& name, int points,
                     const std::function<grpc::Status(
-                        Connection&, const std::function<void(int)>&)>& scenario) {
+                        CuttableChannel&, const std::function<void(int)>&)>& scenario) {
     for (int point = 0; point < points; ++point) {
-      auto connection = Connect(daemon_->socket_path());
+      auto connection = std::make_unique<CuttableChannel>(daemon_->socket_path());
       bool cut = false;
       grpc::Status status = scenario(*connection, [&](int step) {
         if (step == point && !cut) {
@@ -142,7 +115,7 @@ class StreamDisconnectTest : public ::testing::Test {
   }
 
   std::unique_ptr<DaemonHarness> daemon_;
-  std::unique_ptr<Connection> control_;
+  std::unique_ptr<CuttableChannel> control_;
   std::unique_ptr<v1::Processes::Stub> processes_;
   std::unique_ptr<v1::Threads::Stub> threads_;
   std::unique_ptr<v1::Memory::Stub> memory_;
@@ -151,8 +124,8 @@ class StreamDisconnectTest : public ::testing::Test {
 };
 
 TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
-  AtEveryPoint("Attach", 4, [&](Connection& c, const auto& step) {
-    auto stub = v1::Processes::NewStub(c.channel);
+  AtEveryPoint("Attach", 4, [&](CuttableChannel& c, const auto& step) {
+    auto stub = v1::Processes::NewStub(c.channel());
     auto ctx = Ctx();
     auto stream = stub->Attach(ctx.get());
     step(0);  // before the first message
@@ -169,8 +142,8 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     }
     return stream->Finish();
   });
-  AtEveryPoint("Events", 3, [&](Connection& c, const auto& step) {
-    auto stub = v1::Processes::NewStub(c.channel);
+  AtEveryPoint("Events", 3, [&](CuttableChannel& c, const auto& step) {
+    auto stub = v1::Processes::NewStub(c.channel());
     auto ctx = Ctx();
     auto stream = stub->Events(ctx.get(), {});
     step(0);
@@ -184,8 +157,8 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     }
     return stream->Finish();
   });
-  AtEveryPoint("Execute", 4, [&](Connection& c, const auto& step) {
-    auto stub = v1::Threads::NewStub(c.channel);
+  AtEveryPoint("Execute", 4, [&](CuttableChannel& c, const auto& step) {
+    auto stub = v1::Threads::NewStub(c.channel());
     auto ctx = Ctx();
     auto stream = stub->Execute(ctx.get());
     step(0);
@@ -207,8 +180,8 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     }
     return stream->Finish();
   });
-  AtEveryPoint("ReadStream", 3, [&](Connection& c, const auto& step) {
-    auto stub = v1::Memory::NewStub(c.channel);
+  AtEveryPoint("ReadStream", 3, [&](CuttableChannel& c, const auto& step) {
+    auto stub = v1::Memory::NewStub(c.channel());
     auto ctx = Ctx();
     v1::ReadMemoryRequest request;
     request.set_pointer_id(pointer_);
@@ -224,8 +197,8 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     }
     return stream->Finish();
   });
-  AtEveryPoint("WriteStream", 3, [&](Connection& c, const auto& step) {
-    auto stub = v1::Memory::NewStub(c.channel);
+  AtEveryPoint("WriteStream", 3, [&](CuttableChannel& c, const auto& step) {
+    auto stub = v1::Memory::NewStub(c.channel());
     auto ctx = Ctx();
     v1::WriteMemoryResponse response;
     auto stream = stub->WriteStream(ctx.get(), &response);
@@ -241,8 +214,8 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     stream->WritesDone();
     return stream->Finish();
   });
-  AtEveryPoint("Wait", 1, [&](Connection& c, const auto& step) {
-    auto stub = v1::Processes::NewStub(c.channel);
+  AtEveryPoint("Wait", 1, [&](CuttableChannel& c, const auto& step) {
+    auto stub = v1::Processes::NewStub(c.channel());
     // The cut comes from another thread while Wait blocks on the idle
     // process.
     auto ctx = Ctx();
@@ -262,8 +235,8 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     }
     return status;
   });
-  AtEveryPoint("Health.Watch", 2, [&](Connection& c, const auto& step) {
-    auto stub = grpc::health::v1::Health::NewStub(c.channel);
+  AtEveryPoint("Health.Watch", 2, [&](CuttableChannel& c, const auto& step) {
+    auto stub = grpc::health::v1::Health::NewStub(c.channel());
     auto ctx = Ctx();
     auto stream = stub->Watch(ctx.get(), {});
     step(0);

@@ -59,6 +59,17 @@ void AssertClientStatus(const absl::Status& status) {
   }
 }
 
+void NothingToCheck(const google::protobuf::Message&) {}
+
+void AssertOnlyAdminsListAll(
+    bool all, const std::function<absl::Status(const Identity&)>& check) {
+  absl::Status user = check(FuzzUser());
+  AssertClientStatus(user);
+  FuzzAssert(all ? absl::IsPermissionDenied(user) : user.ok(),
+             "a user may list everyone's handles, or not its own");
+  FuzzAssert(check(FuzzAdmin()).ok(), "an admin may not list");
+}
+
 const Identity& FuzzUser() {
   static const Identity* user = [] {
     auto* identity = new Identity;

@@ -41,6 +41,15 @@ void FuzzAssert(bool condition, absl::string_view what);
 // code with a message, never INTERNAL, UNKNOWN or an empty message.
 void AssertClientStatus(const absl::Status& status);
 
+// The entry of a request whose only content is an id the owner's table
+// looks up (or nothing): parsing it is all there is to fuzz.
+void NothingToCheck(const google::protobuf::Message&);
+
+// A listing with `all` set is PERMISSION_DENIED for a user and allowed for
+// an admin; without it, allowed for both. `check(caller)` runs the check.
+void AssertOnlyAdminsListAll(
+    bool all, const std::function<absl::Status(const Identity&)>& check);
+
 // Stops protobuf from logging the parse errors hostile input causes.
 void QuietProtobuf();
 
