@@ -4,8 +4,8 @@
 // connection of its own and the connection is cut (shutdown of the socket)
 // at each step: before the first message, after it, after the first
 // answer, after the half-close. The daemon must keep serving and, once
-// every cut call has ended, hold no more fds and threads than before.
-#include <filesystem>
+// every cut call has ended, hold no more fds than before and no stream slot
+// of a cut call.
 #include <functional>
 #include <string>
 #include <vector>
@@ -28,21 +28,16 @@ namespace v1 = procwarp::v1;
 
 constexpr int64_t kSysPause = 34;
 constexpr int64_t kSysGetpid = 39;
-
-int CountTasks(pid_t pid) {
-  int n = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(
-           absl::StrCat("/proc/", pid, "/task"))) {
-    (void)entry;
-    ++n;
-  }
-  return n;
-}
+// Long-lived calls root may have open at once (the daemon's flag): few, so
+// one left behind by a cut shows.
+constexpr int kStreamSlots = 4;
 
 class StreamDisconnectTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto d = DaemonHarness::Start(DaemonHarness::Options::WithAgent());
+    DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
+    options.flags.push_back(absl::StrCat("--max_streams_per_admin=", kStreamSlots));
+    auto d = DaemonHarness::Start(options);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = *std::move(d);
     control_ = std::make_unique<CuttableChannel>(daemon_->socket_path());
@@ -65,7 +60,6 @@ class StreamDisconnectTest : public ::testing::Test {
     ASSERT_TRUE(memory_->Allocate(Ctx().get(), allocate, &allocated).ok());
     pointer_ = allocated.pointer().id();
     fds_before_ = daemon_->CountFds();
-    tasks_before_ = CountTasks(daemon_->pid());
   }
 
   std::string Spawn(const std::vector<std::string>& argv) {
@@ -90,7 +84,9 @@ class StreamDisconnectTest : public ::testing::Test {
         }
       });
       EXPECT_TRUE(cut) << name << " never reached point " << point;
-      EXPECT_FALSE(status.ok()) << name << " cut at point " << point;
+      // (The call may still have ended well: a server stream can be all
+      // sent, and buffered by the client, before the cut.)
+      (void)status;
       // Still serving.
       v1::GetProcessRequest get;
       get.set_id(idle_);
@@ -101,17 +97,46 @@ class StreamDisconnectTest : public ::testing::Test {
   }
 
   // Once every cut call has ended (sessions end on hang-up, handlers on
-  // their next cancellation check): no fd or thread is left behind.
+  // their next cancellation check): no fd is left behind, and no handler
+  // still holds its stream slot: all kStreamSlots of root's streams can be
+  // open at once. (The daemon's thread count is no measure: gRPC's own
+  // pools grow on demand and keep idle threads.)
   void ExpectBackToBaseline() {
     const absl::Time until = absl::Now() + absl::Seconds(30);
-    int fds = daemon_->CountFds(), tasks = CountTasks(daemon_->pid());
-    while ((fds > fds_before_ || tasks > tasks_before_) && absl::Now() < until) {
+    int fds = daemon_->CountFds();
+    while (fds > fds_before_ && absl::Now() < until) {
       absl::SleepFor(absl::Milliseconds(50));
       fds = daemon_->CountFds();
-      tasks = CountTasks(daemon_->pid());
     }
     EXPECT_LE(fds, fds_before_);
-    EXPECT_LE(tasks, tasks_before_);
+    int admitted = 0;
+    while (admitted < kStreamSlots && absl::Now() < until) {
+      admitted = OpenStreamsAtOnce();
+    }
+    EXPECT_EQ(admitted, kStreamSlots) << "a cut stream's handler holds its slot";
+  }
+
+  // Opens kStreamSlots Events streams together; how many the daemon
+  // admitted (an admitted one stays open until its deadline, a refused one
+  // ends at once with RESOURCE_EXHAUSTED).
+  int OpenStreamsAtOnce() {
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::ClientReader<v1::ProcessEvent>>> streams;
+    for (int i = 0; i < kStreamSlots; ++i) {
+      contexts.push_back(Ctx(absl::Seconds(1)));
+      streams.push_back(processes_->Events(contexts.back().get(), {}));
+      streams.back()->WaitForInitialMetadata();
+    }
+    int admitted = 0;
+    for (auto& stream : streams) {
+      v1::ProcessEvent event;
+      while (stream->Read(&event)) {
+      }
+      if (stream->Finish().error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        ++admitted;
+      }
+    }
+    return admitted;
   }
 
   std::unique_ptr<DaemonHarness> daemon_;
@@ -120,7 +145,7 @@ class StreamDisconnectTest : public ::testing::Test {
   std::unique_ptr<v1::Threads::Stub> threads_;
   std::unique_ptr<v1::Memory::Stub> memory_;
   std::string chatty_, idle_, thread_, pointer_;
-  int fds_before_ = 0, tasks_before_ = 0;
+  int fds_before_ = 0;
 };
 
 TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
