@@ -85,13 +85,8 @@ TEST(ChurnTest, TwoUsersNeverSeeEachOthersIdentityOrDataUnderFdReuse) {
   }
 
   // Every cut connection is cleaned up: the daemon's fds come back to where
-  // they were (sessions end asynchronously, on hang-up: wait for it).
-  const absl::Time until = absl::Now() + absl::Seconds(30);
-  int fds_after = daemon->CountFds();
-  while (fds_after > fds_before && absl::Now() < until) {
-    absl::SleepFor(absl::Milliseconds(50));
-    fds_after = daemon->CountFds();
-  }
+  // they were.
+  const int fds_after = daemon->AwaitFdsAtMost(fds_before);
   EXPECT_LE(fds_after, fds_before);
 }
 

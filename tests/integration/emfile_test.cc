@@ -96,14 +96,8 @@ TEST(EmfileTest, OutOfFdsIsAClearRefusalAndLeavesNothingBehind) {
     v1::RemoveProcessResponse removed;
     EXPECT_TRUE(processes->Remove(Ctx().get(), remove, &removed).ok());
   }
-  // Everything the refused and the ended calls held is closed (agents are
-  // reaped asynchronously: wait for it, bounded).
-  const absl::Time until = absl::Now() + absl::Seconds(30);
-  int fds_after = daemon->CountFds();
-  while (fds_after > fds_before && absl::Now() < until) {
-    absl::SleepFor(absl::Milliseconds(50));
-    fds_after = daemon->CountFds();
-  }
+  // Everything the refused and the ended calls held is closed.
+  const int fds_after = daemon->AwaitFdsAtMost(fds_before);
   EXPECT_LE(fds_after, fds_before);
 
   // With its limit back, it spawns again.

@@ -102,13 +102,8 @@ class StreamDisconnectTest : public ::testing::Test {
   // open at once. (The daemon's thread count is no measure: gRPC's own
   // pools grow on demand and keep idle threads.)
   void ExpectBackToBaseline() {
+    EXPECT_LE(daemon_->AwaitFdsAtMost(fds_before_), fds_before_);
     const absl::Time until = absl::Now() + absl::Seconds(30);
-    int fds = daemon_->CountFds();
-    while (fds > fds_before_ && absl::Now() < until) {
-      absl::SleepFor(absl::Milliseconds(50));
-      fds = daemon_->CountFds();
-    }
-    EXPECT_LE(fds, fds_before_);
     int admitted = 0;
     while (admitted < kStreamSlots && absl::Now() < until) {
       admitted = OpenStreamsAtOnce();
