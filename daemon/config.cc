@@ -1,8 +1,11 @@
 // See config.h.
 #include "daemon/config.h"
 
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/text_format.h"
@@ -56,15 +59,58 @@ absl::StatusOr<DaemonConfig> LoadConfigFile(const std::string& path,
   }
   std::stringstream text;
   text << in.rdbuf();
+  return ParseConfigText(text.str(), std::move(base),
+                         absl::StrCat("config file ", path));
+}
+
+absl::StatusOr<DaemonConfig> ParseConfigText(absl::string_view text,
+                                             DaemonConfig base,
+                                             absl::string_view origin) {
   DaemonConfig from_file;
-  if (!google::protobuf::TextFormat::ParseFromString(text.str(), &from_file)) {
+  // TextFormat takes its input by std::string.
+  if (!google::protobuf::TextFormat::ParseFromString(std::string(text),
+                                                     &from_file)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "config file ", path, " is not a valid text-format DaemonConfig "
+        origin, " is not a valid text-format DaemonConfig "
         "(see deploy/procwarpd.conf.example)"));
   }
   // Fields set in the file replace the defaults; limits merge field by field.
   base.MergeFrom(from_file);
   return base;
+}
+
+absl::Status ValidateConfig(const DaemonConfig& config) {
+  const auto& limits = config.limits();
+  // Root is served whatever non-admins do only if they cannot take every
+  // thread gRPC may run.
+  // In 64 bits: two uint32 limits must not wrap around to a small sum.
+  if (limits.max_calls_non_admin_total() == 0 ||
+      uint64_t{limits.max_server_threads()} <=
+          uint64_t{limits.max_calls_non_admin_total()} +
+              limits.max_calls_per_admin()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "limits.max_server_threads (", limits.max_server_threads(),
+        ") must be more than limits.max_calls_non_admin_total (",
+        limits.max_calls_non_admin_total(), ", not 0) plus "
+        "limits.max_calls_per_admin (", limits.max_calls_per_admin(),
+        "): otherwise non-admin users together could take the threads root "
+        "needs"));
+  }
+  // gRPC takes these as int: larger values would wrap to negative ones.
+  const std::pair<const char*, uint64_t> int_limits[] = {
+      {"max_server_threads", limits.max_server_threads()},
+      {"max_receive_message_bytes", limits.max_receive_message_bytes()},
+      {"max_send_message_bytes", limits.max_send_message_bytes()},
+      {"max_calls_per_connection", limits.max_calls_per_connection()},
+  };
+  for (const auto& [name, value] : int_limits) {
+    if (value > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "limits.", name, " (", value, ") is more than gRPC takes (",
+          std::numeric_limits<int>::max(), ")"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace procwarp

@@ -170,19 +170,7 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
         "keeper \"", config.keeper(), "\" is neither \"process\" nor \"systemd\""));
   }
   if (config.socket_path().empty()) config.set_socket_path(StandardSocketPath());
-  // Root is served whatever non-admins do only if they cannot take every
-  // thread gRPC may run.
-  if (limits->max_calls_non_admin_total() == 0 ||
-      limits->max_server_threads() <=
-          limits->max_calls_non_admin_total() + limits->max_calls_per_admin()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "limits.max_server_threads (", limits->max_server_threads(),
-        ") must be more than limits.max_calls_non_admin_total (",
-        limits->max_calls_non_admin_total(), ", not 0) plus "
-        "limits.max_calls_per_admin (", limits->max_calls_per_admin(),
-        "): otherwise non-admin users together could take the threads root "
-        "needs"));
-  }
+  if (absl::Status valid = ValidateConfig(config); !valid.ok()) return valid;
   return config;
 }
 

@@ -10,6 +10,9 @@ PACKAGES=(
   libabsl-dev libsystemd-dev libgtest-dev libgmock-dev libcli11-dev
   # ELF symbol lookup in attached targets (daemon/exec)
   libelf-dev libdw-dev
+  # the fuzz build (--config=fuzz, docs/fuzzing.md): clang and its libFuzzer
+  # and sanitizer runtimes
+  clang libclang-rt-dev
   # tests: unit verification, the real-systemd container test, and a daemon
   # confined by seccomp
   systemd debootstrap debian-archive-keyring systemd-container zstd procps

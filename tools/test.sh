@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the whole test suite: every test
 # in the normal build, then the daemon and integration tests again under
-# ASan+UBSan. Ends with "N passed, N failed" on a line of its own and exits
+# ASan+UBSan, then a short libFuzzer run of every fuzz target. Ends with "N passed, N failed" on a line of its own and exits
 # non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,11 @@ run_suite() {
 
 run_suite default "" //...
 run_suite asan "--config=asan" //daemon/... //tests/integration/... //agent/...
+# The fuzz targets, a few seconds each under libFuzzer (clang, ASan+UBSan):
+# their smoke tests, built with --config=fuzz (docs/fuzzing.md). The long
+# runs are tools/fuzz.sh.
+mapfile -t fuzz_smoke < <(bazel query 'attr(tags, "fuzz_smoke", tests(//...))' 2>/dev/null)
+run_suite fuzz "--config=fuzz" "${fuzz_smoke[@]}"
 
 python3 tools/count_tests.py "$results"
 count_rc=$?

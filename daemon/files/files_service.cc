@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "daemon/files/file_requests.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
@@ -23,14 +24,6 @@
 
 namespace procwarp {
 namespace {
-
-absl::Status CheckFd(int fd, absl::string_view field) {
-  if (fd < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " ", fd, " is not a file descriptor number"));
-  }
-  return absl::OkStatus();
-}
 
 // One fd's entry from /proc/PID/fd and /proc/PID/fdinfo of the process
 // behind `proc` (`fd_dir` is its open /proc/PID/fd).
@@ -122,7 +115,7 @@ grpc::Status FilesService::CloseFd(grpc::ServerContext* context,
                                    const procwarp::v1::CloseFdRequest* request,
                                    procwarp::v1::CloseFdResponse*) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    RETURN_IF_ERROR(CheckFd(request->fd(), "CloseFd: fd"));
+    RETURN_IF_ERROR(CheckCloseFdRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     return thread
         ->CheckedSyscall(
@@ -137,10 +130,7 @@ grpc::Status FilesService::DupFd(grpc::ServerContext* context,
                                  const procwarp::v1::DupFdRequest* request,
                                  procwarp::v1::DupFdResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    RETURN_IF_ERROR(CheckFd(request->fd(), "DupFd: fd"));
-    if (request->has_target_fd()) {
-      RETURN_IF_ERROR(CheckFd(request->target_fd(), "DupFd: target_fd"));
-    }
+    RETURN_IF_ERROR(CheckDupFdRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     const uint64_t fd = request->fd();
     int64_t r;
@@ -173,10 +163,7 @@ grpc::Status FilesService::TransferFd(
     grpc::ServerContext* context, const procwarp::v1::TransferFdRequest* request,
     procwarp::v1::TransferFdResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    RETURN_IF_ERROR(CheckFd(request->source_fd(), "TransferFd: source_fd"));
-    if (request->has_target_fd()) {
-      RETURN_IF_ERROR(CheckFd(request->target_fd(), "TransferFd: target_fd"));
-    }
+    RETURN_IF_ERROR(CheckTransferFdRequest(*request));
     ASSIGN_OR_RETURN(auto source,
                      table_->Find(request->source_thread_id(), caller));
     ASSIGN_OR_RETURN(auto target,
@@ -211,7 +198,7 @@ grpc::Status FilesService::SetCloexec(
     grpc::ServerContext* context, const procwarp::v1::SetCloexecRequest* request,
     procwarp::v1::SetCloexecResponse*) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    RETURN_IF_ERROR(CheckFd(request->fd(), "SetCloexec: fd"));
+    RETURN_IF_ERROR(CheckSetCloexecRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     return thread
         ->CheckedSyscall(
@@ -248,7 +235,7 @@ grpc::Status FilesService::ExportFd(grpc::ServerContext* context,
         session, "Files.ExportFd",
         "Files.TransferFd between threads on the daemon's host"));
     const Identity& caller = session.identity;
-    RETURN_IF_ERROR(CheckFd(request->fd(), "ExportFd: fd"));
+    RETURN_IF_ERROR(CheckExportFdRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     RETURN_IF_ERROR(CheckSideChannel(session, "ExportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());
@@ -274,11 +261,7 @@ grpc::Status FilesService::ImportFd(grpc::ServerContext* context,
         session, "Files.ImportFd",
         "Files.TransferFd, or open the file with a syscall in the thread"));
     const Identity& caller = session.identity;
-    if (request->target_fd() < -1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "ImportFd: target_fd ", request->target_fd(),
-          " is neither -1 nor a file descriptor number"));
-    }
+    RETURN_IF_ERROR(CheckImportFdRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     RETURN_IF_ERROR(CheckSideChannel(session, "ImportFd"));
     RETURN_IF_ERROR(thread->CheckAlive());

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "daemon/memory/memory_requests.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
@@ -22,28 +23,7 @@
 namespace procwarp {
 namespace {
 
-// Unary replies stay under gRPC's default 4 MiB receive limit of clients.
-constexpr uint64_t kMaxUnaryBytes = (4 << 20) - (64 << 10);
 constexpr uint64_t kStreamChunk = 1 << 20;
-// An allocation larger than this is more likely a mistake than a plan.
-constexpr uint64_t kMaxAllocation = uint64_t{1} << 40;
-
-absl::StatusOr<int> ProtectionBits(procwarp::v1::Protection protection) {
-  switch (protection) {
-    case procwarp::v1::PROTECTION_UNSPECIFIED:
-    case procwarp::v1::PROTECTION_READ_WRITE:
-      return PROT_READ | PROT_WRITE;
-    case procwarp::v1::PROTECTION_READ:
-      return PROT_READ;
-    case procwarp::v1::PROTECTION_READ_EXEC:
-      return PROT_READ | PROT_EXEC;
-    case procwarp::v1::PROTECTION_READ_WRITE_EXEC:
-      return PROT_READ | PROT_WRITE | PROT_EXEC;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("Allocate: unknown protection ", protection));
-  }
-}
 
 // All of /proc/PID/maps of the process behind `proc`.
 absl::Status ReadMaps(const ProcDir& proc, std::string* text) {
@@ -63,17 +43,6 @@ absl::Status ReadMaps(const ProcDir& proc, std::string* text) {
 }
 
 }  // namespace
-
-absl::Status CheckPointerRange(const procwarp::v1::Pointer& pointer,
-                               uint64_t offset, uint64_t length,
-                               absl::string_view call) {
-  if (offset > pointer.size() || length > pointer.size() - offset) {
-    return absl::OutOfRangeError(absl::StrCat(
-        call, ": bytes [", offset, ", ", offset + length, ") are outside pointer ",
-        pointer.id(), " of ", pointer.size(), " bytes"));
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::vector<procwarp::v1::Mapping>> ParseMaps(
     absl::string_view text) {
@@ -113,12 +82,7 @@ grpc::Status MemoryService::Allocate(grpc::ServerContext* context,
                                      const procwarp::v1::AllocateRequest* request,
                                      procwarp::v1::AllocateResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    if (request->size() == 0 || request->size() > kMaxAllocation) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Allocate: size ", request->size(), " must be between 1 and ",
-          kMaxAllocation));
-    }
-    ASSIGN_OR_RETURN(int prot, ProtectionBits(request->protection()));
+    ASSIGN_OR_RETURN(int prot, CheckAllocateRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Find(request->thread_id(), caller));
     ASSIGN_OR_RETURN(uint64_t address,
                      thread->Map(caller, request->size(), prot, "Allocate"));
@@ -141,13 +105,7 @@ grpc::Status MemoryService::Read(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(ResolvedPointer p,
                      table_->FindPointer(request->pointer_id(), caller));
-    RETURN_IF_ERROR(CheckPointerRange(p.pointer, request->offset(),
-                                      request->length(), "Read"));
-    if (request->length() > kMaxUnaryBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Read: ", request->length(), " bytes is more than one reply carries (",
-          kMaxUnaryBytes, "); use ReadStream"));
-    }
+    RETURN_IF_ERROR(CheckReadRequest(p.pointer, *request));
     std::string* data = response->mutable_data();
     data->resize(request->length());
     return p.thread->ReadMemory(caller, p.pointer.address() + request->offset(),
@@ -252,12 +210,7 @@ absl::Status MemoryService::DirectCopy(
   const Identity& caller = session.identity;
   ASSIGN_OR_RETURN(ResolvedPointer p,
                    table_->FindPointer(request.pointer_id(), caller));
-  RETURN_IF_ERROR(
-      CheckPointerRange(p.pointer, request.offset(), request.length(), call));
-  if (request.client_address() == 0 && request.length() > 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(call, ": client_address must not be 0"));
-  }
+  RETURN_IF_ERROR(CheckDirectMemoryRequest(p.pointer, request, call));
   if (caller.pid <= 0 || session.peer_pidfd == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         call, ": only a local client (whose pid the daemon knows) can be "

@@ -64,11 +64,6 @@ class MemoryService final : public procwarp::v1::Memory::Service {
   const CallerResolver* callers_;
 };
 
-// OUT_OF_RANGE unless [offset, offset+length) lies inside `pointer`.
-absl::Status CheckPointerRange(const procwarp::v1::Pointer& pointer,
-                               uint64_t offset, uint64_t length,
-                               absl::string_view call);
-
 // Parses the text of /proc/PID/maps.
 absl::StatusOr<std::vector<procwarp::v1::Mapping>> ParseMaps(
     absl::string_view text);

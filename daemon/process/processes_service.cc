@@ -11,9 +11,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "daemon/process/process_requests.h"
 #include "daemon/server/log.h"
 #include "daemon/server/paging.h"
-#include "daemon/server/record_bounds.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -31,14 +31,6 @@ absl::Status CallEnded(const grpc::ServerContext* context) {
   if (context->IsCancelled()) return absl::CancelledError("call cancelled");
   if (absl::FromChrono(context->deadline()) <= absl::Now()) {
     return absl::DeadlineExceededError("deadline passed before the process exited");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateSignal(int signal) {
-  if (signal < 0 || signal > SIGRTMAX) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "signal ", signal, " is out of range (0..", SIGRTMAX, ")"));
   }
   return absl::OkStatus();
 }
@@ -64,8 +56,7 @@ grpc::Status ProcessesService::Spawn(grpc::ServerContext* context,
                                      const procwarp::v1::SpawnRequest* request,
                                      procwarp::v1::SpawnResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "Spawn"));
-    RETURN_IF_ERROR(CheckArgvBytes(request->argv(), "Spawn"));
+    RETURN_IF_ERROR(CheckSpawnRequest(*request));
     std::optional<SlotLimiter::Slot> charge;
     if (record_bytes_ != nullptr) {
       ASSIGN_OR_RETURN(auto held, record_bytes_->Acquire(
@@ -109,7 +100,7 @@ grpc::Status ProcessesService::Signal(grpc::ServerContext* context,
                                       const procwarp::v1::SignalRequest* request,
                                       procwarp::v1::SignalResponse*) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    RETURN_IF_ERROR(ValidateSignal(request->signal()));
+    RETURN_IF_ERROR(CheckSignalRequest(*request));
     ASSIGN_OR_RETURN(auto process, table_->Find(request->id(), caller));
     RETURN_IF_ERROR(process->Signal(request->signal()));
     Audit("signal", caller,
@@ -134,10 +125,7 @@ grpc::Status ProcessesService::List(
     grpc::ServerContext* context, const procwarp::v1::ListProcessesRequest* request,
     procwarp::v1::ListProcessesResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    if (request->all() && !caller.admin) {
-      return absl::PermissionDeniedError(
-          "listing every user's processes needs root or the admin group");
-    }
+    RETURN_IF_ERROR(CheckListProcessesRequest(*request, caller));
     // The table lists in id order.
     response->set_next_page_token(FillPage(
         table_->List(caller, request->all()), request->page_token(),
@@ -181,11 +169,7 @@ grpc::Status ProcessesService::ResizePty(
     grpc::ServerContext* context, const procwarp::v1::ResizePtyRequest* request,
     procwarp::v1::ResizePtyResponse*) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    if (request->size().rows() == 0 || request->size().cols() == 0 ||
-        request->size().rows() > 0xffff || request->size().cols() > 0xffff) {
-      return absl::InvalidArgumentError(
-          "window size needs rows and cols between 1 and 65535");
-    }
+    RETURN_IF_ERROR(CheckResizePtyRequest(*request));
     ASSIGN_OR_RETURN(auto process, table_->Find(request->id(), caller));
     return process->ResizePty(request->size().rows(), request->size().cols());
   });

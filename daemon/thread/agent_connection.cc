@@ -104,7 +104,9 @@ AgentCall AgentCall::Syscall(int64_t nr, absl::Span<const uint64_t> args) {
 AgentConnection::AgentConnection(UniqueFd socket, int pidfd, std::string name)
     : socket_(std::move(socket)), pidfd_(pidfd), name_(std::move(name)) {
   absl::MutexLock lock(&mu_);
-  in_.resize(kInBufferSize);
+  // Not zero-filled: its pages are touched only as replies arrive (zeroing
+  // 256 KiB is 64 page faults per thread on these machines; DESIGN.md).
+  in_.reset(new char[kInBufferSize]);
 }
 
 absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
@@ -179,7 +181,7 @@ absl::Status AgentConnection::ReadHello() {
       return Broken(absl::StrCat(name_, ": procwarp-agent exited at start-up"));
     }
   }
-  memcpy(&hello_, in_.data(), sizeof(hello_));
+  memcpy(&hello_, in_.get(), sizeof(hello_));
   Consume(sizeof(hello_));
   if (hello_.magic != PW_AGENT_MAGIC ||
       hello_.version != PW_AGENT_PROTOCOL_VERSION ||
@@ -294,13 +296,13 @@ absl::Status AgentConnection::ReceiveSome(bool* got_data, bool wait) {
     if (fds_.size() >= kMaxQueuedFds) return absl::OkStatus();  // parse first
     if (in_begin_ == in_end_) {
       in_begin_ = in_end_ = 0;
-    } else if (in_end_ == in_.size()) {
+    } else if (in_end_ == kInBufferSize) {
       if (in_begin_ == 0) return absl::OkStatus();  // full: parse first
-      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+      std::memmove(in_.get(), in_.get() + in_begin_, in_end_ - in_begin_);
       in_end_ -= in_begin_;
       in_begin_ = 0;
     }
-    iovec iov = {in_.data() + in_end_, in_.size() - in_end_};
+    iovec iov = {in_.get() + in_end_, kInBufferSize - in_end_};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -325,7 +327,7 @@ absl::Status AgentConnection::ReceiveSome(bool* got_data, bool wait) {
     *got_data = true;
     wait = false;  // got something: take only what else is already there
     in_end_ += n;
-    if (in_end_ < in_.size()) return absl::OkStatus();
+    if (in_end_ < kInBufferSize) return absl::OkStatus();
   }
 }
 
@@ -375,7 +377,7 @@ absl::Status AgentConnection::Parse(absl::Span<const AgentCall> calls,
       size_t n = std::min<uint64_t>(payload_left_, in_end_ - in_begin_);
       if (n == 0) break;
       if (payload_into_ != nullptr) {
-        memcpy(payload_into_, in_.data() + in_begin_, n);
+        memcpy(payload_into_, in_.get() + in_begin_, n);
         payload_into_ += n;
       }
       Consume(n);
@@ -398,7 +400,7 @@ absl::Status AgentConnection::Parse(absl::Span<const AgentCall> calls,
     const bool has_fd = !fds_.empty() && fds_.front().first <= at &&
                         at + sizeof(pw_agent_response) >= fds_.front().end;
     pw_agent_response resp;
-    memcpy(&resp, in_.data() + in_begin_, sizeof(resp));
+    memcpy(&resp, in_.get() + in_begin_, sizeof(resp));
     Consume(sizeof(resp));
     if (resp.tag != expected_tag_ || expected_tag_ >= next_tag_) {
       return Violation(absl::StrCat(

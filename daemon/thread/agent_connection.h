@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -200,7 +201,7 @@ class AgentConnection {
   // Requests of cancelled Runs still due a reply (tags from expected_tag_).
   std::deque<Expected> stale_ ABSL_GUARDED_BY(mu_);
   // Received bytes not yet parsed: in_[in_begin_, in_end_).
-  std::vector<char> in_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<char[]> in_ ABSL_GUARDED_BY(mu_);
   size_t in_begin_ ABSL_GUARDED_BY(mu_) = 0;
   size_t in_end_ ABSL_GUARDED_BY(mu_) = 0;
   // Stream offset of in_[in_begin_] (bytes parsed so far, hello included).

@@ -179,9 +179,6 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
           " is an attached thread; only agent threads clone children"));
     }
     options.owner = parent->owner();
-  } else if (request.share_fd_table()) {
-    return absl::InvalidArgumentError(
-        "CreateThread: share_fd_table needs a parent_thread_id");
   }
   const std::string owner_key = options.owner.OwnerKey();
   RETURN_IF_ERROR(ReserveSlot(options.owner));

@@ -53,7 +53,7 @@ class ThreadTable {
   // Starts a thread for `caller` on session `session_id`: launched by the
   // daemon, or cloned by request.parent_thread_id (which must be a thread
   // `caller` may use: NOT_FOUND otherwise); a child belongs to its parent's
-  // owner.
+  // owner. `request` passed CheckCreateThreadRequest (thread_requests.h).
   absl::StatusOr<std::shared_ptr<Thread>> Create(
       const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
       uint64_t session_id);

@@ -27,91 +27,11 @@
 #include "absl/time/clock.h"
 #include "daemon/server/log.h"
 #include "daemon/server/paging.h"
-#include "daemon/server/record_bounds.h"
+#include "daemon/thread/thread_requests.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
-namespace {
-
-constexpr int kMaxArgs = 6;
-// One Execute message may not hold more than this many syscalls: the
-// replies must fit a gRPC message and the agent's socket buffers.
-constexpr int kMaxBatch = 65536;
-// Most bytes of path, argv and env strings Exec writes into a thread (the
-// kernel's own limit is a quarter of the stack rlimit).
-constexpr size_t kMaxExecStrings = 1 << 20;
-
-// The strings and pointer arrays execve needs, laid out for one block of
-// thread memory at `base`: argv[] and envp[] (NULL-terminated), then the
-// NUL-terminated path, args and env strings.
-std::string ExecBlock(uint64_t base, const std::string& path,
-                      const procwarp::v1::ExecRequest& request) {
-  const size_t argc = request.argv_size();
-  const size_t envc = request.env_size();
-  const size_t arrays = (argc + 1 + envc + 1) * sizeof(uint64_t);
-  std::vector<uint64_t> pointers;
-  std::string strings;
-  auto add = [&](const std::string& s) {
-    uint64_t address = base + arrays + strings.size();
-    strings.append(s);
-    strings.push_back('\0');
-    return address;
-  };
-  add(path);
-  for (const std::string& arg : request.argv()) pointers.push_back(add(arg));
-  pointers.push_back(0);
-  for (const std::string& var : request.env()) pointers.push_back(add(var));
-  pointers.push_back(0);
-  std::string block(arrays, '\0');
-  memcpy(block.data(), pointers.data(), arrays);
-  return block + strings;
-}
-
-absl::Status ValidateExec(const procwarp::v1::ExecRequest& request) {
-  if (request.argv_size() == 0) {
-    return absl::InvalidArgumentError("Exec: argv is empty");
-  }
-  size_t total = request.path().size();
-  auto check = [&](const std::string& s, absl::string_view what) {
-    total += s.size() + 1;
-    if (s.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("Exec: ", what, " contains a NUL byte"));
-    }
-    return absl::OkStatus();
-  };
-  RETURN_IF_ERROR(check(request.path(), "path"));
-  for (const std::string& arg : request.argv()) {
-    RETURN_IF_ERROR(check(arg, "an argv string"));
-  }
-  for (const std::string& var : request.env()) {
-    RETURN_IF_ERROR(check(var, "an env string"));
-  }
-  if (total > kMaxExecStrings) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Exec: path, argv and env add up to ", total,
-                     " bytes; at most ", kMaxExecStrings));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ToThreadSyscall(const procwarp::v1::Syscall& syscall, int index,
-                             ThreadSyscall* call) {
-  if (syscall.args_size() > kMaxArgs) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "syscall ", index, " (number ", syscall.number(), ") has ",
-        syscall.args_size(), " arguments; at most 6"));
-  }
-  *call = ThreadSyscall();
-  call->nr = syscall.number();
-  for (int i = 0; i < syscall.args_size(); ++i) {
-    call->args[i] = static_cast<uint64_t>(syscall.args(i));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 grpc::Status ThreadsService::CreateThread(
     grpc::ServerContext* context,
@@ -119,7 +39,7 @@ grpc::Status ThreadsService::CreateThread(
     procwarp::v1::CreateThreadResponse* response) {
   return WithSession(*callers_, context, [&](const Session& session) {
     const Identity& caller = session.identity;
-    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "CreateThread"));
+    RETURN_IF_ERROR(CheckCreateThreadRequest(*request));
     ASSIGN_OR_RETURN(auto thread, table_->Create(*request, caller, session.id));
     *response->mutable_thread() = thread->Info();
     Audit("thread_create", caller,
@@ -136,7 +56,7 @@ grpc::Status ThreadsService::AttachThread(
     procwarp::v1::AttachThreadResponse* response) {
   return WithSession(*callers_, context, [&](const Session& session) {
     const Identity& caller = session.identity;
-    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "AttachThread"));
+    RETURN_IF_ERROR(CheckAttachThreadRequest(*request));
     AttachedThread::Target target;
     target.pid = request->pid();
     target.tid = request->has_tid() ? request->tid() : 0;
@@ -203,20 +123,7 @@ grpc::Status ThreadsService::Execute(
     const CancelCheck cancelled = [context] { return context->IsCancelled(); };
     uint64_t batch = 0;
     do {
-      if (!request.thread_id().empty() && request.thread_id() != thread->id()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "Execute: message ", batch, " names thread ", request.thread_id(),
-            " but the stream is for ", thread->id()));
-      }
-      if (request.syscalls_size() > kMaxBatch) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "Execute: message ", batch, " has ", request.syscalls_size(),
-            " syscalls; at most ", kMaxBatch, " per message"));
-      }
-      calls.resize(request.syscalls_size());
-      for (int i = 0; i < request.syscalls_size(); ++i) {
-        RETURN_IF_ERROR(ToThreadSyscall(request.syscalls(i), i, &calls[i]));
-      }
+      RETURN_IF_ERROR(ToThreadSyscalls(request, batch, thread->id(), &calls));
       RETURN_IF_ERROR(thread->ExplainError(thread->Syscalls(
           caller, calls, &results,
           {.stop_all_threads = request.stop_all_threads(),
@@ -266,11 +173,7 @@ grpc::Status ThreadsService::ListThreads(
     grpc::ServerContext* context, const procwarp::v1::ListThreadsRequest* request,
     procwarp::v1::ListThreadsResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    if (request->all() && !caller.admin) {
-      return absl::PermissionDeniedError(
-          "ListThreads: listing every user's threads needs root or the admin "
-          "group");
-    }
+    RETURN_IF_ERROR(CheckListThreadsRequest(*request, caller));
     // The table lists in id order.
     response->set_next_page_token(FillPage(
         table_->List(caller, request->all()), request->page_token(),
@@ -300,8 +203,7 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
                                   const procwarp::v1::ExecRequest* request,
                                   procwarp::v1::ExecResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) {
-    RETURN_IF_ERROR(ValidateExec(*request));
-    RETURN_IF_ERROR(CheckLabelBytes(request->labels(), "Exec"));
+    RETURN_IF_ERROR(CheckExecRequest(*request));
     ASSIGN_OR_RETURN(auto handle, table_->Find(request->thread_id(), caller));
     // Only an agent turns into the program it execs; an attached process is
     // not ours to replace.

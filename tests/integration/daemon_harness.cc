@@ -19,6 +19,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -213,6 +214,16 @@ int DaemonHarness::CountFds() const {
     ++n;
   }
   return n;
+}
+
+int DaemonHarness::AwaitFdsAtMost(int baseline, absl::Duration timeout) const {
+  const absl::Time until = absl::Now() + timeout;
+  int fds = CountFds();
+  while (fds > baseline && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(50));
+    fds = CountFds();
+  }
+  return fds;
 }
 
 long DaemonHarness::RssKb() const {

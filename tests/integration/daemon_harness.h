@@ -74,6 +74,11 @@ class DaemonHarness {
   // Open fds and resident memory of the daemon, for leak checks.
   int CountFds() const;
   long RssKb() const;
+  // The daemon's fd count once it is at most `baseline`, or as it stands
+  // after `timeout`: what ended calls and sessions held is released
+  // asynchronously (on hang-up, at the next cancellation check).
+  int AwaitFdsAtMost(int baseline,
+                     absl::Duration timeout = absl::Seconds(30)) const;
 
   // SIGTERM and wait; returns the exit code (or 128+signal).
   int Stop();

@@ -19,6 +19,25 @@ namespace procwarp::testing {
 // separate connections.
 std::shared_ptr<grpc::Channel> NewUnixChannel(const std::string& socket_path);
 
+// A channel on a connection the client made itself, keeping a second fd of
+// the socket: Cut() shuts the connection down under whatever calls are in
+// flight (the daemon sees the hang-up, closes its fd and may reuse the
+// number). Dies (abort) if the socket cannot be reached.
+class CuttableChannel {
+ public:
+  explicit CuttableChannel(const std::string& socket_path);
+  ~CuttableChannel();
+  CuttableChannel(const CuttableChannel&) = delete;
+  CuttableChannel& operator=(const CuttableChannel&) = delete;
+
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  void Cut() const;
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  int raw_ = -1;
+};
+
 // Deadline-bound ClientContext.
 std::unique_ptr<grpc::ClientContext> Ctx(
     absl::Duration timeout = absl::Seconds(30));
