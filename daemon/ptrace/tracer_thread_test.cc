@@ -466,6 +466,31 @@ TEST(TracerThreadTest, TargetKilledWhileStoppedForInjection) {
   tracer.reset();  // nothing left to detach
 }
 
+// The work's own NOT_FOUND (say, a symbol the target does not have) is an
+// answer, not the target dying: with no deadline at all the call still
+// returns, with the work's status, and the target is attached and runs on.
+TEST(TracerThreadTest, WorkNotFoundOnALiveTargetReturnsAtOnce) {
+  ReadyTarget t = StartReady({TargetPath(), "read"});
+  auto tracer = AttachTo(t.process);
+  ASSERT_NE(tracer, nullptr);
+  absl::Status st = tracer->Run([](Operation& op) -> absl::Status {
+    if (absl::StatusOr<SyscallResult> r = op.Syscall(SYS_getpid); !r.ok()) return r.status();
+    return absl::NotFoundError("no symbol 'missing' in the target");
+  }, absl::InfiniteFuture());
+  EXPECT_TRUE(absl::IsNotFound(st)) << st;
+  EXPECT_EQ(st.message(), "no symbol 'missing' in the target");
+  EXPECT_TRUE(tracer->status().ok()) << tracer->status();
+  absl::StatusOr<SyscallResult> pid;
+  ASSERT_TRUE(tracer->Run([&](Operation& op) {
+    pid = op.Syscall(SYS_getpid);
+    return pid.status();
+  }, Soon()).ok());
+  EXPECT_EQ(pid->value, t.process.pid());
+  tracer.reset();
+  ASSERT_TRUE(t.process.Write("alive").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=5 data=alive errno=0");
+}
+
 TEST(TracerThreadTest, DeadlineAbortsABlockedInjectionAndPutsTheTargetBack) {
   ReadyTarget t = StartReady({TargetPath(), "read"});
   auto tracer = AttachTo(t.process);
