@@ -48,6 +48,8 @@ DaemonConfig DefaultConfig() {
   limits->set_max_queued_event_bytes(1 << 20);
   limits->set_max_record_bytes_per_identity(64 << 20);
   limits->set_max_record_bytes_per_admin(uint64_t{1} << 30);
+  limits->set_exec_operation_timeout_ms(60000);
+  limits->set_max_library_handles_per_identity(64);
   return config;
 }
 

@@ -82,6 +82,8 @@ struct Flags {
   std::optional<std::string> tls_key;
   std::optional<std::string> state_dir;
   std::optional<std::string> keeper;
+  std::optional<uint32_t> exec_operation_timeout_ms;
+  std::optional<uint32_t> max_library_handles;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
@@ -142,6 +144,12 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   }
   if (flags.max_record_bytes) {
     limits->set_max_record_bytes_per_identity(*flags.max_record_bytes);
+  }
+  if (flags.exec_operation_timeout_ms) {
+    limits->set_exec_operation_timeout_ms(*flags.exec_operation_timeout_ms);
+  }
+  if (flags.max_library_handles) {
+    limits->set_max_library_handles_per_identity(*flags.max_library_handles);
   }
   for (const std::string& address : flags.listen_tcp) config.add_listen_tcp(address);
   if (flags.tls_ca) config.mutable_tls()->set_ca_file(*flags.tls_ca);
@@ -392,7 +400,12 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   FilesService files_service(&threads, &callers, fd_side_channel.get());
   // Remote calls and library injection in processes procwarp did not spawn
   // (docs/attach.md); each RPC attaches for its own duration.
-  exec::ExecService exec_service(&callers, exec::ExecLimits());
+  exec::ExecService exec_service(
+      &callers,
+      {.max_operation_time =
+           absl::Milliseconds(config.limits().exec_operation_timeout_ms()),
+       .max_library_handles_per_identity =
+           config.limits().max_library_handles_per_identity()});
 
   HealthService health(
       {v1::Admin::service_full_name(), v1::Processes::service_full_name(),
@@ -537,6 +550,11 @@ int main(int argc, char** argv) {
                  "who holds managed processes' fds while no daemon runs: "
                  "process (default: a keeper process, the daemon's parent) or "
                  "systemd (the service's fd store)");
+  app.add_option("--exec_operation_timeout_ms", flags.exec_operation_timeout_ms,
+                 "the longest one Exec operation (call, inject, unload) may "
+                 "keep its target stopped (default 60000)");
+  app.add_option("--max_library_handles_per_identity", flags.max_library_handles,
+                 "injected-library handles one user may hold (default 64)");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "

@@ -25,7 +25,8 @@ namespace procwarp::internal {
 // the streams): a wedged daemon then gives DEADLINE_EXCEEDED, not a hang.
 inline constexpr absl::Duration kShortCallTimeout = absl::Seconds(30);
 // Deadline for Exec calls, which run code in the target: the daemon caps one
-// operation at 60 s (ExecLimits) anyway.
+// operation at its config's exec_operation_timeout_ms (60 s by default)
+// anyway.
 inline constexpr absl::Duration kExecCallTimeout = absl::Seconds(60);
 
 struct Connection {

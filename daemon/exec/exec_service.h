@@ -7,9 +7,9 @@
 // must pass the kernel's ptrace rule for the target (daemon/security/
 // ptrace_access.h) before the attach and again inside the work, with the
 // target stopped (authority at use; docs/security.md, "Exec"). The work is
-// bounded by the call's deadline, capped at ExecLimits::max_operation_time,
-// and cancelled when the client goes away. Every operation is audit-logged
-// with its outcome.
+// bounded by the call's deadline, capped at ExecLimits::max_operation_time
+// (config exec_operation_timeout_ms), and cancelled when the client goes
+// away. Every operation is audit-logged with its outcome.
 #ifndef PROCWARP_DAEMON_EXEC_EXEC_SERVICE_H_
 #define PROCWARP_DAEMON_EXEC_EXEC_SERVICE_H_
 
@@ -22,6 +22,8 @@
 
 namespace procwarp::exec {
 
+// Filled from the config's Limits (exec_operation_timeout_ms,
+// max_library_handles_per_identity; defaults in daemon/config.cc).
 struct ExecLimits {
   // The longest one operation (attach, call, detach) may take, whatever the
   // client's deadline.

@@ -1,7 +1,6 @@
 // See transient_attach.h.
 #include "daemon/exec/transient_attach.h"
 
-#include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -43,12 +42,6 @@ class CancelWatcher {
   std::thread thread_;
 };
 
-// A pidfd polls readable once its process has exited.
-bool Exited(int pidfd) {
-  pollfd p = {pidfd, POLLIN, 0};
-  return poll(&p, 1, 0) != 0;
-}
-
 }  // namespace
 
 absl::StatusOr<UniqueFd> OpenPidfd(pid_t pid) {
@@ -72,7 +65,6 @@ absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
   ASSIGN_OR_RETURN(std::unique_ptr<ptrace::TracerThread> tracer,
                    ptrace::TracerThread::Attach(std::move(pidfd), pid, {}, deadline));
   absl::Status result;
-  absl::Status work_result;
   {
     CancelWatcher watcher(tracer.get(), std::move(cancelled));
     result = tracer->Run(
@@ -80,19 +72,11 @@ absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
           // Authority at use: the target is stopped, its credentials are
           // those the work will meet.
           RETURN_IF_ERROR(CheckCallerMayPtrace(caller, pid, tracer->pidfd(), what));
-          work_result = work(op);
-          // The tracer takes NOT_FOUND from work for "the target died" and
-          // waits for its exit; a live target's NOT_FOUND (an unknown
-          // symbol) is the work's answer, handed out past the tracer.
-          if (absl::IsNotFound(work_result) && !Exited(tracer->pidfd())) {
-            return absl::OkStatus();
-          }
-          return work_result;
+          return work(op);
         },
         deadline);
   }
   tracer.reset();  // detaches; the target runs on
-  if (result.ok()) result = work_result;
   return result;
 }
 

@@ -267,11 +267,32 @@ absl::Status Tracee::ResumeAfterOperation() {
 absl::Status Tracee::ExplainFailure(absl::Status error) {
   if (!attached()) return end_;
   if (!absl::IsNotFound(error)) return error;
+  // NOT_FOUND is ambiguous: ESRCH from a request on a tracee that was killed
+  // out of its stop, or the work's own answer on a live target (an unknown
+  // symbol). The status code cannot tell them apart; the kernel can.
+  if (!TraceeIsGone()) return error;
+  // SIGKILL took it out of its stop: its exit follows at once; collect it.
   WaitControl bounded;
   bounded.give_up = absl::Now() + absl::Seconds(1);
-  absl::StatusOr<StopEvent> ev = WaitStop(bounded);
+  (void)WaitStop(bounded);
   if (!attached()) return end_;
   return error;
+}
+
+bool Tracee::TraceeIsGone() {
+  if (!stopped_) {
+    // Running (the work resumed it): no stop to ask about. An exit already
+    // reported is collected now; a later one by the idle loop. Never wait
+    // here: a live target would hold the caller until its deadline.
+    siginfo_t info = {};
+    int r = waitid(P_PID, static_cast<id_t>(tid_), &info,
+                   WEXITED | WNOHANG | WNOWAIT | __WALL);
+    return r == 0 && info.si_pid == tid_;
+  }
+  // A tracee in a ptrace-stop answers any request; only SIGKILL (or its
+  // exit) ends that stop behind the tracer's back.
+  absl::StatusOr<unsigned long> probe = PtracePeek(PTRACE_PEEKUSER, tid_, 0);
+  return absl::IsNotFound(probe.status());
 }
 
 void Tracee::SetPendingRestore(ThreadState state) {

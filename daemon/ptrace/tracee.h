@@ -141,9 +141,12 @@ class Tracee {
   // signals (see the file comment).
   absl::Status ResumeAfterOperation();
 
-  // Turns a ptrace error into the reason when the tracee is gone: ESRCH
-  // from a request on a tracee we believed stopped means it was killed (a
-  // SIGKILL ends any ptrace-stop); its exit is collected and returned.
+  // Turns a failed operation's NOT_FOUND into the reason when the tracee is
+  // gone: ESRCH from a request on a tracee we believed stopped means it was
+  // killed (a SIGKILL ends any ptrace-stop); its exit is collected and
+  // returned. Whether it is gone is asked of the kernel, not read from the
+  // status: a NOT_FOUND that the work itself returned on a live tracee (an
+  // unknown symbol) comes back unchanged and at once.
   absl::Status ExplainFailure(absl::Status error);
 
   // Registers that an aborted operation could not restore `state` because
@@ -177,6 +180,9 @@ class Tracee {
   // True at the SIGTRAP signal-delivery-stop of an aborted single-step.
   absl::StatusOr<bool> IsStrayTrap();
   void SendRemembered(size_t first);
+  // True when the kernel says the tracee left its ptrace-stop (killed) or
+  // has an exit pending; never blocks.
+  bool TraceeIsGone();
 
   pid_t pid_;
   pid_t tid_;

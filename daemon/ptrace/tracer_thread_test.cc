@@ -36,7 +36,9 @@
 namespace procwarp::ptrace {
 namespace {
 
+using ::procwarp::testing::ReadyTarget;
 using ::procwarp::testing::RunfilePath;
+using ::procwarp::testing::StartReady;
 using ::procwarp::testing::TargetProcess;
 
 std::string TargetPath() { return RunfilePath("tests/testcases/attach_target"); }
@@ -45,25 +47,6 @@ std::string StaticTargetPath() {
 }
 
 absl::Time Soon() { return absl::Now() + absl::Seconds(20); }
-
-struct Started {
-  TargetProcess process;
-  std::string ready;
-};
-
-Started Start(std::vector<std::string> argv, TargetProcess::Options options = {}) {
-  absl::StatusOr<TargetProcess> p = TargetProcess::Start(argv, options);
-  if (!p.ok()) {
-    ADD_FAILURE() << p.status();
-    abort();
-  }
-  absl::StatusOr<std::string> line = p->ReadLine();
-  if (!line.ok() || !absl::StartsWith(*line, "ready")) {
-    ADD_FAILURE() << "no ready line: " << line.status();
-    abort();
-  }
-  return Started{*std::move(p), *line};
-}
 
 std::unique_ptr<TracerThread> AttachTo(const TargetProcess& p,
                                        AttachOptions options = {}) {
@@ -166,7 +149,7 @@ uint64_t ChecksumStep(uint64_t state, uint64_t i) {
 }
 
 TEST(TracerThreadTest, XStateSizeComesFromTheKernel) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   size_t size = 0;
@@ -188,7 +171,7 @@ TEST(TracerThreadTest, XStateSizeComesFromTheKernel) {
 }
 
 TEST(TracerThreadTest, ChecksumLoopIsUndisturbed) {
-  Started t = Start({TargetPath(), "checksum"});
+  ReadyTarget t = StartReady({TargetPath(), "checksum"});
   std::string file = TempFile("checksum");
   {
     auto tracer = AttachTo(t.process);
@@ -215,7 +198,7 @@ TEST(TracerThreadTest, ChecksumLoopIsUndisturbed) {
 }
 
 TEST(TracerThreadTest, BlockedReadGetsTheDataWrittenLater) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   std::string file = TempFile("read");
   {
     auto tracer = AttachTo(t.process);
@@ -234,7 +217,7 @@ TEST(TracerThreadTest, BlockedReadGetsTheDataWrittenLater) {
 }
 
 TEST(TracerThreadTest, StaticBinaryWorksThroughTheVdso) {
-  Started t = Start({StaticTargetPath(), "read"});
+  ReadyTarget t = StartReady({StaticTargetPath(), "read"});
   std::string file = TempFile("static");
   {
     auto tracer = AttachTo(t.process);
@@ -253,7 +236,7 @@ TEST(TracerThreadTest, StaticBinaryWorksThroughTheVdso) {
 // EINTR shows in the target's report.
 TEST(TracerThreadTest, NanosleepEndsOnTimeWithoutEintr) {
   constexpr int kSleepMs = 1000;
-  Started t = Start({TargetPath(), "sleep", absl::StrCat(kSleepMs)});
+  ReadyTarget t = StartReady({TargetPath(), "sleep", absl::StrCat(kSleepMs)});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   int operations = 0;
@@ -282,7 +265,7 @@ TEST(TracerThreadTest, NanosleepEndsOnTimeWithoutEintr) {
 }
 
 TEST(TracerThreadTest, FutexWaitRestarts) {
-  Started t = Start({TargetPath(), "futex"});
+  ReadyTarget t = StartReady({TargetPath(), "futex"});
   {
     auto tracer = AttachTo(t.process);
     ASSERT_NE(tracer, nullptr);
@@ -297,7 +280,7 @@ TEST(TracerThreadTest, FutexWaitRestarts) {
 }
 
 TEST(TracerThreadTest, EpollWaitSeesNoEintr) {
-  Started t = Start({TargetPath(), "epoll"});
+  ReadyTarget t = StartReady({TargetPath(), "epoll"});
   {
     auto tracer = AttachTo(t.process);
     ASSERT_NE(tracer, nullptr);
@@ -312,7 +295,7 @@ TEST(TracerThreadTest, EpollWaitSeesNoEintr) {
 }
 
 TEST(TracerThreadTest, BatchRunsInOneStop) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   std::vector<SyscallRequest> batch(1000);
@@ -333,7 +316,7 @@ TEST(TracerThreadTest, BatchRunsInOneStop) {
 }
 
 TEST(TracerThreadTest, SignalMaskIsRestored) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   std::string before = SigBlk(t.process.pid());
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
@@ -360,7 +343,7 @@ TEST(TracerThreadTest, SignalMaskIsRestored) {
 // delivered afterwards, not swallowed: SIGUSR1 (default action: terminate)
 // ends the target once the operation is over.
 TEST(TracerThreadTest, SignalArrivingDuringInjectionIsDelivered) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   int pidfd = tracer->pidfd();
@@ -385,7 +368,7 @@ TEST(TracerThreadTest, SignalArrivingDuringInjectionIsDelivered) {
 }
 
 TEST(TracerThreadTest, SeccompRefusalIsReportedAndTargetSurvives) {
-  Started t = Start({TargetPath(), "seccomp"});
+  ReadyTarget t = StartReady({TargetPath(), "seccomp"});
   {
     auto tracer = AttachTo(t.process);
     ASSERT_NE(tracer, nullptr);
@@ -412,7 +395,7 @@ TEST(TracerThreadTest, SeccompRefusalIsReportedAndTargetSurvives) {
 }
 
 TEST(TracerThreadTest, JobControlStoppedTargetIsRefusedUntilContinued) {
-  Started t = Start({TargetPath(), "sigstop"});
+  ReadyTarget t = StartReady({TargetPath(), "sigstop"});
   // Wait for the stop itself (no timing: the state is polled).
   while (ReadStatus(t.process.pid())->state != 'T') sched_yield();
   {
@@ -451,7 +434,7 @@ TEST(TracerThreadTest, JobControlStoppedTargetIsRefusedUntilContinued) {
 }
 
 TEST(TracerThreadTest, TargetExitingDuringAnOperationIsACleanError) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   absl::Status st = tracer->Run([](Operation& op) {
@@ -464,7 +447,7 @@ TEST(TracerThreadTest, TargetExitingDuringAnOperationIsACleanError) {
 }
 
 TEST(TracerThreadTest, TargetKilledWhileStoppedForInjection) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   int pidfd = tracer->pidfd();
@@ -483,8 +466,33 @@ TEST(TracerThreadTest, TargetKilledWhileStoppedForInjection) {
   tracer.reset();  // nothing left to detach
 }
 
+// The work's own NOT_FOUND (say, a symbol the target does not have) is an
+// answer, not the target dying: with no deadline at all the call still
+// returns, with the work's status, and the target is attached and runs on.
+TEST(TracerThreadTest, WorkNotFoundOnALiveTargetReturnsAtOnce) {
+  ReadyTarget t = StartReady({TargetPath(), "read"});
+  auto tracer = AttachTo(t.process);
+  ASSERT_NE(tracer, nullptr);
+  absl::Status st = tracer->Run([](Operation& op) -> absl::Status {
+    if (absl::StatusOr<SyscallResult> r = op.Syscall(SYS_getpid); !r.ok()) return r.status();
+    return absl::NotFoundError("no symbol 'missing' in the target");
+  }, absl::InfiniteFuture());
+  EXPECT_TRUE(absl::IsNotFound(st)) << st;
+  EXPECT_EQ(st.message(), "no symbol 'missing' in the target");
+  EXPECT_TRUE(tracer->status().ok()) << tracer->status();
+  absl::StatusOr<SyscallResult> pid;
+  ASSERT_TRUE(tracer->Run([&](Operation& op) {
+    pid = op.Syscall(SYS_getpid);
+    return pid.status();
+  }, Soon()).ok());
+  EXPECT_EQ(pid->value, t.process.pid());
+  tracer.reset();
+  ASSERT_TRUE(t.process.Write("alive").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=5 data=alive errno=0");
+}
+
 TEST(TracerThreadTest, DeadlineAbortsABlockedInjectionAndPutsTheTargetBack) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   // An injected read on the target's empty stdin blocks until the deadline.
@@ -508,7 +516,7 @@ TEST(TracerThreadTest, DeadlineAbortsABlockedInjectionAndPutsTheTargetBack) {
 // child exits): the operation ends at its deadline saying so, and the target
 // is not harmed — it runs on once its child is done.
 TEST(TracerThreadTest, TargetThatCannotStopEndsAtTheDeadline) {
-  Started t = Start({TargetPath(), "vfork"});
+  ReadyTarget t = StartReady({TargetPath(), "vfork"});
   pid_t pid = t.process.pid();
   absl::Time give_up = absl::Now() + absl::Seconds(10);
   while (ReadStatus(pid)->state != 'D' && absl::Now() < give_up) sched_yield();
@@ -538,7 +546,7 @@ TEST(TracerThreadTest, TargetThatCannotStopEndsAtTheDeadline) {
 // blocked injected read at once, the target is put back, and after the
 // TracerThread is gone it runs on, untraced.
 TEST(TracerThreadTest, CancelAllEndsRunningWorkAndLeavesTargetRunning) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   absl::Notification started;
@@ -570,7 +578,7 @@ char ThreadState(pid_t pid, pid_t tid) {
 }
 
 TEST(TracerThreadTest, StopAllThreadsOnlyWhenAsked) {
-  Started t = Start({TargetPath(), "threads", "3"});
+  ReadyTarget t = StartReady({TargetPath(), "threads", "3"});
   pid_t pid = t.process.pid();
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
@@ -601,7 +609,7 @@ TEST(TracerThreadTest, StopAllThreadsOnlyWhenAsked) {
 }
 
 TEST(TracerThreadTest, AttachToAnotherThread) {
-  Started t = Start({TargetPath(), "threads", "1"});
+  ReadyTarget t = StartReady({TargetPath(), "threads", "1"});
   pid_t pid = t.process.pid();
   pid_t other = 0;
   std::vector<pid_t> all_tids = *ListThreads(pid);
@@ -621,7 +629,7 @@ TEST(TracerThreadTest, AttachToAnotherThread) {
 }
 
 void CheckMemoryPath(MemoryPath path) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   uint64_t buf = Hex(TargetProcess::Field(t.ready, "buf"));
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
@@ -664,7 +672,7 @@ TEST(RemoteMemoryTest, PtracePeekPoke) { CheckMemoryPath(MemoryPath::kPtrace); }
 // choice falls back to /proc/PID/mem. Runs in a forked child so the filter
 // binds only it.
 TEST(RemoteMemoryTest, FallsBackWhenProcessVmIsDenied) {
-  Started t = Start({TargetPath(), "read"});
+  ReadyTarget t = StartReady({TargetPath(), "read"});
   uint64_t buf = Hex(TargetProcess::Field(t.ready, "buf"));
   UniqueFd pidfd = t.process.OpenPidfd();
   pid_t child = fork();
@@ -708,7 +716,7 @@ TEST(TracerThreadTest, ExecOfSetuidProgramEndsTheAttachment) {
   TargetProcess::Options as_nobody;
   as_nobody.uid = 65534;
   std::string copy = ReachableCopy(TargetPath());
-  Started t = Start({copy, "exec", "/usr/bin/mount"}, as_nobody);
+  ReadyTarget t = StartReady({copy, "exec", "/usr/bin/mount"}, as_nobody);
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
   ASSERT_TRUE(tracer->Run([](Operation& op) {
@@ -728,7 +736,7 @@ TEST(TracerThreadTest, ExecOfSetuidProgramEndsTheAttachment) {
 }
 
 TEST(TracerThreadTest, RefusalsNameTheCause) {
-  Started t = Start({TargetPath(), "zombie"});
+  ReadyTarget t = StartReady({TargetPath(), "zombie"});
   pid_t zombie = 0;
   ASSERT_TRUE(absl::SimpleAtoi(TargetProcess::Field(t.ready, "child"), &zombie));
   UniqueFd zombie_fd(static_cast<int>(syscall(SYS_pidfd_open, zombie, 0)));

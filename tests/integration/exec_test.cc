@@ -67,8 +67,15 @@ int CountFds(pid_t pid) {
 
 class ExecTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto daemon = DaemonHarness::Start();
+  void SetUp() override { StartDaemon({}); }
+
+  // (Re)starts the daemon with extra procwarpd `flags` and connects to it.
+  void StartDaemon(std::vector<std::string> flags) {
+    client_.reset();
+    daemon_.reset();
+    DaemonHarness::Options options;
+    options.flags = std::move(flags);
+    auto daemon = DaemonHarness::Start(options);
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
     auto client = Client::Connect(daemon_->socket_path());
@@ -309,6 +316,49 @@ TEST_F(ExecTest, NobodyActsOnlyWhereItCouldPtraceAndLoadsOnlyWhatItCanRead) {
 
   ASSERT_TRUE(roots.process.Write("r").ok());
   EXPECT_EQ(*roots.process.ReadLine(), "read=1 data=r errno=0");
+  ASSERT_TRUE(own.process.Write("o").ok());
+  EXPECT_EQ(*own.process.ReadLine(), "read=1 data=o errno=0");
+}
+
+// Library handles per identity are bounded (docs/security.md, "Bounds"):
+// uid 65534 holding max_library_handles_per_identity handles is refused the
+// next injection before anything is loaded, root is still served, and an
+// unload gives the slot back.
+TEST_F(ExecTest, LibraryHandlesPerUserAreBounded) {
+  StartDaemon({"--max_library_handles_per_identity", "2"});
+  const std::string marker = absl::StrCat(dir_, "/handles-marker");
+  TargetProcess::Options nobody;
+  nobody.env.push_back(absl::StrCat("PW_MARKER_PATH=", marker));
+  nobody.uid = kNobody;
+  ReadyTarget own = StartReady({Copy(Target(), "attach_target", 0755), "read"}, nobody);
+  const std::string pid = absl::StrCat(own.process.pid());
+  // Each injection of the same library is one more dlopen reference and
+  // one more handle.
+  const std::string lib = Copy(MarkerLib(), "marker.so", 0644);
+  std::vector<std::string> handles;
+  for (int i = 0; i < 2; ++i) {
+    std::string out = AsNobody({"inject", pid, lib});
+    ASSERT_THAT(out, StartsWith("OK ")) << out;
+    handles.emplace_back(absl::StripAsciiWhitespace(out.substr(3)));
+  }
+  std::string refused = AsNobody({"inject", pid, lib});
+  EXPECT_THAT(refused, StartsWith("RESOURCE_EXHAUSTED"));
+  EXPECT_THAT(refused, HasSubstr("2 library handles"));
+
+  // Root has its own count.
+  auto roots = client_->InjectLibrary(own.process.pid(), lib);
+  ASSERT_TRUE(roots.ok()) << roots.status();
+  EXPECT_TRUE(client_->UnloadLibrary(roots->handle()).ok());
+
+  // Unloading gives the slot back.
+  EXPECT_EQ(AsNobody({"unload", handles[0]}), "OK \n");
+  std::string again = AsNobody({"inject", pid, lib});
+  ASSERT_THAT(again, StartsWith("OK ")) << again;
+  handles[0] = std::string(absl::StripAsciiWhitespace(again.substr(3)));
+  for (const std::string& handle : handles) EXPECT_EQ(AsNobody({"unload", handle}), "OK \n");
+  // The last reference went with the last handle.
+  EXPECT_EQ(ReadFile(marker), absl::StrCat("loaded pid=", pid, "\nunloaded pid=", pid, "\n"));
+
   ASSERT_TRUE(own.process.Write("o").ok());
   EXPECT_EQ(*own.process.ReadLine(), "read=1 data=o errno=0");
 }
