@@ -392,7 +392,7 @@ TEST_F(TlsTest, CliTakesFlagsEnvironmentAndContextsAndShowsWhoYouAre) {
       {"/bin/sh", "-c",
        absl::StrCat(cli, " --host ", addresses_[0], " --ca ", certs_.ca(),
                     " ps 2>&1")},
-      -1, -1, {env_home});
+      -1, -1, {"HOME=/nonexistent"});  // no context to take a certificate from
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_EQ(refused.out,
             absl::StrCat("procwarp: TLS to 127.0.0.1: the daemon refused this "
