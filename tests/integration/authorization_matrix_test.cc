@@ -15,6 +15,9 @@
 //
 // Each caller gets fresh handles (calls that end a handle run last), and matrix_peer makes its calls after dropping to its uid.
 #include <grp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 
@@ -37,6 +40,7 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "proto/grpc/health/v1/health.pb.h"
+#include "proto/procwarp/exec/v1/exec.pb.h"
 #include "proto/procwarp/v1/admin.pb.h"
 #include "proto/procwarp/v1/files.pb.h"
 #include "proto/procwarp/v1/memory.pb.h"
@@ -68,6 +72,10 @@ struct Handles {
   std::string thread;   // a persistent thread, holding `pointer`
   std::string thread2;  // another persistent thread
   std::string pointer;  // 4096 bytes in `thread`
+  // Root's processes that procwarpd did not spawn (started by the test):
+  // one to attach to, one for Exec's calls.
+  int root_attach_pid = 0;
+  int root_call_pid = 0;
 };
 
 // Expected status code per caller.
@@ -316,6 +324,37 @@ const std::vector<Entry>& Matrix() {
          r->set_target_fd(-1);
        }),
        OwnerOrAdmin()},
+      // Attach and Exec reach processes procwarpd did not spawn: the kernel's
+      // ptrace rule for the caller decides (root's process here, so only
+      // root and admins pass). AttachThread runs last in its row: the
+      // attachment lasts until the row's session ends.
+      {"/procwarp.v1.Threads/AttachThread", "",
+       One<v1::AttachThreadRequest>(
+           [](auto& h, auto* r) { r->set_pid(h.root_attach_pid); }),
+       AdminsOnly(), kEndsHandle},
+      {"/procwarp.exec.v1.Exec/Call", "",
+       One<procwarp::exec::v1::CallRequest>([](auto& h, auto* r) {
+         r->mutable_target()->set_pid(h.root_call_pid);
+         r->set_function("getpid");
+       }),
+       AdminsOnly()},
+      {"/procwarp.exec.v1.Exec/InjectLibrary", "",
+       One<procwarp::exec::v1::InjectLibraryRequest>([](auto& h, auto* r) {
+         r->mutable_target()->set_pid(h.root_call_pid);
+         // Already loaded there: dlopen only counts it once more.
+         r->set_path("/lib/x86_64-linux-gnu/libc.so.6");
+       }),
+       AdminsOnly()},
+      // Handles are per identity: an unknown one is NOT_FOUND for everyone.
+      {"/procwarp.exec.v1.Exec/UnloadLibrary", "",
+       One<procwarp::exec::v1::UnloadLibraryRequest>(
+           [](auto&, auto* r) { r->set_handle("0123456789abcdef"); }),
+       Everyone(StatusCode::NOT_FOUND)},
+      // Preflight changes nothing and hides what the caller may not see.
+      {"/procwarp.exec.v1.Exec/Preflight", "",
+       One<procwarp::exec::v1::PreflightRequest>(
+           [](auto& h, auto* r) { r->set_pid(h.root_call_pid); }),
+       Everyone()},
   };
   return *matrix;
 }
@@ -377,6 +416,26 @@ class AuthorizationMatrixTest : public ::testing::Test {
     auto daemon = DaemonHarness::Start(options);
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
+    root_attach_pid_ = StartSleeper();
+    root_call_pid_ = StartSleeper();
+  }
+
+  void TearDown() override {
+    for (pid_t pid : {root_attach_pid_, root_call_pid_}) {
+      if (pid <= 0) continue;
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+
+  // A root process procwarpd did not spawn.
+  static pid_t StartSleeper() {
+    pid_t pid = fork();
+    if (pid == 0) {
+      execl("/bin/sleep", "sleep", "1000", nullptr);
+      _exit(127);
+    }
+    return pid;
   }
 
   std::vector<std::string> PeerArgv(Caller caller) const {
@@ -401,7 +460,8 @@ class AuthorizationMatrixTest : public ::testing::Test {
       fields[kv.first] = kv.second;
     }
     return {fields["running"], fields["done"], fields["thread"],
-            fields["thread2"], fields["pointer"]};
+            fields["thread2"], fields["pointer"], root_attach_pid_,
+            root_call_pid_};
   }
 
   // Makes every matrix call as `caller` on fresh handles; returns each
@@ -441,6 +501,8 @@ class AuthorizationMatrixTest : public ::testing::Test {
 
   std::array<CallerSpec, kCallers> callers_;
   std::unique_ptr<DaemonHarness> daemon_;
+  pid_t root_attach_pid_ = -1;
+  pid_t root_call_pid_ = -1;
 };
 
 TEST_F(AuthorizationMatrixTest, EveryRegisteredRpcHasAnEntryAndEveryEntryAnRpc) {
