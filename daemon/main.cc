@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -56,25 +57,10 @@ struct Flags {
   std::optional<std::string> socket_path;
   std::optional<std::string> socket_mode;  // octal
   std::optional<std::string> admin_group;
-  std::optional<uint32_t> max_processes;
-  std::optional<uint32_t> max_streams;
-  std::optional<uint32_t> max_threads;
-  std::optional<uint64_t> output_buffer_bytes;
-  std::optional<uint32_t> spawn_timeout_ms;
-  std::optional<uint32_t> max_spawns_in_flight;
   std::optional<std::string> agent_path;
-  std::optional<uint32_t> side_exchange_timeout_ms;
-  std::optional<uint32_t> max_side_connections_per_identity;
-  std::optional<uint32_t> max_fd_tokens_per_identity;
-  // Bounds on what one identity can make the daemon hold (config.proto).
-  std::optional<uint32_t> max_calls;
-  std::optional<uint32_t> max_calls_admin;
-  std::optional<uint32_t> max_streams_admin;
-  std::optional<uint32_t> max_connections;
-  std::optional<uint32_t> fd_reserve;
-  std::optional<uint32_t> max_calls_per_connection;
-  std::optional<uint32_t> max_queued_event_bytes;
-  std::optional<uint64_t> max_record_bytes;
+  // Every field of config.proto's Limits, by its own name
+  // (--max_calls_per_identity=...): see AddLimitFlags.
+  std::map<std::string, std::optional<uint64_t>> limits;
   // Remote callers (docs/remote.md).
   std::vector<std::string> listen_tcp;
   std::optional<std::string> tls_ca;
@@ -82,11 +68,55 @@ struct Flags {
   std::optional<std::string> tls_key;
   std::optional<std::string> state_dir;
   std::optional<std::string> keeper;
-  std::optional<uint32_t> exec_operation_timeout_ms;
-  std::optional<uint32_t> max_library_handles;
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
+
+// Each Limits field becomes a flag of the same name, found by reflection, so
+// a limit added to config.proto is settable from the command line with no
+// code here (its meaning is documented in config.proto).
+void AddLimitFlags(CLI::App& app,
+                   std::map<std::string, std::optional<uint64_t>>& values) {
+  using google::protobuf::FieldDescriptor;
+  const procwarp::config::v1::Limits defaults = DefaultConfig().limits();
+  const auto* descriptor = defaults.GetDescriptor();
+  const auto* reflection = defaults.GetReflection();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const FieldDescriptor* field = descriptor->field(i);
+    if (field->cpp_type() != FieldDescriptor::CPPTYPE_UINT32 &&
+        field->cpp_type() != FieldDescriptor::CPPTYPE_UINT64) {
+      continue;  // every limit is a count or a size today
+    }
+    uint64_t default_value =
+        field->cpp_type() == FieldDescriptor::CPPTYPE_UINT32
+            ? reflection->GetUInt32(defaults, field)
+            : reflection->GetUInt64(defaults, field);
+    app.add_option("--" + field->name(), values[field->name()],
+                   absl::StrCat("limits.", field->name(),
+                                " (config.proto; default ", default_value, ")"));
+  }
+}
+
+absl::Status ApplyLimitFlags(
+    const std::map<std::string, std::optional<uint64_t>>& values,
+    procwarp::config::v1::Limits& limits) {
+  using google::protobuf::FieldDescriptor;
+  const auto* descriptor = limits.GetDescriptor();
+  const auto* reflection = limits.GetReflection();
+  for (const auto& [name, value] : values) {
+    if (!value) continue;
+    const FieldDescriptor* field = descriptor->FindFieldByName(name);
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_UINT64) {
+      reflection->SetUInt64(&limits, field, *value);
+    } else if (*value <= UINT32_MAX) {
+      reflection->SetUInt32(&limits, field, static_cast<uint32_t>(*value));
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " is at most ", UINT32_MAX));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
   DaemonConfig config = DefaultConfig();
@@ -104,52 +134,9 @@ absl::StatusOr<DaemonConfig> ResolveConfig(const Flags& flags) {
     config.set_socket_mode(std::stoul(*flags.socket_mode, nullptr, 8));
   }
   if (flags.admin_group) config.set_admin_group(*flags.admin_group);
-  auto* limits = config.mutable_limits();
-  if (flags.max_processes) limits->set_max_processes_per_identity(*flags.max_processes);
-  if (flags.max_streams) limits->set_max_streams_per_identity(*flags.max_streams);
-  if (flags.max_threads) limits->set_max_threads_per_identity(*flags.max_threads);
-  if (flags.output_buffer_bytes) {
-    limits->set_output_buffer_bytes(*flags.output_buffer_bytes);
-  }
-  if (flags.side_exchange_timeout_ms) {
-    limits->set_side_exchange_timeout_ms(*flags.side_exchange_timeout_ms);
-  }
-  if (flags.max_side_connections_per_identity) {
-    limits->set_max_side_connections_per_identity(
-        *flags.max_side_connections_per_identity);
-  }
-  if (flags.max_fd_tokens_per_identity) {
-    limits->set_max_fd_tokens_per_identity(*flags.max_fd_tokens_per_identity);
-  }
-  if (flags.spawn_timeout_ms) limits->set_spawn_timeout_ms(*flags.spawn_timeout_ms);
-  if (flags.max_spawns_in_flight) {
-    limits->set_max_spawns_in_flight_per_identity(*flags.max_spawns_in_flight);
-  }
-  if (flags.max_calls) limits->set_max_calls_per_identity(*flags.max_calls);
-  if (flags.max_calls_admin) {
-    limits->set_max_calls_per_admin(*flags.max_calls_admin);
-  }
-  if (flags.max_streams_admin) {
-    limits->set_max_streams_per_admin(*flags.max_streams_admin);
-  }
-  if (flags.max_connections) {
-    limits->set_max_connections_per_identity(*flags.max_connections);
-  }
-  if (flags.fd_reserve) limits->set_fd_reserve(*flags.fd_reserve);
-  if (flags.max_calls_per_connection) {
-    limits->set_max_calls_per_connection(*flags.max_calls_per_connection);
-  }
-  if (flags.max_queued_event_bytes) {
-    limits->set_max_queued_event_bytes(*flags.max_queued_event_bytes);
-  }
-  if (flags.max_record_bytes) {
-    limits->set_max_record_bytes_per_identity(*flags.max_record_bytes);
-  }
-  if (flags.exec_operation_timeout_ms) {
-    limits->set_exec_operation_timeout_ms(*flags.exec_operation_timeout_ms);
-  }
-  if (flags.max_library_handles) {
-    limits->set_max_library_handles_per_identity(*flags.max_library_handles);
+  if (absl::Status set = ApplyLimitFlags(flags.limits, *config.mutable_limits());
+      !set.ok()) {
+    return set;
   }
   for (const std::string& address : flags.listen_tcp) config.add_listen_tcp(address);
   if (flags.tls_ca) config.mutable_tls()->set_ca_file(*flags.tls_ca);
@@ -514,34 +501,6 @@ int main(int argc, char** argv) {
                  "when it exists, else 0600)");
   app.add_option("--admin_group,--admin-group", flags.admin_group,
                  "members of this group act as admins");
-  app.add_option("--max_processes_per_identity", flags.max_processes);
-  app.add_option("--max_streams_per_identity", flags.max_streams,
-                 "long-lived calls (streams, Wait) per non-admin user");
-  app.add_option("--max_threads_per_identity", flags.max_threads);
-  app.add_option("--output_buffer_bytes", flags.output_buffer_bytes,
-                 "output kept per process for late attachers");
-  app.add_option("--spawn_timeout_ms", flags.spawn_timeout_ms,
-                 "how long a spawned child may take to reach execve before "
-                 "it is killed (default 10000)");
-  app.add_option("--max_spawns_in_flight_per_identity", flags.max_spawns_in_flight,
-                 "spawns per identity still waiting for their child to reach "
-                 "execve (default 16)");
-  app.add_option("--max_calls_per_identity", flags.max_calls,
-                 "calls in progress per non-admin user");
-  app.add_option("--max_calls_per_admin", flags.max_calls_admin,
-                 "calls in progress per admin (root, admin group)");
-  app.add_option("--max_streams_per_admin", flags.max_streams_admin,
-                 "long-lived calls per admin (root, admin group)");
-  app.add_option("--max_connections_per_identity", flags.max_connections,
-                 "connections per non-admin user");
-  app.add_option("--fd_reserve", flags.fd_reserve,
-                 "file descriptors only admins' connections may use");
-  app.add_option("--max_calls_per_connection", flags.max_calls_per_connection,
-                 "concurrent calls on one connection (clients queue more)");
-  app.add_option("--max_queued_event_bytes", flags.max_queued_event_bytes,
-                 "bytes of events queued for a subscriber that does not read");
-  app.add_option("--max_record_bytes_per_identity", flags.max_record_bytes,
-                 "bytes of argv and labels one user's process records hold");
   app.add_option("--state_dir,--state-dir", flags.state_dir,
                  "where managed processes are recorded so a restarted daemon "
                  "re-adopts them (default: <socket dir>/state for the default "
@@ -550,24 +509,10 @@ int main(int argc, char** argv) {
                  "who holds managed processes' fds while no daemon runs: "
                  "process (default: a keeper process, the daemon's parent) or "
                  "systemd (the service's fd store)");
-  app.add_option("--exec_operation_timeout_ms", flags.exec_operation_timeout_ms,
-                 "the longest one Exec operation (call, inject, unload) may "
-                 "keep its target stopped (default 60000)");
-  app.add_option("--max_library_handles_per_identity", flags.max_library_handles,
-                 "injected-library handles one user may hold (default 64)");
   app.add_option("--agent_path,--agent-path", flags.agent_path,
                  "procwarp-agent binary for Threads (default: next to "
                  "procwarpd, then ../agent/procwarp-agent, then "
                  "/usr/local/libexec/procwarp/procwarp-agent)");
-  app.add_option("--side_exchange_timeout_ms",
-                 flags.side_exchange_timeout_ms,
-                 "deadline for one fd side-socket exchange as a whole");
-  app.add_option("--max_side_connections_per_identity",
-                 flags.max_side_connections_per_identity,
-                 "concurrent fd side-socket connections per uid");
-  app.add_option("--max_fd_tokens_per_identity",
-                 flags.max_fd_tokens_per_identity,
-                 "unredeemed ExportFd/ImportFd tokens per uid");
   app.add_option("--listen_tcp,--listen-tcp", flags.listen_tcp,
                  "also serve mutual TLS on HOST:PORT (repeatable; IPv6 as "
                  "[ADDR]:PORT); needs --tls_ca, --tls_cert, --tls_key or the "
@@ -577,6 +522,7 @@ int main(int argc, char** argv) {
   app.add_option("--tls_cert,--tls-cert", flags.tls_cert,
                  "PEM server certificate (chain)");
   app.add_option("--tls_key,--tls-key", flags.tls_key, "PEM server private key");
+  procwarp::AddLimitFlags(app, flags.limits);
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
