@@ -39,22 +39,19 @@
 #include "grpcpp/security/credentials.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/peer_args.h"
+#include "tests/integration/test_channel.h"
 
 namespace {
 
 namespace v1 = procwarp::v1;
 
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  return ctx;
-}
+using procwarp::testing::Ctx;
 
 void Report(const std::string& key, const grpc::Status& s,
             const std::string& details = "") {
   printf("%s %s%s%s\n", key.c_str(),
-         absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))
-             .c_str(),
+         procwarp::testing::CodeName(s).c_str(),
          s.ok() ? "" : (" " + s.error_message()).c_str(),
          details.empty() ? "" : (" " + details).c_str());
   fflush(stdout);
@@ -62,10 +59,7 @@ void Report(const std::string& key, const grpc::Status& s,
 
 struct Api {
   explicit Api(const std::string& socket) {
-    grpc::ChannelArguments args;
-    args.SetInt("grpc.use_local_subchannel_pool", 1);
-    auto channel = grpc::CreateCustomChannel(
-        "unix:" + socket, grpc::InsecureChannelCredentials(), args);
+    auto channel = procwarp::testing::NewUnixChannel(socket);
     threads = v1::Threads::NewStub(channel);
     memory = v1::Memory::NewStub(channel);
   }
@@ -223,21 +217,18 @@ int Block(Api& api, pid_t pid) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 2 && strcmp(argv[1], "--uid") == 0) {
-    const int uid = atoi(argv[2]);
-    if (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 ||
-        setresuid(uid, uid, uid) != 0) {
-      return 3;
-    }
-    argc -= 2;
-    argv += 2;
+  // attach_peer --socket PATH [--uid U --gid G] OP PID [ARG]
+  procwarp::testing::PeerArgs args =
+      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
+  if (args.rest.empty()) return 2;
+  Api api(args.socket_path);
+  const std::string& op = args.op;
+  const int pid = atoi(args.rest[0].c_str());
+  if (op == "attach") return Attach(api, pid);
+  if (op == "setuid_exec" && args.rest.size() > 1) {
+    return SetuidExec(api, args.rest[0], args.rest[1]);
   }
-  if (argc < 4) return 2;
-  Api api(argv[1]);
-  const std::string op = argv[2];
-  if (op == "attach") return Attach(api, atoi(argv[3]));
-  if (op == "setuid_exec" && argc > 4) return SetuidExec(api, argv[3], argv[4]);
-  if (op == "block") return Block(api, atoi(argv[3]));
-  if (op == "undumpable") return Undumpable(api, atoi(argv[3]));
+  if (op == "block") return Block(api, pid);
+  if (op == "undumpable") return Undumpable(api, pid);
   return 2;
 }

@@ -47,10 +47,13 @@ constexpr int kNobody = 65534;
 std::string TargetPath() { return RunfilePath("tests/testcases/attach_target"); }
 std::string PeerPath() { return RunfilePath("tests/integration/attach_peer"); }
 
-// attach_peer as uid 65534 (it drops privileges itself before gRPC starts).
+// attach_peer as uid 65534 (it drops privileges itself before gRPC starts):
+// args are the socket, then the operation and its arguments.
 std::map<std::string, std::string> RunPeerAsNobody(std::vector<std::string> args) {
-  std::vector<std::string> argv = {PeerPath(), "--uid", absl::StrCat(kNobody)};
-  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<std::string> argv = {PeerPath(), "--uid", absl::StrCat(kNobody),
+                                   "--gid", absl::StrCat(kNobody),
+                                   "--socket", args[0]};
+  argv.insert(argv.end(), args.begin() + 1, args.end());
   RunResult r = RunProgram(argv);
   std::map<std::string, std::string> lines;
   for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
@@ -715,7 +718,7 @@ TEST_F(AttachTest, CallerDisconnectMidOperationDetaches) {
   ASSERT_THAT(target.ReadLine(), StartsWith("ready"));
   const std::string maps_before =
       ReadFile(absl::StrCat("/proc/", target.pid(), "/maps"));
-  Target peer({PeerPath(), daemon_->socket_path(), "block",
+  Target peer({PeerPath(), "--socket", daemon_->socket_path(), "block",
                absl::StrCat(target.pid())});
   EXPECT_EQ(peer.ReadLine(), "attached OK");
   EXPECT_EQ(peer.ReadLine(), "allocate OK");
