@@ -207,9 +207,14 @@ class Client:
 
     def events(self) -> Iterator[processes_pb2.ProcessEvent]:
         """Process events (started / exited / removed) as they happen, for
-        every process you may see; leaving the loop ends the stream."""
-        return _connection.stream(self._connection.processes.Events(
-            processes_pb2.EventsRequest()))
+        every process you may see, from the moment this returns; leaving
+        the loop (or close() on the iterator) ends the stream."""
+        responses = self._connection.processes.Events(
+            processes_pb2.EventsRequest())
+        # The daemon sends its initial metadata once the subscription is
+        # live: after this, no later event can be missed.
+        responses.initial_metadata()
+        return _connection.stream(responses)
 
     # Threads ---------------------------------------------------------------
 
