@@ -8,6 +8,7 @@ set -eu
 # Bazel runs sh_tests in the workspace directory of the runfiles tree.
 export PROCWARP_TEST_DAEMON="${PWD}/daemon/procwarpd"
 export PROCWARP_TEST_AGENT="${PWD}/agent/procwarp-agent"
+export PROCWARP_TEST_TLS_SCRIPT="${PWD}/deploy/tls/procwarp-tls.sh"
 export PYTHONPATH="${PWD}/client/python"
 # Bytecode caches would be written into the runfiles tree.
 export PYTHONDONTWRITEBYTECODE=1

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -58,8 +58,9 @@ class Daemon:
         return self.process.wait()
 
 
-def start_daemon(directory: str) -> Daemon:
-    """Starts procwarpd on DIR/procwarpd.sock and returns once it sent
+def start_daemon(directory: str, flags: Sequence[str] = ()) -> Daemon:
+    """Starts procwarpd on DIR/procwarpd.sock (with extra ``flags``) and
+    returns once it sent
     READY=1 on NOTIFY_SOCKET (no polling of the socket), or fails the test
     if it exits or stays silent for READY_TIMEOUT_S."""
     socket_path = os.path.join(directory, "procwarpd.sock")
@@ -75,7 +76,7 @@ def start_daemon(directory: str) -> Daemon:
     process = subprocess.Popen(
         [_runfile("PROCWARP_TEST_DAEMON"), "--socket", socket_path,
          "--socket_mode", "0666", "--agent_path",
-         _runfile("PROCWARP_TEST_AGENT")],
+         _runfile("PROCWARP_TEST_AGENT"), *flags],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     try:
