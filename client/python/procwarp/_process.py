@@ -6,7 +6,7 @@ import contextlib
 import signal as signals
 from typing import Iterator, Optional, Union
 
-from procwarp import _connection
+from procwarp import _connection, _handle
 from procwarp.v1 import processes_pb2
 
 
@@ -21,30 +21,16 @@ def returncode(status: processes_pb2.ProcessInfo) -> Optional[int]:
     return status.exit_status.code
 
 
-class Process:
+class Process(_handle.Handle):
     """A managed process. The handle owns nothing: the process runs on, and
     its record stays in the daemon, until remove() (``procwarp rm``)."""
 
-    def __init__(self, connection: _connection.Connection,
-                 info: processes_pb2.ProcessInfo):
-        self._connection = connection
-        self.info = info
-
-    @property
-    def id(self) -> str:
-        return self.info.id
-
-    @property
-    def pid(self) -> int:
-        return self.info.pid
+    info: processes_pb2.ProcessInfo
 
     @property
     def returncode(self) -> Optional[int]:
         """As of the last refresh()/wait(): see procwarp.returncode."""
         return returncode(self.info)
-
-    def __repr__(self) -> str:
-        return f"<procwarp.Process id={self.id} pid={self.pid}>"
 
     def refresh(self) -> processes_pb2.ProcessInfo:
         """Fetches the daemon's current record."""

@@ -14,7 +14,7 @@ import itertools
 import os
 from typing import Iterable, Iterator, Sequence, Union
 
-from procwarp import _connection, _errors, _syscall_table
+from procwarp import _connection, _errors, _handle, _syscall_table
 from procwarp.v1 import threads_pb2
 
 SyscallName = Union[int, str]
@@ -52,25 +52,11 @@ def check_result(name: SyscallName, result: threads_pb2.SyscallResult) -> int:
     return result.value
 
 
-class Thread:
+class Thread(_handle.Handle):
     """A remote thread. ``with`` ends it on leaving the block (exit()):
     an agent exits, an attached process is detached, never killed."""
 
-    def __init__(self, connection: _connection.Connection,
-                 info: threads_pb2.ThreadInfo):
-        self._connection = connection
-        self.info = info
-
-    @property
-    def id(self) -> str:
-        return self.info.id
-
-    @property
-    def pid(self) -> int:
-        return self.info.pid
-
-    def __repr__(self) -> str:
-        return f"<procwarp.Thread id={self.id} pid={self.pid}>"
+    info: threads_pb2.ThreadInfo
 
     def __enter__(self) -> "Thread":
         return self

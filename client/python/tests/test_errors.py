@@ -63,6 +63,16 @@ def test_default_socket_path(monkeypatch):
     assert procwarp.default_socket_path() == "/run/procwarp/procwarpd.sock"
 
 
+def test_bad_daemon_uid_setting(daemon, monkeypatch):
+    monkeypatch.setenv("PROCWARP_DAEMON_UID", "nobody")
+    with pytest.raises(procwarp.InvalidArgument) as raised:
+        procwarp.Client(daemon.socket_path)
+    assert "PROCWARP_DAEMON_UID is not a uid" in raised.value.details
+    monkeypatch.setenv("PROCWARP_DAEMON_UID", "4294967295")  # (uid_t)-1
+    with pytest.raises(procwarp.InvalidArgument):
+        procwarp.Client(daemon.socket_path)
+
+
 # Listens on argv[1] as whoever runs it, prints "ready", and at EOF on stdin
 # prints how many bytes its clients sent.
 FOREIGN_LISTENER = textwrap.dedent("""

@@ -45,12 +45,17 @@ def tls_daemon():
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def tls_options(certs: str, client: str) -> procwarp.TlsOptions:
+    """Our CA, and client certificate ``client`` made by tls_daemon."""
+    return procwarp.TlsOptions(ca=f"{certs}/ca.pem",
+                               cert=f"{certs}/{client}.pem",
+                               key=f"{certs}/{client}.key")
+
+
 def test_remote_client_is_the_mapped_identity(tls_daemon):
     address, certs = tls_daemon
-    options = procwarp.TlsOptions(ca=f"{certs}/ca.pem",
-                                  cert=f"{certs}/nobody.pem",
-                                  key=f"{certs}/nobody.key")
-    with procwarp.Client(f"tls://{address}", tls=options) as client:
+    with procwarp.Client(f"tls://{address}",
+                         tls=tls_options(certs, "nobody")) as client:
         assert client.target == f"tls://{address}"
         caller = client.status().caller
         assert (caller.uid, caller.remote) == (NOBODY, True)
@@ -60,10 +65,8 @@ def test_remote_client_is_the_mapped_identity(tls_daemon):
 
 def test_unmapped_certificate_is_refused(tls_daemon):
     address, certs = tls_daemon
-    options = procwarp.TlsOptions(ca=f"{certs}/ca.pem",
-                                  cert=f"{certs}/stranger.pem",
-                                  key=f"{certs}/stranger.key")
-    with procwarp.Client(f"tls://{address}", tls=options) as client:
+    with procwarp.Client(f"tls://{address}",
+                         tls=tls_options(certs, "stranger")) as client:
         with pytest.raises(procwarp.Error) as raised:
             client.status()
         assert raised.value.code in (procwarp.Unauthenticated.code,
