@@ -35,18 +35,24 @@ def cc_grpc_proto(name, srcs, deps = [], grpc = True, visibility = None):
         visibility = visibility,
     )
 
-def py_grpc_proto(name, srcs, strip_prefix = "proto/", visibility = None):
+def _workspace_path(label):
+    """"//proto:procwarp/v1/common.proto" -> "proto/procwarp/v1/common.proto"."""
+    if not label.startswith("//") or ":" not in label:
+        fail("py_grpc_proto: give srcs as //package:file.proto, not %s" % label)
+    return label[2:].replace(":", "/")
+
+def py_grpc_proto(name, srcs, strip_prefix = "proto/", prefix = "", visibility = None):
     """Compiles .proto files to Python modules and gRPC stubs (grpcio).
 
     Runs Debian's protoc with its grpc_python_plugin (no python3-grpc-tools).
-    srcs are labels of .proto files under //proto, listed dependencies first
-    as they import each other; every file imported must be among them.
+    srcs are labels ("//proto:procwarp/v1/common.proto") of .proto files
+    under `strip_prefix`; every file one of them imports must be among them.
 
     protoc names Python modules after the import path, and our protos import
     each other as "proto/procwarp/v1/common.proto", which would make the
     modules `proto.procwarp.v1.common_pb2`: a top-level `proto` package that
     clashes with other projects' (proto-plus). So the outputs go to the
-    calling package with `strip_prefix` removed from their paths
+    calling package with `strip_prefix` replaced by `prefix` in their paths
     (`procwarp/v1/common_pb2.py`), and the generated imports are rewritten to
     match (`from procwarp.v1 import common_pb2`): the Python modules follow
     the protobuf packages (procwarp.v1, procwarp.exec.v1), as googleapis'
@@ -58,25 +64,27 @@ def py_grpc_proto(name, srcs, strip_prefix = "proto/", visibility = None):
     """
     outs = []
     inits = {}
-    rewritten = []
+    scratch_files = []
     for src in srcs:
-        path = src.split(":")[-1]
-        if not ("proto/" + path).startswith(strip_prefix):
-            fail("%s is not under %s" % (src, strip_prefix))
-        base = ("proto/" + path)[len(strip_prefix):-len(".proto")]
+        path = _workspace_path(src)
+        if not path.startswith(strip_prefix) or not path.endswith(".proto"):
+            fail("%s is not a .proto file under %s" % (src, strip_prefix))
+        base = prefix + path[len(strip_prefix):-len(".proto")]
         for suffix in ["_pb2.py", "_pb2_grpc.py"]:
             outs.append(base + suffix)
-            rewritten.append(("proto/" + path)[:-len(".proto")] + suffix)
+            scratch_files.append(path[:-len(".proto")] + suffix)
         parts = base.split("/")[:-1]
         for i in range(2, len(parts) + 1):
             inits["/".join(parts[:i]) + "/__init__.py"] = True
 
     # protoc writes to a scratch tree; each output is the scratch file with
-    # its imports rewritten. The final grep makes a generator change that
-    # adds another import form fail the build instead of the import.
-    old_module = strip_prefix.replace("/", ".")
-    sed = ("sed -e 's/^from %s/from /' -e \"s/^\\(_builder\\..*\\)'%s/\\1'/\"" %
-           (old_module.replace(".", "\\."), old_module.replace(".", "\\.")))
+    # its imports (and the module name it registers) rewritten. The grep
+    # makes a generator change that adds another import form fail the build
+    # rather than the import.
+    old_module = strip_prefix.replace("/", ".").replace(".", "\\.")
+    new_module = prefix.replace("/", ".")
+    sed = ("sed -e 's/^from %s/from %s/' -e \"s/^\\(_builder\\..*\\)'%s/\\1'%s/\"" %
+           (old_module, new_module, old_module, new_module))
     cmd = [
         "scratch=$(@D)/%s_scratch" % name,
         "rm -rf $$scratch && mkdir -p $$scratch",
@@ -84,10 +92,10 @@ def py_grpc_proto(name, srcs, strip_prefix = "proto/", visibility = None):
         "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin " +
         " ".join(["$(location %s)" % s for s in srcs]),
     ]
-    for scratch, out in zip(rewritten, outs):
+    for scratch, out in zip(scratch_files, outs):
         cmd.append("%s $$scratch/%s > $(location %s)" % (sed, scratch, out))
         cmd.append("! grep -n '^\\(from\\|import\\) %s' $(location %s)" %
-                   (old_module.replace(".", "\\."), out))
+                   (old_module, out))
     for init in inits:
         cmd.append(": > $(location %s)" % init)
     cmd.append("rm -rf $$scratch")

@@ -19,7 +19,8 @@ procwarp.exec.v1, procwarp.snapshots.v1). Failed calls raise procwarp.Error
 subclasses carrying the gRPC code (``.code``).
 """
 
-from procwarp._client import Client, TlsOptions
+from procwarp._client import Client
+from procwarp._target import TlsOptions
 from procwarp._daemon_socket import default_socket_path
 from procwarp._errors import (Aborted, AlreadyExists, Cancelled,
                               DeadlineExceeded, Error, FailedPrecondition,

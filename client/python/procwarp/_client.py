@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import signal as signals
-from dataclasses import dataclass
 from typing import Iterator, List, Mapping, Optional, Sequence, Union
 
 import grpc
 
-from procwarp import _connection, _daemon_socket, _errors
+from procwarp import _connection, _daemon_socket, _errors, _target
 from procwarp._process import Process
+from procwarp._target import TlsOptions
 from procwarp._thread import Thread
 from procwarp.exec.v1 import exec_pb2
 from procwarp.snapshots.v1 import snapshots_pb2
@@ -25,18 +25,6 @@ _STDIO_KINDS = {
 # What identifies a process to the calls that take one.
 ProcessRef = Union[str, Process, processes_pb2.ProcessInfo]
 Stdio = Union[str, processes_pb2.StdioSpec]
-
-
-@dataclass(frozen=True)
-class TlsOptions:
-    """The client side of mutual TLS to a remote procwarpd (docs/remote.md):
-    paths of PEM files. The daemon's certificate must chain to ``ca`` and
-    name the host; ``cert``/``key`` are ours, which the daemon maps to a
-    local identity."""
-
-    ca: str
-    cert: str
-    key: str
 
 
 def _process_id(process: ProcessRef) -> str:
@@ -68,13 +56,16 @@ def _read(path: str) -> bytes:
 class Client:
     """A connection to procwarpd.
 
-    ``Client()`` connects to the same socket as the CLI: $PROCWARP_SOCKET,
-    else /run/procwarp/procwarpd.sock for root, else
-    $XDG_RUNTIME_DIR/procwarp/procwarpd.sock. Pass a socket path to choose
-    another, or "tls://HOST:PORT" with ``tls=TlsOptions(...)`` for a remote
-    daemon. A local daemon must be served by root, by you, or by
-    ``daemon_uid`` / $PROCWARP_DAEMON_UID (checked before anything is sent):
-    procwarp.PermissionDenied otherwise, procwarp.Unavailable when none runs.
+    ``Client()`` talks to the daemon the CLI would: a context of the CLI's
+    config file or PROCWARP_HOST when set (see procwarp._target), else the
+    socket $PROCWARP_SOCKET, else /run/procwarp/procwarpd.sock for root,
+    else $XDG_RUNTIME_DIR/procwarp/procwarpd.sock. Pass a socket path to
+    choose another, "tls://HOST:PORT" (with ``tls=TlsOptions(...)`` or
+    PROCWARP_CA/CERT/KEY) for a remote daemon, or ``context`` to pick a
+    context by name. A local daemon must be served by root, by you, or by
+    ``daemon_uid`` / $PROCWARP_DAEMON_UID (checked before anything is
+    sent): procwarp.PermissionDenied otherwise, procwarp.Unavailable when
+    none runs.
 
     Use it as a context manager (or call close()); threads and other handles
     that are not persistent end with the connection. Every failed call
@@ -83,22 +74,21 @@ class Client:
 
     def __init__(self, target: Optional[str] = None, *,
                  tls: Optional[TlsOptions] = None,
+                 context: Optional[str] = None,
                  daemon_uid: Optional[int] = None):
         self._pinned: Optional[_daemon_socket.PinnedSocket] = None
-        if target is not None and target.startswith("tls://"):
-            if tls is None:
-                raise _errors.InvalidArgument(
-                    f"{target} needs tls=TlsOptions(ca, cert, key)")
+        resolved = _target.resolve(target, tls, context, os.environ)
+        self.context = resolved.context
+        if resolved.host:
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(tls.ca),
-                private_key=_read(tls.key),
-                certificate_chain=_read(tls.cert))
-            channel = grpc.secure_channel(target[len("tls://"):], credentials)
-            self._connection = _connection.Connection(target, channel, True)
+                root_certificates=_read(resolved.tls.ca),
+                private_key=_read(resolved.tls.key),
+                certificate_chain=_read(resolved.tls.cert))
+            channel = grpc.secure_channel(resolved.host, credentials)
+            self._connection = _connection.Connection(
+                _target.TLS_PREFIX + resolved.host, channel, True)
             return
-        path = target or _daemon_socket.default_socket_path()
-        if path.startswith("unix:"):
-            path = path[len("unix:"):]
+        path = resolved.socket_path or _daemon_socket.default_socket_path()
         self._pinned = _daemon_socket.PinnedSocket(path, daemon_uid)
         channel = grpc.insecure_channel(self._pinned.address)
         self._connection = _connection.Connection(path, channel, False)

@@ -63,6 +63,20 @@ def test_remote_client_is_the_mapped_identity(tls_daemon):
         assert b"".join(c.data for c in process.output()) == b"%d\n" % NOBODY
 
 
+def test_remote_daemon_from_the_environment(tls_daemon, monkeypatch):
+    # As the CLI: PROCWARP_HOST and PROCWARP_CA/CERT/KEY make Client() remote.
+    address, certs = tls_daemon
+    options = tls_options(certs, "nobody")
+    monkeypatch.setenv("PROCWARP_HOST", address)
+    monkeypatch.setenv("PROCWARP_CA", options.ca)
+    monkeypatch.setenv("PROCWARP_CERT", options.cert)
+    monkeypatch.setenv("PROCWARP_KEY", options.key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", certs)  # no config file there
+    with procwarp.Client() as client:
+        assert client.target == f"tls://{address}"
+        assert client.status().caller.uid == NOBODY
+
+
 def test_unmapped_certificate_is_refused(tls_daemon):
     address, certs = tls_daemon
     with procwarp.Client(f"tls://{address}",
