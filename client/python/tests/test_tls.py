@@ -81,10 +81,9 @@ def test_unmapped_certificate_is_refused(tls_daemon):
     address, certs = tls_daemon
     with procwarp.Client(f"tls://{address}",
                          tls=tls_options(certs, "stranger")) as client:
-        with pytest.raises(procwarp.Error) as raised:
+        with pytest.raises(procwarp.Unauthenticated) as raised:
             client.status()
-        assert raised.value.code in (procwarp.Unauthenticated.code,
-                                     procwarp.Unavailable.code)
+        assert "'CN=stranger' is not mapped" in raised.value.details
 
 
 def test_tls_target_needs_tls_options():
