@@ -49,8 +49,12 @@ def _env_list(env: Union[Mapping[str, str], Sequence[str]]) -> List[str]:
 
 
 def _read(path: str) -> bytes:
-    with open(path, "rb") as pem:
-        return pem.read()
+    try:
+        with open(path, "rb") as pem:
+            return pem.read()
+    except OSError as error:
+        raise _errors.InvalidArgument(
+            f"cannot read {path}: {error.strerror}") from None
 
 
 class Client:
@@ -76,7 +80,6 @@ class Client:
                  tls: Optional[TlsOptions] = None,
                  context: Optional[str] = None,
                  daemon_uid: Optional[int] = None):
-        self._pinned: Optional[_daemon_socket.PinnedSocket] = None
         resolved = _target.resolve(target, tls, context, os.environ)
         self.context = resolved.context
         if resolved.host:
@@ -84,14 +87,16 @@ class Client:
                 root_certificates=_read(resolved.tls.ca),
                 private_key=_read(resolved.tls.key),
                 certificate_chain=_read(resolved.tls.cert))
-            channel = grpc.secure_channel(resolved.host, credentials)
+            channel = grpc.secure_channel(resolved.host, credentials,
+                                          _connection.CHANNEL_OPTIONS)
             self._connection = _connection.Connection(
                 _target.TLS_PREFIX + resolved.host, channel, True)
             return
         path = resolved.socket_path or _daemon_socket.default_socket_path()
-        self._pinned = _daemon_socket.PinnedSocket(path, daemon_uid)
-        channel = grpc.insecure_channel(self._pinned.address)
-        self._connection = _connection.Connection(path, channel, False)
+        pinned = _daemon_socket.PinnedSocket(path, daemon_uid)
+        channel = grpc.insecure_channel(pinned.address,
+                                        _connection.CHANNEL_OPTIONS)
+        self._connection = _connection.Connection(path, channel, False, pinned)
 
     @property
     def target(self) -> str:
@@ -100,10 +105,9 @@ class Client:
 
     def close(self) -> None:
         """Closes the connection: the daemon ends the threads made on it
-        that are not persistent."""
-        self._connection.channel.close()
-        if self._pinned is not None:
-            self._pinned.close()
+        that are not persistent, and handles made from this Client can no
+        longer be used."""
+        self._connection.close()
 
     def __enter__(self) -> "Client":
         return self

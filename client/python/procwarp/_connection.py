@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import grpc
 
-from procwarp import _errors
+from procwarp import _daemon_socket, _errors
 from procwarp.exec.v1 import exec_pb2_grpc
 from procwarp.snapshots.v1 import snapshots_pb2_grpc
 from procwarp.v1 import admin_pb2_grpc, processes_pb2_grpc, threads_pb2_grpc
@@ -47,13 +47,24 @@ def stream(responses: Iterator[T]) -> Iterator[T]:
             cancel()
 
 
+# Each Client is one connection of its own, as in the C++ client: the
+# daemon ends a connection's threads with it, and a Client's address
+# ("unix:/proc/self/fd/N") names its own pinned socket only while that fd is
+# open. So no connection is shared through grpcio's process-wide subchannel
+# pool, which matches channels by address and arguments.
+CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+
+
 @dataclass
 class Connection:
-    """One gRPC channel and a stub per service."""
+    """One gRPC channel and a stub per service. For a local daemon it owns
+    the pinned socket file the channel connects through, which must stay
+    open as long as the channel may connect (its fd number is the address)."""
 
     target: str
     channel: grpc.Channel
     remote: bool
+    pinned: Optional[_daemon_socket.PinnedSocket] = None
 
     def __post_init__(self) -> None:
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
@@ -61,3 +72,9 @@ class Connection:
         self.threads = threads_pb2_grpc.ThreadsStub(self.channel)
         self.exec = exec_pb2_grpc.ExecStub(self.channel)
         self.snapshots = snapshots_pb2_grpc.SnapshotsStub(self.channel)
+
+    def close(self) -> None:
+        """Closes the channel, then the pinned socket file."""
+        self.channel.close()
+        if self.pinned is not None:
+            self.pinned.close()

@@ -115,6 +115,7 @@ class PinnedSocket:
 
     def __init__(self, path: str, daemon_uid: Optional[int] = None):
         self.path = path
+        self._fd = -1
         trusted = trusted_uids(daemon_uid)
         try:
             self._fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -126,7 +127,7 @@ class PinnedSocket:
                     f"{path} is not a socket, so not procwarpd's")
             self.peer_pid, self.peer_uid = self._check_peer(trusted)
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
         self.address = f"unix:{self._pinned_path()}"
 
@@ -159,3 +160,7 @@ class PinnedSocket:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def __del__(self) -> None:
+        # Only once the Connection owning the channel is gone too.
+        self.close()

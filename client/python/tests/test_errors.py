@@ -153,6 +153,25 @@ def test_socket_swapped_after_the_check_is_not_used():
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def test_a_new_client_never_reuses_a_closed_ones_connection(daemon):
+    # The pinned socket's fd number is the gRPC address: a Client made after
+    # another closed may get the same number for another daemon's socket,
+    # and must reach that daemon, not a connection grpcio kept for the old.
+    directory = make_temp_dir()
+    other = start_daemon(directory)
+    try:
+        first = procwarp.Client(daemon.socket_path)
+        assert first.status().daemon_pid == daemon.process.pid
+        first_address = first._connection.pinned.address
+        first.close()
+        with procwarp.Client(other.socket_path) as second:
+            assert second._connection.pinned.address == first_address
+            assert second.status().daemon_pid == other.process.pid
+    finally:
+        assert other.stop() == 0
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 # As uid 65534: every way of acting on root's process argv[2] is refused with
 # PERMISSION_DENIED; prints one "name CODE" line per attempt.
 NOBODY_ON_ROOTS_PROCESS = textwrap.dedent("""
