@@ -2,6 +2,7 @@
 no daemon, an untrusted daemon (refused before anything is sent), a socket
 path swapped after the check, and uid 65534 refused on root's processes."""
 
+import gc
 import os
 import shutil
 import signal
@@ -150,6 +151,26 @@ def test_socket_swapped_after_the_check_is_not_used():
     finally:
         impostor.close()
         assert daemon.stop() == 0
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_refused_client_leaves_other_clients_alone(daemon):
+    # A refused Client opened (and closed) a pinned fd; when the refused
+    # object is collected later, it must not close that fd number again: by
+    # then it is the next Client's pinned socket.
+    directory = make_temp_dir()
+    try:
+        not_a_socket = os.path.join(directory, "procwarpd.sock")
+        open(not_a_socket, "w").close()
+        try:
+            procwarp.Client(not_a_socket)
+        except procwarp.FailedPrecondition as error:
+            refused = error  # its traceback keeps the refused object alive
+        with procwarp.Client(daemon.socket_path) as client:
+            del refused
+            gc.collect()
+            assert client.status().daemon_pid == daemon.process.pid
+    finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
