@@ -85,20 +85,34 @@ class Thread(_handle.Handle):
         """Runs many syscalls through the pipelined Execute stream, yielding
         their results in order: ``syscalls`` is consumed lazily, in batches of
         ``batch_size``, while earlier batches' results come back."""
+        # grpcio reads the requests on a thread of its own and answers an
+        # exception there (a bad spec) by cancelling the call: keep it, to
+        # raise it instead of the CANCELLED.
+        bad_spec = []
+
         def requests() -> Iterator[threads_pb2.ExecuteRequest]:
             specs = iter(syscalls)
             while True:
                 batch = list(itertools.islice(specs, batch_size))
                 if not batch:
                     return
-                yield threads_pb2.ExecuteRequest(
-                    thread_id=self.id,
-                    syscalls=[_syscall_message(s[0], s[1:]) for s in batch])
+                try:
+                    messages = [_syscall_message(s[0], s[1:]) for s in batch]
+                except Exception as error:
+                    bad_spec.append(error)
+                    raise
+                yield threads_pb2.ExecuteRequest(thread_id=self.id,
+                                                 syscalls=messages)
 
         responses = self._connection.threads.Execute(requests())
-        with contextlib.closing(_connection.stream(responses)) as stream:
-            for response in stream:
-                yield from response.results
+        try:
+            with contextlib.closing(_connection.stream(responses)) as stream:
+                for response in stream:
+                    yield from response.results
+        except _errors.Error:
+            if bad_spec:
+                raise bad_spec[0] from None
+            raise
 
     def refresh(self) -> threads_pb2.ThreadInfo:
         """Fetches the daemon's current record (state, exit status)."""

@@ -71,3 +71,7 @@ def test_unknown_syscall_name(client):
     with client.create_thread() as thread:
         with pytest.raises(procwarp.InvalidArgument):
             thread.syscall("no_such_syscall")
+        with pytest.raises(procwarp.InvalidArgument):
+            list(thread.execute([("getpid",)] * 10 + [("no_such_syscall",)],
+                                batch_size=4))
+        assert thread.syscall("getpid").value == thread.pid
