@@ -21,6 +21,10 @@ PACKAGES=(
   # certificates made by deploy/tls (openssl), the Kubernetes manifest
   # check (python3-yaml), network namespaces for multi-host tests (iproute2)
   libssl-dev openssl python3-yaml iproute2
+  # the Python client (client/python): grpcio and protobuf at run time (the
+  # stubs are generated with protoc's grpc_python_plugin from
+  # protobuf-compiler-grpc), pytest for its tests
+  python3-grpcio python3-protobuf python3-pytest
 )
 
 missing=()

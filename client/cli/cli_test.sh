@@ -11,68 +11,12 @@ readonly CLI="${PWD}/client/cli/procwarp"
 readonly EXAMPLE="${PWD}/client/cc/spawn_and_wait"
 readonly THREAD_EXAMPLE="${PWD}/client/cc/thread_example"
 readonly AGENT="${PWD}/agent/procwarp-agent"
-# Unix socket paths must stay under 108 bytes: Bazel's TEST_TMPDIR may not.
-TMP="$(mktemp -d /tmp/procwarp_cli_test.XXXXXX)"
-readonly TMP
-readonly SOCKET="${TMP}/procwarpd.sock"
-DAEMON_PID=""
+source "${PWD}/client/cli/testing/cli_test_lib.sh"
+cli_test_setup cli_test
 EVENTS_PID=""
-FAILURES=0
 
-cleanup() {
+cleanup_test() {
   [[ -n "${EVENTS_PID}" ]] && kill "${EVENTS_PID}" 2>/dev/null
-  if [[ -n "${DAEMON_PID}" ]]; then
-    kill "${DAEMON_PID}" 2>/dev/null
-    wait "${DAEMON_PID}" 2>/dev/null
-  fi
-  rm -rf "${TMP}"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  FAILURES=$((FAILURES + 1))
-}
-
-# expect_eq WHAT EXPECTED ACTUAL
-expect_eq() {
-  if [[ "$2" != "$3" ]]; then
-    fail "$1: expected [$2], got [$3]"
-  else
-    echo "ok: $1"
-  fi
-}
-
-# expect_contains WHAT NEEDLE HAYSTACK
-expect_contains() {
-  if [[ "$3" != *"$2"* ]]; then
-    fail "$1: [$2] not found in [$3]"
-  else
-    echo "ok: $1"
-  fi
-}
-
-is_json() {
-  /usr/bin/python3 -c 'import json, sys; json.load(sys.stdin)'
-}
-
-pw() {
-  "${CLI}" --socket "${SOCKET}" "$@"
-}
-
-start_daemon() {
-  "${DAEMON}" --socket "${SOCKET}" --socket_mode 0666 \
-    --agent_path "${AGENT}" >"${TMP}/daemon.log" 2>&1 &
-  DAEMON_PID=$!
-  # Readiness poll, bounded: the daemon answers once it serves the socket.
-  for _ in $(seq 1 200); do
-    pw status >/dev/null 2>&1 && return 0
-    kill -0 "${DAEMON_PID}" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "procwarpd did not come up; its log:" >&2
-  cat "${TMP}/daemon.log" >&2
-  exit 1
 }
 
 test_not_running() {
@@ -388,7 +332,7 @@ test_thread_example() {
 }
 
 test_not_running
-start_daemon
+start_daemon --agent_path "${AGENT}"
 test_status
 test_run_foreground
 test_detached_lifecycle
@@ -400,9 +344,4 @@ test_thread_exec
 test_thread_example
 test_attach
 
-if [[ "${FAILURES}" -ne 0 ]]; then
-  echo "${FAILURES} check(s) failed; daemon log:" >&2
-  cat "${TMP}/daemon.log" >&2
-  exit 1
-fi
-echo "all checks passed"
+cli_test_finish

@@ -23,49 +23,19 @@ readonly ESC_TITLE=$'\e]0;pwned\a'
 # How it must look once escaped, and as a bash word.
 readonly ESCAPED='\x1b]0;pwned\x07'
 readonly DOLLAR_QUOTED="\$'${ESCAPED}'"
-# Unix socket paths must stay under 108 bytes: Bazel's TEST_TMPDIR may not.
-TMP="$(mktemp -d /tmp/procwarp_cli_trust.XXXXXX)"
-readonly TMP
+source "${PWD}/client/cli/testing/cli_test_lib.sh"
+cli_test_setup cli_trust
 # uid 65534 may reach sockets inside, not list the directory.
 chmod 0711 "${TMP}"
-readonly SOCKET="${TMP}/procwarpd.sock"
-DAEMON_PID=""
 USER_DAEMON_PID=""
 EVENTS_PIDS=()
-FAILURES=0
 
-cleanup() {
+cleanup_test() {
   local pid
-  for pid in "${EVENTS_PIDS[@]}" ${DAEMON_PID} ${USER_DAEMON_PID}; do
+  for pid in "${EVENTS_PIDS[@]}" ${USER_DAEMON_PID}; do
     kill "${pid}" 2>/dev/null
     wait "${pid}" 2>/dev/null
   done
-  rm -rf "${TMP}"
-}
-trap cleanup EXIT
-
-fail() {
-  # cat -v: a failure may quote the raw escape sequences under test.
-  echo "FAIL: $*" | cat -v >&2
-  FAILURES=$((FAILURES + 1))
-}
-
-# expect_eq WHAT EXPECTED ACTUAL
-expect_eq() {
-  if [[ "$2" != "$3" ]]; then
-    fail "$1: expected [$2], got [$3]"
-  else
-    echo "ok: $1"
-  fi
-}
-
-# expect_contains WHAT NEEDLE HAYSTACK
-expect_contains() {
-  if [[ "$3" != *"$2"* ]]; then
-    fail "$1: [$2] not found in [$3]"
-  else
-    echo "ok: $1"
-  fi
 }
 
 # expect_no_controls WHAT FILE: FILE holds no byte a terminal acts on other
@@ -78,10 +48,6 @@ expect_no_controls() {
   fi
 }
 
-is_json() {
-  /usr/bin/python3 -c 'import json, sys; json.load(sys.stdin)'
-}
-
 # The binaries uid 65534 runs are copied out of Bazel's tree, which it may
 # not be able to reach.
 install -m 0755 "${CLI}" "${TMP}/procwarp"
@@ -91,25 +57,8 @@ as_nobody() {
   setpriv --reuid="${NOBODY}" --regid="${NOBODY}" --clear-groups "$@"
 }
 
-pw() {
-  "${CLI}" --socket "${SOCKET}" "$@"
-}
-
 pw_nobody() {
   as_nobody "${TMP}/procwarp" --socket "${SOCKET}" "$@"
-}
-
-# wait_for_daemon PID COMMAND...: polls COMMAND (bounded) until the daemon
-# answers it.
-wait_for_daemon() {
-  local pid=$1
-  shift
-  for _ in $(seq 1 200); do
-    "$@" >/dev/null 2>&1 && return 0
-    kill -0 "${pid}" 2>/dev/null || break
-    sleep 0.05
-  done
-  return 1
 }
 
 # refused_by_fake HOW COMMAND...: starts a fake daemon as uid 65534 at
@@ -196,14 +145,7 @@ test_user_daemon() {
 }
 
 start_root_daemon() {
-  "${DAEMON}" --socket "${SOCKET}" --socket_mode 0666 \
-    --agent_path "${AGENT}" >"${TMP}/daemon.log" 2>&1 &
-  DAEMON_PID=$!
-  if ! wait_for_daemon "${DAEMON_PID}" pw status; then
-    echo "procwarpd did not come up; its log:" >&2
-    cat "${TMP}/daemon.log" >&2
-    exit 1
-  fi
+  start_daemon --agent_path "${AGENT}"
   pw status >/dev/null
   expect_eq "the root daemon serves root" 0 $?
   pw_nobody status >/dev/null
@@ -325,9 +267,4 @@ test_user_daemon
 start_root_daemon
 test_escapes
 
-if [[ "${FAILURES}" -ne 0 ]]; then
-  echo "${FAILURES} check(s) failed; daemon log:" >&2
-  cat "${TMP}/daemon.log" >&2
-  exit 1
-fi
-echo "all checks passed"
+cli_test_finish

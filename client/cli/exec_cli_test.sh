@@ -10,61 +10,17 @@ readonly DAEMON="${PWD}/daemon/procwarpd"
 readonly CLI_BUILT="${PWD}/client/cli/procwarp"
 readonly TARGET="${PWD}/tests/testcases/attach_target"
 readonly LIBRARY="${PWD}/tests/testcases/attach_marker_lib.so"
-# Unix socket paths must stay under 108 bytes: Bazel's TEST_TMPDIR may not.
-TMP="$(mktemp -d /tmp/procwarp_exec_cli.XXXXXX)"
-readonly TMP
+source "${PWD}/client/cli/testing/cli_test_lib.sh"
+cli_test_setup exec_cli
 chmod 755 "${TMP}"
-readonly SOCKET="${TMP}/procwarpd.sock"
 # A copy uid 65534 can run (the runfiles are under root's home).
 readonly CLI="${TMP}/procwarp"
 cp "${CLI_BUILT}" "${CLI}"
 chmod 755 "${CLI}"
-DAEMON_PID=""
 TARGET_PID=""
-FAILURES=0
 
-cleanup() {
+cleanup_test() {
   [[ -n "${TARGET_PID}" ]] && kill -9 "${TARGET_PID}" 2>/dev/null
-  if [[ -n "${DAEMON_PID}" ]]; then
-    kill "${DAEMON_PID}" 2>/dev/null
-    wait "${DAEMON_PID}" 2>/dev/null
-  fi
-  rm -rf "${TMP}"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  FAILURES=$((FAILURES + 1))
-}
-
-expect_eq() {
-  if [[ "$2" != "$3" ]]; then fail "$1: expected [$2], got [$3]"; else echo "ok: $1"; fi
-}
-
-expect_contains() {
-  if [[ "$3" != *"$2"* ]]; then fail "$1: [$2] not found in [$3]"; else echo "ok: $1"; fi
-}
-
-is_json() {
-  /usr/bin/python3 -c 'import json, sys; json.load(sys.stdin)'
-}
-
-pw() {
-  "${CLI}" --socket "${SOCKET}" "$@"
-}
-
-start_daemon() {
-  "${DAEMON}" --socket "${SOCKET}" --socket_mode 0666 >"${TMP}/daemon.log" 2>&1 &
-  DAEMON_PID=$!
-  for _ in $(seq 1 200); do
-    pw doctor >/dev/null 2>&1 && return 0
-    kill -0 "${DAEMON_PID}" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "procwarpd did not come up; its log:" >&2
-  cat "${TMP}/daemon.log" >&2
-  exit 1
 }
 
 # The target blocks in read(0) on a FIFO we hold open on fd 3.
@@ -175,8 +131,4 @@ test_doctor
 test_nobody
 test_target_intact
 
-if ((FAILURES > 0)); then
-  echo "${FAILURES} check(s) failed" >&2
-  exit 1
-fi
-echo "all checks passed"
+cli_test_finish
