@@ -317,6 +317,43 @@ TEST(TracerThreadTest, BatchRunsInOneStop) {
   EXPECT_EQ(bad->value, -EBADF);
 }
 
+// Later syscalls of a batch write only the registers that changed
+// (injector.h): mixed numbers and arguments, a failing call, and a seccomp
+// trap in the middle (which falls back to the full write) all give each
+// call its own result.
+TEST(TracerThreadTest, MixedBatchGivesEveryCallItsOwnResult) {
+  ReadyTarget t = StartReady({TargetPath(), "seccomp"});
+  auto tracer = AttachTo(t.process);
+  ASSERT_NE(tracer, nullptr);
+  std::vector<SyscallRequest> batch = {
+      {.nr = SYS_getpid},
+      {.nr = SYS_close, .args = {9999}},
+      {.nr = SYS_getpid},
+      {.nr = SYS_getppid},  // trapped by the target's filter
+      {.nr = SYS_getuid},   // refused with EPERM by it
+      {.nr = SYS_fcntl, .args = {0, F_GETFD}},
+      {.nr = SYS_fcntl, .args = {9998, F_GETFD}},
+      {.nr = SYS_getpid},
+  };
+  std::vector<SyscallResult> results;
+  ASSERT_TRUE(tracer->Run([&](Operation& op) {
+    return op.Syscalls(batch, &results);
+  }, Soon()).ok());
+  ASSERT_EQ(results.size(), batch.size());
+  EXPECT_EQ(results[0].value, t.process.pid());
+  EXPECT_EQ(results[1].value, -EBADF);
+  EXPECT_EQ(results[2].value, t.process.pid());
+  EXPECT_TRUE(results[3].seccomp_refused);
+  EXPECT_FALSE(results[4].seccomp_refused);
+  EXPECT_EQ(results[4].value, -EPERM);
+  EXPECT_GE(results[5].value, 0);
+  EXPECT_EQ(results[6].value, -EBADF);
+  EXPECT_EQ(results[7].value, t.process.pid());
+  tracer.reset();
+  ASSERT_TRUE(t.process.Write("alive").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=5 data=alive errno=0");
+}
+
 TEST(TracerThreadTest, SignalMaskIsRestored) {
   ReadyTarget t = StartReady({TargetPath(), "read"});
   std::string before = SigBlk(t.process.pid());
