@@ -386,13 +386,15 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   }
   FilesService files_service(&threads, &callers, fd_side_channel.get());
   // Remote calls and library injection in processes procwarp did not spawn
-  // (docs/attach.md); each RPC attaches for its own duration.
+  // (docs/attach.md); each RPC attaches for its own duration, or uses the
+  // caller's attached thread.
   exec::ExecService exec_service(
       &callers,
       {.max_operation_time =
            absl::Milliseconds(config.limits().exec_operation_timeout_ms()),
        .max_library_handles_per_identity =
-           config.limits().max_library_handles_per_identity()});
+           config.limits().max_library_handles_per_identity()},
+      &threads);
 
   HealthService health(
       {v1::Admin::service_full_name(), v1::Processes::service_full_name(),

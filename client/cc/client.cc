@@ -407,34 +407,54 @@ absl::StatusOr<std::vector<v1::ThreadInfo>> Client::ListThreads(
   return threads;
 }
 
-absl::StatusOr<exec::v1::CallResponse> Client::Call(
-    pid_t pid, const std::string& function,
-    const std::vector<uint64_t>& args) const {
+namespace internal {
+
+absl::StatusOr<exec::v1::CallResponse> ExecCall(
+    const Connection& connection, const exec::v1::Target& target,
+    const std::string& function, const std::vector<uint64_t>& args) {
   grpc::ClientContext context;
-  internal::SetTimeout(context, internal::kExecCallTimeout);
+  SetTimeout(context, kExecCallTimeout);
   exec::v1::CallRequest request;
-  request.mutable_target()->set_pid(pid);
+  *request.mutable_target() = target;
   request.set_function(function);
   request.mutable_args()->Add(args.begin(), args.end());
   exec::v1::CallResponse response;
   absl::Status status =
-      FromGrpcStatus(connection_->exec->Call(&context, request, &response));
+      FromGrpcStatus(connection.exec->Call(&context, request, &response));
   if (!status.ok()) return status;
   return response;
 }
 
-absl::StatusOr<exec::v1::InjectLibraryResponse> Client::InjectLibrary(
-    pid_t pid, const std::string& path) const {
+absl::StatusOr<exec::v1::InjectLibraryResponse> ExecInjectLibrary(
+    const Connection& connection, const exec::v1::Target& target,
+    const std::string& path) {
   grpc::ClientContext context;
-  internal::SetTimeout(context, internal::kExecCallTimeout);
+  SetTimeout(context, kExecCallTimeout);
   exec::v1::InjectLibraryRequest request;
-  request.mutable_target()->set_pid(pid);
+  *request.mutable_target() = target;
   request.set_path(path);
   exec::v1::InjectLibraryResponse response;
   absl::Status status = FromGrpcStatus(
-      connection_->exec->InjectLibrary(&context, request, &response));
+      connection.exec->InjectLibrary(&context, request, &response));
   if (!status.ok()) return status;
   return response;
+}
+
+}  // namespace internal
+
+absl::StatusOr<exec::v1::CallResponse> Client::Call(
+    pid_t pid, const std::string& function,
+    const std::vector<uint64_t>& args) const {
+  exec::v1::Target target;
+  target.set_pid(pid);
+  return internal::ExecCall(*connection_, target, function, args);
+}
+
+absl::StatusOr<exec::v1::InjectLibraryResponse> Client::InjectLibrary(
+    pid_t pid, const std::string& path) const {
+  exec::v1::Target target;
+  target.set_pid(pid);
+  return internal::ExecInjectLibrary(*connection_, target, path);
 }
 
 absl::Status Client::UnloadLibrary(const std::string& handle) const {

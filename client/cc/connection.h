@@ -7,8 +7,12 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
 
 #include "absl/time/time.h"
 #include "client/cc/daemon_peer.h"
@@ -55,6 +59,15 @@ struct Connection {
 // Sets `context`'s deadline `timeout` from now; an infinite timeout leaves the
 // call without a deadline.
 void SetTimeout(grpc::ClientContext& context, absl::Duration timeout);
+
+// Exec.Call and Exec.InjectLibrary on `target` (a pid or an attached thread):
+// shared by Client (by pid) and Thread (its own id).
+absl::StatusOr<exec::v1::CallResponse> ExecCall(
+    const Connection& connection, const exec::v1::Target& target,
+    const std::string& function, const std::vector<uint64_t>& args);
+absl::StatusOr<exec::v1::InjectLibraryResponse> ExecInjectLibrary(
+    const Connection& connection, const exec::v1::Target& target,
+    const std::string& path);
 
 }  // namespace procwarp::internal
 

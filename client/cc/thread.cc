@@ -574,6 +574,20 @@ absl::Status Thread::Chdir(absl::string_view path) const {
       .status();
 }
 
+absl::StatusOr<exec::v1::CallResponse> Thread::Call(
+    const std::string& function, const std::vector<uint64_t>& args) const {
+  exec::v1::Target target;
+  target.set_thread_id(id());
+  return internal::ExecCall(*connection_, target, function, args);
+}
+
+absl::StatusOr<exec::v1::InjectLibraryResponse> Thread::InjectLibrary(
+    const std::string& path) const {
+  exec::v1::Target target;
+  target.set_thread_id(id());
+  return internal::ExecInjectLibrary(*connection_, target, path);
+}
+
 absl::StatusOr<pid_t> Thread::GetPid() const {
   absl::StatusOr<int64_t> pid = Checked("getpid", SYS_getpid, {});
   if (!pid.ok()) return pid.status();

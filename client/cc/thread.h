@@ -52,6 +52,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/cc/process.h"
+#include "proto/procwarp/exec/v1/exec.pb.h"
 #include "proto/procwarp/v1/files.pb.h"
 #include "proto/procwarp/v1/memory.pb.h"
 #include "proto/procwarp/v1/threads.pb.h"
@@ -269,6 +270,15 @@ class Thread {
   absl::Status Chdir(absl::string_view path) const;
   // getpid() as the thread sees it (1 in a new pid namespace).
   absl::StatusOr<pid_t> GetPid() const;
+
+  // Attached threads (Client::AttachThread): Client::Call and
+  // Client::InjectLibrary run through this attachment (no second attach;
+  // the process stays attached afterwards). Agent threads answer
+  // FAILED_PRECONDITION.
+  absl::StatusOr<exec::v1::CallResponse> Call(
+      const std::string& function, const std::vector<uint64_t>& args = {}) const;
+  absl::StatusOr<exec::v1::InjectLibraryResponse> InjectLibrary(
+      const std::string& path) const;
 
   // The thread's fds with what /proc says of them (Files.ListFds).
   absl::StatusOr<std::vector<v1::FdInfo>> ListFds() const;

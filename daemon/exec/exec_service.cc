@@ -15,11 +15,11 @@
 #include "absl/strings/str_join.h"
 #include "daemon/exec/caller_file.h"
 #include "daemon/exec/elf_symbols.h"
+#include "daemon/exec/exec_target.h"
 #include "daemon/exec/fd_install.h"
 #include "daemon/exec/library_injector.h"
 #include "daemon/exec/preflight.h"
 #include "daemon/exec/remote_call.h"
-#include "daemon/exec/transient_attach.h"
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/security/ptrace_access.h"
 #include "daemon/server/log.h"
@@ -33,24 +33,6 @@ namespace pb = procwarp::exec::v1;
 
 constexpr size_t kMaxArgs = 6;
 constexpr size_t kMaxSpec = 4096;
-
-absl::StatusOr<pid_t> TargetPid(const pb::Target& target) {
-  switch (target.target_case()) {
-    case pb::Target::kPid:
-      if (target.pid() <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("target pid ", target.pid(), " is not a process id"));
-      }
-      return static_cast<pid_t>(target.pid());
-    case pb::Target::kThreadId:
-      return absl::UnimplementedError(
-          "Exec on an attached thread (target.thread_id) needs "
-          "Threads.AttachThread, which this daemon does not have yet; name "
-          "the process by target.pid");
-    default:
-      return absl::InvalidArgumentError("target: set pid (or thread_id)");
-  }
-}
 
 absl::Status CheckText(const std::string& text, absl::string_view field) {
   if (text.empty() || text.size() >= kMaxSpec ||
@@ -110,7 +92,9 @@ grpc::Status ExecService::Call(grpc::ServerContext* context,
                                const pb::CallRequest* request,
                                pb::CallResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    ASSIGN_OR_RETURN(pid_t pid, TargetPid(request->target()));
+    ASSIGN_OR_RETURN(ExecTarget target,
+                     ExecTarget::Resolve(request->target(), caller, threads_));
+    const pid_t pid = target.pid();
     RETURN_IF_ERROR(CheckText(request->function(), "function"));
     if (static_cast<size_t>(request->args_size()) > kMaxArgs) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -120,9 +104,8 @@ grpc::Status ExecService::Call(grpc::ServerContext* context,
     const std::vector<uint64_t> args(request->args().begin(), request->args().end());
     std::string exe = "?";
     auto attempt = [&]() -> absl::Status {
-      ASSIGN_OR_RETURN(UniqueFd pidfd, OpenPidfd(pid));
-      return RunAttached(
-          caller, pid, std::move(pidfd), Deadline(context), CancelledBy(context),
+      return target.Run(
+          caller, Deadline(context), CancelledBy(context),
           [&](ptrace::Operation& op) -> absl::Status {
             exe = ptrace::ExePath(pid);
             ASSIGN_OR_RETURN(SymbolResolver symbols,
@@ -146,6 +129,7 @@ grpc::Status ExecService::Call(grpc::ServerContext* context,
     for (uint64_t a : args) hex_args.push_back(Hex(a));
     Audit("exec.call", caller,
           {{"TARGET_PID", absl::StrCat(pid)},
+           {"THREAD_ID", target.thread_id()},
            {"TARGET_EXE", exe},
            {"FUNCTION", request->function()},
            {"ADDRESS", Hex(response->address())},
@@ -164,7 +148,9 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
                                         const pb::InjectLibraryRequest* request,
                                         pb::InjectLibraryResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    ASSIGN_OR_RETURN(pid_t pid, TargetPid(request->target()));
+    ASSIGN_OR_RETURN(ExecTarget target,
+                     ExecTarget::Resolve(request->target(), caller, threads_));
+    const pid_t pid = target.pid();
     const std::string& path = request->path();
     RETURN_IF_ERROR(CheckText(path, "path"));
     ASSIGN_OR_RETURN(LibraryTable::Reservation slot, libraries_.Reserve(caller));
@@ -172,14 +158,13 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
     LoadedLibrary library;
     library.owner = caller;
     library.pid = pid;
+    library.thread_id = target.thread_id();
     std::string exe = "?";
     auto attempt = [&]() -> absl::Status {
-      ASSIGN_OR_RETURN(UniqueFd pidfd, OpenPidfd(pid));
+      ASSIGN_OR_RETURN(UniqueFd kept, target.DupPidfd());
       // Nothing is opened for a caller who may not touch the target anyway.
       RETURN_IF_ERROR(
-          CheckCallerMayPtrace(caller, pid, pidfd.get(), absl::StrCat("pid ", pid)));
-      UniqueFd kept(fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
-      if (!kept) return ErrnoStatus(errno, "dup(pidfd)");
+          CheckCallerMayPtrace(caller, pid, kept.get(), absl::StrCat("pid ", pid)));
       // As the caller: nobody loads a library they could not read.
       ASSIGN_OR_RETURN(UniqueFd file,
                        OpenFileAsCaller(caller, path, deadline, CancelledBy(context)));
@@ -187,8 +172,8 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
       if (fstat(file.get(), &st) != 0) return ErrnoStatus(errno, "fstat(library)");
       library.device = MapsDevice(st);
       library.inode = st.st_ino;
-      absl::Status loaded = RunAttached(
-          caller, pid, std::move(pidfd), deadline, CancelledBy(context),
+      absl::Status loaded = target.Run(
+          caller, deadline, CancelledBy(context),
           [&](ptrace::Operation& op) -> absl::Status {
             exe = ptrace::ExePath(pid);
             ASSIGN_OR_RETURN(SymbolResolver symbols,
@@ -220,6 +205,7 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
     absl::Status status = attempt();
     Audit("exec.inject", caller,
           {{"TARGET_PID", absl::StrCat(pid)},
+           {"THREAD_ID", target.thread_id()},
            {"TARGET_EXE", exe},
            {"LIBRARY", path},
            {"DL_HANDLE", Hex(library.dl_handle)},
@@ -243,17 +229,20 @@ grpc::Status ExecService::UnloadLibrary(grpc::ServerContext* context,
     const std::string& id = request->handle();
     if (id.empty()) return absl::InvalidArgumentError("handle: required");
     ASSIGN_OR_RETURN(std::unique_ptr<LoadedLibrary> library, libraries_.Take(id, caller));
-    UniqueFd pidfd(fcntl(library->pidfd.get(), F_DUPFD_CLOEXEC, 0));
-    if (!pidfd) {
-      absl::Status dup = ErrnoStatus(errno, "dup(pidfd)");
+    // Through the attached thread it was loaded by while the caller still
+    // holds it (a second attach would be refused), else one attach.
+    absl::StatusOr<ExecTarget> target =
+        ExecTarget::ForProcess(library->pid, library->pidfd.get(),
+                               library->thread_id, caller, threads_);
+    if (!target.ok()) {
       libraries_.Restore(id, std::move(library));
-      return dup;
+      return target.status();
     }
     const pid_t pid = library->pid;
     bool gone = false;  // the handle means nothing any more
     std::string exe = "?";
-    absl::Status status = RunAttached(
-        caller, pid, std::move(pidfd), Deadline(context), CancelledBy(context),
+    absl::Status status = target->Run(
+        caller, Deadline(context), CancelledBy(context),
         [&](ptrace::Operation& op) -> absl::Status {
           exe = ptrace::ExePath(pid);
           // dlclose() of a pointer from another program would be called

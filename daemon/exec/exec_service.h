@@ -2,8 +2,10 @@
 // injection in processes procwarp did not spawn, and the preflight behind
 // `procwarp doctor` (proto/procwarp/exec/v1/exec.proto, docs/attach.md).
 //
-// Each Call / InjectLibrary / UnloadLibrary attaches to its target for that
-// one RPC (a ptrace::TracerThread) and detaches before it returns. The caller
+// Each Call / InjectLibrary / UnloadLibrary names its target by pid — then it
+// attaches for that one RPC (a ptrace::TracerThread) and detaches before it
+// returns — or by an attached thread of the caller, whose tracer thread runs
+// the work (exec_target.h). The caller
 // must pass the kernel's ptrace rule for the target (daemon/security/
 // ptrace_access.h) before the attach and again inside the work, with the
 // target stopped (authority at use; docs/security.md, "Exec"). The work is
@@ -18,6 +20,7 @@
 #include "absl/time/time.h"
 #include "daemon/exec/library_table.h"
 #include "daemon/server/caller_context.h"
+#include "daemon/thread/thread_table.h"
 #include "proto/procwarp/exec/v1/exec.grpc.pb.h"
 
 namespace procwarp::exec {
@@ -34,8 +37,12 @@ struct ExecLimits {
 
 class ExecService final : public procwarp::exec::v1::Exec::Service {
  public:
-  ExecService(const CallerResolver* callers, const ExecLimits& limits)
+  // `threads` resolves Target.thread_id (attached threads of the caller);
+  // without it thread_id answers NOT_FOUND.
+  ExecService(const CallerResolver* callers, const ExecLimits& limits,
+              const ThreadTable* threads = nullptr)
       : callers_(callers),
+        threads_(threads),
         limits_(limits),
         libraries_(limits.max_library_handles_per_identity) {}
 
@@ -58,6 +65,7 @@ class ExecService final : public procwarp::exec::v1::Exec::Service {
   absl::Time Deadline(const grpc::ServerContext* context) const;
 
   const CallerResolver* callers_;
+  const ThreadTable* threads_;
   const ExecLimits limits_;
   LibraryTable libraries_;
 };

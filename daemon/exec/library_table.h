@@ -35,6 +35,9 @@ struct LoadedLibrary {
   UniqueFd pidfd;
   uint64_t dl_handle = 0;  // what dlopen() returned in the target
   std::string path;        // as the target's maps show it
+  // The caller's attached thread it was loaded through (empty: by pid);
+  // UnloadLibrary goes through it while it is still attached.
+  std::string thread_id;
   std::string device;      // "fd:01", as in /proc/PID/maps
   uint64_t inode = 0;
 };

@@ -5,44 +5,14 @@
 #include <unistd.h>
 
 #include <memory>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "daemon/ptrace/tracer_thread.h"
 #include "daemon/security/ptrace_access.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp::exec {
-namespace {
-
-// How often a running operation looks at its call's cancellation.
-constexpr absl::Duration kCancelPoll = absl::Milliseconds(20);
-
-// Cancels `tracer`'s work once `cancelled()` turns true, until destroyed.
-class CancelWatcher {
- public:
-  CancelWatcher(ptrace::TracerThread* tracer, std::function<bool()> cancelled)
-      : thread_([this, tracer, cancelled = std::move(cancelled)] {
-          while (!done_.WaitForNotificationWithTimeout(kCancelPoll)) {
-            if (cancelled()) {
-              tracer->CancelAll();
-              return;
-            }
-          }
-        }) {}
-  ~CancelWatcher() {
-    done_.Notify();
-    thread_.join();
-  }
-
- private:
-  absl::Notification done_;
-  std::thread thread_;
-};
-
-}  // namespace
 
 absl::StatusOr<UniqueFd> OpenPidfd(pid_t pid) {
   if (pid <= 0) {
@@ -64,18 +34,14 @@ absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
   if (cancelled()) return absl::CancelledError("the call was cancelled");
   ASSIGN_OR_RETURN(std::unique_ptr<ptrace::TracerThread> tracer,
                    ptrace::TracerThread::Attach(std::move(pidfd), pid, {}, deadline));
-  absl::Status result;
-  {
-    CancelWatcher watcher(tracer.get(), std::move(cancelled));
-    result = tracer->Run(
-        [&](ptrace::Operation& op) -> absl::Status {
-          // Authority at use: the target is stopped, its credentials are
-          // those the work will meet.
-          RETURN_IF_ERROR(CheckCallerMayPtrace(caller, pid, tracer->pidfd(), what));
-          return work(op);
-        },
-        deadline);
-  }
+  absl::Status result = tracer->Run(
+      [&](ptrace::Operation& op) -> absl::Status {
+        // Authority at use: the target is stopped, its credentials are
+        // those the work will meet.
+        RETURN_IF_ERROR(CheckCallerMayPtrace(caller, pid, tracer->pidfd(), what));
+        return work(op);
+      },
+      deadline, {.cancelled = &cancelled});
   tracer.reset();  // detaches; the target runs on
   return result;
 }

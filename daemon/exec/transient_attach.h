@@ -11,9 +11,10 @@
 //     its credentials may have changed in between), then `work` runs.
 //  4. The target is put back and detached before RunAttached returns, also
 //     on failure, on the deadline and when `cancelled()` turns true (the
-//     client went away; polled, since gRPC's synchronous API has no
-//     cancellation callback). An exec in the target ends the attachment
-//     (FAILED_PRECONDITION): the work never runs on the new program.
+//     client went away; polled by TracerThread::Run every kCancelPoll,
+//     since gRPC's synchronous API has no cancellation callback). An exec
+//     in the target ends the attachment (FAILED_PRECONDITION): the work
+//     never runs on the new program.
 #ifndef PROCWARP_DAEMON_EXEC_TRANSIENT_ATTACH_H_
 #define PROCWARP_DAEMON_EXEC_TRANSIENT_ATTACH_H_
 

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -37,6 +38,45 @@ absl::StatusOr<uint64_t> ScanMapping(const Mapping& m, RemoteMemory& memory) {
   }
   return absl::NotFoundError("no syscall instruction");
 }
+
+// PTRACE_POKEUSER of register field `offset` when `want` differs from `have`.
+absl::Status PokeIfChanged(pid_t tid, size_t offset, unsigned long long have,
+                           unsigned long long want) {
+  if (have == want) return absl::OkStatus();
+  return Ptrace(PTRACE_POKEUSER, tid, offset, want);
+}
+
+// Writes the registers of `want` that an injected syscall reads and that
+// differ from `have` (the registers as the previous syscall left them).
+absl::Status WriteChangedRegisters(pid_t tid, const user_regs_struct& have,
+                                   const user_regs_struct& want) {
+#define PW_POKE(field)                                                       \
+  RETURN_IF_ERROR(PokeIfChanged(tid, offsetof(user_regs_struct, field),      \
+                                have.field, want.field))
+  PW_POKE(rip);
+  PW_POKE(rax);
+  PW_POKE(orig_rax);
+  PW_POKE(rdi);
+  PW_POKE(rsi);
+  PW_POKE(rdx);
+  PW_POKE(r10);
+  PW_POKE(r8);
+  PW_POKE(r9);
+#undef PW_POKE
+  return absl::OkStatus();
+}
+
+// Syscalls that replace the caller's registers (the next injection must
+// write them all).
+bool ReplacesRegisters(long nr) {
+  return nr == SYS_rt_sigreturn || nr == SYS_execve || nr == SYS_execveat;
+}
+
+// The general path of one injection after its step was started (or from
+// event `first`): signals, seccomp traps, pending traps.
+absl::StatusOr<SyscallResult> FinishInjection(
+    Tracee& tracee, const user_regs_struct& regs, uint64_t insn,
+    std::optional<StopEvent> first, const WaitControl& control);
 
 }  // namespace
 
@@ -66,11 +106,10 @@ bool IsSyscallInstruction(RemoteMemory& memory, uint64_t insn) {
   return std::memcmp(bytes, kSyscallInsn, 2) == 0;
 }
 
-absl::StatusOr<SyscallResult> InjectSyscall(Tracee& tracee,
-                                            const user_regs_struct& base,
-                                            uint64_t insn,
-                                            const SyscallRequest& request,
-                                            const WaitControl& control) {
+absl::StatusOr<SyscallResult> InjectSyscall(
+    Tracee& tracee, const user_regs_struct& base, uint64_t insn,
+    const SyscallRequest& request, const WaitControl& control,
+    std::optional<user_regs_struct>* known) {
   user_regs_struct regs = base;
   regs.rip = insn;
   regs.rax = static_cast<unsigned long long>(request.nr);
@@ -81,11 +120,58 @@ absl::StatusOr<SyscallResult> InjectSyscall(Tracee& tracee,
   regs.r10 = request.args[3];
   regs.r8 = request.args[4];
   regs.r9 = request.args[5];
-  RETURN_IF_ERROR(SetRegs(tracee.tid(), regs));
+  const bool incremental = known != nullptr && known->has_value();
+  if (incremental) {
+    RETURN_IF_ERROR(WriteChangedRegisters(tracee.tid(), **known, regs));
+  } else {
+    RETURN_IF_ERROR(SetRegs(tracee.tid(), regs));
+  }
+  if (known != nullptr) known->reset();
   RETURN_IF_ERROR(tracee.Resume(PTRACE_SINGLESTEP, 0));
+  if (known != nullptr) {
+    // The common case, read cheaply: the step's SIGTRAP right after the
+    // instruction.
+    ASSIGN_OR_RETURN(StopEvent ev, tracee.WaitStop(control));
+    if (ev.signal_delivery() && ev.sig == SIGTRAP) {
+      ASSIGN_OR_RETURN(unsigned long rip,
+                       PtracePeek(PTRACE_PEEKUSER, tracee.tid(),
+                                  offsetof(user_regs_struct, rip)));
+      if (rip == insn + sizeof(kSyscallInsn)) {
+        ASSIGN_OR_RETURN(unsigned long rax,
+                         PtracePeek(PTRACE_PEEKUSER, tracee.tid(),
+                                    offsetof(user_regs_struct, rax)));
+        if (!ReplacesRegisters(request.nr)) {
+          regs.rip = rip;
+          regs.rax = rax;
+          regs.orig_rax = static_cast<unsigned long long>(request.nr);
+          *known = regs;
+        }
+        return SyscallResult{.value = static_cast<int64_t>(rax)};
+      }
+      // A trap pending from before the step: the instruction has not run.
+      RETURN_IF_ERROR(tracee.Resume(PTRACE_SINGLESTEP, 0));
+    } else {
+      // Anything else: the general path below, from this event on.
+      return FinishInjection(tracee, regs, insn, ev, control);
+    }
+  }
+  return FinishInjection(tracee, regs, insn, std::nullopt, control);
+}
+
+namespace {
+
+absl::StatusOr<SyscallResult> FinishInjection(
+    Tracee& tracee, const user_regs_struct& regs, uint64_t insn,
+    std::optional<StopEvent> first, const WaitControl& control) {
   SyscallResult result;
   for (;;) {
-    ASSIGN_OR_RETURN(StopEvent ev, tracee.WaitStop(control));
+    StopEvent ev;
+    if (first.has_value()) {
+      ev = *first;
+      first.reset();
+    } else {
+      ASSIGN_OR_RETURN(ev, tracee.WaitStop(control));
+    }
     if (ev.signal_delivery() && ev.sig == SIGTRAP) {
       ASSIGN_OR_RETURN(user_regs_struct after, GetRegs(tracee.tid()));
       if (after.rip == insn + sizeof(kSyscallInsn)) {
@@ -127,5 +213,7 @@ absl::StatusOr<SyscallResult> InjectSyscall(Tracee& tracee,
     RETURN_IF_ERROR(tracee.Resume(PTRACE_SINGLESTEP, 0));
   }
 }
+
+}  // namespace
 
 }  // namespace procwarp::ptrace

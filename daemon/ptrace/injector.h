@@ -26,6 +26,15 @@
 // have without us: the target sees no EINTR and a sleep keeps its absolute
 // end time (the restart block is untouched).
 //
+// Batches: a stop costs SETREGS + SINGLESTEP + waitpid + GETREGS per
+// syscall, and SETREGS is the dearest request (it rewrites every register,
+// segment bases included). Within one batch the registers the previous
+// injected syscall left are known (a syscall changes only rax, rcx and r11),
+// so the next one writes only what differs (rip, rax, orig_rax and changed
+// arguments, with PTRACE_POKEUSER) and reads back only rip and rax. Anything
+// unusual (a signal, a seccomp trap, rt_sigreturn or execve, which replace
+// registers) falls back to the full write. See docs/attach.md, "Costs".
+//
 // Seccomp: a filter that returns SECCOMP_RET_TRAP shows up as a SIGSYS
 // (si_code SYS_SECCOMP) signal-delivery-stop; it is suppressed (the target
 // never sees it) and the result says seccomp refused the call. RET_ERRNO is
@@ -39,6 +48,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "daemon/ptrace/remote_memory.h"
@@ -70,11 +80,14 @@ bool IsSyscallInstruction(RemoteMemory& memory, uint64_t insn);
 // registers of `base` otherwise. Signals that arrive meanwhile are
 // remembered (Tracee::RememberCurrentSignal). The tracee is stopped again
 // afterwards, with the injected registers (restore them when done).
-absl::StatusOr<SyscallResult> InjectSyscall(Tracee& tracee,
-                                            const user_regs_struct& base,
-                                            uint64_t insn,
-                                            const SyscallRequest& request,
-                                            const WaitControl& control);
+// `known` (optional, one per batch, initially empty): the tracee's
+// registers as the previous call of the batch left them; see the file
+// comment. Only rip, rax, orig_rax and the argument registers of it are
+// meaningful.
+absl::StatusOr<SyscallResult> InjectSyscall(
+    Tracee& tracee, const user_regs_struct& base, uint64_t insn,
+    const SyscallRequest& request, const WaitControl& control,
+    std::optional<user_regs_struct>* known = nullptr);
 
 }  // namespace procwarp::ptrace
 

@@ -124,9 +124,12 @@ absl::Status Operation::Syscalls(absl::Span<const SyscallRequest> requests,
   ASSIGN_OR_RETURN(uint64_t insn, SyscallInstruction());
   std::optional<SameCpuAsTracee> same_cpu;
   if (requests.size() >= kSameCpuBatch) same_cpu.emplace(pid(), tid());
+  // The registers the previous syscall of this batch left (injector.h).
+  std::optional<user_regs_struct> known;
   for (const SyscallRequest& request : requests) {
     ASSIGN_OR_RETURN(SyscallResult result,
-                     InjectSyscall(tracee_, saved->regs, insn, request, control_));
+                     InjectSyscall(tracee_, saved->regs, insn, request,
+                                   control_, &known));
     results->push_back(result);
   }
   return absl::OkStatus();

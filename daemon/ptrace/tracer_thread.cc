@@ -89,7 +89,15 @@ void TracerThread::Wake() {
   if (tid > 0) syscall(SYS_tgkill, getpid(), tid, TracerWakeSignal());
 }
 
-absl::Status TracerThread::Submit(Job& job, absl::Time deadline) {
+absl::Status TracerThread::Submit(Job& job, absl::Time deadline,
+                                  const std::function<bool()>* cancelled) {
+  auto caller_cancelled = [cancelled] {
+    return cancelled != nullptr && *cancelled && (*cancelled)();
+  };
+  if (caller_cancelled()) {
+    return absl::CancelledError(absl::StrCat(
+        "the call was cancelled before its operation on pid ", pid_, " ran"));
+  }
   {
     absl::MutexLock lock(&mu_);
     if (stopping_ || finished_ || cancelled_) {
@@ -98,21 +106,30 @@ absl::Status TracerThread::Submit(Job& job, absl::Time deadline) {
     }
     queue_.push_back(&job);
   }
+  // How long one wait lasts before the clock and the caller are looked at.
+  const absl::Duration poll =
+      cancelled != nullptr ? kCancelPoll : absl::Milliseconds(100);
   Wake();
   mu_.Lock();
   // Until picked up: re-send the wake in case it landed before waitpid().
   absl::Duration backoff = absl::Microseconds(500);
   while (!job.started) {
     absl::Time now = absl::Now();
-    if (now >= deadline) {
+    const bool gone = caller_cancelled();
+    if (now >= deadline || gone) {
       queue_.erase(std::find(queue_.begin(), queue_.end(), &job));
       mu_.Unlock();
+      if (gone) {
+        return absl::CancelledError(absl::StrCat(
+            "the call was cancelled while the tracer of pid ", pid_,
+            " was busy; the operation did not run"));
+      }
       return absl::DeadlineExceededError(absl::StrCat(
           "the tracer of pid ", pid_, " was busy until the deadline; "
           "the operation did not run"));
     }
     if (mu_.AwaitWithDeadline(absl::Condition(&job.started),
-                              std::min(deadline, now + backoff))) {
+                              std::min(deadline, now + std::min(backoff, poll)))) {
       break;
     }
     mu_.Unlock();
@@ -120,15 +137,20 @@ absl::Status TracerThread::Submit(Job& job, absl::Time deadline) {
     mu_.Lock();
     backoff = std::min(backoff * 2, absl::Milliseconds(50));
   }
-  // Until done; a cancelled job (deadline or CancelAll) is woken until it
-  // notices.
+  // Until done; a cancelled job (deadline, the caller, CancelAll) is woken
+  // until it notices.
   while (!job.done && !job.cancel.load(std::memory_order_acquire) &&
          !mu_.AwaitWithDeadline(absl::Condition(&job.done),
-                                std::min(deadline, absl::Now() + absl::Milliseconds(100)))) {
+                                std::min(deadline, absl::Now() + poll))) {
     if (absl::Now() >= deadline) break;
+    if (caller_cancelled()) {
+      job.caller_cancelled = true;
+      break;
+    }
   }
   if (!job.done) {
-    // Past the deadline: the work's waits check `cancel` when woken.
+    // Past the deadline or cancelled: the work's waits check `cancel` when
+    // woken.
     job.cancel.store(true, std::memory_order_release);
     backoff = absl::Milliseconds(1);
     while (!job.done) {
@@ -210,7 +232,7 @@ void TracerThread::RunWork(Job& job,
     bool cancelled_all;
     {
       absl::MutexLock lock(&mu_);
-      cancelled_all = caller_gone_;
+      cancelled_all = caller_gone_ || job.caller_cancelled;
     }
     st = cancelled_all
              ? absl::CancelledError(absl::StrCat(
@@ -230,7 +252,7 @@ absl::Status TracerThread::Run(absl::FunctionRef<absl::Status(Operation&)> work,
   auto body = [&] { RunWork(*self, work, options, &result); };
   Job job{body};
   self = &job;
-  absl::Status submitted = Submit(job, deadline);
+  absl::Status submitted = Submit(job, deadline, options.cancelled);
   if (!submitted.ok()) return submitted;
   return result;
 }

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -58,7 +59,15 @@ struct RunOptions {
   bool stop_all_threads = false;
   // Force a memory path (tests, or callers that know one is denied).
   MemoryPath memory_path = MemoryPath::kAuto;
+  // The caller's own cancellation (a gRPC call's IsCancelled): polled every
+  // kCancelPoll while Run() waits; once true the work is abandoned as at a
+  // deadline (the target put back) and Run() returns CANCELLED. Called with
+  // the tracer's lock held: it must not call into this TracerThread.
+  const std::function<bool()>* cancelled = nullptr;
 };
+
+// How often Run() looks at RunOptions::cancelled.
+inline constexpr absl::Duration kCancelPoll = absl::Milliseconds(20);
 
 class TracerThread {
  public:
@@ -83,7 +92,8 @@ class TracerThread {
   // items run one at a time in submission order. Returns `work`'s status,
   // or: DEADLINE_EXCEEDED when `deadline` passed (before the work started —
   // it then never runs — or while it ran — its waits are cancelled and the
-  // target is put back); FAILED_PRECONDITION when the target is job-control
+  // target is put back); CANCELLED when options.cancelled turned true (the
+  // same, for a caller that went away); FAILED_PRECONDITION when the target is job-control
   // stopped or the attachment ended (exec, detach); NOT_FOUND when the
   // target exited. `work` runs on another thread but Run() does not return
   // before it has finished, so it may capture references to the caller's
@@ -115,11 +125,14 @@ class TracerThread {
     bool started = false;
     bool done = false;
     bool dropped = false;  // never run: the attachment was cancelled
+    // The caller's RunOptions::cancelled turned true (guarded by mu_).
+    bool caller_cancelled = false;
     std::atomic<bool> cancel{false};
   };
 
   TracerThread(UniqueFd pidfd, pid_t pid, const AttachOptions& options);
-  absl::Status Submit(Job& job, absl::Time deadline);
+  absl::Status Submit(Job& job, absl::Time deadline,
+                      const std::function<bool()>* cancelled = nullptr);
   void Wake();
   void Loop();
   void RunWork(Job& job, absl::FunctionRef<absl::Status(Operation&)> work,

@@ -16,7 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cinttypes>
+#include <functional>
 #include <cstddef>
 #include <cstring>
 #include <string>
@@ -315,6 +317,43 @@ TEST(TracerThreadTest, BatchRunsInOneStop) {
   EXPECT_EQ(bad->value, -EBADF);
 }
 
+// Later syscalls of a batch write only the registers that changed
+// (injector.h): mixed numbers and arguments, a failing call, and a seccomp
+// trap in the middle (which falls back to the full write) all give each
+// call its own result.
+TEST(TracerThreadTest, MixedBatchGivesEveryCallItsOwnResult) {
+  ReadyTarget t = StartReady({TargetPath(), "seccomp"});
+  auto tracer = AttachTo(t.process);
+  ASSERT_NE(tracer, nullptr);
+  std::vector<SyscallRequest> batch = {
+      {.nr = SYS_getpid},
+      {.nr = SYS_close, .args = {9999}},
+      {.nr = SYS_getpid},
+      {.nr = SYS_getppid},  // trapped by the target's filter
+      {.nr = SYS_getuid},   // refused with EPERM by it
+      {.nr = SYS_fcntl, .args = {0, F_GETFD}},
+      {.nr = SYS_fcntl, .args = {9998, F_GETFD}},
+      {.nr = SYS_getpid},
+  };
+  std::vector<SyscallResult> results;
+  ASSERT_TRUE(tracer->Run([&](Operation& op) {
+    return op.Syscalls(batch, &results);
+  }, Soon()).ok());
+  ASSERT_EQ(results.size(), batch.size());
+  EXPECT_EQ(results[0].value, t.process.pid());
+  EXPECT_EQ(results[1].value, -EBADF);
+  EXPECT_EQ(results[2].value, t.process.pid());
+  EXPECT_TRUE(results[3].seccomp_refused);
+  EXPECT_FALSE(results[4].seccomp_refused);
+  EXPECT_EQ(results[4].value, -EPERM);
+  EXPECT_GE(results[5].value, 0);
+  EXPECT_EQ(results[6].value, -EBADF);
+  EXPECT_EQ(results[7].value, t.process.pid());
+  tracer.reset();
+  ASSERT_TRUE(t.process.Write("alive").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=5 data=alive errno=0");
+}
+
 TEST(TracerThreadTest, SignalMaskIsRestored) {
   ReadyTarget t = StartReady({TargetPath(), "read"});
   std::string before = SigBlk(t.process.pid());
@@ -568,6 +607,49 @@ TEST(TracerThreadTest, CancelAllEndsRunningWorkAndLeavesTargetRunning) {
   }, Soon())));
   tracer.reset();
   EXPECT_EQ(TracerOf(t.process.pid()), 0);
+  ASSERT_TRUE(t.process.Write("still here").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=10 data=still here errno=0");
+}
+
+// One caller's RPC is cancelled (RunOptions::cancelled turns true): its
+// blocked injected read ends with CANCELLED although its deadline is
+// infinite, the target is put back, and the attachment goes on serving.
+TEST(TracerThreadTest, CallerCancellationEndsOnlyThatWork) {
+  ReadyTarget t = StartReady({TargetPath(), "read"});
+  auto tracer = AttachTo(t.process);
+  ASSERT_NE(tracer, nullptr);
+  absl::Notification started;
+  std::atomic<bool> gone{false};
+  const std::function<bool()> cancelled = [&] { return gone.load(); };
+  absl::Status blocked;
+  std::thread caller([&] {
+    blocked = tracer->Run([&](Operation& op) -> absl::Status {
+      absl::StatusOr<const ThreadState*> saved = op.SavedState();
+      if (!saved.ok()) return saved.status();
+      started.Notify();
+      return op.Syscall(SYS_read, {0, (*saved)->regs.rsp - 4096, 1}).status();
+    }, absl::InfiniteFuture(), {.cancelled = &cancelled});
+  });
+  started.WaitForNotification();
+  gone = true;
+  caller.join();
+  EXPECT_TRUE(absl::IsCancelled(blocked)) << blocked;
+  EXPECT_TRUE(absl::StrContains(blocked.message(), "put back")) << blocked;
+  // Work of a caller cancelled before it ran never runs.
+  bool ran = false;
+  absl::Status never = tracer->Run([&](Operation&) {
+    ran = true;
+    return absl::OkStatus();
+  }, absl::InfiniteFuture(), {.cancelled = &cancelled});
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(absl::IsCancelled(never)) << never;
+  absl::StatusOr<SyscallResult> r;
+  ASSERT_TRUE(tracer->Run([&](Operation& op) {
+    r = op.Syscall(SYS_getpid);
+    return r.status();
+  }, Soon()).ok());
+  EXPECT_EQ(r->value, t.process.pid());
+  tracer.reset();
   ASSERT_TRUE(t.process.Write("still here").ok());
   EXPECT_EQ(*t.process.ReadLine(), "read=10 data=still here errno=0");
 }

@@ -186,6 +186,13 @@ absl::Status AttachedThread::Run(
     const Identity& caller,
     absl::FunctionRef<absl::Status(ptrace::Operation&)> work,
     const OperationOptions& options) {
+  return Operate(caller, work, absl::Now() + kOperationTimeout, options);
+}
+
+absl::Status AttachedThread::Operate(
+    const Identity& caller,
+    absl::FunctionRef<absl::Status(ptrace::Operation&)> work,
+    absl::Time deadline, const OperationOptions& options) {
   RETURN_IF_ERROR(CheckAttached());
   absl::Status result = tracer_->Run(
       [&](ptrace::Operation& op) -> absl::Status {
@@ -193,8 +200,9 @@ absl::Status AttachedThread::Run(
         RETURN_IF_ERROR(CheckCallerMayPtrace(caller, proc_, Name()));
         return work(op);
       },
-      absl::Now() + kOperationTimeout,
-      {.stop_all_threads = options.stop_all_threads || target_.stop_all_threads});
+      deadline,
+      {.stop_all_threads = options.stop_all_threads || target_.stop_all_threads,
+       .cancelled = options.cancelled});
   if (!result.ok() && !tracer_->status().ok()) return CheckAttached();
   return result;
 }
@@ -283,13 +291,16 @@ absl::Status AttachedThread::WriteMemory(const Identity& caller,
 absl::StatusOr<int64_t> AttachedThread::InstallFd(const Identity& caller,
                                                   int fd, int target_fd,
                                                   bool cloexec,
-                                                  const CancelCheck&) {
+                                                  const CancelCheck& cancelled) {
   int64_t installed = 0;
-  absl::Status run = Run(caller, [&](ptrace::Operation& op) -> absl::Status {
-    ASSIGN_OR_RETURN(installed, ptrace::InstallFd(op, pidfd_.get(), fd,
-                                                  target_fd, cloexec));
-    return absl::OkStatus();
-  });
+  absl::Status run = Run(
+      caller,
+      [&](ptrace::Operation& op) -> absl::Status {
+        ASSIGN_OR_RETURN(installed, ptrace::InstallFd(op, pidfd_.get(), fd,
+                                                      target_fd, cloexec));
+        return absl::OkStatus();
+      },
+      {.cancelled = cancelled ? &cancelled : nullptr});
   Audit("thread_install_fd", caller,
         {{"THREAD_ID", id()},
          {"TARGET_PID", absl::StrCat(target_.pid)},

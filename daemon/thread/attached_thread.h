@@ -86,12 +86,21 @@ class AttachedThread final : public Thread {
   bool Release(ReleaseReason reason, int exit_code = 0) override;
   bool Gone() override;
 
+  // Runs `work` on this attachment's tracer thread in one stop of the
+  // target, after checking (target stopped) that `caller` may still ptrace
+  // it: the Exec service's remote calls and library loads on an attached
+  // thread (daemon/exec/exec_target.h). Bounded by `deadline`;
+  // options.cancelled is polled (TracerThread::Run). The caller must have
+  // been allowed to use this handle (ThreadTable::Find).
+  absl::Status Operate(const Identity& caller,
+                       absl::FunctionRef<absl::Status(ptrace::Operation&)> work,
+                       absl::Time deadline, const OperationOptions& options = {});
+
  private:
   AttachedThread(Handle handle, const Target& target, UniqueFd pidfd,
                  ProcDir proc);
 
-  // Runs `work` in one stop of the target, after checking (target stopped)
-  // that `caller` may still ptrace it.
+  // Operate() bounded by the per-operation bound of the Thread calls.
   absl::Status Run(const Identity& caller,
                    absl::FunctionRef<absl::Status(ptrace::Operation&)> work,
                    const OperationOptions& options = {});

@@ -4,7 +4,9 @@
 //
 //   exec_peer --socket S --uid U --gid G OP [ARGS...]
 //   OP: call PID FUNCTION [ARGS...] | inject PID PATH | unload HANDLE |
-//       doctor PID
+//       doctor PID | call-thread THREAD_ID FUNCTION |
+//       inject-thread THREAD_ID PATH (Target.thread_id, e.g. someone else's)
+//       | attach-call PID FUNCTION (attach, call through the thread, exit)
 //
 // Prints one line: "OK <result>" or "<CODE> <message>", CODE being the status
 // code's name. <result>: the return value (or "crash SIGNAME"), the handle,
@@ -22,6 +24,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/cc/client.h"
+#include "client/cc/thread.h"
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include "proto/procwarp/exec/v1/exec.grpc.pb.h"
 #include "tests/integration/peer_args.h"
 
 namespace {
@@ -36,8 +42,37 @@ int Print(const absl::Status& status, const std::string& result = "") {
   return 0;
 }
 
-int Run(const procwarp::Client& client, const std::vector<std::string>& args) {
+// Exec.Call / InjectLibrary with Target.thread_id `id`, over a plain
+// channel (the client library names threads only through its own handles).
+int RunOnThreadId(const std::string& socket, const std::string& op,
+                  const std::string& id, const std::string& what) {
+  auto stub = procwarp::exec::v1::Exec::NewStub(grpc::CreateChannel(
+      "unix:" + socket, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  grpc::Status status;
+  if (op == "call-thread") {
+    procwarp::exec::v1::CallRequest request;
+    request.mutable_target()->set_thread_id(id);
+    request.set_function(what);
+    procwarp::exec::v1::CallResponse response;
+    status = stub->Call(&context, request, &response);
+  } else {
+    procwarp::exec::v1::InjectLibraryRequest request;
+    request.mutable_target()->set_thread_id(id);
+    request.set_path(what);
+    procwarp::exec::v1::InjectLibraryResponse response;
+    status = stub->InjectLibrary(&context, request, &response);
+  }
+  return Print(absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                            status.error_message()));
+}
+
+int Run(const procwarp::Client& client, const std::string& socket,
+        const std::vector<std::string>& args) {
   const std::string& op = args[0];
+  if ((op == "call-thread" || op == "inject-thread") && args.size() == 3) {
+    return RunOnThreadId(socket, op, args[1], args[2]);
+  }
   int pid = 0;
   if (args.size() > 1) (void)absl::SimpleAtoi(args[1], &pid);
   if (op == "call" && args.size() >= 3) {
@@ -58,6 +93,15 @@ int Run(const procwarp::Client& client, const std::vector<std::string>& args) {
     return Print(r.status(), r.ok() ? r->handle() : "");
   }
   if (op == "unload" && args.size() == 2) return Print(client.UnloadLibrary(args[1]));
+  if (op == "attach-call" && args.size() == 3) {
+    absl::StatusOr<procwarp::Thread> thread = client.AttachThread(pid);
+    if (!thread.ok()) return Print(thread.status());
+    auto r = thread->Call(args[2]);
+    absl::Status exited = thread->Exit();
+    if (!r.ok()) return Print(r.status());
+    if (!exited.ok()) return Print(exited);
+    return Print(absl::OkStatus(), absl::StrCat(r->return_value()));
+  }
   if (op == "doctor" && args.size() == 2) {
     auto r = client.Preflight(pid);
     if (!r.ok()) return Print(r.status());
@@ -84,5 +128,5 @@ int main(int argc, char** argv) {
   if (!client.ok()) return Print(client.status());
   std::vector<std::string> args = {peer.op};
   args.insert(args.end(), peer.rest.begin(), peer.rest.end());
-  return Run(*client, args);
+  return Run(*client, peer.socket_path, args);
 }

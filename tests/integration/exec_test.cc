@@ -64,6 +64,20 @@ int CountFds(pid_t pid) {
   return n;
 }
 
+// TracerPid of /proc/PID/status.
+int TracerPid(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view rest(line);
+    if (absl::ConsumePrefix(&rest, "TracerPid:")) {
+      int tracer = -1;
+      (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &tracer);
+      return tracer;
+    }
+  }
+  return -1;
+}
 
 class ExecTest : public ::testing::Test {
  protected:
@@ -238,7 +252,7 @@ TEST_F(ExecTest, BadRequestsAreRefusedCleanly) {
   request.mutable_target()->set_thread_id("0123");
   request.set_function("getpid");
   s = stub->Call(Ctx().get(), request, &response);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED) << s.error_message();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
   request.mutable_target()->set_pid(t.process.pid());
   request.set_function("");
   s = stub->Call(Ctx().get(), request, &response);
@@ -459,6 +473,107 @@ TEST_F(ExecTest, ClientGoingAwayMidCallLeavesTheTargetRunningAndDetached) {
   }
   EXPECT_EQ(tracer, 0);
   // Put back: its read goes on and sees the data.
+  ASSERT_TRUE(t.process.Write("after").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=5 data=after errno=0");
+}
+
+// Target.thread_id: Call, InjectLibrary and UnloadLibrary run on the
+// caller's attached thread (its tracer thread; no second attach), which
+// stays attached afterwards; the target runs on as before.
+TEST_F(ExecTest, CallAndInjectThroughTheCallersAttachedThread) {
+  const std::string marker = absl::StrCat(dir_, "/thread-marker");
+  TargetProcess::Options options;
+  options.env.push_back(absl::StrCat("PW_MARKER_PATH=", marker));
+  ReadyTarget t = StartReady({Target(), "read"}, options);
+  const pid_t pid = t.process.pid();
+  absl::StatusOr<Thread> thread = client_->AttachThread(pid);
+  ASSERT_TRUE(thread.ok()) << thread.status();
+  auto got = thread->Call("getpid");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->return_value(), static_cast<uint64_t>(pid));
+  auto step = thread->Call("main-program:checksum_step", {12345, 678});
+  ASSERT_TRUE(step.ok()) << step.status();
+  EXPECT_EQ(step->return_value(), ChecksumStep(12345, 678));
+  // Still attached, by the daemon (a thread of it): the handle's
+  // attachment did the call.
+  const int tracer = TracerPid(pid);
+  EXPECT_TRUE(std::filesystem::exists(
+      absl::StrCat("/proc/", daemon_->daemon_pid(), "/task/", tracer)))
+      << tracer;
+  auto injected = thread->InjectLibrary(MarkerLib());
+  ASSERT_TRUE(injected.ok()) << injected.status();
+  EXPECT_EQ(ReadFile(marker), absl::StrCat("loaded pid=", pid, "\n"));
+  // Unloaded through the same attachment while the caller holds it.
+  ASSERT_TRUE(client_->UnloadLibrary(injected->handle()).ok());
+  EXPECT_EQ(ReadFile(marker),
+            absl::StrCat("loaded pid=", pid, "\nunloaded pid=", pid, "\n"));
+  EXPECT_EQ(TracerPid(pid), tracer);
+  // By pid instead: refused (procwarpd already traces it), naming why.
+  auto by_pid = client_->Call(pid, "getpid");
+  EXPECT_TRUE(absl::IsFailedPrecondition(by_pid.status())) << by_pid.status();
+  // Unknown ids: NOT_FOUND.
+  auto stub = exec::v1::Exec::NewStub(daemon_->NewChannel());
+  grpc::ClientContext context;
+  exec::v1::CallRequest request;
+  request.mutable_target()->set_thread_id("00000000000000000000000000000000");
+  request.set_function("getpid");
+  exec::v1::CallResponse response;
+  EXPECT_EQ(stub->Call(&context, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(thread->Exit().ok());
+  EXPECT_EQ(TracerPid(pid), 0);
+  ASSERT_TRUE(t.process.Write("go").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=2 data=go errno=0");
+}
+
+// Another caller's thread id is NOT_FOUND, exactly like an unknown one, and
+// nothing is done to the process; 65534's own attached thread works.
+TEST_F(ExecTest, ThreadIdsOfOtherCallersAreNotFound) {
+  ReadyTarget t = StartReady({Target(), "read"});
+  absl::StatusOr<Thread> roots = client_->AttachThread(t.process.pid());
+  ASSERT_TRUE(roots.ok()) << roots.status();
+  EXPECT_THAT(AsNobody({"call-thread", roots->id(), "getpid"}),
+              StartsWith("NOT_FOUND"));
+  EXPECT_THAT(AsNobody({"inject-thread", roots->id(), MarkerLib()}),
+              StartsWith("NOT_FOUND"));
+  TargetProcess::Options nobody;
+  nobody.uid = kNobody;
+  const std::string target = Copy(Target(), "attach_target", 0755);
+  ReadyTarget own = StartReady({target, "read"}, nobody);
+  EXPECT_EQ(AsNobody({"attach-call", absl::StrCat(own.process.pid()), "getpid"}),
+            absl::StrCat("OK ", own.process.pid(), "\n"));
+  ASSERT_TRUE(roots->Exit().ok());
+  ASSERT_TRUE(t.process.Write("r").ok());
+  EXPECT_EQ(*t.process.ReadLine(), "read=1 data=r errno=0");
+  ASSERT_TRUE(own.process.Write("o").ok());
+  EXPECT_EQ(*own.process.ReadLine(), "read=1 data=o errno=0");
+}
+
+// A Call through an attached thread whose client goes away is abandoned at
+// once (the target put back), not at the operation bound: with that bound at
+// an hour, the next operation on the same attachment runs (it would wait
+// behind the blocked call until its own 10 s bound otherwise).
+TEST_F(ExecTest, CancelledCallOnAnAttachedThreadIsAbandoned) {
+  StartDaemon({"--exec_operation_timeout_ms", "3600000"});
+  ReadyTarget t = StartReady({Target(), "read"});
+  absl::StatusOr<Thread> thread = client_->AttachThread(t.process.pid());
+  ASSERT_TRUE(thread.ok()) << thread.status();
+  auto stub = exec::v1::Exec::NewStub(daemon_->NewChannel());
+  grpc::ClientContext context;
+  exec::v1::CallRequest request;
+  request.mutable_target()->set_thread_id(thread->id());
+  request.set_function("main-program:announce_and_block");
+  exec::v1::CallResponse response;
+  grpc::Status status;
+  std::thread caller([&] { status = stub->Call(&context, request, &response); });
+  EXPECT_EQ(*t.process.ReadLine(), "in call");
+  context.TryCancel();
+  caller.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  absl::StatusOr<pid_t> pid = thread->GetPid();
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(*pid, t.process.pid());
+  ASSERT_TRUE(thread->Exit().ok());
   ASSERT_TRUE(t.process.Write("after").ok());
   EXPECT_EQ(*t.process.ReadLine(), "read=5 data=after errno=0");
 }
