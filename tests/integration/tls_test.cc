@@ -240,6 +240,11 @@ TEST_F(TlsTest, ServerCertificateOutOfItsDatesIsLoggedAtStartAndOnReload) {
   EXPECT_TRUE(Eventually([&] {
     return Client::Connect(Target(), Options("nobody")).ok();
   }));
+  // Each connection's line says where its TLS runs (daemon/tls/kernel_tls.h):
+  // in the kernel, or in the daemon's pump and why.
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(logged(), "connected as uid 65534; TLS in the ");
+  })) << logged();
 }
 
 TEST_F(TlsTest, ServerCertificateForAnotherNameIsANameMismatch) {
