@@ -104,11 +104,16 @@ absl::StatusOr<std::shared_ptr<const ServerCredentials>> ServerCredentials::Load
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx, 0);
+  // No tickets and no renegotiation also means no handshake record after
+  // the handshake, which kernel TLS could not pass on (kernel_tls.h).
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+                               SSL_OP_CIPHER_SERVER_PREFERENCE |
+                               SSL_OP_ENABLE_KTLS);
+  // Not SSL_MODE_RELEASE_BUFFERS: it frees the record buffers whenever they
+  // drain and allocates them again for the next record, i.e. around every
+  // message of a busy connection.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                            SSL_MODE_RELEASE_BUFFERS);
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_alpn_select_cb(ctx, SelectAlpn, nullptr);
 
   if (SSL_CTX_use_certificate_chain_file(ctx, files.cert_file.c_str()) != 1) {

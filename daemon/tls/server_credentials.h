@@ -5,8 +5,10 @@
 // TLS 1.2 or later; a client certificate is required and must chain to the
 // CA bundle; no session resumption (a resumed session would skip verifying
 // the client against a CA bundle that may have been replaced since); ALPN
-// "h2" for gRPC clients. Reloading builds a new one; connections keep the
-// one they started with (SSL objects hold a reference on their SSL_CTX).
+// "h2" for gRPC clients; session keys go to the kernel where it can take
+// them (kernel TLS, kernel_tls.h). Reloading builds a new one; connections
+// keep the one they started with (SSL objects hold a reference on their
+// SSL_CTX).
 #ifndef PROCWARP_DAEMON_TLS_SERVER_CREDENTIALS_H_
 #define PROCWARP_DAEMON_TLS_SERVER_CREDENTIALS_H_
 

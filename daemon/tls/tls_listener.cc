@@ -23,6 +23,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "daemon/server/log.h"
+#include "daemon/tls/kernel_tls.h"
 #include "daemon/tls/tls_pump.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
@@ -322,14 +323,29 @@ void TlsListener::Serve(grpc::Server* server, UniqueFd conn, std::string peer) {
   }
   identity.peer_address = peer;
 
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
-    LogError(absl::StrCat("TLS connection from ", peer, ": socketpair: ",
-                          strerror(errno)));
+  // Who seals and opens the records from now on (kernel_tls.h): the kernel,
+  // when OpenSSL gave it both directions, and gRPC gets the TCP socket
+  // itself; else the pump, and gRPC gets the plaintext end of a socketpair.
+  const KernelTls kernel_tls = KernelTlsOf(ssl.get());
+  UniqueFd for_grpc;
+  // Ours: the pump's end of the socketpair, or a duplicate of the socket to
+  // see the connection end.
+  UniqueFd ours;
+  if (kernel_tls.whole()) {
+    ours = UniqueFd(fcntl(conn.get(), F_DUPFD_CLOEXEC, 0));
+    for_grpc = std::move(conn);  // `ssl` keeps the number, never closes it
+  } else {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
+                   pair) == 0) {
+      ours = UniqueFd(pair[0]);
+      for_grpc = UniqueFd(pair[1]);
+    }
+  }
+  if (!ours) {
+    LogError(absl::StrCat("TLS connection from ", peer, ": ", strerror(errno)));
     return;
   }
-  UniqueFd plain(pair[0]);
-  UniqueFd for_grpc(pair[1]);
   if (absl::Status admitted = AdmitConnection(*sessions_, options_.limits,
                                               for_grpc.get(), identity);
       !admitted.ok()) {
@@ -345,7 +361,8 @@ void TlsListener::Serve(grpc::Server* server, UniqueFd conn, std::string peer) {
   if (refusal.empty()) {
     LogInfo(absl::StrCat("TLS client '", identity.subject, "' from ", peer,
                          " connected as uid ", identity.uid,
-                         identity.admin ? " (admin)" : ""));
+                         identity.admin ? " (admin)" : "", "; ",
+                         kernel_tls.Describe()));
   }
   {
     // Never hand gRPC a connection once StopAccepting() has returned: the
@@ -354,7 +371,11 @@ void TlsListener::Serve(grpc::Server* server, UniqueFd conn, std::string peer) {
     if (stopped_accepting_.load()) return;
     grpc::AddInsecureChannelFromFd(server, for_grpc.Release());
   }
-  PumpTls(ssl.get(), plain.get(), stop_fd_.get());
+  if (kernel_tls.whole()) {
+    AwaitConnectionEnd(ours.get(), stop_fd_.get());
+  } else {
+    PumpTls(ssl.get(), ours.get(), stop_fd_.get());
+  }
 }
 
 }  // namespace procwarp

@@ -10,8 +10,16 @@
 //   other  uid 60001, another non-root user
 //   admin  uid 60002, a member of the admin group (not root)
 //   root   uid 0
-// Remote identities (mapped and unmapped certificates) join the matrix when
-// remote hosts land.
+// and remote callers over mutual TLS (docs/remote.md), known to the daemon
+// only by their client certificate's mapping:
+//   remote-owner  a certificate mapped to uid 65534: the owner's column
+//   remote-admin  a certificate mapped to the admin role: root's column
+//   unmapped      a certificate of the CA that maps to nothing:
+//                 UNAUTHENTICATED for every RPC (CANCELLED for reflection)
+// A mapped remote caller gets exactly what the local identity it maps to
+// gets, except FAILED_PRECONDITION for the RPCs that only work locally
+// (LocalOnlyMethods). Their expectations are derived from the local columns
+// (RemoteExpected), so an entry lists only the local ones.
 //
 // Each caller gets fresh handles (calls that end a handle run last), and matrix_peer makes its calls after dropping to its uid.
 #include <grp.h>
@@ -20,6 +28,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <filesystem>
+#include <optional>
 
 #include <fstream>
 #include <functional>
@@ -29,6 +39,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -47,6 +58,7 @@
 #include "proto/procwarp/v1/processes.pb.h"
 #include "proto/procwarp/v1/threads.pb.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/integration/tls_harness.h"
 #include "tests/integration/protos/reflection.grpc.pb.h"
 
 namespace procwarp::testing {
@@ -64,6 +76,32 @@ struct CallerSpec {
   int uid;
   std::vector<gid_t> groups;  // the first is the primary group
 };
+
+// Remote callers: matrix_peer over mutual TLS with client certificate
+// `name`, made by deploy/tls/procwarp-tls.sh with `mapping`.
+struct RemoteCaller {
+  const char* name;
+  std::vector<std::string> mapping;
+  std::optional<Caller> maps_to;  // none: the certificate maps to nothing
+};
+const std::vector<RemoteCaller>& RemoteCallers() {
+  static const auto* callers = new std::vector<RemoteCaller>{
+      {"remote-owner", {"--uid", "65534"}, kOwner},
+      {"remote-admin", {"--admin"}, kRoot},
+      {"unmapped", {"--unmapped"}, std::nullopt},
+  };
+  return *callers;
+}
+
+// RPCs that act on the caller's own address space or pass fds over the unix
+// socket: a remote caller is told to use the streaming alternative
+// (RequireLocal, daemon/server/caller_context.h) before anything else.
+const std::set<std::string>& LocalOnlyMethods() {
+  static const auto* methods = new std::set<std::string>{
+      "/procwarp.v1.Memory/ReadToClient", "/procwarp.v1.Memory/WriteFromClient",
+      "/procwarp.v1.Files/ExportFd", "/procwarp.v1.Files/ImportFd"};
+  return *methods;
+}
 
 // The owner's handles, as matrix_peer's setup prints them.
 struct Handles {
@@ -359,6 +397,22 @@ const std::vector<Entry>& Matrix() {
   return *matrix;
 }
 
+// What a remote caller must get for `entry`: what the local identity it
+// maps to gets (docs/remote.md, "The rule").
+StatusCode RemoteExpected(const Entry& entry, const RemoteCaller& caller) {
+  if (!caller.maps_to.has_value()) {
+    // gRPC's own reflection handler can only be refused by cancelling its
+    // stream (daemon/server/reflection_admission.h; the daemon logs why).
+    return absl::StartsWith(entry.method, "/grpc.reflection.")
+               ? StatusCode::CANCELLED
+               : StatusCode::UNAUTHENTICATED;
+  }
+  if (LocalOnlyMethods().count(entry.method)) {
+    return StatusCode::FAILED_PRECONDITION;
+  }
+  return entry.expected[*caller.maps_to];
+}
+
 // Every "/Service/Method" the running daemon registers, from its own
 // reflection service.
 std::set<std::string> RegisteredMethods(DaemonHarness& daemon) {
@@ -411,11 +465,20 @@ class AuthorizationMatrixTest : public ::testing::Test {
     callers_[kOther] = {60001, {60001}};
     callers_[kAdmin] = {60002, {60002, admin->gr_gid}};
     callers_[kRoot] = {0, {0}};
+    auto certs = TlsCertificates::Make(MakeTempDir());
+    ASSERT_TRUE(certs.ok()) << certs.status();
+    certs_ = *std::move(certs);
+    for (const RemoteCaller& remote : RemoteCallers()) {
+      ASSERT_TRUE(certs_.AddClient(remote.name, remote.mapping).ok());
+    }
     DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
     options.flags.push_back(absl::StrCat("--admin-group=", kAdminGroup));
-    auto daemon = DaemonHarness::Start(options);
+    auto daemon = DaemonHarness::Start(TlsDaemonOptions(certs_, "", options));
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
+    std::vector<std::string> addresses = TlsAddresses(*daemon_);
+    ASSERT_FALSE(addresses.empty());
+    tls_address_ = addresses[0];
     root_attach_pid_ = StartSleeper();
     root_call_pid_ = StartSleeper();
   }
@@ -426,6 +489,9 @@ class AuthorizationMatrixTest : public ::testing::Test {
       kill(pid, SIGKILL);
       waitpid(pid, nullptr, 0);
     }
+    daemon_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(certs_.dir(), ec);
   }
 
   // A root process procwarpd did not spawn.
@@ -447,6 +513,16 @@ class AuthorizationMatrixTest : public ::testing::Test {
             "--groups", absl::StrJoin(spec.groups, ",")};
   }
 
+  // matrix_peer as a remote caller: run by root, who it is over TLS is the
+  // certificate's mapping alone.
+  std::vector<std::string> RemotePeerArgv(const RemoteCaller& remote) const {
+    return {RunfilePath("tests/integration/matrix_peer"),
+            "--tls", tls_address_,
+            "--ca", certs_.ca(),
+            "--cert", certs_.cert(remote.name),
+            "--key", certs_.key(remote.name)};
+  }
+
   // Fresh handles, made by the owner.
   Handles MakeHandles() {
     std::vector<std::string> argv = PeerArgv(kOwner);
@@ -464,9 +540,11 @@ class AuthorizationMatrixTest : public ::testing::Test {
             root_call_pid_};
   }
 
-  // Makes every matrix call as `caller` on fresh handles; returns each
-  // entry's status code name by its key.
-  std::map<std::string, std::string> RunRow(Caller caller) {
+  // Makes every matrix call with `peer` (matrix_peer's argv up to its
+  // operation) on fresh handles; returns each entry's status code name by
+  // its key.
+  std::map<std::string, std::string> RunRow(std::vector<std::string> peer,
+                                            const std::string& name) {
     Handles handles = MakeHandles();
     std::string calls;
     for (int phase : {kUses, kEndsPart, kEndsHandle}) {
@@ -480,11 +558,10 @@ class AuthorizationMatrixTest : public ::testing::Test {
                         entry.deadline_ms, "\t", absl::StrJoin(hex, ","), "\n");
       }
     }
-    const std::string file = absl::StrCat(daemon_->dir(), "/calls-", caller);
+    const std::string file = absl::StrCat(daemon_->dir(), "/calls-", name);
     std::ofstream(file) << calls;
-    std::vector<std::string> argv = PeerArgv(caller);
-    argv.insert(argv.end(), {"calls", file});
-    RunResult r = RunProgram(argv);
+    peer.insert(peer.end(), {"calls", file});
+    RunResult r = RunProgram(peer);
     EXPECT_EQ(r.exit_code, 0) << r.out;
     std::map<std::string, std::string> codes;
     for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
@@ -500,6 +577,8 @@ class AuthorizationMatrixTest : public ::testing::Test {
   }
 
   std::array<CallerSpec, kCallers> callers_;
+  TlsCertificates certs_;
+  std::string tls_address_;  // the daemon's 127.0.0.1:PORT
   std::unique_ptr<DaemonHarness> daemon_;
   pid_t root_attach_pid_ = -1;
   pid_t root_call_pid_ = -1;
@@ -524,13 +603,27 @@ TEST_F(AuthorizationMatrixTest, EveryRegisteredRpcHasAnEntryAndEveryEntryAnRpc) 
 TEST_F(AuthorizationMatrixTest, EveryCallerGetsExactlyWhatTheMatrixSays) {
   for (int c = 0; c < kCallers; ++c) {
     const Caller caller = static_cast<Caller>(c);
-    std::map<std::string, std::string> codes = RunRow(caller);
+    std::map<std::string, std::string> codes =
+        RunRow(PeerArgv(caller), kCallerNames[caller]);
     for (const Entry& entry : Matrix()) {
       const std::string expected = absl::StatusCodeToString(
           static_cast<absl::StatusCode>(entry.expected[caller]));
       EXPECT_EQ(codes[Key(entry)], expected)
           << Key(entry) << " as " << kCallerNames[caller] << " (uid "
           << callers_[caller].uid << ")";
+    }
+  }
+}
+
+TEST_F(AuthorizationMatrixTest, EveryRemoteCallerGetsWhatItsMappedIdentityGets) {
+  for (const RemoteCaller& remote : RemoteCallers()) {
+    std::map<std::string, std::string> codes =
+        RunRow(RemotePeerArgv(remote), remote.name);
+    for (const Entry& entry : Matrix()) {
+      const std::string expected = absl::StatusCodeToString(
+          static_cast<absl::StatusCode>(RemoteExpected(entry, remote)));
+      EXPECT_EQ(codes[Key(entry)], expected)
+          << Key(entry) << " as " << remote.name << " over mutual TLS";
     }
   }
 }

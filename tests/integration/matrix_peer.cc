@@ -13,6 +13,9 @@
 //       is made on a generic stream whatever the method's kind (the wire is
 //       the same): the messages are written, the client half-closes, every
 //       response is read. Prints "LABEL CODE" per call.
+//   matrix_peer --tls HOST:PORT --ca F --cert F --key F calls FILE
+//       the same calls as a remote caller, over mutual TLS with that client
+//       certificate: the daemon knows the caller only by its mapping.
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -37,10 +40,15 @@ namespace {
 
 using procwarp::testing::Ctx;
 
-std::string socket_path;
+procwarp::testing::PeerArgs args;
 
+// Over mutual TLS when --tls is given, else the unix socket.
 std::shared_ptr<grpc::Channel> Channel() {
-  return procwarp::testing::NewUnixChannel(socket_path);
+  if (!args.flags.contains("tls")) {
+    return procwarp::testing::NewUnixChannel(args.socket_path);
+  }
+  return procwarp::testing::NewTlsChannel(args.flags["tls"], args.flags["ca"],
+                                          args.flags["cert"], args.flags["key"]);
 }
 
 [[noreturn]] void Die(const std::string& what) {
@@ -164,9 +172,7 @@ int Calls(const std::string& file) {
 
 int main(int argc, char** argv) {
   // Becomes the caller before gRPC starts any thread.
-  procwarp::testing::PeerArgs args =
-      procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
-  socket_path = args.socket_path;
+  args = procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
   if (args.op == "setup") return Setup();
   if (args.op == "calls" && !args.rest.empty()) return Calls(args.rest[0]);
   Die("unknown operation " + args.op);

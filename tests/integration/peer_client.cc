@@ -59,22 +59,10 @@ std::string tls_address, tls_ca, tls_cert, tls_key;
 // the certificate maps to (--expect_uid).
 int expected_uid = -1;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // Over mutual TLS when --tls is given, else the unix socket.
 std::shared_ptr<grpc::Channel> Channel() {
   if (tls_address.empty()) return NewUnixChannel(socket_path);
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ReadFile(tls_ca);
-  ssl.pem_cert_chain = ReadFile(tls_cert);
-  ssl.pem_private_key = ReadFile(tls_key);
-  return grpc::CreateCustomChannel(tls_address, grpc::SslCredentials(ssl),
-                                   args);
+  return procwarp::testing::NewTlsChannel(tls_address, tls_ca, tls_cert, tls_key);
 }
 
 int Print(const grpc::Status& status, const std::string& details = "") {

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
@@ -24,6 +26,24 @@ std::shared_ptr<grpc::Channel> NewUnixChannel(const std::string& socket_path) {
   args.SetInt("grpc.use_local_subchannel_pool", 1);
   return grpc::CreateCustomChannel("unix:" + socket_path,
                                    grpc::InsecureChannelCredentials(), args);
+}
+
+std::shared_ptr<grpc::Channel> NewTlsChannel(const std::string& address,
+                                             const std::string& ca_file,
+                                             const std::string& cert_file,
+                                             const std::string& key_file) {
+  auto read = [](const std::string& path) {
+    if (path.empty()) return std::string();
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = read(ca_file);
+  ssl.pem_cert_chain = read(cert_file);
+  ssl.pem_private_key = read(key_file);
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
 }
 
 CuttableChannel::CuttableChannel(const std::string& socket_path) {

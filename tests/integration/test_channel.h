@@ -19,6 +19,15 @@ namespace procwarp::testing {
 // separate connections.
 std::shared_ptr<grpc::Channel> NewUnixChannel(const std::string& socket_path);
 
+// A channel over mutual TLS to `address` (HOST:PORT), on a connection of its
+// own, trusting the CA bundle `ca_file` and presenting the client
+// certificate `cert_file` with `key_file` (none when both are empty). The
+// files are read now, so a caller can drop its privileges afterwards.
+std::shared_ptr<grpc::Channel> NewTlsChannel(const std::string& address,
+                                             const std::string& ca_file,
+                                             const std::string& cert_file,
+                                             const std::string& key_file);
+
 // A channel on a connection the client made itself, keeping a second fd of
 // the socket: Cut() shuts the connection down under whatever calls are in
 // flight (the daemon sees the hang-up, closes its fd and may reuse the

@@ -3,26 +3,17 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
+#include "tests/integration/test_channel.h"
 
 namespace procwarp::testing {
 namespace {
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 absl::StatusOr<std::string> RunScript(std::vector<std::string> args) {
   args.insert(args.begin(), RunfilePath("deploy/tls/procwarp-tls.sh"));
@@ -40,13 +31,19 @@ absl::StatusOr<TlsCertificates> TlsCertificates::Make(
     const std::string& dir, const std::vector<std::string>& server_names) {
   TlsCertificates certs;
   certs.dir_ = dir;
+  certs.server_names_ = server_names;
   absl::StatusOr<std::string> ca = RunScript({"ca", dir});
   if (!ca.ok()) return ca.status();
-  std::vector<std::string> server = {"server", dir};
-  server.insert(server.end(), server_names.begin(), server_names.end());
-  absl::StatusOr<std::string> made = RunScript(server);
-  if (!made.ok()) return made.status();
+  if (absl::Status made = certs.RemakeServer({}); !made.ok()) return made;
   return certs;
+}
+
+absl::Status TlsCertificates::RemakeServer(const std::vector<std::string>& dates) {
+  std::vector<std::string> args;
+  if (!dates.empty()) args = {"--dates", dates[0], dates[1]};
+  args.insert(args.end(), {"server", dir_});
+  args.insert(args.end(), server_names_.begin(), server_names_.end());
+  return RunScript(args).status();
 }
 
 absl::Status TlsCertificates::AddClient(const std::string& name,
@@ -117,15 +114,9 @@ std::vector<std::string> TlsAddresses(const DaemonHarness& daemon) {
 std::shared_ptr<grpc::Channel> TlsChannel(const std::string& address,
                                           const TlsCertificates& certs,
                                           const std::string& client) {
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ReadAll(certs.ca());
-  if (!client.empty()) {
-    ssl.pem_cert_chain = ReadAll(certs.cert(client));
-    ssl.pem_private_key = ReadAll(certs.key(client));
-  }
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
+  return NewTlsChannel(address, certs.ca(),
+                       client.empty() ? "" : certs.cert(client),
+                       client.empty() ? "" : certs.key(client));
 }
 
 }  // namespace procwarp::testing

@@ -39,6 +39,11 @@ class TlsCertificates {
       const std::vector<std::string>& server_names = {"localhost", "127.0.0.1",
                                                       "::1"});
 
+  // Replaces the server certificate and key (same names) with ones valid
+  // only from dates[0] to dates[1] (YYYYMMDDHHMMSSZ), as an administrator
+  // renewing it would: the files are rewritten in place.
+  absl::Status RemakeServer(const std::vector<std::string>& dates);
+
   // A client certificate `name` signed by this CA; `mapping` is the script's
   // option ("--uid", "65534" / "--admin" / "--unmapped"); `dates` an
   // optional START, END pair (YYYYMMDDHHMMSSZ). Its mapping line is
@@ -66,6 +71,7 @@ class TlsCertificates {
 
  private:
   std::string dir_;
+  std::vector<std::string> server_names_;
   std::vector<std::string> mappings_;
 };
 

@@ -196,6 +196,57 @@ TEST_F(TlsTest, ExpiredCertificateIsRefusedByBothSides) {
   EXPECT_TRUE(StillServing());
 }
 
+// Every client refuses a daemon whose own certificate is out of its dates,
+// so the daemon says so in its log (docs/remote.md, "Reloading
+// certificates"): at start, and again at each reload that brings one.
+TEST_F(TlsTest, ServerCertificateOutOfItsDatesIsLoggedAtStartAndOnReload) {
+  daemon_.reset();
+  ASSERT_TRUE(certs_.RemakeServer({"20200101000000Z", "20210101000000Z"}).ok());
+  // Outside systemd the log is the daemon's stderr: into a file to read.
+  const std::string log = certs_.dir() + "/procwarpd.log";
+  DaemonHarness::Options base = DaemonHarness::Options::WithAgent();
+  base.wrapper = {"/bin/sh", "-c", "exec \"$@\" 2>>\"$0\"", log};
+  auto d = DaemonHarness::Start(TlsDaemonOptions(certs_, "", base));
+  ASSERT_TRUE(d.ok()) << d.status();
+  daemon_ = *std::move(d);
+  addresses_ = TlsAddresses(*daemon_);
+  ASSERT_EQ(addresses_.size(), 2u);
+  auto logged = [&log] {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  // Logged before the daemon reports ready.
+  EXPECT_THAT(logged(), HasSubstr("TLS credentials loaded: the server "
+                                  "certificate 'CN=localhost' is expired on "
+                                  "2021-01-01"));
+  EXPECT_THAT(logged(), HasSubstr("clients will refuse this daemon"));
+
+  // Renewed too early: a certificate that is not valid yet.
+  ASSERT_TRUE(certs_.RemakeServer({"20900101000000Z", "20910101000000Z"}).ok());
+  kill(daemon_->pid(), SIGHUP);
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(logged(), "TLS credentials reloaded: the server "
+                                       "certificate 'CN=localhost' is not "
+                                       "valid before 2090-01-01");
+  })) << logged();
+
+  // A valid one again: logged as valid, and clients accept the daemon.
+  ASSERT_TRUE(certs_.RemakeServer({}).ok());
+  kill(daemon_->pid(), SIGHUP);
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(logged(), "TLS credentials reloaded: server "
+                                       "certificate 'CN=localhost' valid until");
+  })) << logged();
+  EXPECT_TRUE(Eventually([&] {
+    return Client::Connect(Target(), Options("nobody")).ok();
+  }));
+  // Each connection's line says where its TLS runs (daemon/tls/kernel_tls.h):
+  // in the kernel, or in the daemon's pump and why.
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(logged(), "connected as uid 65534; TLS in the ");
+  })) << logged();
+}
+
 TEST_F(TlsTest, ServerCertificateForAnotherNameIsANameMismatch) {
   // A daemon whose certificate names only "elsewhere.example".
   daemon_.reset();
