@@ -356,6 +356,12 @@ TEST_P(RestartSignalTest, ManagedProcessesSurviveAndAreReadopted) {
        "kill", idle.id()},
       kNobody, kNobody);
   EXPECT_NE(as_nobody.exit_code, 0);
+  // Nor the reconnected thread.
+  RunResult thread_as_nobody = RunProgram(
+      {RunfilePath("client/cli/procwarp"), "--socket", second->socket_path(),
+       "thread", "syscall", persistent.id(), "getpid"},
+      kNobody, kNobody);
+  EXPECT_NE(thread_as_nobody.exit_code, 0);
 
   for (const ProcessInfo& p : {chatty, idle, exiter}) {
     EXPECT_TRUE(Remove(stub.get(), p.id()).ok()) << p.id();
