@@ -570,6 +570,107 @@ TEST_F(RestartTest, ExecdThreadSurvivesAsAManagedProcess) {
   EXPECT_EQ((*first)->Stop(), 0);
 }
 
+// A full disk under the state file (a 64 KiB tmpfs mounted in the daemon's
+// own mount namespace, then filled): changes made meanwhile are logged as
+// not persisted, the state file on disk stays the last good one (temporary
+// file + rename: never half-written), and once there is room again the
+// next write records everything, so a restart loses nothing.
+TEST_F(RestartTest, FullDiskUnderTheStateFile) {
+  const std::string log = dir_ + "/daemon.log";
+  DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
+  options.dir = dir_;
+  options.flags.push_back("--state_dir");
+  options.flags.push_back(state_dir_);
+  std::filesystem::create_directories(state_dir_);
+  // The keeper (the started process) and its daemon live in a mount
+  // namespace of their own, where the state directory is a small tmpfs;
+  // the test reaches it through /proc/KEEPER/root.
+  options.wrapper = {
+      "/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+      absl::StrCat("mount -t tmpfs -o size=64k,mode=0700 procwarp-test ", state_dir_,
+                   " && exec \"$@\" 2>>", log),
+      "sh"};
+  auto first = DaemonHarness::Start(options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string state_dir_seen =
+      absl::StrCat("/proc/", (*first)->pid(), "/root", state_dir_);
+  auto stub = (*first)->Processes();
+  ProcessInfo before_full = Spawn(stub.get(), {Target(), "idle"});
+
+  // Fill it.
+  const std::string filler = state_dir_seen + "/filler";
+  {
+    int fd = open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0) << filler;
+    std::string block(4096, 'x');
+    while (write(fd, block.data(), block.size()) > 0) {
+    }
+    EXPECT_EQ(errno, ENOSPC);
+    close(fd);
+  }
+  auto read_state = [&]() -> procwarp::state::v1::DaemonState {
+    std::ifstream in(state_dir_seen + "/" + kStateFileName);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    auto parsed = ParseStateFile(bytes);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    return parsed.ok() ? *parsed : procwarp::state::v1::DaemonState();
+  };
+  auto recorded = [&](const procwarp::state::v1::DaemonState& state,
+                      const std::string& id) {
+    for (const auto& record : state.processes()) {
+      if (record.info().id() == id) return true;
+    }
+    return false;
+  };
+
+  // A spawn while it is full: the process runs, the failed write is
+  // logged, and the file on disk is still the last good one, whole.
+  ProcessInfo while_full = Spawn(stub.get(), {Target(), "idle"});
+  ASSERT_FALSE(while_full.id().empty());
+  {
+    procwarp::state::v1::DaemonState state = read_state();
+    EXPECT_TRUE(recorded(state, before_full.id()));
+    EXPECT_FALSE(recorded(state, while_full.id()));
+  }
+  EXPECT_FALSE(std::filesystem::exists(state_dir_seen + "/." +
+                                       kStateFileName + ".tmp"))
+      << "a failed write left its temporary file, holding space";
+
+  // Room again: the next change writes everything.
+  ASSERT_EQ(unlink(filler.c_str()), 0);
+  ProcessInfo after = Spawn(stub.get(), {Target(), "idle"});
+  {
+    procwarp::state::v1::DaemonState state = read_state();
+    for (const ProcessInfo& p : {before_full, while_full, after}) {
+      EXPECT_TRUE(recorded(state, p.id())) << p.id();
+    }
+  }
+  std::ifstream log_in(log);
+  std::string logged((std::istreambuf_iterator<char>(log_in)),
+                     std::istreambuf_iterator<char>());
+  EXPECT_THAT(logged, HasSubstr("cannot write the state file"));
+  EXPECT_THAT(logged, HasSubstr("No space left on device"));
+  EXPECT_THAT(logged, HasSubstr("the state file is written again"));
+
+  // And a restart (in the same mount namespace) loses none of them.
+  stub.reset();
+  (*first)->SignalDaemonAndWait(SIGKILL);
+  DaemonHarness::Options again = options;
+  again.wrapper = {"/usr/bin/nsenter", "-t", absl::StrCat((*first)->pid()), "-m",
+                   "--"};
+  auto second = DaemonHarness::Start(again);
+  ASSERT_TRUE(second.ok()) << second.status();
+  stub = (*second)->Processes();
+  auto listed = List(stub.get());
+  for (const ProcessInfo& p : {before_full, while_full, after}) {
+    ASSERT_TRUE(listed.count(p.id())) << p.id();
+    EXPECT_EQ(listed[p.id()].state(), procwarp::v1::PROCESS_STATE_RUNNING);
+    EXPECT_TRUE(Remove(stub.get(), p.id(), /*force=*/true).ok()) << p.id();
+  }
+  EXPECT_EQ((*first)->Stop(), 0);
+}
+
 // The CLI, started with its stdout on a pipe we read.
 struct Cli {
   explicit Cli(const std::vector<std::string>& args) {
