@@ -351,17 +351,25 @@ TEST_P(RestartSignalTest, ManagedProcessesSurviveAndAreReadopted) {
 
   // A uid that does not own them finds nothing (same NOT_FOUND as before
   // the restart).
-  RunResult as_nobody = RunProgram(
-      {RunfilePath("client/cli/procwarp"), "--socket", second->socket_path(),
-       "kill", idle.id()},
-      kNobody, kNobody);
-  EXPECT_NE(as_nobody.exit_code, 0);
+  // (A copy of the CLI uid 65534 can run: the build tree is root's.)
+  const std::string cli = dir_ + "/procwarp";
+  std::filesystem::copy_file(RunfilePath("client/cli/procwarp"), cli);
+  ASSERT_EQ(chmod(cli.c_str(), 0755), 0);
+  auto as_nobody = [&](const std::string& command) {
+    return RunProgram({"/bin/sh", "-c",
+                       absl::StrCat("cd ", dir_, " && ", cli, " --socket ",
+                                    second->socket_path(),
+                                    " ", command, " 2>&1")},
+                      kNobody, kNobody);
+  };
+  RunResult kill_as_nobody = as_nobody(absl::StrCat("kill ", idle.id()));
+  EXPECT_NE(kill_as_nobody.exit_code, 0);
+  EXPECT_THAT(kill_as_nobody.out, HasSubstr("no process"));
   // Nor the reconnected thread.
-  RunResult thread_as_nobody = RunProgram(
-      {RunfilePath("client/cli/procwarp"), "--socket", second->socket_path(),
-       "thread", "syscall", persistent.id(), "getpid"},
-      kNobody, kNobody);
+  RunResult thread_as_nobody =
+      as_nobody(absl::StrCat("thread syscall ", persistent.id(), " getpid"));
   EXPECT_NE(thread_as_nobody.exit_code, 0);
+  EXPECT_THAT(thread_as_nobody.out, HasSubstr("no thread"));
 
   for (const ProcessInfo& p : {chatty, idle, exiter}) {
     EXPECT_TRUE(Remove(stub.get(), p.id()).ok()) << p.id();
