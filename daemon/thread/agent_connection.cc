@@ -116,7 +116,7 @@ AgentConnection::AgentConnection(UniqueFd socket, int pidfd, std::string name)
   in_.reset(new char[kInBufferSize]);
 }
 
-absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
+absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Create(
     UniqueFd socket, int pidfd, std::string name) {
   // Waits for replies happen in recvmsg itself (see Run); this bounds them.
   timeval slice = {0, kWaitSliceMs * 1000};
@@ -124,21 +124,22 @@ absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
                  sizeof(slice)) != 0) {
     return ErrnoStatus(errno, "setsockopt(agent socket, SO_RCVTIMEO)");
   }
-  std::unique_ptr<AgentConnection> connection(
+  return std::unique_ptr<AgentConnection>(
       new AgentConnection(std::move(socket), pidfd, std::move(name)));
+}
+
+absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
+    UniqueFd socket, int pidfd, std::string name) {
+  ASSIGN_OR_RETURN(std::unique_ptr<AgentConnection> connection,
+                   Create(std::move(socket), pidfd, std::move(name)));
   RETURN_IF_ERROR(connection->ReadHello());
   return connection;
 }
 
 absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Adopt(
     UniqueFd socket, int pidfd, std::string name, const pw_agent_hello& hello) {
-  timeval slice = {0, kWaitSliceMs * 1000};
-  if (setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &slice,
-                 sizeof(slice)) != 0) {
-    return ErrnoStatus(errno, "setsockopt(agent socket, SO_RCVTIMEO)");
-  }
-  std::unique_ptr<AgentConnection> connection(
-      new AgentConnection(std::move(socket), pidfd, std::move(name)));
+  ASSIGN_OR_RETURN(std::unique_ptr<AgentConnection> connection,
+                   Create(std::move(socket), pidfd, std::move(name)));
   {
     absl::MutexLock lock(&connection->mu_);
     connection->hello_ = hello;

@@ -114,6 +114,10 @@ class AgentConnection {
 
  private:
   AgentConnection(UniqueFd socket, int pidfd, std::string name);
+  // A connection on `socket` whose reads wait at most kWaitSliceMs each;
+  // neither hello nor resync yet (Open, Adopt).
+  static absl::StatusOr<std::unique_ptr<AgentConnection>> Create(
+      UniqueFd socket, int pidfd, std::string name);
 
   // The outgoing bytes of one Run and where RECV_FD fds ride along.
   struct Outgoing {

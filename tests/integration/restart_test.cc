@@ -351,16 +351,8 @@ TEST_P(RestartSignalTest, ManagedProcessesSurviveAndAreReadopted) {
 
   // A uid that does not own them finds nothing (same NOT_FOUND as before
   // the restart).
-  // (A copy of the CLI uid 65534 can run: the build tree is root's.)
-  const std::string cli = dir_ + "/procwarp";
-  std::filesystem::copy_file(RunfilePath("client/cli/procwarp"), cli);
-  ASSERT_EQ(chmod(cli.c_str(), 0755), 0);
   auto as_nobody = [&](const std::string& command) {
-    return RunProgram({"/bin/sh", "-c",
-                       absl::StrCat("cd ", dir_, " && ", cli, " --socket ",
-                                    second->socket_path(),
-                                    " ", command, " 2>&1")},
-                      kNobody, kNobody);
+    return RunCliAs(kNobody, kNobody, dir_, second->socket_path(), command);
   };
   RunResult kill_as_nobody = as_nobody(absl::StrCat("kill ", idle.id()));
   EXPECT_NE(kill_as_nobody.exit_code, 0);

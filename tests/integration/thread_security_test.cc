@@ -330,16 +330,8 @@ TEST_F(ThreadSecurityTest,
 // it could not be with kill(2). The control: the owner's plain process is.
 TEST_F(ThreadSecurityTest, ManagedProcessThatMadeItselfRootIsNotSignalledForItsOwner) {
   const std::string probe = InstallProbe(/*setuid=*/true);
-  // A copy uid 65534 can run (the build tree is root's).
-  const std::string cli = dir_ + "/procwarp";
-  std::filesystem::copy_file(RunfilePath("client/cli/procwarp"), cli);
-  ASSERT_EQ(chmod(cli.c_str(), 0755), 0);
   auto as_nobody = [&](const std::string& command) {
-    return RunProgram({"/bin/sh", "-c",
-                       absl::StrCat("cd ", dir_, " && ", cli, " --socket ",
-                                    daemon_->socket_path(),
-                                    " ", command, " 2>&1")},
-                      kNobody, kNobody);
+    return RunCliAs(kNobody, kNobody, dir_, daemon_->socket_path(), command);
   };
   RunResult spawned = as_nobody(absl::StrCat("run -d -- ", probe,
                                              " /dev/null 1 0 become-root"));
