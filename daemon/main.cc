@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "CLI/CLI.hpp"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -355,6 +356,10 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   thread_limits.max_threads_per_identity =
       config.limits().max_threads_per_identity();
   ThreadTable threads(&agent_launcher, &sessions, thread_limits);
+  // Persistent threads outlive the daemon with restart state; reconnect to
+  // the previous daemon's (docs/architecture.md, "Restart without loss").
+  if (restart_state != nullptr) restart_state->AdoptThreads(&threads);
+  absl::Cleanup detach_journal = [&] { threads.SetJournal(nullptr); };
   ThreadsService threads_service(&threads, &table, &callers);
   MemoryService memory_service(&threads, &callers);
   // The fd side socket sits next to the main one. Under socket activation
@@ -479,8 +484,9 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   // gRPC has closed its ends; end the TLS pumps still waiting on a peer.
   if (tls_listener != nullptr) tls_listener->Stop();
   if (!socket_activated) unlink(config.socket_path().c_str());
-  // Managed processes stay (their keeper holds their fds); the state file
-  // already says everything about them.
+  // Managed processes and persistent threads stay (their keeper holds their
+  // fds); the state file already says everything about them.
+  threads.SetJournal(nullptr);
   restart_state.reset();
   LogInfo("stopped");
   return 0;

@@ -12,6 +12,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/security/ptrace_access.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/pidfd.h"
 
@@ -297,6 +298,24 @@ absl::Status ManagedProcess::Signal(int signal) const {
   }
   return SignalPidfd(child_.pidfd.get(), signal, child_.pid,
                      absl::StrCat("process ", id_));
+}
+
+absl::Status ManagedProcess::SignalFor(const Identity& caller,
+                                       int signal) const {
+  const std::string what = absl::StrCat("process ", id_);
+  auto exited_error = [&] {
+    return absl::FailedPreconditionError(absl::StrCat(what, " has already exited"));
+  };
+  if (exited() || !child_.pidfd) return exited_error();
+  // The directory is bound to the process (checked through its pidfd), so
+  // the credentials read are its own, not a recycled pid's.
+  absl::StatusOr<ProcDir> dir = ProcDir::Open(child_.pid, child_.pidfd.get());
+  if (absl::IsNotFound(dir.status())) return exited_error();
+  if (!dir.ok()) return dir.status();
+  absl::Status may = CheckCallerMayKill(caller, *dir, what);
+  if (absl::IsNotFound(may)) return exited_error();
+  if (!may.ok()) return may;
+  return Signal(signal);
 }
 
 absl::Status ManagedProcess::ResizePty(uint32_t rows, uint32_t cols) const {

@@ -103,6 +103,13 @@ class ManagedProcess {
   // pidfd_send_signal: never reaches a recycled pid. FAILED_PRECONDITION
   // once the child has exited.
   absl::Status Signal(int signal) const;
+  // Signal for `caller`, only where the caller could send it itself now:
+  // the kernel's kill rule, checked through the pidfd just before the
+  // signal (CheckCallerMayKill, daemon/security/ptrace_access.h). The
+  // process runs as its owner, who can make it another uid's (exec a setuid
+  // program that sets all its uids): then PERMISSION_DENIED and nothing is
+  // sent (docs/security.md, "Signals follow the kernel's kill rule").
+  absl::Status SignalFor(const Identity& caller, int signal) const;
   absl::Status ResizePty(uint32_t rows, uint32_t cols) const;
 
  private:

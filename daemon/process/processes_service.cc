@@ -102,7 +102,7 @@ grpc::Status ProcessesService::Signal(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     RETURN_IF_ERROR(CheckSignalRequest(*request));
     ASSIGN_OR_RETURN(auto process, table_->Find(request->id(), caller));
-    RETURN_IF_ERROR(process->Signal(request->signal()));
+    RETURN_IF_ERROR(process->SignalFor(caller, request->signal()));
     Audit("signal", caller,
           {{"PROCESS_ID", process->id()},
            {"TARGET_PID", absl::StrCat(process->Info().pid())},
@@ -147,7 +147,7 @@ grpc::Status ProcessesService::Remove(
   return WithCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto process, table_->Find(request->id(), caller));
     if (request->force() && !process->exited()) {
-      absl::Status killed = process->Signal(SIGKILL);
+      absl::Status killed = process->SignalFor(caller, SIGKILL);
       // FAILED_PRECONDITION: it exited meanwhile, which is what we wanted.
       if (!killed.ok() && !absl::IsFailedPrecondition(killed)) return killed;
       while (!process->AwaitExit(kPollInterval)) {

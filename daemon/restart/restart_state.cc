@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "daemon/restart/state_file.h"
+#include "agent/protocol.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/pidfd.h"
@@ -113,6 +115,14 @@ void RestartState::Restore() {
     }
   }
   std::map<std::string, KeptProcess> kept = keeper_->FetchAll();
+  // Threads wait for the thread table (AdoptThreads).
+  for (const procwarp::state::v1::ThreadRecord& record : state.threads()) {
+    threads_to_adopt_.push_back(record);
+    if (auto it = kept.find(record.info().id()); it != kept.end()) {
+      kept_threads_[it->first] = std::move(it->second);
+      kept.erase(it);
+    }
+  }
 
   std::vector<std::shared_ptr<ManagedProcess>> running;
   std::vector<std::string> ended;
@@ -199,6 +209,8 @@ void RestartState::Restore() {
   for (const std::string& id : ended) Forget(id);
   keeper_->StartEvents([this](const std::string& id,
                               const procwarp::v1::ExitStatus& status) {
+    ThreadTable* threads = threads_.load();
+    if (threads != nullptr && threads->NoteExit(id, status)) return;
     table_->RecordExit(id, status);
   });
   if (state.processes_size() > 0 || !kept.empty()) {
@@ -207,6 +219,106 @@ void RestartState::Restore() {
                          " running re-adopted, ", lost, " could not be; fds from ",
                          keeper_->Describe()));
   }
+}
+
+void RestartState::AdoptThreads(ThreadTable* threads) {
+  size_t adopted = 0;
+  std::vector<std::string> lost;
+  for (const procwarp::state::v1::ThreadRecord& record : threads_to_adopt_) {
+    const procwarp::v1::ThreadInfo& info = record.info();
+    const std::string name = absl::StrCat("thread ", info.id());
+    auto fail = [&](const absl::Status& why) {
+      LogError(absl::StrCat("restart: could not reconnect to persistent ", name,
+                            " (pid ", info.pid(), "): ", why.ToString(),
+                            "; it is let go (its agent ends at EOF) and not "
+                            "signalled"));
+      lost.push_back(info.id());
+    };
+    KeptProcess& kept = kept_threads_[info.id()];
+    UniqueFd pidfd = Take(kept, procwarp::state::v1::FD_KIND_PIDFD);
+    UniqueFd socket = Take(kept, procwarp::state::v1::FD_KIND_AGENT_SOCKET);
+    if (!pidfd || !socket || kept.exit_status.has_value()) {
+      fail(absl::NotFoundError(kept.exit_status.has_value()
+                                   ? "it ended while no daemon ran"
+                                   : "no keeper holds its pidfd and socket"));
+      continue;
+    }
+    absl::StatusOr<pid_t> pid = PidOfPidfd(pidfd.get());
+    if (!pid.ok() || *pid != info.pid()) {
+      fail(pid.ok() ? absl::FailedPreconditionError(absl::StrCat(
+                          "the kept pidfd is pid ", *pid))
+                    : pid.status());
+      continue;
+    }
+    pw_agent_hello hello{};
+    if (record.agent_hello().size() != sizeof(hello)) {
+      fail(absl::InvalidArgumentError("its recorded hello has the wrong size"));
+      continue;
+    }
+    memcpy(&hello, record.agent_hello().data(), sizeof(hello));
+    const Identity owner = Identity::FromProto(info.owner());
+    absl::StatusOr<LaunchedAgent> agent = AgentLauncher::Reconnect(
+        std::move(pidfd), std::move(socket), hello, owner, name);
+    if (!agent.ok()) {
+      fail(agent.status());
+      continue;
+    }
+    Thread::Handle handle;
+    handle.id = info.id();
+    handle.owner = owner;
+    handle.persistent = true;
+    AgentLifetime lifetime;
+    lifetime.outlives_daemon = true;
+    lifetime.adopted = true;
+    lifetime.created_unix_ns = info.created_unix_ns();
+    threads->Adopt(std::make_shared<AgentThread>(
+        std::move(handle), record.request(), *std::move(agent), lifetime));
+    ++adopted;
+  }
+  threads_to_adopt_.clear();
+  kept_threads_.clear();
+  // From here on this daemon's keeper holds them too, and the state file
+  // lists them.
+  threads_ = threads;
+  threads->SetJournal(this);
+  for (const auto& thread : threads->List(Identity{.uid = 0, .admin = true},
+                                          /*all=*/true)) {
+    if (thread->agent() != nullptr) ThreadAdded(*thread->agent());
+  }
+  for (const std::string& id : lost) keeper_->Drop(id);
+  if (adopted > 0 || !lost.empty()) {
+    LogInfo(absl::StrCat("restart: reconnected to ", adopted,
+                         " persistent threads, ", lost.size(), " could not be"));
+  }
+  if (lost.empty() && adopted == 0) return;
+  Changed();
+}
+
+void RestartState::ThreadAdded(AgentThread& thread) {
+  procwarp::state::v1::ThreadRecord record;
+  *record.mutable_info() = thread.Info();
+  *record.mutable_request() = thread.request();
+  const pw_agent_hello& hello = thread.connection().hello();
+  record.set_agent_hello(std::string(reinterpret_cast<const char*>(&hello),
+                                     sizeof(hello)));
+  keeper_->Put(thread.id(),
+               {{procwarp::state::v1::FD_KIND_PIDFD, thread.pidfd()},
+                {procwarp::state::v1::FD_KIND_AGENT_SOCKET,
+                 thread.connection().socket_fd()}});
+  {
+    absl::MutexLock lock(&mu_);
+    thread_records_[thread.id()] = record.SerializeAsString();
+  }
+  Changed();
+}
+
+void RestartState::ThreadForgotten(const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    thread_records_.erase(id);
+  }
+  Changed();
+  keeper_->Drop(id);
 }
 
 void RestartState::Added(const ManagedProcess& process) {
@@ -232,6 +344,12 @@ void RestartState::Changed() {
   procwarp::state::v1::DaemonState state;
   state.set_writer_pid(getpid());
   state.set_written_unix_ns(absl::ToUnixNanos(absl::Now()));
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, encoded] : thread_records_) {
+      state.add_threads()->ParseFromString(encoded);
+    }
+  }
   absl::Status written = WriteFileAtomically(
       dir_, kStateFileName, EncodeStateFile(state, table_->EncodedRecords()));
   if (!written.ok() && !write_failing_) {

@@ -8,9 +8,12 @@
 #ifndef PROCWARP_DAEMON_RESTART_RESTART_STATE_H_
 #define PROCWARP_DAEMON_RESTART_RESTART_STATE_H_
 
+#include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -18,6 +21,8 @@
 #include "daemon/process/process_journal.h"
 #include "daemon/process/process_table.h"
 #include "daemon/restart/fd_holder.h"
+#include "daemon/thread/thread_journal.h"
+#include "daemon/thread/thread_table.h"
 
 namespace procwarp {
 
@@ -25,7 +30,7 @@ namespace procwarp {
 // is that and not a symlink: the state file and keeper sockets trust it.
 absl::Status PrepareStateDir(const std::string& dir);
 
-class RestartState final : public ProcessJournal {
+class RestartState final : public ProcessJournal, public ThreadJournal {
  public:
   RestartState(std::string state_dir, std::unique_ptr<FdHolder> keeper,
                ProcessTable* table);
@@ -39,9 +44,22 @@ class RestartState final : public ProcessJournal {
   // state file. Then journals the table. Call once, before serving.
   void Restore();
 
+  // Reconnects to the persistent agent threads of the state file (their
+  // pidfd and socket end from a keeper, the pidfd checked to be the
+  // recorded pid), puts them in `threads` under their ids and owners, and
+  // journals `threads` from then on (SetJournal). A thread it cannot
+  // reconnect to is logged and let go: its keeper drops the socket end, so
+  // the agent reads EOF and exits by itself (nothing signals it). Call once,
+  // after Restore, before serving; the caller detaches the journal
+  // (threads->SetJournal(nullptr)) before destroying this object.
+  void AdoptThreads(ThreadTable* threads);
+
   void Added(const ManagedProcess& process) override;
   void Changed() override;
   void Forget(const std::string& id) override;
+
+  void ThreadAdded(AgentThread& thread) override;
+  void ThreadForgotten(const std::string& id) override;
 
  private:
   const std::string dir_;
@@ -52,6 +70,13 @@ class RestartState final : public ProcessJournal {
   uint64_t requested_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
   bool write_failing_ ABSL_GUARDED_BY(write_mu_) = false;
+  // Journalled threads, each an encoded ThreadRecord, by id.
+  std::map<std::string, std::string> thread_records_ ABSL_GUARDED_BY(mu_);
+  // From Restore to AdoptThreads: the recorded threads and what the keepers
+  // hold for them.
+  std::vector<procwarp::state::v1::ThreadRecord> threads_to_adopt_;
+  std::map<std::string, KeptProcess> kept_threads_;
+  std::atomic<ThreadTable*> threads_{nullptr};
 };
 
 }  // namespace procwarp

@@ -57,7 +57,8 @@ void SystemdFdStore::Put(const std::string& id,
 void SystemdFdStore::Drop(const std::string& id) {
   for (FdKind kind : {procwarp::state::v1::FD_KIND_PIDFD, procwarp::state::v1::FD_KIND_STDIN,
                       procwarp::state::v1::FD_KIND_STDOUT, procwarp::state::v1::FD_KIND_STDERR,
-                      procwarp::state::v1::FD_KIND_PTY}) {
+                      procwarp::state::v1::FD_KIND_PTY,
+                      procwarp::state::v1::FD_KIND_AGENT_SOCKET}) {
     sd_notify(0, absl::StrCat("FDSTOREREMOVE=1\nFDNAME=", FdName(id, kind)).c_str());
   }
 }

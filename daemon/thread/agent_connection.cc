@@ -37,6 +37,13 @@ constexpr int kWaitSliceMs = 100;
 // The hello comes right after execve; a silent agent is broken.
 constexpr int kHelloTimeoutMs = 10000;
 
+// Resynchronising an adopted connection (AgentConnection::Adopt): the
+// marker's tag (the old daemon counted up from 1, and after an adoption from
+// above it), the bound on stale bytes skipped, and the time allowed.
+constexpr uint64_t kResyncTag = uint64_t{1} << 63;
+constexpr uint64_t kMaxResyncSkipBytes = 64ull << 20;
+constexpr int kResyncTimeoutMs = 5000;
+
 // Largest magnitude of a -errno result.
 constexpr int64_t kMaxErrno = 4095;
 
@@ -109,7 +116,7 @@ AgentConnection::AgentConnection(UniqueFd socket, int pidfd, std::string name)
   in_.reset(new char[kInBufferSize]);
 }
 
-absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
+absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Create(
     UniqueFd socket, int pidfd, std::string name) {
   // Waits for replies happen in recvmsg itself (see Run); this bounds them.
   timeval slice = {0, kWaitSliceMs * 1000};
@@ -117,10 +124,95 @@ absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
                  sizeof(slice)) != 0) {
     return ErrnoStatus(errno, "setsockopt(agent socket, SO_RCVTIMEO)");
   }
-  std::unique_ptr<AgentConnection> connection(
+  return std::unique_ptr<AgentConnection>(
       new AgentConnection(std::move(socket), pidfd, std::move(name)));
+}
+
+absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Open(
+    UniqueFd socket, int pidfd, std::string name) {
+  ASSIGN_OR_RETURN(std::unique_ptr<AgentConnection> connection,
+                   Create(std::move(socket), pidfd, std::move(name)));
   RETURN_IF_ERROR(connection->ReadHello());
   return connection;
+}
+
+absl::StatusOr<std::unique_ptr<AgentConnection>> AgentConnection::Adopt(
+    UniqueFd socket, int pidfd, std::string name, const pw_agent_hello& hello) {
+  ASSIGN_OR_RETURN(std::unique_ptr<AgentConnection> connection,
+                   Create(std::move(socket), pidfd, std::move(name)));
+  {
+    absl::MutexLock lock(&connection->mu_);
+    connection->hello_ = hello;
+    RETURN_IF_ERROR(connection->CheckHello());
+  }
+  RETURN_IF_ERROR(connection->Resync());
+  return connection;
+}
+
+absl::Status AgentConnection::Resync() {
+  absl::MutexLock lock(&mu_);
+  AgentCall marker = AgentCall::Syscall(SYS_getpid);
+  // Replies the agent still buffers go out before it answers the marker.
+  marker.flags = PW_REQ_FLUSH_FIRST;
+  Outgoing out;
+  Encode(absl::MakeConstSpan(&marker, 1), kResyncTag, &out);
+  const absl::Time deadline =
+      absl::Now() + absl::Milliseconds(kResyncTimeoutMs);
+  uint64_t skipped = 0;
+  for (;;) {
+    RETURN_IF_ERROR(SendSome(&out));
+    bool got_data = false;
+    RETURN_IF_ERROR(ReceiveSome(&got_data));
+    // Everything before the marker's reply answers the old daemon: skipped
+    // whole (payloads too), its fds closed. Not checked: the agent's owner
+    // may have written it, and it only ever reaches the bin.
+    for (;;) {
+      fds_.clear();
+      if (payload_left_ > 0) {
+        const size_t n = std::min<uint64_t>(payload_left_, in_end_ - in_begin_);
+        if (n == 0) break;
+        Consume(n);
+        payload_left_ -= n;
+        continue;
+      }
+      if (in_end_ - in_begin_ < sizeof(pw_agent_response)) break;
+      pw_agent_response resp;
+      memcpy(&resp, in_.get() + in_begin_, sizeof(resp));
+      Consume(sizeof(resp));
+      if (resp.tag == kResyncTag) {
+        if (resp.op != PW_OP_SYSCALL || resp.payload_len != 0 ||
+            resp.result != hello_.pid) {
+          return Broken(absl::StrCat(
+              name_, ": the agent answered the resynchronising getpid with "
+                     "op ", resp.op, ", result ", resp.result, " (its hello says pid ",
+              hello_.pid, ")"));
+        }
+        next_tag_ = expected_tag_ = kResyncTag + 1;
+        return absl::OkStatus();
+      }
+      skipped += sizeof(resp) + resp.payload_len;
+      if (skipped > kMaxResyncSkipBytes) {
+        return Broken(absl::StrCat(name_, ": more than ", kMaxResyncSkipBytes,
+                                   " bytes of old replies before the "
+                                   "resynchronising getpid's"));
+      }
+      payload_left_ = resp.payload_len;
+    }
+    const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (left_ms <= 0) {
+      return Broken(absl::StrCat(name_, ": no answer to the resynchronising "
+                                        "getpid in ", kResyncTimeoutMs / 1000,
+                                 " s"));
+    }
+    if (got_data) continue;
+    pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {pidfd_, POLLIN, 0}};
+    if (out.sent < out.bytes.size()) fds[0].events |= POLLOUT;
+    int ready = poll(fds, 2, static_cast<int>(std::min<int64_t>(left_ms, kWaitSliceMs)));
+    if (ready < 0 && errno != EINTR) return ErrnoStatus(errno, "poll(agent socket)");
+    if (ready > 0 && (fds[1].revents & POLLIN) && !(fds[0].revents & POLLIN)) {
+      return Broken(absl::StrCat(name_, ": procwarp-agent has exited"));
+    }
+  }
 }
 
 absl::Status AgentConnection::Broken(std::string why, bool violation) {
@@ -183,6 +275,10 @@ absl::Status AgentConnection::ReadHello() {
   }
   memcpy(&hello_, in_.get(), sizeof(hello_));
   Consume(sizeof(hello_));
+  return CheckHello();
+}
+
+absl::Status AgentConnection::CheckHello() {
   if (hello_.magic != PW_AGENT_MAGIC ||
       hello_.version != PW_AGENT_PROTOCOL_VERSION ||
       hello_.hello_size != sizeof(pw_agent_hello) ||

@@ -76,10 +76,23 @@ class AgentConnection {
   static absl::StatusOr<std::unique_ptr<AgentConnection>> Open(
       UniqueFd socket, int pidfd, std::string name);
 
+  // Takes over the connection to an agent that a previous daemon started
+  // (docs/architecture.md, "Restart without loss"): `socket` is a duplicate
+  // of that daemon's end, `hello` the hello it read. The stream may still
+  // hold replies to the old daemon's requests, so it is resynchronised
+  // first: a getpid request with a tag the old daemon never used, and
+  // everything before its reply skipped (fds closed), boundedly in time and
+  // bytes. UNAVAILABLE when the agent does not answer it (gone, exec'd, or
+  // the stream is not at a request boundary).
+  static absl::StatusOr<std::unique_ptr<AgentConnection>> Adopt(
+      UniqueFd socket, int pidfd, std::string name, const pw_agent_hello& hello);
+
   AgentConnection(const AgentConnection&) = delete;
   AgentConnection& operator=(const AgentConnection&) = delete;
 
   const pw_agent_hello& hello() const { return hello_; }
+  // The daemon's end of the socket, for a keeper to hold a duplicate of.
+  int socket_fd() const { return socket_.get(); }
 
   // What the agent did that broke the protocol, "" if it did not (even if
   // the connection broke otherwise). Never waits for a Run in progress.
@@ -101,6 +114,10 @@ class AgentConnection {
 
  private:
   AgentConnection(UniqueFd socket, int pidfd, std::string name);
+  // A connection on `socket` whose reads wait at most kWaitSliceMs each;
+  // neither hello nor resync yet (Open, Adopt).
+  static absl::StatusOr<std::unique_ptr<AgentConnection>> Create(
+      UniqueFd socket, int pidfd, std::string name);
 
   // The outgoing bytes of one Run and where RECV_FD fds ride along.
   struct Outgoing {
@@ -127,6 +144,10 @@ class AgentConnection {
   };
 
   absl::Status ReadHello();
+  // Whether hello_ is one this daemon speaks with.
+  absl::Status CheckHello();
+  // See Adopt.
+  absl::Status Resync();
   // One Run at a time: waits for the previous one to end, polling
   // `cancelled` every kWaitSliceMs. Fails once the connection is broken.
   absl::Status TakeTurn(const CancelCheck& cancelled);

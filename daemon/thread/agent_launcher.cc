@@ -185,7 +185,7 @@ void AgentLauncher::RunOnSpawnThread(std::function<void()> task) {
 
 absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
     const procwarp::v1::Namespaces& namespaces, const Identity& caller,
-    const std::string& name) {
+    const std::string& name, bool outlive_daemon) {
   if (!agent_fd_.ok()) return agent_fd_.status();
   UniqueFd ours;
   UniqueFd theirs;
@@ -199,7 +199,7 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
   ASSIGN_OR_RETURN(SpawnPlan plan, BuildSpawnPlan(request, caller));
   plan.exec_fd = agent_fd_->get();
   plan.inherited_fds.push_back({theirs.get(), PW_AGENT_DEFAULT_SOCKET_FD});
-  plan.parent_death_signal = SIGKILL;
+  plan.parent_death_signal = outlive_daemon ? 0 : SIGKILL;
 
   // Only the clone happens on the spawn thread (the agent's parent, for
   // PR_SET_PDEATHSIG); the wait for its execve happens here, so a caller who
@@ -233,6 +233,26 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
   if (pinned.ok()) pinned = CheckCallerMayPtrace(caller, agent.proc, name);
   if (!pinned.ok()) {
     EndFailedAgent(agent, caller);
+    return pinned;
+  }
+  return agent;
+}
+
+absl::StatusOr<LaunchedAgent> AgentLauncher::Reconnect(
+    UniqueFd pidfd, UniqueFd socket, const pw_agent_hello& hello,
+    const Identity& owner, const std::string& name) {
+  LaunchedAgent agent;
+  ASSIGN_OR_RETURN(agent.pid, PidOfPidfd(pidfd.get()));
+  agent.pidfd = std::move(pidfd);
+  ASSIGN_OR_RETURN(agent.connection,
+                   AgentConnection::Adopt(std::move(socket), agent.pidfd.get(),
+                                          name, hello));
+  // After the answer: the agent binary still runs (an exec'd one could not
+  // answer: its socket is close-on-exec).
+  absl::Status pinned = PinAgent(agent);
+  if (pinned.ok()) pinned = CheckCallerMayPtrace(owner, agent.proc, name);
+  if (!pinned.ok()) {
+    agent.connection.reset();
     return pinned;
   }
   return agent;

@@ -80,10 +80,26 @@ class AgentLauncher {
   absl::Status status() const { return agent_fd_.status(); }
 
   // Starts an agent for `caller` in `namespaces` and reads its hello.
-  // `name` goes into the connection's error messages.
+  // `name` goes into the connection's error messages. With
+  // `outlive_daemon` (a persistent thread while restart state is kept) it
+  // gets no PR_SET_PDEATHSIG: a keeper holds its socket end instead, and the
+  // next daemon reconnects to it (Reconnect).
   absl::StatusOr<LaunchedAgent> Launch(const procwarp::v1::Namespaces& namespaces,
                                        const Identity& caller,
-                                       const std::string& name);
+                                       const std::string& name,
+                                       bool outlive_daemon = false);
+
+  // Takes over an agent a previous daemon started (docs/architecture.md,
+  // "Restart without loss"): `pidfd` proven to be its process, `socket` the
+  // old daemon's end of its socket, `hello` what it said at start. The
+  // connection is resynchronised (AgentConnection::Adopt), then the agent
+  // is pinned and checked exactly as at launch: `owner` must be able to
+  // ptrace it now. On failure nothing is done to the process.
+  static absl::StatusOr<LaunchedAgent> Reconnect(UniqueFd pidfd,
+                                                 UniqueFd socket,
+                                                 const pw_agent_hello& hello,
+                                                 const Identity& owner,
+                                                 const std::string& name);
 
   // Asks the agent behind `parent` to clone a child agent of itself
   // (PW_OP_CLONE with CLONE_PARENT, so the child is the daemon's to reap)

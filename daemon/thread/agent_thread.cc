@@ -24,6 +24,10 @@ namespace {
 constexpr int kKillWaitMs = 2000;
 
 std::string Describe(const procwarp::v1::ExitStatus& status) {
+  if (status.how_case() == procwarp::v1::ExitStatus::HOW_NOT_SET) {
+    return "has ended (its exit status is unknown: it ended after a daemon "
+           "restart, and only its parent learns how)";
+  }
   if (status.has_signal()) {
     return absl::StrCat("was killed by signal ", status.signal(), " (",
                         strsignal(status.signal()), ")");
@@ -35,14 +39,17 @@ std::string Describe(const procwarp::v1::ExitStatus& status) {
 
 AgentThread::AgentThread(Handle handle,
                          procwarp::v1::CreateThreadRequest request,
-                         LaunchedAgent agent)
+                         LaunchedAgent agent, AgentLifetime lifetime)
     : Thread(std::move(handle)),
       request_(std::move(request)),
       agent_(std::move(agent)),
-      created_unix_ns_(absl::GetCurrentTimeNanos()) {}
+      lifetime_(lifetime),
+      created_unix_ns_(lifetime.created_unix_ns != 0
+                           ? lifetime.created_unix_ns
+                           : absl::GetCurrentTimeNanos()) {}
 
 AgentThread::~AgentThread() {
-  Kill();
+  if (!lifetime_.outlives_daemon) Kill();
   // The connection refers to the pidfd: it goes first.
   agent_.connection.reset();
 }
@@ -55,6 +62,13 @@ bool AgentThread::Reap(bool block) {
   if (exit_status_.has_value()) return true;
   // The process is (or may become) the new program's: not ours to reap.
   if (exec_state_ != ExecState::kNone) return false;
+  if (lifetime_.adopted) {
+    // Not our child: its pidfd turns readable once it has exited.
+    pollfd pfd = {agent_.pidfd.get(), POLLIN, 0};
+    if (poll(&pfd, 1, block ? -1 : 0) <= 0) return false;
+    exit_status_ = noted_exit_.value_or(procwarp::v1::ExitStatus());
+    return true;
+  }
   siginfo_t info{};
   int r;
   do {
@@ -321,7 +335,20 @@ absl::StatusOr<int64_t> AgentThread::InstallFd(const Identity&, int fd,
   return result;
 }
 
+void AgentThread::NoteExit(const procwarp::v1::ExitStatus& status) {
+  absl::MutexLock lock(&mu_);
+  noted_exit_ = status;
+  if (exit_status_.has_value() && exit_status_->how_case() ==
+                                      procwarp::v1::ExitStatus::HOW_NOT_SET) {
+    exit_status_ = status;
+  }
+}
+
 bool AgentThread::Release(ReleaseReason reason, int exit_code) {
+  // Daemon shutdown: a keeper holds its socket, the next daemon takes over.
+  if (reason == ReleaseReason::kShutdown && lifetime_.outlives_daemon) {
+    return true;
+  }
   return reason == ReleaseReason::kExitThread ? Exit(exit_code) : Kill();
 }
 

@@ -38,11 +38,31 @@
 
 namespace procwarp {
 
+// How an agent thread relates to daemon restarts (docs/architecture.md,
+// "Restart without loss").
+struct AgentLifetime {
+  // A persistent thread whose agent a keeper holds: daemon shutdown lets it
+  // run on (Release(kShutdown) and the destructor leave it alone).
+  bool outlives_daemon = false;
+  // Started by an earlier daemon and reconnected: not this daemon's child,
+  // so its end shows on its pidfd and its exit status only comes from a
+  // keeper (NoteExit), if at all.
+  bool adopted = false;
+  // When it was created (0: now).
+  int64_t created_unix_ns = 0;
+};
+
 class AgentThread final : public Thread {
  public:
   AgentThread(Handle handle, procwarp::v1::CreateThreadRequest request,
-              LaunchedAgent agent);
-  ~AgentThread() override;  // kills the agent if it still runs
+              LaunchedAgent agent, AgentLifetime lifetime = {});
+  // Kills the agent if it still runs, unless it outlives the daemon.
+  ~AgentThread() override;
+
+  const procwarp::v1::CreateThreadRequest& request() const { return request_; }
+  bool outlives_daemon() const { return lifetime_.outlives_daemon; }
+  // How an adopted agent ended, as its keeper (its parent) saw it.
+  void NoteExit(const procwarp::v1::ExitStatus& status);
 
   Kind kind() const override { return Kind::kAgent; }
   AgentThread* agent() override { return this; }
@@ -153,10 +173,13 @@ class AgentThread final : public Thread {
 
   const procwarp::v1::CreateThreadRequest request_;
   LaunchedAgent agent_;
+  const AgentLifetime lifetime_;
   const int64_t created_unix_ns_;
   // Readers: users of the pid. Writer: the reaper.
   absl::Mutex mu_;
   std::optional<procwarp::v1::ExitStatus> exit_status_ ABSL_GUARDED_BY(mu_);
+  // An adopted agent's exit status from its keeper (NoteExit).
+  std::optional<procwarp::v1::ExitStatus> noted_exit_ ABSL_GUARDED_BY(mu_);
   enum class ExecState { kNone, kInProgress, kDone };
   ExecState exec_state_ ABSL_GUARDED_BY(mu_) = ExecState::kNone;
   // Set when the agent's reply was forged (MarkCompromised).

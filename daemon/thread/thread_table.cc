@@ -109,12 +109,37 @@ absl::Status ThreadTable::ClaimPid(pid_t pid) {
   return absl::OkStatus();
 }
 
+void ThreadTable::SetJournal(ThreadJournal* journal) { journal_ = journal; }
+
+void ThreadTable::Adopt(std::shared_ptr<AgentThread> thread) {
+  absl::MutexLock lock(&mu_);
+  threads_[thread->id()].thread = std::move(thread);
+}
+
+bool ThreadTable::NoteExit(const std::string& id,
+                           const procwarp::v1::ExitStatus& status) {
+  std::shared_ptr<Thread> thread;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = threads_.find(id);
+    if (it == threads_.end() || it->second.thread->agent() == nullptr) {
+      return false;
+    }
+    thread = it->second.thread;
+  }
+  thread->agent()->NoteExit(status);
+  return true;
+}
+
 absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
     const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
     AgentThread* parent, const Identity& owner,
     const std::string& name, pid_t* claimed) {
   if (parent == nullptr) {
-    return launcher_->Launch(request.namespaces(), caller, name);
+    // Only threads the daemon launches itself can outlive it: a child of an
+    // agent gets its PR_SET_PDEATHSIG from the agent (agent/agent.c).
+    const bool outlive = request.persistent() && journal_ != nullptr;
+    return launcher_->Launch(request.namespaces(), caller, name, outlive);
   }
   RETURN_IF_ERROR(parent->CheckAlive());
   const procwarp::v1::Namespaces& ns = request.namespaces();
@@ -186,12 +211,21 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
   pid_t claimed = -1;
   absl::StatusOr<LaunchedAgent> agent =
       StartAgent(request, caller, parent, options.owner, name, &claimed);
+  AgentLifetime lifetime;
+  lifetime.outlives_daemon =
+      parent == nullptr && request.persistent() && journal_ != nullptr;
   absl::StatusOr<std::shared_ptr<Thread>> thread =
       agent.ok() ? absl::StatusOr<std::shared_ptr<Thread>>(
                        std::make_shared<AgentThread>(std::move(options), request,
-                                                     *std::move(agent)))
+                                                     *std::move(agent), lifetime))
                  : agent.status();
-  return Admit(owner_key, std::move(thread), claimed, "CreateThread");
+  absl::StatusOr<std::shared_ptr<Thread>> admitted =
+      Admit(owner_key, std::move(thread), claimed, "CreateThread");
+  ThreadJournal* journal = journal_;
+  if (admitted.ok() && lifetime.outlives_daemon && journal != nullptr) {
+    journal->ThreadAdded(*(*admitted)->agent());
+  }
+  return admitted;
 }
 
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Attach(
@@ -266,14 +300,23 @@ void ThreadTable::ErasePointersLocked(const Entry& entry) {
 
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Remove(
     absl::string_view id, const Identity& caller) {
-  absl::MutexLock lock(&mu_);
-  auto it = threads_.find(id);
-  if (it == threads_.end() || !caller.MayAccess(it->second.thread->owner())) {
-    return NoSuchThread(id);
+  std::shared_ptr<Thread> thread;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = threads_.find(id);
+    if (it == threads_.end() ||
+        !caller.MayAccess(it->second.thread->owner())) {
+      return NoSuchThread(id);
+    }
+    thread = it->second.thread;
+    ErasePointersLocked(it->second);
+    threads_.erase(it);
   }
-  std::shared_ptr<Thread> thread = it->second.thread;
-  ErasePointersLocked(it->second);
-  threads_.erase(it);
+  ThreadJournal* journal = journal_;
+  if (journal != nullptr && thread->agent() != nullptr &&
+      thread->agent()->outlives_daemon()) {
+    journal->ThreadForgotten(thread->id());
+  }
   return thread;
 }
 

@@ -8,6 +8,7 @@
 #ifndef PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_
 #define PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "daemon/thread/agent_launcher.h"
 #include "daemon/thread/agent_thread.h"
 #include "daemon/thread/attached_thread.h"
+#include "daemon/thread/thread_journal.h"
 #include "proto/procwarp/v1/memory.pb.h"
 #include "proto/procwarp/v1/threads.pb.h"
 
@@ -57,6 +59,19 @@ class ThreadTable {
   absl::StatusOr<std::shared_ptr<Thread>> Create(
       const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
       uint64_t session_id);
+
+  // From now on persistent agent threads outlive the daemon and are
+  // reported to `journal` (null: neither). Set before serving; the journal
+  // must outlive its use (reset to null first).
+  void SetJournal(ThreadJournal* journal);
+
+  // Puts a thread an earlier daemon started and this one reconnected to
+  // (RestartState) into the table, under its recorded id and owner.
+  void Adopt(std::shared_ptr<AgentThread> thread);
+
+  // An adopted thread `id` ended like this (its keeper said so); false when
+  // there is no such agent thread.
+  bool NoteExit(const std::string& id, const procwarp::v1::ExitStatus& status);
 
   // Attaches to a thread of an existing process for `caller` on session
   // `session_id` (AttachedThread::Attach), counted against the caller's
@@ -146,6 +161,8 @@ class ThreadTable {
   std::set<pid_t> claimed_pids_ ABSL_GUARDED_BY(mu_);
   // Threads out of the table whose process could not be ended (Linger).
   std::vector<std::shared_ptr<Thread>> lingering_ ABSL_GUARDED_BY(mu_);
+  // See SetJournal.
+  std::atomic<ThreadJournal*> journal_{nullptr};
 };
 
 }  // namespace procwarp

@@ -83,6 +83,20 @@ RunResult RunProgram(const std::vector<std::string>& argv, int uid, int gid,
   return result;
 }
 
+RunResult RunCliAs(int uid, int gid, const std::string& dir,
+                   const std::string& socket, const std::string& command) {
+  const std::string cli = dir + "/procwarp";
+  if (access(cli.c_str(), X_OK) != 0) {
+    std::error_code ec;
+    std::filesystem::copy_file(RunfilePath("client/cli/procwarp"), cli, ec);
+    chmod(cli.c_str(), 0755);
+  }
+  return RunProgram({"/bin/sh", "-c",
+                     absl::StrCat("cd ", dir, " && ", cli, " --socket ", socket,
+                                  " ", command, " 2>&1")},
+                    uid, gid);
+}
+
 DaemonHarness::Options DaemonHarness::Options::WithAgent() {
   Options options;
   options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent")};

@@ -36,6 +36,13 @@ struct RunResult {
 RunResult RunProgram(const std::vector<std::string>& argv, int uid = -1,
                      int gid = -1, const std::vector<std::string>& extra_env = {});
 
+// Runs the CLI as `uid`/`gid`: `procwarp --socket SOCKET COMMAND` (COMMAND
+// split by the shell), from a copy of the CLI in `dir` (the build tree is
+// root's, so uid 65534 could not run it there), in `dir`; stderr goes to
+// `out` with stdout. The test lists //client/cli:procwarp in its data.
+RunResult RunCliAs(int uid, int gid, const std::string& dir,
+                   const std::string& socket, const std::string& command);
+
 class DaemonHarness {
  public:
   struct Options {

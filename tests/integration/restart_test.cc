@@ -99,9 +99,10 @@ class RestartTest : public ::testing::Test {
   }
 
   std::unique_ptr<DaemonHarness> StartDaemon() {
-    DaemonHarness::Options options;
+    DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
     options.dir = dir_;
-    options.flags = {"--state_dir", state_dir_};
+    options.flags.push_back("--state_dir");
+    options.flags.push_back(state_dir_);
     auto d = DaemonHarness::Start(options);
     EXPECT_TRUE(d.ok()) << d.status();
     return d.ok() ? *std::move(d) : nullptr;
@@ -169,6 +170,37 @@ class RestartTest : public ::testing::Test {
     return out;
   }
 
+  static procwarp::v1::ThreadInfo CreateThread(procwarp::v1::Threads::Stub* stub,
+                                               bool persistent) {
+    procwarp::v1::CreateThreadRequest request;
+    request.set_persistent(persistent);
+    procwarp::v1::CreateThreadResponse response;
+    grpc::Status s = stub->CreateThread(Ctx().get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.thread();
+  }
+
+  // The result of getpid() run by thread `id`, or the call's error.
+  static absl::StatusOr<int64_t> Getpid(procwarp::v1::Threads::Stub* stub,
+                                        const std::string& id) {
+    procwarp::v1::SyscallRequest request;
+    request.set_thread_id(id);
+    request.mutable_syscall()->set_number(SYS_getpid);
+    procwarp::v1::SyscallResponse response;
+    grpc::Status s = stub->Syscall(Ctx().get(), request, &response);
+    if (!s.ok()) return absl::UnknownError(s.error_message());
+    return response.result().value();
+  }
+
+  static std::map<std::string, procwarp::v1::ThreadInfo> ListThreads(
+      procwarp::v1::Threads::Stub* stub) {
+    procwarp::v1::ListThreadsResponse response;
+    EXPECT_TRUE(stub->ListThreads(Ctx().get(), {}, &response).ok());
+    std::map<std::string, procwarp::v1::ThreadInfo> out;
+    for (const auto& t : response.threads()) out[t.id()] = t;
+    return out;
+  }
+
   std::string dir_;
   std::string state_dir_;
 };
@@ -177,9 +209,12 @@ class RestartSignalTest : public RestartTest,
                           public ::testing::WithParamInterface<int> {};
 
 // The test: three managed processes (one chatty, one idle, one that
-// exits while the daemon is down) survive the daemon's end, and after the
-// restart are found with the same ids, owners and pids, their output
-// continuous and the exit status right.
+// exits while the daemon is down) and one persistent thread survive the
+// daemon's end, and after the restart are found with the same ids, owners
+// and pids, their output continuous, the exit status right, and the thread
+// answering syscalls on a new connection. A non-persistent thread and an
+// attached thread of the old daemon are gone (killed / detached), and
+// nothing is left stopped or traced.
 TEST_P(RestartSignalTest, ManagedProcessesSurviveAndAreReadopted) {
   const int stop_signal = GetParam();
   Fifo chatty_control(dir_ + "/chatty.ctl");
@@ -197,6 +232,30 @@ TEST_P(RestartSignalTest, ManagedProcessesSurviveAndAreReadopted) {
   int idle_pidfd = syscall(SYS_pidfd_open, idle.pid(), 0);
   int exiter_pidfd = syscall(SYS_pidfd_open, exiter.pid(), 0);
   int chatty_pidfd = syscall(SYS_pidfd_open, chatty.pid(), 0);
+  auto threads = procwarp::v1::Threads::NewStub(first->NewChannel());
+  const procwarp::v1::ThreadInfo persistent = CreateThread(threads.get(), true);
+  const procwarp::v1::ThreadInfo transient = CreateThread(threads.get(), false);
+  ASSERT_EQ(Getpid(threads.get(), persistent.id()).value_or(-1),
+            persistent.namespace_pid());
+  int persistent_pidfd = syscall(SYS_pidfd_open, persistent.pid(), 0);
+  int transient_pidfd = syscall(SYS_pidfd_open, transient.pid(), 0);
+  // A process of the test's own, which the old daemon attaches to (as a
+  // debugger does).
+  pid_t debuggee = -1;
+  {
+    std::string target = Target();
+    char idle_arg[] = "idle";
+    char* argv[] = {target.data(), idle_arg, nullptr};
+    ASSERT_EQ(posix_spawn(&debuggee, target.c_str(), nullptr, nullptr, argv,
+                          environ),
+              0);
+    procwarp::v1::AttachThreadRequest attach;
+    attach.set_pid(debuggee);
+    attach.set_persistent(true);
+    procwarp::v1::AttachThreadResponse attached;
+    grpc::Status s = threads->AttachThread(Ctx().get(), attach, &attached);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
 
   // Output while the first daemon runs, seen through it.
   chatty_control.Write("100\n");
@@ -205,10 +264,14 @@ TEST_P(RestartSignalTest, ManagedProcessesSurviveAndAreReadopted) {
   EXPECT_EQ(before, Lines(0, 100));
 
   stub.reset();
+  threads.reset();
   first->SignalDaemonAndWait(stop_signal);
 
   // While no daemon runs: the children live on, write output (their pipe
-  // is held open by the keeper), and one exits.
+  // is held open by the keeper), and one exits. The persistent thread's
+  // agent lives on (a keeper holds its socket); the other one has ended.
+  AwaitExit(transient_pidfd);
+  EXPECT_FALSE(Exited(persistent_pidfd));
   EXPECT_FALSE(Exited(idle_pidfd));
   EXPECT_FALSE(Exited(chatty_pidfd));
   chatty_control.Write("100\n");
@@ -229,6 +292,28 @@ TEST_P(RestartSignalTest, ManagedProcessesSurviveAndAreReadopted) {
     EXPECT_EQ(after.argv_size(), before_restart.argv_size());
     EXPECT_EQ(after.started_unix_ns(), before_restart.started_unix_ns());
   }
+  // The attachment ended with the old daemon: nothing left stopped or
+  // traced.
+  EXPECT_THAT(StopAndTraceState(debuggee), HasSubstr("TracerPid:\t0;"));
+  EXPECT_THAT(StopAndTraceState(debuggee), ::testing::Not(HasSubstr("stopped")));
+  kill(debuggee, SIGKILL);
+  waitpid(debuggee, nullptr, 0);
+
+  // The persistent thread, same id, owner and pid, answers on this new
+  // connection; the non-persistent one is not listed.
+  threads = procwarp::v1::Threads::NewStub(second->NewChannel());
+  auto listed_threads = ListThreads(threads.get());
+  ASSERT_EQ(listed_threads.size(), 1u);
+  ASSERT_TRUE(listed_threads.count(persistent.id()));
+  EXPECT_EQ(listed_threads[persistent.id()].pid(), persistent.pid());
+  EXPECT_EQ(listed_threads[persistent.id()].owner().uid(),
+            persistent.owner().uid());
+  EXPECT_TRUE(listed_threads[persistent.id()].persistent());
+  EXPECT_EQ(Getpid(threads.get(), persistent.id()).value_or(-1),
+            persistent.namespace_pid());
+  EXPECT_EQ(Getpid(threads.get(), persistent.id()).value_or(-1),
+            persistent.namespace_pid());
+
   // The exit that happened while no daemon ran, with its status.
   ProcessInfo exited = Wait(stub.get(), exiter.id());
   EXPECT_EQ(exited.state(), procwarp::v1::PROCESS_STATE_EXITED);
@@ -266,19 +351,36 @@ TEST_P(RestartSignalTest, ManagedProcessesSurviveAndAreReadopted) {
 
   // A uid that does not own them finds nothing (same NOT_FOUND as before
   // the restart).
-  RunResult as_nobody = RunProgram(
-      {RunfilePath("client/cli/procwarp"), "--socket", second->socket_path(),
-       "kill", idle.id()},
-      kNobody, kNobody);
-  EXPECT_NE(as_nobody.exit_code, 0);
+  auto as_nobody = [&](const std::string& command) {
+    return RunCliAs(kNobody, kNobody, dir_, second->socket_path(), command);
+  };
+  RunResult kill_as_nobody = as_nobody(absl::StrCat("kill ", idle.id()));
+  EXPECT_NE(kill_as_nobody.exit_code, 0);
+  EXPECT_THAT(kill_as_nobody.out, HasSubstr("no process"));
+  // Nor the reconnected thread.
+  RunResult thread_as_nobody =
+      as_nobody(absl::StrCat("thread syscall ", persistent.id(), " getpid"));
+  EXPECT_NE(thread_as_nobody.exit_code, 0);
+  EXPECT_THAT(thread_as_nobody.out, HasSubstr("no thread"));
 
   for (const ProcessInfo& p : {chatty, idle, exiter}) {
     EXPECT_TRUE(Remove(stub.get(), p.id()).ok()) << p.id();
   }
   EXPECT_TRUE(List(stub.get()).empty());
+  {
+    procwarp::v1::ExitThreadRequest exit;
+    exit.set_id(persistent.id());
+    procwarp::v1::ExitThreadResponse response;
+    grpc::Status s = threads->ExitThread(Ctx().get(), exit, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  AwaitExit(persistent_pidfd);
+  EXPECT_TRUE(ListThreads(threads.get()).empty());
   close(idle_pidfd);
   close(exiter_pidfd);
   close(chatty_pidfd);
+  close(persistent_pidfd);
+  close(transient_pidfd);
   // The first keeper has nothing left to hold and exits by itself: its
   // harness's Stop() returns.
   EXPECT_EQ(first->Stop(), 0);
@@ -403,14 +505,12 @@ TEST_F(RestartTest, ReusedPidIsNeverSignalled) {
   close(stranger_pidfd);
 }
 
-// Agent threads end with the daemon that made them (PR_SET_PDEATHSIG), so
-// no agent of a dead daemon lingers unowned; none is left stopped or
-// traced. (Persistent threads do not survive a restart yet: they end too.)
-TEST_F(RestartTest, ThreadsEndWithTheDaemon) {
+// Without restart state nothing can reconnect to an agent, so every agent
+// thread ends with the daemon that made them (PR_SET_PDEATHSIG), persistent
+// or not: no agent of a dead daemon lingers unowned.
+TEST_F(RestartTest, ThreadsEndWithTheDaemonWithoutRestartState) {
   DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
   options.dir = dir_;
-  options.flags.push_back("--state_dir");
-  options.flags.push_back(state_dir_);
   auto daemon = DaemonHarness::Start(options);
   ASSERT_TRUE(daemon.ok()) << daemon.status();
   auto threads = procwarp::v1::Threads::NewStub((*daemon)->NewChannel());
@@ -428,8 +528,7 @@ TEST_F(RestartTest, ThreadsEndWithTheDaemon) {
     AwaitExit(pidfd);
     close(pidfd);
   }
-  // Nothing was held for them: the keeper ends with its daemon.
-  EXPECT_EQ((*daemon)->Stop(), 0);
+  (*daemon)->Stop();
 }
 
 // A thread that exec'd a program (Threads.Exec) made a managed process: it
@@ -468,6 +567,107 @@ TEST_F(RestartTest, ExecdThreadSurvivesAsAManagedProcess) {
   EXPECT_EQ(Wait(stub.get(), process.id()).exit_status().signal(), SIGTERM);
   EXPECT_TRUE(Remove(stub.get(), process.id()).ok());
   close(pidfd);
+  EXPECT_EQ((*first)->Stop(), 0);
+}
+
+// A full disk under the state file (a 64 KiB tmpfs mounted in the daemon's
+// own mount namespace, then filled): changes made meanwhile are logged as
+// not persisted, the state file on disk stays the last good one (temporary
+// file + rename: never half-written), and once there is room again the
+// next write records everything, so a restart loses nothing.
+TEST_F(RestartTest, FullDiskUnderTheStateFile) {
+  const std::string log = dir_ + "/daemon.log";
+  DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
+  options.dir = dir_;
+  options.flags.push_back("--state_dir");
+  options.flags.push_back(state_dir_);
+  std::filesystem::create_directories(state_dir_);
+  // The keeper (the started process) and its daemon live in a mount
+  // namespace of their own, where the state directory is a small tmpfs;
+  // the test reaches it through /proc/KEEPER/root.
+  options.wrapper = {
+      "/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+      absl::StrCat("mount -t tmpfs -o size=64k,mode=0700 procwarp-test ", state_dir_,
+                   " && exec \"$@\" 2>>", log),
+      "sh"};
+  auto first = DaemonHarness::Start(options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string state_dir_seen =
+      absl::StrCat("/proc/", (*first)->pid(), "/root", state_dir_);
+  auto stub = (*first)->Processes();
+  ProcessInfo before_full = Spawn(stub.get(), {Target(), "idle"});
+
+  // Fill it.
+  const std::string filler = state_dir_seen + "/filler";
+  {
+    int fd = open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0) << filler;
+    std::string block(4096, 'x');
+    while (write(fd, block.data(), block.size()) > 0) {
+    }
+    EXPECT_EQ(errno, ENOSPC);
+    close(fd);
+  }
+  auto read_state = [&]() -> procwarp::state::v1::DaemonState {
+    std::ifstream in(state_dir_seen + "/" + kStateFileName);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    auto parsed = ParseStateFile(bytes);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    return parsed.ok() ? *parsed : procwarp::state::v1::DaemonState();
+  };
+  auto recorded = [&](const procwarp::state::v1::DaemonState& state,
+                      const std::string& id) {
+    for (const auto& record : state.processes()) {
+      if (record.info().id() == id) return true;
+    }
+    return false;
+  };
+
+  // A spawn while it is full: the process runs, the failed write is
+  // logged, and the file on disk is still the last good one, whole.
+  ProcessInfo while_full = Spawn(stub.get(), {Target(), "idle"});
+  ASSERT_FALSE(while_full.id().empty());
+  {
+    procwarp::state::v1::DaemonState state = read_state();
+    EXPECT_TRUE(recorded(state, before_full.id()));
+    EXPECT_FALSE(recorded(state, while_full.id()));
+  }
+  EXPECT_FALSE(std::filesystem::exists(state_dir_seen + "/." +
+                                       kStateFileName + ".tmp"))
+      << "a failed write left its temporary file, holding space";
+
+  // Room again: the next change writes everything.
+  ASSERT_EQ(unlink(filler.c_str()), 0);
+  ProcessInfo after = Spawn(stub.get(), {Target(), "idle"});
+  {
+    procwarp::state::v1::DaemonState state = read_state();
+    for (const ProcessInfo& p : {before_full, while_full, after}) {
+      EXPECT_TRUE(recorded(state, p.id())) << p.id();
+    }
+  }
+  std::ifstream log_in(log);
+  std::string logged((std::istreambuf_iterator<char>(log_in)),
+                     std::istreambuf_iterator<char>());
+  EXPECT_THAT(logged, HasSubstr("cannot write the state file"));
+  EXPECT_THAT(logged, HasSubstr("No space left on device"));
+  EXPECT_THAT(logged, HasSubstr("the state file is written again"));
+
+  // And a restart (in the same mount namespace) loses none of them.
+  stub.reset();
+  (*first)->SignalDaemonAndWait(SIGKILL);
+  DaemonHarness::Options again = options;
+  again.wrapper = {"/usr/bin/nsenter", "-t", absl::StrCat((*first)->pid()), "-m",
+                   "--"};
+  auto second = DaemonHarness::Start(again);
+  ASSERT_TRUE(second.ok()) << second.status();
+  stub = (*second)->Processes();
+  auto listed = List(stub.get());
+  for (const ProcessInfo& p : {before_full, while_full, after}) {
+    ASSERT_TRUE(listed.count(p.id())) << p.id();
+    EXPECT_EQ(listed[p.id()].state(), procwarp::v1::PROCESS_STATE_RUNNING);
+    EXPECT_TRUE(Remove(stub.get(), p.id(), /*force=*/true).ok()) << p.id();
+  }
   EXPECT_EQ((*first)->Stop(), 0);
 }
 

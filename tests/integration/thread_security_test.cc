@@ -28,12 +28,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
+#include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
 #include "tests/integration/daemon_harness.h"
 
@@ -319,6 +321,63 @@ TEST_F(ThreadSecurityTest,
   EXPECT_EQ(syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0), -1);
   EXPECT_EQ(errno, ESRCH) << "not reaped";
   close(pidfd);
+}
+
+// Processes.Signal and Remove(force) follow the kernel's kill rule for the
+// caller at the time of use: a managed process its owner (uid 65534)
+// spawned, which exec'd a setuid-root program that set all its uids to 0 (as
+// su does), can no longer be signalled by that owner through the daemon, as
+// it could not be with kill(2). The control: the owner's plain process is.
+TEST_F(ThreadSecurityTest, ManagedProcessThatMadeItselfRootIsNotSignalledForItsOwner) {
+  const std::string probe = InstallProbe(/*setuid=*/true);
+  auto as_nobody = [&](const std::string& command) {
+    return RunCliAs(kNobody, kNobody, dir_, daemon_->socket_path(), command);
+  };
+  RunResult spawned = as_nobody(absl::StrCat("run -d -- ", probe,
+                                             " /dev/null 1 0 become-root"));
+  ASSERT_EQ(spawned.exit_code, 0) << spawned.out;
+  const std::string id(absl::StripAsciiWhitespace(spawned.out));
+  RunResult plain = as_nobody("run -d -- /bin/sleep 1000");
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  const std::string plain_id(absl::StripAsciiWhitespace(plain.out));
+
+  auto processes = daemon_->Processes();
+  v1::GetProcessRequest get;
+  get.set_id(id);
+  v1::GetProcessResponse got;
+  ASSERT_TRUE(processes->Get(Ctx().get(), get, &got).ok());
+  const pid_t pid = got.process().pid();
+  // Wait until the setuid program has made itself root.
+  for (int i = 0; i < 3000 && !absl::StartsWith(StatusField(pid, "Uid"), "0\t0\t0");
+       ++i) {
+    usleep(10000);
+  }
+  ASSERT_THAT(StatusField(pid, "Uid"), StartsWith("0\t0\t0"));
+
+  RunResult killed = as_nobody(absl::StrCat("kill ", id));
+  EXPECT_NE(killed.exit_code, 0);
+  EXPECT_THAT(killed.out, HasSubstr("could not signal it yourself"));
+  RunResult removed = as_nobody(absl::StrCat("rm -f ", id));
+  EXPECT_NE(removed.exit_code, 0);
+  EXPECT_THAT(removed.out, HasSubstr("could not signal it yourself"));
+  // Still running, unharmed, still listed.
+  EXPECT_THAT(StatusField(pid, "State"), StartsWith("S"));
+  EXPECT_TRUE(processes->Get(Ctx().get(), get, &got).ok());
+
+  // The control: the owner's own plain process is signalled.
+  RunResult plain_killed = as_nobody(absl::StrCat("kill ", plain_id));
+  EXPECT_EQ(plain_killed.exit_code, 0) << plain_killed.out;
+  RunResult plain_removed = as_nobody(absl::StrCat("rm -f ", plain_id));
+  EXPECT_EQ(plain_removed.exit_code, 0) << plain_removed.out;
+
+  // Root (an admin) may: it could kill(2) it too.
+  v1::RemoveProcessRequest remove;
+  remove.set_id(id);
+  remove.set_force(true);
+  v1::RemoveProcessResponse removed_by_root;
+  grpc::Status s = processes->Remove(Ctx().get(), remove, &removed_by_root);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  ExpectDaemonServesRoot();
 }
 
 TEST_F(ThreadSecurityTest, ExitThreadOfATracedAgentDoesNotWaitForTheTracer) {

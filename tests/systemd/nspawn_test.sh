@@ -11,6 +11,7 @@
 #   - with a short WatchdogSec= the daemon keeps pinging and is never
 #     restarted (NRestarts=0);
 #   - a restart does not kill processes the daemon manages (KillMode=process),
+#     nor persistent agent threads (reconnected through the fd store),
 #     and the new daemon serves on the socket systemd kept open;
 #   - `systemctl stop procwarpd` ends it cleanly (Result=success, exit 0), and
 #     the next client activates it again.
@@ -561,6 +562,13 @@ timeout "$STEP_TIMEOUT" env -i PATH=/usr/bin:/bin nsenter -t "$pid1" -a -- \
 find_child() { child=$(pgrep -f -x "/bin/sleep $token" | head -n1); [[ -n $child ]]; }
 child=
 wait_for "$STEP_TIMEOUT" "the detached child (sleep $token)" find_child
+# ...and so must a persistent agent thread: its socket end and pidfd go to
+# the fd store, and the new daemon reconnects to it.
+pw() { timeout "$STEP_TIMEOUT" env -i PATH=/usr/bin:/bin nsenter -t "$pid1" -a -- /usr/local/bin/procwarp "$@"; }
+thread=$(pw thread create --persistent 2>"$work/thread.txt") ||
+  { cat "$work/thread.txt" >&2; die "procwarp thread create --persistent failed"; }
+thread_pid_before=$(pw thread syscall "$thread" getpid 2>&1) ||
+  die "procwarp thread syscall $thread getpid failed: $thread_pid_before"
 cx systemctl restart procwarpd
 expect_eq "procwarpd after restart" active "$(prop procwarpd ActiveState)"
 [[ $(prop procwarpd MainPID) != "$main" ]] || die "restart did not start a new daemon"
@@ -583,6 +591,14 @@ grep -q "running re-adopted, 0 could not be; fds from systemd's fd store" "$work
 ! grep -q "by pid and start time" "$work/journal.txt" ||
   die "the new daemon re-adopted by pid and start time: the fd store lost the pidfd"
 log "ok: re-adopted with the fds from systemd's fd store"
+thread_pid_after=$(pw thread syscall "$thread" getpid 2>&1) ||
+  { grep "thread" "$work/journal.txt" | tail -n 5 >&2
+    die "the persistent thread $thread does not answer after the restart: $thread_pid_after"; }
+expect_eq "getpid in the persistent thread after the restart" "$thread_pid_before" "$thread_pid_after"
+grep -q "reconnected to 1 persistent threads, 0 could not be" "$work/journal.txt" ||
+  die "the new daemon did not log reconnecting to the persistent thread"
+pw thread kill "$thread" >/dev/null 2>&1 || die "procwarp thread kill $thread failed after the restart"
+log "ok: a persistent thread answers syscalls from a new connection after systemctl restart"
 # The new daemon serves on the listening socket systemd kept open across the
 # restart: the old one must have closed it, not shut it down.
 cli_works() {  # cli_works WHEN
