@@ -305,6 +305,82 @@ absl::StatusOr<ResolvedSymbol> SymbolResolver::Lookup(
                                           " of pid ", pid_));
 }
 
+namespace {
+
+// Calls `visit(name, sym)` for every defined function/object symbol of
+// `elf`, .symtab first, then .dynsym.
+void ForEachSymbol(Elf* elf,
+                   const std::function<void(absl::string_view, const GElf_Sym&)>& visit) {
+  for (Elf64_Word type : {SHT_SYMTAB, SHT_DYNSYM}) {
+    for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr;
+         scn = elf_nextscn(elf, scn)) {
+      GElf_Shdr shdr;
+      if (gelf_getshdr(scn, &shdr) == nullptr || shdr.sh_type != type ||
+          shdr.sh_entsize == 0) {
+        continue;
+      }
+      Elf_Data* data = elf_getdata(scn, nullptr);
+      if (data == nullptr) continue;
+      size_t count = shdr.sh_size / shdr.sh_entsize;
+      for (size_t i = 1; i < count; ++i) {
+        GElf_Sym sym;
+        if (gelf_getsym(data, static_cast<int>(i), &sym) == nullptr) continue;
+        if (sym.st_shndx == SHN_UNDEF) continue;
+        int kind = GELF_ST_TYPE(sym.st_info);
+        if (kind != STT_FUNC && kind != STT_GNU_IFUNC && kind != STT_OBJECT) continue;
+        const char* name = elf_strptr(elf, shdr.sh_link, sym.st_name);
+        if (name != nullptr) visit(name, sym);
+      }
+      break;  // one table of each type
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, SymbolResolver::SymbolRange, std::less<>>>
+SymbolResolver::LookupSymbols(const LoadedObject& object,
+                              absl::Span<const absl::string_view> names) const {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenMapped(pid_, object));
+  ASSIGN_OR_RETURN(ElfPtr elf, OpenElf(fd.get(), object.path));
+  std::map<std::string, SymbolRange, std::less<>> found;
+  std::map<std::string, bool, std::less<>> global;
+  ForEachSymbol(elf.get(), [&](absl::string_view name, const GElf_Sym& sym) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) return;
+    const bool is_global = GELF_ST_BIND(sym.st_info) != STB_LOCAL;
+    auto it = found.find(name);
+    if (it != found.end() && (global[std::string(name)] || !is_global)) return;
+    found[std::string(name)] = {sym.st_value + object.bias, sym.st_size};
+    global[std::string(name)] = is_global;
+  });
+  return found;
+}
+
+std::string SymbolResolver::DescribeAddress(const LoadedObject& object,
+                                            uint64_t address) const {
+  std::string best_name;
+  uint64_t best = 0;
+  absl::StatusOr<UniqueFd> fd = OpenMapped(pid_, object);
+  absl::StatusOr<ElfPtr> elf =
+      fd.ok() ? OpenElf(fd->get(), object.path) : absl::StatusOr<ElfPtr>(fd.status());
+  if (elf.ok()) {
+    ForEachSymbol(elf->get(), [&](absl::string_view name, const GElf_Sym& sym) {
+      if (GELF_ST_TYPE(sym.st_info) != STT_FUNC) return;
+      const uint64_t start = sym.st_value + object.bias;
+      if (start <= address && start >= best &&
+          (sym.st_size == 0 || address < start + sym.st_size)) {
+        best = start;
+        best_name = std::string(name);
+      }
+    });
+  }
+  if (!best_name.empty()) {
+    return absl::StrCat(best_name, "+0x", absl::Hex(address - best), " in ",
+                        Basename(object.path));
+  }
+  return absl::StrCat(Basename(object.path), "+0x", absl::Hex(address - object.bias));
+}
+
 absl::StatusOr<ResolvedSymbol> SymbolResolver::Resolve(absl::string_view spec) const {
   if (spec.empty()) return absl::InvalidArgumentError("empty function name");
   if (absl::StartsWith(spec, "0x")) {
