@@ -1,21 +1,18 @@
 // See interpreter.h.
 #include "daemon/python/interpreter.h"
 
-#include <fstream>
-#include <iterator>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "daemon/ptrace/proc_info.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp::python {
 namespace {
 
-// /proc/PID/environ and cmdline can be large; what matters is near the start.
-constexpr size_t kMaxProcFile = 1 << 20;
 constexpr size_t kVersionBuffer = 64;
 
 std::string Basename(absl::string_view path) {
@@ -85,15 +82,6 @@ void FillVersion(const exec::SymbolResolver& symbols, ptrace::RemoteMemory& memo
   ParseVersionFromName(Basename(interp->object.path), &interp->major, &interp->minor);
 }
 
-absl::StatusOr<std::string> ReadProcFile(pid_t pid, absl::string_view name) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/", name), std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read /proc/", pid, "/", name));
-  std::string text(kMaxProcFile, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  return text;
-}
-
 bool IsOptOutXOption(absl::string_view option) {
   return option == "disable_remote_debug" || option == "disable-remote-debug" ||
          absl::StartsWith(option, "disable_remote_debug=") ||
@@ -156,7 +144,7 @@ absl::StatusOr<Interpreter> FindInterpreter(const exec::SymbolResolver& symbols,
 
 OptOut ReadOptOut(pid_t pid) {
   OptOut out;
-  absl::StatusOr<std::string> environ = ReadProcFile(pid, "environ");
+  absl::StatusOr<std::string> environ = ptrace::ReadProcFile(absl::StrCat("/proc/", pid, "/environ"));
   if (environ.ok()) {
     for (absl::string_view entry : absl::StrSplit(*environ, '\0')) {
       constexpr absl::string_view kVar = "PYTHON_DISABLE_REMOTE_DEBUG=";
@@ -167,7 +155,7 @@ OptOut ReadOptOut(pid_t pid) {
       }
     }
   }
-  absl::StatusOr<std::string> cmdline = ReadProcFile(pid, "cmdline");
+  absl::StatusOr<std::string> cmdline = ptrace::ReadProcFile(absl::StrCat("/proc/", pid, "/cmdline"));
   if (!cmdline.ok()) return out;
   std::vector<absl::string_view> args = absl::StrSplit(*cmdline, '\0');
   // The interpreter's own options come before the script, -c or -m.
