@@ -199,24 +199,37 @@ bool ReadUntilEof(int fd, absl::Time deadline, const std::function<bool()>& canc
   }
 }
 
-bool ProcessGone(int pidfd) {
+bool ProcessGone(int pidfd, absl::Duration wait) {
   struct pollfd p = {pidfd, POLLIN, 0};
-  return poll(&p, 1, 0) == 1;
+  return poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait))) == 1;
 }
 
-// Picks the thread to stop: a blocked candidate (the main thread first),
-// else the main thread.
-pid_t PickThread(pid_t pid, const std::vector<ThreadPlace>& places, bool main_only,
-                 bool* blocked_candidate) {
-  *blocked_candidate = false;
+struct Candidate {
+  pid_t tid = 0;
+  bool blocked = false;  // in a safe blocking call: may get the trampoline
+};
+
+// The threads to stop, in the order tried (round robin over the stops):
+// blocked ones first (only the main thread with main_only), then the main
+// thread, then the others — any thread may queue a pending call, which the
+// main thread runs.
+std::vector<Candidate> Candidates(pid_t pid, const std::vector<ThreadPlace>& places,
+                                  bool main_only) {
+  std::vector<Candidate> out;
+  bool main_listed = false;
   for (const ThreadPlace& p : places) {
     if (main_only && p.tid != pid) continue;
     if (!p.running && IsSafeBlockingSyscall(p.syscall)) {
-      *blocked_candidate = true;
-      return p.tid;
+      out.push_back({p.tid, true});
+      main_listed |= p.tid == pid;
     }
   }
-  return pid;
+  if (!main_listed) out.push_back({pid, false});
+  for (const ThreadPlace& p : places) {
+    if (p.tid == pid || (!p.running && IsSafeBlockingSyscall(p.syscall))) continue;
+    out.push_back({p.tid, false});
+  }
+  return out;
 }
 
 }  // namespace
@@ -250,8 +263,10 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
           DescribeThreads(pid, symbols ? &*symbols : nullptr, kMaxThreadsInMessage)));
     }
     ASSIGN_OR_RETURN(std::vector<ThreadPlace> places, SurveyThreads(pid, kMaxThreads));
-    bool blocked_candidate = false;
-    const pid_t tid = PickThread(pid, places, request.main_thread_only, &blocked_candidate);
+    const std::vector<Candidate> candidates =
+        Candidates(pid, places, request.main_thread_only);
+    const pid_t tid = candidates[stop % candidates.size()].tid;
+    const bool blocked_candidate = candidates[stop % candidates.size()].blocked;
     ASSIGN_OR_RETURN(UniqueFd pidfd, exec::OpenPidfd(pid));
     UniqueFd kept(fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
     if (!kept) return ErrnoStatus(errno, "dup(pidfd)");
@@ -290,6 +305,11 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
           ASSIGN_OR_RETURN(const ptrace::ThreadState* saved, op.SavedState());
           const user_regs_struct regs = saved->regs;
           SafePoint point = SafePoint::kNone;
+          if (blocked_candidate && !InRestartableSyscall(regs)) {
+            // Caught between two calls (a restart on its way): its next stop
+            // will be inside one again.
+            return absl::OkStatus();
+          }
           if (blocked_candidate) {
             ASSIGN_OR_RETURN(bool ok, BlockedWithGilReleased(op, regs, syms, interp));
             if (ok) point = SafePoint::kBlocked;
@@ -420,7 +440,9 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
   }
   absl::StatusOr<Record> record = ParseRecord(data);
   if (!record.ok()) {
-    if (ProcessGone(watch.get())) {
+    // EOF without a record: the fd closes as the target exits, a moment
+    // before its pidfd says so.
+    if (ProcessGone(watch.get(), absl::Seconds(1))) {
       return absl::NotFoundError(absl::StrCat("pid ", pid, " exited during the exec"));
     }
     return record.status();
