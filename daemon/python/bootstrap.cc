@@ -7,10 +7,11 @@
 namespace procwarp::python {
 namespace {
 
-// The body, run by exec() in its own dict with A = (fd, code, eval, limit).
+// The body, run by exec() in its own dict with
+// A = (fd, token_fd, code, eval, limit).
 // Python 3.8+ syntax only.
 constexpr absl::string_view kBody = R"PY(
-def _run(fd, code, is_eval, limit):
+def _run(fd, token_fd, code, is_eval, limit):
     import sys, os
     def send(data):
         if fd < 0:
@@ -36,6 +37,17 @@ def _run(fd, code, is_eval, limit):
         send(b'R' + bytes([status]) +
              b''.join(len(p).to_bytes(4, 'big') + p for p in parts))
     try:
+        if token_fd >= 0:
+            try:
+                os.set_blocking(token_fd, False)
+                claimed = os.read(token_fd, 1) == b'G'
+            except OSError:
+                claimed = False
+            finally:
+                os.close(token_fd)
+            if not claimed:
+                send(b'W')
+                return
         send(b'S')
         try:
             sys.audit('procwarp.remote_exec', code)
@@ -112,16 +124,22 @@ std::string PythonBytesLiteral(absl::string_view bytes) {
 }
 
 std::string BuildBootstrap(absl::string_view code, bool eval, int result_fd,
-                           size_t field_limit) {
+                           int token_fd, size_t field_limit) {
   const std::string fd = absl::StrCat(result_fd);
+  const std::string token = absl::StrCat(token_fd);
   // The top level runs in __main__'s globals: it binds no name and cannot
   // raise (see bootstrap.h).
   return absl::StrCat(
       "try:\n"
       "    __import__('builtins').exec(", PythonBytesLiteral(kBody),
-      ", {'A': (", fd, ", ", PythonBytesLiteral(code), ".decode('utf-8', "
+      ", {'A': (", fd, ", ", token, ", ", PythonBytesLiteral(code), ".decode('utf-8', "
       "'surrogateescape'), ", eval ? "True" : "False", ", ", field_limit, ")})\n"
       "except BaseException:\n"
+      "    try:\n"
+      "        if ", token, " >= 0:\n"
+      "            __import__('os').close(", token, ")\n"
+      "    except BaseException:\n"
+      "        pass\n"
       "    try:\n"
       "        if ", fd, " >= 0:\n"
       "            __import__('os').write(", fd, ", b'X')\n"
@@ -130,7 +148,8 @@ std::string BuildBootstrap(absl::string_view code, bool eval, int result_fd,
       "        pass\n");
 }
 
-bool RecordStarted(absl::string_view data) { return !data.empty(); }
+bool RecordStarted(absl::string_view data) { return !data.empty() && data[0] == 'S'; }
+bool RecordWithdrawn(absl::string_view data) { return !data.empty() && data[0] == 'W'; }
 
 absl::StatusOr<Record> ParseRecord(absl::string_view data) {
   Record record;

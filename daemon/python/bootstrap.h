@@ -8,6 +8,11 @@
 // exec() in a dict of its own, and a top-level try makes sure
 // PyRun_SimpleString returns 0 (a pending call returning -1 without an
 // exception would raise SystemError in the target). The body:
+//   0. claims the run: reads the one byte "G" from the token pipe (non-
+//      blocking). The daemon withdraws code by reading that byte itself
+//      first; whoever reads it owns the run, so withdrawn code never runs
+//      and code that started is never run twice ("W" and return if the
+//      token is gone);
 //   1. writes "S" (started) to the result fd;
 //   2. raises sys.audit("procwarp.remote_exec", code): a hook that raises
 //      vetoes the exec (record status kVetoed);
@@ -55,9 +60,10 @@ struct Record {
 };
 
 // The source for PyRun_SimpleString. `result_fd` is the fd in the target to
-// write the record to (-1: write nothing, as for --no-wait).
+// write the record to, `token_fd` the token pipe's read end there (-1 for
+// either: none, as for --no-wait).
 std::string BuildBootstrap(absl::string_view code, bool eval, int result_fd,
-                           size_t field_limit);
+                           int token_fd, size_t field_limit);
 
 // A Python bytes literal (b'...') for arbitrary bytes, ASCII only.
 std::string PythonBytesLiteral(absl::string_view bytes);
@@ -67,6 +73,8 @@ std::string PythonBytesLiteral(absl::string_view bytes);
 // malformed or truncated record.
 absl::StatusOr<Record> ParseRecord(absl::string_view data);
 bool RecordStarted(absl::string_view data);
+// "W": the body found its token taken (withdrawn) and did nothing.
+bool RecordWithdrawn(absl::string_view data);
 
 }  // namespace procwarp::python
 

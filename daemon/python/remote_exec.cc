@@ -36,6 +36,10 @@ constexpr size_t kMaxThreadsInMessage = 16;
 constexpr int kMaxStops = 200;
 constexpr size_t kMaxResult = 6 * (kFieldLimit + 64) + 64;
 constexpr absl::Duration kPoll = absl::Milliseconds(20);
+// How often a queued pending call checks whether a blocked thread would run
+// it sooner, and how often it may move.
+constexpr absl::Duration kMoveCheck = absl::Milliseconds(50);
+constexpr int kMaxRounds = 5;
 
 constexpr absl::string_view kApi[] = {
     "PyGILState_Ensure", "PyGILState_Release", "PyGILState_Check",
@@ -172,31 +176,47 @@ void Munmap(ptrace::Operation& op, uint64_t addr, uint64_t size) {
   (void)op.Syscall(SYS_munmap, {addr, size});
 }
 
+enum class ReadEnd { kEof, kDeadline, kCancelled, kMoveToBlocked };
+
 // Reads the result fd until EOF, the deadline or cancellation; at most
 // kMaxResult bytes are kept (the rest is drained and dropped, so the target
-// never blocks on a full pipe). Returns whether EOF was reached.
-bool ReadUntilEof(int fd, absl::Time deadline, const std::function<bool()>& cancelled,
-                  std::string* data) {
+// never blocks on a full pipe). While nothing has come, `move` is asked
+// every kMoveCheck whether to stop waiting (kMoveToBlocked).
+ReadEnd ReadUntilEof(int fd, absl::Time deadline, const std::function<bool()>& cancelled,
+                     const std::function<bool()>& move, std::string* data) {
   char buf[65536];
+  absl::Time next_check = absl::Now() + kMoveCheck;
   for (;;) {
-    if (cancelled()) return false;
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
+    if (cancelled()) return ReadEnd::kCancelled;
+    const absl::Time now = absl::Now();
+    const absl::Duration left = deadline - now;
+    if (left <= absl::ZeroDuration()) return ReadEnd::kDeadline;
+    if (data->empty() && now >= next_check) {
+      if (move()) return ReadEnd::kMoveToBlocked;
+      next_check = now + kMoveCheck;
+    }
     struct pollfd p = {fd, POLLIN, 0};
     int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(std::min(left, kPoll))) + 1;
     int r = poll(&p, 1, wait_ms);
-    if (r < 0 && errno != EINTR) return false;
+    if (r < 0 && errno != EINTR) return ReadEnd::kEof;
     if (r <= 0) continue;
     ssize_t n = read(fd, buf, sizeof(buf));
-    if (n == 0) return true;
+    if (n == 0) return ReadEnd::kEof;
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
-      return true;
+      return ReadEnd::kEof;
     }
     if (data->size() < kMaxResult) {
       data->append(buf, std::min(static_cast<size_t>(n), kMaxResult - data->size()));
     }
   }
+}
+
+// Takes the run token back (bootstrap.h): true when the daemon got it, so
+// the bootstrap will do nothing whenever it comes up.
+bool TakeToken(int token_fd) {
+  char c = 0;
+  return token_fd >= 0 && read(token_fd, &c, 1) == 1;
 }
 
 bool ProcessGone(int pidfd, absl::Duration wait) {
@@ -234,33 +254,32 @@ std::vector<Candidate> Candidates(pid_t pid, const std::vector<ThreadPlace>& pla
 
 }  // namespace
 
-absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
-                       RemoteExecResult* result) {
-  const pid_t pid = request.pid;
-  ASSIGN_OR_RETURN(UniqueFd watch, exec::OpenPidfd(pid));
-  int pipe_fds[2] = {-1, -1};
-  if (!request.no_wait && pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    return ErrnoStatus(errno, "pipe2");
-  }
-  UniqueFd read_end(pipe_fds[0]);
-  UniqueFd write_end(pipe_fds[1]);
-
+// What placing the code learns once and keeps across stops and rounds.
+struct PlaceState {
   std::optional<exec::SymbolResolver> symbols;
   Symbols syms;
-  Placement placed;
   bool opt_out_checked = false;
+};
+
+// Stops threads (Candidates, round robin) until one is a safe point, and
+// queues or starts the bootstrap there with copies of `result_fd` and
+// `token_fd` (-1: none) installed in the target.
+absl::Status Place(const Identity& caller, const RemoteExecRequest& request, PlaceState& st,
+                   int result_fd, int token_fd, Placement& placed,
+                   RemoteExecResult* result) {
+  const pid_t pid = request.pid;
   for (int stop = 0; placed.point == SafePoint::kNone; ++stop) {
     if (stop >= kMaxStops) {
       return absl::DeadlineExceededError(absl::StrCat(
           "pid ", pid, ": found no safe point to queue the code after ", kMaxStops,
-          " stops: ", DescribeThreads(pid, symbols ? &*symbols : nullptr,
+          " stops: ", DescribeThreads(pid, st.symbols ? &*st.symbols : nullptr,
                                       kMaxThreadsInMessage)));
     }
     if (request.cancelled()) return absl::CancelledError("the call was cancelled");
     if (absl::Now() >= request.deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           "pid ", pid, ": the deadline passed before the code could be queued: ",
-          DescribeThreads(pid, symbols ? &*symbols : nullptr, kMaxThreadsInMessage)));
+          DescribeThreads(pid, st.symbols ? &*st.symbols : nullptr, kMaxThreadsInMessage)));
     }
     ASSIGN_OR_RETURN(std::vector<ThreadPlace> places, SurveyThreads(pid, kMaxThreads));
     const std::vector<Candidate> candidates =
@@ -273,23 +292,23 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
     absl::Status attached = exec::RunAttached(
         caller, pid, std::move(pidfd), {.tid = tid}, request.deadline, request.cancelled,
         [&](ptrace::Operation& op) -> absl::Status {
-          if (!symbols.has_value()) {
+          if (!st.symbols.has_value()) {
             ASSIGN_OR_RETURN(exec::SymbolResolver s,
                              exec::SymbolResolver::ForProcess(pid, &op.memory()));
-            symbols = std::move(s);
-            ASSIGN_OR_RETURN(result->interpreter, FindInterpreter(*symbols, op.memory()));
+            st.symbols = std::move(s);
+            ASSIGN_OR_RETURN(result->interpreter, FindInterpreter(*st.symbols, op.memory()));
             result->interpreter_found = true;
             if (!IsSupported(result->interpreter)) return Unsupported(result->interpreter);
-            ASSIGN_OR_RETURN(syms, symbols->LookupSymbols(result->interpreter.object,
+            ASSIGN_OR_RETURN(st.syms, st.symbols->LookupSymbols(result->interpreter.object,
                                                           WantedSymbols()));
             if (result->interpreter.IsCPythonAtLeast(3, 13) &&
-                syms.count("_make_pending_calls") == 0) {
+                st.syms.count("_make_pending_calls") == 0) {
               // Without its static functions the PyMutex-based queue cannot
               // be avoided safely (remote_exec.h): only "blocked" would do.
-              syms.erase("Py_AddPendingCall");
+              st.syms.erase("Py_AddPendingCall");
             }
           }
-          if (!opt_out_checked) {
+          if (!st.opt_out_checked) {
             OptOut opt_out = ReadOptOut(pid);
             if (opt_out.opted_out) {
               if (!request.override_opt_out) {
@@ -299,7 +318,7 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
               }
               result->opt_out_overridden = true;
             }
-            opt_out_checked = true;
+            st.opt_out_checked = true;
           }
           const Interpreter& interp = result->interpreter;
           ASSIGN_OR_RETURN(const ptrace::ThreadState* saved, op.SavedState());
@@ -311,38 +330,46 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
             return absl::OkStatus();
           }
           if (blocked_candidate) {
-            ASSIGN_OR_RETURN(bool ok, BlockedWithGilReleased(op, regs, syms, interp));
+            ASSIGN_OR_RETURN(bool ok, BlockedWithGilReleased(op, regs, st.syms, interp));
             if (ok) point = SafePoint::kBlocked;
           }
-          if (point == SafePoint::kNone && syms.count("Py_AddPendingCall") != 0) {
+          if (point == SafePoint::kNone && st.syms.count("Py_AddPendingCall") != 0) {
             // A thread blocked in a safe call holds no interpreter lock; the
             // main thread must be seen in the interpreter's own code.
             const bool quiet = InRestartableSyscall(regs) &&
                                IsSafeBlockingSyscall(static_cast<long>(regs.orig_rax));
             ASSIGN_OR_RETURN(std::vector<ptrace::Mapping> maps, ptrace::ReadMaps(pid));
-            if (quiet || RipSafeForPendingCall(regs.rip, interp, syms, maps)) {
+            if (quiet || RipSafeForPendingCall(regs.rip, interp, st.syms, maps)) {
               point = SafePoint::kPending;
             }
           }
           if (point == SafePoint::kNone) {
-            if (syms.count("Py_AddPendingCall") == 0 && !blocked_candidate) {
+            if (st.syms.count("Py_AddPendingCall") == 0 && !blocked_candidate) {
               return absl::FailedPreconditionError(absl::StrCat(
                   interp.Describe(), " has no symbol table for its pending-call code, so "
                   "only a thread blocked in a system call can run the code; none is: ",
-                  DescribeThreads(pid, &*symbols, kMaxThreadsInMessage)));
+                  DescribeThreads(pid, &*st.symbols, kMaxThreadsInMessage)));
             }
             return absl::OkStatus();  // not here: stop it again elsewhere
           }
-          ASSIGN_OR_RETURN(uint64_t run, Address(syms, "PyRun_SimpleString", interp));
+          ASSIGN_OR_RETURN(uint64_t run, Address(st.syms, "PyRun_SimpleString", interp));
           int target_fd = -1;
-          if (!request.no_wait) {
-            ASSIGN_OR_RETURN(target_fd, exec::InstallFd(op, kept.get(), write_end.get()));
-          }
-          const std::string source =
-              BuildBootstrap(request.code, request.eval, target_fd, kFieldLimit);
+          int target_token = -1;
           auto undo_fd = [&] {
             if (target_fd >= 0) (void)exec::CloseTargetFd(op, target_fd);
+            if (target_token >= 0) (void)exec::CloseTargetFd(op, target_token);
           };
+          if (result_fd >= 0) {
+            ASSIGN_OR_RETURN(target_fd, exec::InstallFd(op, kept.get(), result_fd));
+            absl::StatusOr<int> token = exec::InstallFd(op, kept.get(), token_fd);
+            if (!token.ok()) {
+              undo_fd();
+              return token.status();
+            }
+            target_token = *token;
+          }
+          const std::string source = BuildBootstrap(request.code, request.eval, target_fd,
+                                                    target_token, kFieldLimit);
           const size_t xsave_size = ptrace::CpuXSaveInfo().enabled;
           const uint64_t size = point == SafePoint::kBlocked
                                     ? TrampolineSize(source.size(), xsave_size)
@@ -358,8 +385,8 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
           absl::Status done = [&]() -> absl::Status {
             if (point == SafePoint::kBlocked) {
               TrampolineLayout layout = LayoutTrampoline(*base, source.size(), xsave_size);
-              ASSIGN_OR_RETURN(uint64_t ensure, Address(syms, "PyGILState_Ensure", interp));
-              ASSIGN_OR_RETURN(uint64_t release, Address(syms, "PyGILState_Release", interp));
+              ASSIGN_OR_RETURN(uint64_t ensure, Address(st.syms, "PyGILState_Ensure", interp));
+              ASSIGN_OR_RETURN(uint64_t release, Address(st.syms, "PyGILState_Release", interp));
               ASSIGN_OR_RETURN(std::string header,
                                TrampolineHeader(ensure, run, release, regs));
               RETURN_IF_ERROR(WriteBytes(op, layout.data, header));
@@ -379,7 +406,7 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
             }
             RETURN_IF_ERROR(WriteBytes(op, *base, absl::string_view(source.c_str(), source.size() + 1)));
             placed.source = *base;
-            ASSIGN_OR_RETURN(uint64_t add, Address(syms, "Py_AddPendingCall", interp));
+            ASSIGN_OR_RETURN(uint64_t add, Address(st.syms, "Py_AddPendingCall", interp));
             ASSIGN_OR_RETURN(uint64_t queued, CallValue(op, add, {run, *base}, "Py_AddPendingCall"));
             if (static_cast<int>(queued) != 0) {
               return absl::UnavailableError(absl::StrCat(
@@ -399,38 +426,68 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
     RETURN_IF_ERROR(attached);
     if (placed.point == SafePoint::kNone) std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  write_end.Reset();  // EOF comes when the target closes its copy
-  result->safe_point = placed.point == SafePoint::kBlocked ? "blocked" : "pending";
-  result->ran_on_tid = placed.point == SafePoint::kBlocked ? placed.tid : pid;
-  result->ran_on_main_thread = result->ran_on_tid == pid;
-  if (request.no_wait) {
-    result->queued = true;
-    return absl::OkStatus();
-  }
+  return absl::OkStatus();
+}
 
+absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
+                       RemoteExecResult* result) {
+  const pid_t pid = request.pid;
+  ASSIGN_OR_RETURN(UniqueFd watch, exec::OpenPidfd(pid));
+  PlaceState st;
+  Placement placed;
+  UniqueFd read_end;
+  UniqueFd token;  // the daemon's read end of the token pipe
   std::string data;
-  const bool eof = ReadUntilEof(read_end.get(), request.deadline, request.cancelled, &data);
-  if (!eof) {
-    std::string where = DescribeThreads(pid, &*symbols, kMaxThreadsInMessage);
-    std::string fate;
-    if (!RecordStarted(data)) {
-      // Withdraw: with every thread stopped, an empty source makes the
-      // queued call a no-op whenever it comes up (the mapping stays).
-      absl::Time grace = absl::Now() + absl::Seconds(2);
-      ASSIGN_OR_RETURN(UniqueFd pidfd, exec::OpenPidfd(pid));
-      absl::Status withdrawn = exec::RunAttached(
-          caller, pid, std::move(pidfd), {.tid = pid, .stop_all_threads = true}, grace,
-          [] { return false; },
-          [&](ptrace::Operation& op) -> absl::Status {
-            return WriteBytes(op, placed.source, absl::string_view("\0", 1));
-          });
-      fate = withdrawn.ok() ? "the queued code was withdrawn and will not run"
-                            : absl::StrCat("withdrawing the queued code failed (",
-                                           withdrawn.message(), ")");
-    } else {
-      fate = absl::StrCat("the code is running on tid ", result->ran_on_tid,
-                          " and will finish on its own; its output is dropped");
+  for (int round = 0;; ++round) {
+    UniqueFd write_end;
+    if (!request.no_wait) {
+      int fds[2] = {-1, -1};
+      if (pipe2(fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2");
+      read_end.Reset(fds[0]);
+      write_end.Reset(fds[1]);
+      if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return ErrnoStatus(errno, "pipe2");
+      token.Reset(fds[0]);
+      UniqueFd token_write(fds[1]);
+      if (write(token_write.get(), "G", 1) != 1) return ErrnoStatus(errno, "write(token)");
     }
+    placed = Placement{};
+    RETURN_IF_ERROR(Place(caller, request, st, write_end.get(), token.get(), placed, result));
+    write_end.Reset();  // EOF comes when the target closes its copy
+    result->safe_point = placed.point == SafePoint::kBlocked ? "blocked" : "pending";
+    result->ran_on_tid = placed.point == SafePoint::kBlocked ? placed.tid : pid;
+    result->ran_on_main_thread = result->ran_on_tid == pid;
+    if (request.no_wait) {
+      result->queued = true;
+      return absl::OkStatus();
+    }
+    // A pending call waits for the main thread's next bytecode; if by now a
+    // thread sits in a blocking call instead (the main thread went on into
+    // a read, say), take the code back and start it there.
+    auto move_to_blocked = [&] {
+      if (placed.point != SafePoint::kPending || round >= kMaxRounds) return false;
+      absl::StatusOr<std::vector<ThreadPlace>> places = SurveyThreads(pid, kMaxThreads);
+      return places.ok() && Candidates(pid, *places, request.main_thread_only)[0].blocked;
+    };
+    data.clear();
+    const ReadEnd end = ReadUntilEof(read_end.get(), request.deadline, request.cancelled,
+                                     move_to_blocked, &data);
+    if (end == ReadEnd::kMoveToBlocked) {
+      if (TakeToken(token.get())) continue;  // withdrawn: place it again
+      // Already claimed: it is running; wait for it.
+      if (ReadUntilEof(read_end.get(), request.deadline, request.cancelled,
+                       [] { return false; }, &data) == ReadEnd::kEof) {
+        break;
+      }
+    } else if (end == ReadEnd::kEof) {
+      break;
+    }
+    std::string where = DescribeThreads(pid, st.symbols ? &*st.symbols : nullptr,
+                                        kMaxThreadsInMessage);
+    const std::string fate =
+        TakeToken(token.get())
+            ? "the queued code was withdrawn and will not run"
+            : absl::StrCat("the code is running on tid ", result->ran_on_tid,
+                           " and will finish on its own; its output is dropped");
     if (request.cancelled()) {
       return absl::CancelledError(absl::StrCat("the call was cancelled; ", fate));
     }
