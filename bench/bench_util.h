@@ -71,6 +71,12 @@ double Report(const std::string& name, const Samples& measured,
               const std::string& baseline_name, const Samples& baseline,
               const std::string& target);
 
+// gdb's attach + detach of `pid` (`gdb -nx -batch -p PID`, output dropped):
+// the floor of every gdb-based injector. HaveGdb() says whether
+// /usr/bin/gdb exists (benchmarks only; not a procwarp dependency).
+bool HaveGdb();
+void GdbAttachDetach(pid_t pid);
+
 }  // namespace procwarp::bench
 
 #endif  // PROCWARP_BENCH_BENCH_UTIL_H_
