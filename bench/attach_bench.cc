@@ -132,15 +132,8 @@ void AttachVsGdb(const TargetProcess& target, int n) {
            "no baseline\n", s.Median(), s.Min());
     return;
   }
-  // gdb takes ~0.3 s or more per attach: few rounds of it, alternating.
-  constexpr int kRounds = 5;
   Samples gdb, attach;
-  for (int round = 0; round < kRounds; ++round) {
-    Samples g = Measure(1, 0, [&] { GdbAttachDetach(target.pid()); });
-    gdb.micros.insert(gdb.micros.end(), g.micros.begin(), g.micros.end());
-    Samples a = Measure(n / kRounds, round == 0 ? 5 : 0, ours);
-    attach.micros.insert(attach.micros.end(), a.micros.begin(), a.micros.end());
-  }
+  MeasureAgainstGdb(target.pid(), n, ours, &attach, &gdb);
   double ratio = Report("attach+getpid+detach", attach, "gdb -p PID -batch", gdb,
                         "<= 0.01 (>= 100x faster)");
   printf("  => %.0fx faster than gdb's attach+detach\n", 1 / ratio);

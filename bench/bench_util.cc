@@ -164,4 +164,15 @@ void GdbAttachDetach(pid_t pid) {
   waitpid(child, &status, 0);
 }
 
+void MeasureAgainstGdb(pid_t pid, int n, const std::function<void()>& ours,
+                       Samples* ours_samples, Samples* gdb_samples) {
+  constexpr int kRounds = 5;
+  for (int round = 0; round < kRounds; ++round) {
+    Samples g = Measure(1, 0, [&] { GdbAttachDetach(pid); });
+    gdb_samples->micros.insert(gdb_samples->micros.end(), g.micros.begin(), g.micros.end());
+    Samples o = Measure(n / kRounds, round == 0 ? 5 : 0, ours);
+    ours_samples->micros.insert(ours_samples->micros.end(), o.micros.begin(), o.micros.end());
+  }
+}
+
 }  // namespace procwarp::bench

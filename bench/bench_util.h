@@ -77,6 +77,11 @@ double Report(const std::string& name, const Samples& measured,
 bool HaveGdb();
 void GdbAttachDetach(pid_t pid);
 
+// `ours` n times against GdbAttachDetach(pid) in 5 alternating rounds (gdb
+// takes ~0.3 s or more per attach: one of it per round).
+void MeasureAgainstGdb(pid_t pid, int n, const std::function<void()>& ours,
+                       Samples* ours_samples, Samples* gdb_samples);
+
 }  // namespace procwarp::bench
 
 #endif  // PROCWARP_BENCH_BENCH_UTIL_H_

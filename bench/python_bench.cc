@@ -66,15 +66,8 @@ int Main(int argc, char** argv) {
            "baseline\n", s.Median(), s.Min());
     return 0;
   }
-  // gdb takes ~0.3 s or more per attach: few rounds of it, alternating.
-  constexpr int kRounds = 5;
   Samples gdb, exec;
-  for (int round = 0; round < kRounds; ++round) {
-    Samples g = Measure(1, 0, [&] { GdbAttachDetach(pid); });
-    gdb.micros.insert(gdb.micros.end(), g.micros.begin(), g.micros.end());
-    Samples e = Measure(iterations / kRounds, round == 0 ? 5 : 0, ours);
-    exec.micros.insert(exec.micros.end(), e.micros.begin(), e.micros.end());
-  }
+  MeasureAgainstGdb(pid, iterations, ours, &exec, &gdb);
   double ratio = Report("RunPython(pass), busy target", exec, "gdb -p PID -batch", gdb,
                         "<= 0.01 (>= 100x faster)");
   printf("  => %.0fx faster than gdb's attach+detach\n", 1 / ratio);
