@@ -20,13 +20,14 @@
 // runs there.
 //
 // Completion is the bootstrap's record and EOF on a pipe whose write end the
-// daemon installed in the target (daemon/exec/fd_install.h). At the deadline
-// (or cancellation) code that has not started is withdrawn (its source in the
-// target is overwritten with an empty string while every thread is stopped,
-// so it does nothing when it comes up); code that started is left to finish
-// (abandoning it would corrupt the target). The scratch mapping is unmapped
-// after completion; a withdrawn or --no-wait exec leaves it (one mapping of a
-// few pages) because the target may still read it.
+// daemon installed in the target (daemon/exec/fd_install.h). The run is
+// claimed through a one-byte token pipe (bootstrap.h): at the deadline, on
+// cancellation, or to move a pending call that waits for a main thread now
+// blocked in a read to that blocked thread, the daemon takes the token
+// itself — withdrawn code never runs, started code is never run twice and is
+// left to finish (abandoning it would corrupt the target). The scratch
+// mapping is unmapped after completion; a withdrawn or --no-wait exec leaves
+// it (a few pages) because the target may still read it.
 //
 // Authorisation (the ptrace rule, before and inside each attach) is
 // daemon/exec/transient_attach.h's; the opt-out is honoured here.
