@@ -163,6 +163,10 @@ OptOut ReadOptOut(pid_t pid) {
     absl::string_view arg = args[i];
     if (arg.empty() || arg[0] != '-' || arg == "-" || arg == "-c" || arg == "-m") break;
     absl::string_view option;
+    if (arg == "-W") {  // takes the next word as its value
+      ++i;
+      continue;
+    }
     if (arg == "-X" && i + 1 < args.size()) {
       option = args[++i];
     } else if (absl::StartsWith(arg, "-X")) {
