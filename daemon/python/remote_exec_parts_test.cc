@@ -109,8 +109,10 @@ TEST(TrampolineTest, EntryIsAlignedBelowTheRedZoneAndFitsItsPage) {
   EXPECT_EQ(code.substr(code.size() - 2), "\x0f\x0b");  // ud2 after the jump back
 }
 
-// A child with `env` and `argv` sleeping; its opt-out as read from /proc.
+// A child running `argv` (sleep, or python3 sleeping) with `env`; its
+// opt-out as read from /proc.
 OptOut OptOutOf(std::vector<std::string> argv, std::vector<std::string> env) {
+  const std::string program = argv[0] == "sleep" ? "/bin/sleep" : "/usr/bin/python3";
   pid_t pid = fork();
   if (pid == 0) {
     std::vector<char*> a, e;
@@ -118,10 +120,10 @@ OptOut OptOutOf(std::vector<std::string> argv, std::vector<std::string> env) {
     a.push_back(nullptr);
     for (auto& s : env) e.push_back(s.data());
     e.push_back(nullptr);
-    execve("/bin/sleep", a.data(), e.data());
+    execve(program.c_str(), a.data(), e.data());
     _exit(127);
   }
-  usleep(100000);  // long enough for execve to have happened
+  usleep(300000);  // long enough for execve to have happened
   OptOut out = ReadOptOut(pid);
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
@@ -134,10 +136,13 @@ TEST(OptOutTest, EnvironmentAndXOptionsOptOut) {
   OptOut env = OptOutOf({"sleep", "5"}, {"PYTHON_DISABLE_REMOTE_DEBUG=1"});
   EXPECT_TRUE(env.opted_out);
   EXPECT_THAT(env.evidence, ::testing::HasSubstr("PYTHON_DISABLE_REMOTE_DEBUG=1"));
-  EXPECT_TRUE(OptOutOf({"sleep", "-X", "disable_remote_debug", "5"}, {}).opted_out);
-  EXPECT_TRUE(OptOutOf({"sleep", "-Xdisable-remote-debug", "5"}, {}).opted_out);
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const std::string nap = "import time; time.sleep(5)";
+  EXPECT_TRUE(OptOutOf({"python3", "-X", "disable_remote_debug", "-c", nap}, {}).opted_out);
+  EXPECT_TRUE(OptOutOf({"python3", "-W", "ignore", "-Xdisable-remote-debug", "-c", nap}, {})
+                  .opted_out);
   // After the script or -c, options are the program's, not the interpreter's.
-  EXPECT_FALSE(OptOutOf({"sleep", "5", "-X", "disable_remote_debug"}, {}).opted_out);
+  EXPECT_FALSE(OptOutOf({"python3", "-c", nap, "-X", "disable_remote_debug"}, {}).opted_out);
 }
 
 }  // namespace
