@@ -15,6 +15,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -326,24 +328,74 @@ absl::StatusOr<ResolvedSymbol> SymbolResolver::Lookup(
                                           " of pid ", pid_));
 }
 
+namespace {
+
+// LookupSymbols' answers per file version and name list, without the load
+// bias: a big .symtab (an unstripped libpython has tens of thousands of
+// entries) is read once, not on every remote exec. A file is known by
+// device, inode, size and mtime, so one replaced or rewritten in place is
+// read again. Bounded: cleared when full.
+struct SymbolCacheKey {
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  int64_t mtime_ns;
+  std::string names;
+  bool operator<(const SymbolCacheKey& o) const {
+    return std::tie(dev, ino, size, mtime_ns, names) <
+           std::tie(o.dev, o.ino, o.size, o.mtime_ns, o.names);
+  }
+};
+constexpr size_t kSymbolCacheEntries = 64;
+
+std::mutex& SymbolCacheMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::map<SymbolCacheKey, std::map<std::string, SymbolResolver::SymbolRange, std::less<>>>&
+SymbolCache() {
+  static auto* cache = new std::map<
+      SymbolCacheKey, std::map<std::string, SymbolResolver::SymbolRange, std::less<>>>();
+  return *cache;
+}
+
+}  // namespace
+
 absl::StatusOr<std::map<std::string, SymbolResolver::SymbolRange, std::less<>>>
 SymbolResolver::LookupSymbols(const LoadedObject& object,
                               absl::Span<const absl::string_view> names) const {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenMapped(pid_, object));
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "fstat(" + object.path + ")");
+  SymbolCacheKey key{st.st_dev, st.st_ino, st.st_size,
+                     st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                     absl::StrJoin(names, ",")};
+  auto with_bias = [&](std::map<std::string, SymbolRange, std::less<>> found) {
+    for (auto& [name, range] : found) range.address += object.bias;
+    return found;
+  };
+  {
+    std::lock_guard<std::mutex> lock(SymbolCacheMutex());
+    auto it = SymbolCache().find(key);
+    if (it != SymbolCache().end()) return with_bias(it->second);
+  }
   ASSIGN_OR_RETURN(ElfPtr elf, OpenElf(fd.get(), object.path));
-  std::map<std::string, SymbolRange, std::less<>> found;
-  std::map<std::string, bool, std::less<>> global;
+  const std::set<absl::string_view> wanted(names.begin(), names.end());
+  std::map<std::string, SymbolRange, std::less<>> found;  // without the bias
+  std::set<std::string, std::less<>> global;
   ForEachSymbol(elf.get(), [&](const SymbolSeen& seen) {
-    const absl::string_view name = seen.name;
-    const GElf_Sym& sym = seen.sym;
-    if (std::find(names.begin(), names.end(), name) == names.end()) return;
-    const bool is_global = GELF_ST_BIND(sym.st_info) != STB_LOCAL;
-    auto it = found.find(name);
-    if (it != found.end() && (global[std::string(name)] || !is_global)) return;
-    found[std::string(name)] = {sym.st_value + object.bias, sym.st_size};
-    global[std::string(name)] = is_global;
+    if (wanted.count(seen.name) == 0) return;
+    const bool is_global = GELF_ST_BIND(seen.sym.st_info) != STB_LOCAL;
+    if (found.count(seen.name) != 0 && (global.count(seen.name) != 0 || !is_global)) return;
+    found[std::string(seen.name)] = {seen.sym.st_value, seen.sym.st_size};
+    if (is_global) global.insert(std::string(seen.name));
   });
-  return found;
+  {
+    std::lock_guard<std::mutex> lock(SymbolCacheMutex());
+    if (SymbolCache().size() >= kSymbolCacheEntries) SymbolCache().clear();
+    SymbolCache()[key] = found;
+  }
+  return with_bias(std::move(found));
 }
 
 std::string SymbolResolver::DescribeAddress(const LoadedObject& object,
