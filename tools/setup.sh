@@ -25,6 +25,8 @@ PACKAGES=(
   # stubs are generated with protoc's grpc_python_plugin from
   # protobuf-compiler-grpc), pytest for its tests
   python3-grpcio python3-protobuf python3-pytest
+  # Python remote exec targets (docs/python.md): PyPy 3.9
+  pypy3
 )
 
 missing=()

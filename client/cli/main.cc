@@ -13,6 +13,7 @@
 #include "client/cli/attach_commands.h"
 #include "client/cli/commands.h"
 #include "client/cli/exec_commands.h"
+#include "client/cli/python_commands.h"
 #include "client/cli/output.h"
 #include "client/cli/thread_commands.h"
 
@@ -45,6 +46,7 @@ struct CommandLine {
   int target_pid = 0;  // fds / steal-fd
   int fd = -1;
   std::vector<std::string> command;
+  PyExecOptions py_exec;  // py exec
 };
 
 void AddRun(CLI::App& app, CommandLine& line) {
@@ -230,6 +232,30 @@ void AddExecCommands(CLI::App& app, CommandLine& line) {
   doctor->add_option("pid", line.doctor_pid, "Process id");
 }
 
+void AddPythonCommands(CLI::App& app, CommandLine& line) {
+  CLI::App* py = app.add_subcommand("py", "Python programs: run code inside them");
+  py->require_subcommand(1);
+  CLI::App* exec = py->add_subcommand(
+      "exec",
+      "Run Python code inside a live CPython 3.8-3.13 process at a safe point "
+      "and print what it printed (docs/python.md)");
+  exec->add_option("pid", line.py_exec.pid, "Process id")->required();
+  CLI::Option* code = exec->add_option("-c", line.py_exec.code, "The code");
+  CLI::Option* file =
+      exec->add_option("-f", line.py_exec.file, "A file with the code (- for stdin)");
+  code->excludes(file);
+  exec->add_flag("--eval", line.py_exec.eval,
+                 "The code is one expression: print the repr of its value");
+  exec->add_option("--timeout", line.py_exec.timeout_seconds,
+                   "Seconds to wait for the code to run and finish");
+  exec->add_flag("--main-thread", line.py_exec.main_thread,
+                 "Run only on the main thread (as signal handlers do)");
+  exec->add_flag("--no-wait", line.py_exec.no_wait,
+                 "Return once the code is queued; its output is not collected");
+  exec->add_flag("--override-opt-out", line.py_exec.override_opt_out,
+                 "Admins: run although the target opted out of remote debugging");
+}
+
 absl::StatusOr<int> DispatchThread(const CLI::App& thread,
                                    const CommandLine& line) {
   const std::string name = thread.get_subcommands().front()->get_name();
@@ -249,6 +275,7 @@ absl::StatusOr<int> Dispatch(const CLI::App& app, const CommandLine& line) {
   const CLI::App* command = app.get_subcommands().front();
   const std::string name = command->get_name();
   if (name == "thread") return DispatchThread(*command, line);
+  if (name == "py") return RunPyExec(line.global, line.py_exec);
   if (name == "status") return RunStatus(line.global);
   if (name == "run") return RunRun(line.global, line.run);
   if (name == "ps") return RunPs(line.global, line.ps_all);
@@ -318,6 +345,7 @@ int Main(int argc, char** argv) {
   AddThreadCommands(app, line);
   AddExecCommands(app, line);
   AddAttachCommands(app, line);
+  AddPythonCommands(app, line);
 
   try {
     app.parse(argc, argv);

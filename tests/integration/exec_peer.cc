@@ -7,10 +7,11 @@
 //       doctor PID | call-thread THREAD_ID FUNCTION |
 //       inject-thread THREAD_ID PATH (Target.thread_id, e.g. someone else's)
 //       | attach-call PID FUNCTION (attach, call through the thread, exit)
+//       | python PID CODE
 //
 // Prints one line: "OK <result>" or "<CODE> <message>", CODE being the status
 // code's name. <result>: the return value (or "crash SIGNAME"), the handle,
-// nothing, or for doctor "can_call=B can_inject=B exe=PATH" followed by one
+// nothing, the code's stdout (python; newlines as "|"), or for doctor "can_call=B can_inject=B exe=PATH" followed by one
 // "NAME=VERDICT" per target check.
 #include <grp.h>
 #include <unistd.h>
@@ -111,6 +112,19 @@ int Run(const procwarp::Client& client, const std::string& socket,
     for (const auto& check : r->target()) {
       absl::StrAppend(&out, " ", check.name(), "=",
                       procwarp::exec::v1::Verdict_Name(check.verdict()));
+    }
+    return Print(absl::OkStatus(), out);
+  }
+  if (op == "python" && args.size() == 3) {
+    procwarp::exec::v1::RunPythonRequest request;
+    request.mutable_target()->set_pid(pid);
+    request.set_code(args[2]);
+    request.set_timeout_ms(20000);
+    auto r = client.RunPython(request);
+    if (!r.ok()) return Print(r.status());
+    std::string out = r->stdout();
+    for (char& c : out) {
+      if (c == '\n') c = '|';
     }
     return Print(absl::OkStatus(), out);
   }
