@@ -159,6 +159,20 @@ class PythonStackTest : public ::testing::TestWithParam<Interpreter> {
     return client_->PythonStack(request);
   }
 
+  // Reads until the main thread's frames are `functions` (the target printed
+  // its ready line from a function it has yet to return from). A condition
+  // with a bound on the number of reads, not a timeout.
+  void AwaitMainFrames(pid_t pid, const std::vector<std::string>& functions) {
+    for (int i = 0; i < 10000; ++i) {
+      auto stack = Stack(pid, /*locals=*/false);
+      if (stack.ok() && MainThread(*stack) != nullptr &&
+          Functions(*MainThread(*stack)) == functions) {
+        return;
+      }
+    }
+    ADD_FAILURE() << "the main thread never ran " << absl::StrJoin(functions, " > ");
+  }
+
   ReadyTarget Start(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {GetParam().path, Script()};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -280,6 +294,7 @@ TEST_P(PythonStackTest, EveryThreadIsFound) {
 
 TEST_P(PythonStackTest, BusyTargetIsReadRunningAndConsistentModeLeavesItRunning) {
   ReadyTarget t = Start({"busy"});
+  AwaitMainFrames(t.process.pid(), {"<module>", "busy", "spin"});
   const std::map<std::string, int> lines = Markers();
   auto stack = Stack(t.process.pid(), /*locals=*/true);
   ASSERT_TRUE(stack.ok()) << stack.status();
@@ -310,14 +325,15 @@ TEST_P(PythonStackTest, BusyTargetIsReadRunningAndConsistentModeLeavesItRunning)
 
 TEST_P(PythonStackTest, ChangingFramesGiveAResultOrAbortedNeverGarbage) {
   ReadyTarget t = Start({"churn"});
+  AwaitMainFrames(t.process.pid(), {"<module>", "churn"});
   int ok = 0;
-  for (int i = 0; i < 30; ++i) {
+  for (int i = 0; i < 15; ++i) {
     auto stack = Stack(t.process.pid(), /*locals=*/true);
     if (!stack.ok()) {
       EXPECT_EQ(stack.status().code(), absl::StatusCode::kAborted) << stack.status();
       continue;
     }
-    ++ok;
+    ++ok;  // a complete, verified read
     const pb::PythonThread* main = MainThread(*stack);
     ASSERT_NE(main, nullptr);
     std::vector<std::string> functions = Functions(*main);
@@ -327,6 +343,7 @@ TEST_P(PythonStackTest, ChangingFramesGiveAResultOrAbortedNeverGarbage) {
     if (functions.size() == 3) EXPECT_EQ(functions[2], "leaf");
     EXPECT_LE(functions.size(), 3u);
   }
+  RecordProperty("complete_reads", ok);
   // Stopped, the frames cannot change.
   auto frozen = Stack(t.process.pid(), /*locals=*/true, /*consistent=*/true);
   ASSERT_TRUE(frozen.ok()) << frozen.status();
