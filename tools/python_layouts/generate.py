@@ -62,6 +62,9 @@ def render(layouts):
 def main(argv):
     check = "--check" in argv
     dirs = [a for a in argv if a != "--check"] or default_include_dirs()
+    if not dirs:
+        print("SKIP: no CPython 3.8-3.13 headers (with internal/) on this machine")
+        return 0
     layouts = {}
     with tempfile.TemporaryDirectory() as work:
         for d in dirs:
