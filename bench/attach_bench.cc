@@ -118,26 +118,6 @@ void Batch(const TargetProcess& target, int rounds) {
          p.measured_counter_per_op / kBatch);
 }
 
-bool HaveGdb() { return access("/usr/bin/gdb", X_OK) == 0; }
-
-void GdbAttachDetach(pid_t pid) {
-  std::string pid_text = std::to_string(pid);
-  const char* argv[] = {"/usr/bin/gdb", "-nx", "-batch", "-p", pid_text.c_str(), nullptr};
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  pid_t child = 0;
-  if (posix_spawn(&child, argv[0], &actions, nullptr, const_cast<char**>(argv), environ) != 0) {
-    fprintf(stderr, "posix_spawn gdb failed\n");
-    exit(1);
-  }
-  posix_spawn_file_actions_destroy(&actions);
-  int status = 0;
-  waitpid(child, &status, 0);
-}
-
 void AttachVsGdb(const TargetProcess& target, int n) {
   auto ours = [&] {
     auto tracer = Attach(target);
@@ -152,15 +132,8 @@ void AttachVsGdb(const TargetProcess& target, int n) {
            "no baseline\n", s.Median(), s.Min());
     return;
   }
-  // gdb takes ~0.3 s or more per attach: few rounds of it, alternating.
-  constexpr int kRounds = 5;
   Samples gdb, attach;
-  for (int round = 0; round < kRounds; ++round) {
-    Samples g = Measure(1, 0, [&] { GdbAttachDetach(target.pid()); });
-    gdb.micros.insert(gdb.micros.end(), g.micros.begin(), g.micros.end());
-    Samples a = Measure(n / kRounds, round == 0 ? 5 : 0, ours);
-    attach.micros.insert(attach.micros.end(), a.micros.begin(), a.micros.end());
-  }
+  MeasureAgainstGdb(target.pid(), n, ours, &attach, &gdb);
   double ratio = Report("attach+getpid+detach", attach, "gdb -p PID -batch", gdb,
                         "<= 0.01 (>= 100x faster)");
   printf("  => %.0fx faster than gdb's attach+detach\n", 1 / ratio);

@@ -1,13 +1,18 @@
 // See bench_util.h.
 #include "bench/bench_util.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "CLI/CLI.hpp"
 
@@ -137,6 +142,37 @@ double Report(const std::string& name, const Samples& measured,
          baseline.Median(), baseline.Min());
   printf("  => ratio %.2fx (target %s)\n", ratio, target.c_str());
   return ratio;
+}
+
+bool HaveGdb() { return access("/usr/bin/gdb", X_OK) == 0; }
+
+void GdbAttachDetach(pid_t pid) {
+  std::string pid_text = std::to_string(pid);
+  const char* argv[] = {"/usr/bin/gdb", "-nx", "-batch", "-p", pid_text.c_str(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t child = 0;
+  if (posix_spawn(&child, argv[0], &actions, nullptr, const_cast<char**>(argv), environ) != 0) {
+    fprintf(stderr, "posix_spawn gdb failed\n");
+    exit(1);
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  int status = 0;
+  waitpid(child, &status, 0);
+}
+
+void MeasureAgainstGdb(pid_t pid, int n, const std::function<void()>& ours,
+                       Samples* ours_samples, Samples* gdb_samples) {
+  constexpr int kRounds = 5;
+  for (int round = 0; round < kRounds; ++round) {
+    Samples g = Measure(1, 0, [&] { GdbAttachDetach(pid); });
+    gdb_samples->micros.insert(gdb_samples->micros.end(), g.micros.begin(), g.micros.end());
+    Samples o = Measure(n / kRounds, round == 0 ? 5 : 0, ours);
+    ours_samples->micros.insert(ours_samples->micros.end(), o.micros.begin(), o.micros.end());
+  }
 }
 
 }  // namespace procwarp::bench

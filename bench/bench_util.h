@@ -71,6 +71,17 @@ double Report(const std::string& name, const Samples& measured,
               const std::string& baseline_name, const Samples& baseline,
               const std::string& target);
 
+// gdb's attach + detach of `pid` (`gdb -nx -batch -p PID`, output dropped):
+// the floor of every gdb-based injector. HaveGdb() says whether
+// /usr/bin/gdb exists (benchmarks only; not a procwarp dependency).
+bool HaveGdb();
+void GdbAttachDetach(pid_t pid);
+
+// `ours` n times against GdbAttachDetach(pid) in 5 alternating rounds (gdb
+// takes ~0.3 s or more per attach: one of it per round).
+void MeasureAgainstGdb(pid_t pid, int n, const std::function<void()>& ours,
+                       Samples* ours_samples, Samples* gdb_samples);
+
 }  // namespace procwarp::bench
 
 #endif  // PROCWARP_BENCH_BENCH_UTIL_H_

@@ -21,6 +21,8 @@ PACKAGES=(
   # certificates made by deploy/tls (openssl), the Kubernetes manifest
   # check (python3-yaml), network namespaces for multi-host tests (iproute2)
   libssl-dev openssl python3-yaml iproute2
+  # Python remote exec targets (docs/python.md): PyPy 3.9
+  pypy3
 )
 
 missing=()

@@ -471,6 +471,21 @@ absl::StatusOr<exec::v1::PreflightResponse> Client::Preflight(
   return response;
 }
 
+absl::StatusOr<exec::v1::RunPythonResponse> Client::RunPython(
+    const exec::v1::RunPythonRequest& request) const {
+  grpc::ClientContext context;
+  // The daemon answers at the request's timeout; the margin covers the
+  // attach, the withdrawal and the answer itself.
+  internal::SetTimeout(context,
+                       std::max(internal::kExecCallTimeout,
+                                absl::Milliseconds(request.timeout_ms()) + absl::Seconds(10)));
+  exec::v1::RunPythonResponse response;
+  absl::Status status =
+      FromGrpcStatus(connection_->exec->RunPython(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
 EventStream Client::Events() const {
   auto context = std::make_unique<grpc::ClientContext>();
   std::unique_ptr<EventStream::Reader> reader =

@@ -282,6 +282,12 @@ class Client {
   absl::StatusOr<exec::v1::PreflightResponse> Preflight(
       std::optional<pid_t> pid = std::nullopt) const;
 
+  // Runs Python source in live CPython 3.8-3.13 process (docs/python.md):
+  // the response carries the code's stdout/stderr, the value's repr (eval
+  // mode) or the exception it raised. The call's own deadline is the
+  // request's timeout_ms plus a margin (the daemon's default when 0).
+  absl::StatusOr<exec::v1::RunPythonResponse> RunPython(
+      const exec::v1::RunPythonRequest& request) const;
   // Every Python thread's frames in process request.pid (CPython 3.8-3.13),
   // read from its memory without running code in it (docs/python.md):
   // `locals` adds each frame's local variables, `consistent` stops the

@@ -3,13 +3,18 @@
 # against a real procwarpd and a real target it did not spawn
 # (tests/testcases/attach_target.c blocked in read on a FIFO): return values,
 # crashes (exit code 2), injection with a relative path, --json on all four,
-# uid 65534 refused on root's process, and the target's own read intact.
+# uid 65534 refused on root's process, and the target's own read intact;
+# and `procwarp py exec` on a sleeping CPython (docs/python.md): output, eval,
+# an exception's exit code and traceback, -f -, --json, --no-wait, a
+# non-admin's --override-opt-out refused.
 set -u
 
 readonly DAEMON="${PWD}/daemon/procwarpd"
 readonly CLI_BUILT="${PWD}/client/cli/procwarp"
 readonly TARGET="${PWD}/tests/testcases/attach_target"
 readonly LIBRARY="${PWD}/tests/testcases/attach_marker_lib.so"
+readonly PY_TARGET="${PWD}/tests/testcases/python_target.py"
+readonly PYTHON=/usr/bin/python3.11
 # Unix socket paths must stay under 108 bytes: Bazel's TEST_TMPDIR may not.
 TMP="$(mktemp -d /tmp/procwarp_exec_cli.XXXXXX)"
 readonly TMP
@@ -159,6 +164,36 @@ test_nobody() {
   expect_contains "nobody: doctor says call will not work" "call: will not work" "${out}"
 }
 
+test_py_exec() {
+  if [[ ! -x "${PYTHON}" ]]; then
+    echo "skipped: py exec (${PYTHON} is not installed)"
+    return
+  fi
+  cp "${PY_TARGET}" "${TMP}/python_target.py"
+  "${PYTHON}" "${TMP}/python_target.py" sleep >"${TMP}/pyout" 2>&1 </dev/null &
+  local pid=$! out rc
+  for _ in $(seq 1 200); do
+    grep -q ready "${TMP}/pyout" 2>/dev/null && break
+    sleep 0.05
+  done
+  expect_eq "py exec: stdout" "hi 3" "$(pw py exec "${pid}" -c 'print("hi", 1 + 2)')"
+  expect_eq "py exec --eval" "'sleep'" "$(pw py exec "${pid}" --eval -c 'mode')"
+  out="$(pw py exec "${pid}" -c '1/0' 2>&1)"
+  rc=$?
+  expect_eq "py exec: raised exit code" 1 "${rc}"
+  expect_contains "py exec: traceback" "ZeroDivisionError" "${out}"
+  expect_eq "py exec -f -" "from stdin" "$(echo 'print("from stdin")' | pw py exec "${pid}" -f -)"
+  pw --json py exec "${pid}" -c 'pass' | is_json
+  expect_eq "py exec --json parses" 0 $?
+  expect_eq "py exec --no-wait" "queued" "$(pw py exec "${pid}" --no-wait -c 'pass')"
+  out="$(cd "${TMP}" && setpriv --reuid 65534 --regid 65534 --clear-groups \
+    "${CLI}" --socket "${SOCKET}" py exec "${pid}" --override-opt-out -c 'pass' 2>&1)"
+  expect_contains "py exec: a user's --override-opt-out" "admins" "${out}"
+  pw py exec "${pid}" -c 'message = "cli"; stop = True' >/dev/null
+  wait "${pid}"
+  expect_contains "py exec: the target carried on" "done message=cli" "$(cat "${TMP}/pyout")"
+}
+
 test_target_intact() {
   echo "fine" >&3
   exec 3>&-
@@ -173,6 +208,7 @@ test_call
 test_inject
 test_doctor
 test_nobody
+test_py_exec
 test_target_intact
 
 if ((FAILURES > 0)); then

@@ -13,6 +13,7 @@
 #include "client/cli/attach_commands.h"
 #include "client/cli/commands.h"
 #include "client/cli/exec_commands.h"
+#include "client/cli/python_commands.h"
 #include "client/cli/output.h"
 #include "client/cli/python_stack_commands.h"
 #include "client/cli/thread_commands.h"
@@ -47,6 +48,7 @@ struct CommandLine {
   int target_pid = 0;  // fds / steal-fd
   int fd = -1;
   std::vector<std::string> command;
+  PyExecOptions py_exec;  // py exec
 };
 
 void AddRun(CLI::App& app, CommandLine& line) {
@@ -233,9 +235,29 @@ void AddExecCommands(CLI::App& app, CommandLine& line) {
 }
 
 // `procwarp py ...`: Python programs (docs/python.md).
-void AddPyCommands(CLI::App& app, CommandLine& line) {
-  CLI::App* py = app.add_subcommand("py", "Python programs: stacks (and code) in a running CPython");
+void AddPythonCommands(CLI::App& app, CommandLine& line) {
+  CLI::App* py = app.add_subcommand(
+      "py", "Python programs: run code inside them, read their stacks");
   py->require_subcommand(1);
+  CLI::App* exec = py->add_subcommand(
+      "exec",
+      "Run Python code inside a live CPython 3.8-3.13 process at a safe point "
+      "and print what it printed (docs/python.md)");
+  exec->add_option("pid", line.py_exec.pid, "Process id")->required();
+  CLI::Option* code = exec->add_option("-c", line.py_exec.code, "The code");
+  CLI::Option* file =
+      exec->add_option("-f", line.py_exec.file, "A file with the code (- for stdin)");
+  code->excludes(file);
+  exec->add_flag("--eval", line.py_exec.eval,
+                 "The code is one expression: print the repr of its value");
+  exec->add_option("--timeout", line.py_exec.timeout_seconds,
+                   "Seconds to wait for the code to run and finish");
+  exec->add_flag("--main-thread", line.py_exec.main_thread,
+                 "Run only on the main thread (as signal handlers do)");
+  exec->add_flag("--no-wait", line.py_exec.no_wait,
+                 "Return once the code is queued; its output is not collected");
+  exec->add_flag("--override-opt-out", line.py_exec.override_opt_out,
+                 "Admins: run although the target opted out of remote debugging");
   CLI::App* stack = py->add_subcommand(
       "stack",
       "Print every Python thread's stack, read from the process's memory "
@@ -252,6 +274,7 @@ void AddPyCommands(CLI::App& app, CommandLine& line) {
 
 absl::StatusOr<int> DispatchPy(const CLI::App& py, const CommandLine& line) {
   const std::string name = py.get_subcommands().front()->get_name();
+  if (name == "exec") return RunPyExec(line.global, line.py_exec);
   if (name == "stack") return RunPyStack(line.global, line.py_stack);
   return absl::InternalError("unhandled py subcommand " + name);
 }
@@ -344,8 +367,8 @@ int Main(int argc, char** argv) {
   AddOtherCommands(app, line);
   AddThreadCommands(app, line);
   AddExecCommands(app, line);
-  AddPyCommands(app, line);
   AddAttachCommands(app, line);
+  AddPythonCommands(app, line);
 
   try {
     app.parse(argc, argv);

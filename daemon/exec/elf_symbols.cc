@@ -244,65 +244,133 @@ const LoadedObject* SymbolResolver::FindObject(absl::string_view name) const {
   return nullptr;
 }
 
+namespace {
+
+struct SymbolSeen {
+  absl::string_view name;
+  const GElf_Sym& sym;
+  bool dynamic;         // from .dynsym
+  bool hidden_version;  // a non-default version (dlopen@GLIBC_2.2.5)
+};
+
+// Calls `visit` for every defined function/object symbol of `elf`, .symtab
+// first, then .dynsym.
+void ForEachSymbol(Elf* elf, const std::function<void(const SymbolSeen&)>& visit) {
+  Elf_Data* versyms = nullptr;
+  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr;
+       scn = elf_nextscn(elf, scn)) {
+    GElf_Shdr shdr;
+    if (gelf_getshdr(scn, &shdr) != nullptr && shdr.sh_type == SHT_GNU_versym) {
+      versyms = elf_getdata(scn, nullptr);
+    }
+  }
+  for (Elf64_Word type : {SHT_SYMTAB, SHT_DYNSYM}) {
+    for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr;
+         scn = elf_nextscn(elf, scn)) {
+      GElf_Shdr shdr;
+      if (gelf_getshdr(scn, &shdr) == nullptr || shdr.sh_type != type ||
+          shdr.sh_entsize == 0) {
+        continue;
+      }
+      Elf_Data* data = elf_getdata(scn, nullptr);
+      if (data == nullptr) continue;
+      size_t count = shdr.sh_size / shdr.sh_entsize;
+      for (size_t i = 1; i < count; ++i) {
+        GElf_Sym sym;
+        if (gelf_getsym(data, static_cast<int>(i), &sym) == nullptr) continue;
+        if (sym.st_shndx == SHN_UNDEF) continue;
+        int kind = GELF_ST_TYPE(sym.st_info);
+        if (kind != STT_FUNC && kind != STT_GNU_IFUNC && kind != STT_OBJECT) continue;
+        const char* name = elf_strptr(elf, shdr.sh_link, sym.st_name);
+        if (name == nullptr) continue;
+        GElf_Versym version = 0;
+        const bool hidden = type == SHT_DYNSYM && versyms != nullptr &&
+                            gelf_getversym(versyms, static_cast<int>(i), &version) != nullptr &&
+                            (version & 0x8000) != 0;
+        visit({name, sym, type == SHT_DYNSYM, hidden});
+      }
+      break;  // one table of each type
+    }
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<ResolvedSymbol> SymbolResolver::Lookup(
     const LoadedObject& object, absl::string_view symbol) const {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenMapped(pid_, object));
   ASSIGN_OR_RETURN(ElfPtr elf, OpenElf(fd.get(), object.path));
-  // .symtab (complete when not stripped), then .dynsym.
-  for (Elf64_Word type : {SHT_SYMTAB, SHT_DYNSYM}) {
-    Elf_Scn* versym_scn = nullptr;
-    Elf_Scn* symbols_scn = nullptr;
-    GElf_Shdr symbols_hdr;
-    for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn != nullptr;
-         scn = elf_nextscn(elf.get(), scn)) {
-      GElf_Shdr shdr;
-      if (gelf_getshdr(scn, &shdr) == nullptr) continue;
-      if (shdr.sh_type == type && symbols_scn == nullptr) {
-        symbols_scn = scn;
-        symbols_hdr = shdr;
-      }
-      if (shdr.sh_type == SHT_GNU_versym) versym_scn = scn;
+  // .symtab (complete when not stripped), then .dynsym; in each, a global
+  // over a local and the default version over hidden ones.
+  int best_rank[2] = {-1, -1};
+  GElf_Sym best[2];
+  ForEachSymbol(elf.get(), [&](const SymbolSeen& seen) {
+    if (seen.name != symbol) return;
+    const int rank = (GELF_ST_BIND(seen.sym.st_info) != STB_LOCAL ? 2 : 0) +
+                     (seen.hidden_version ? 0 : 1);
+    const int table = seen.dynamic ? 1 : 0;
+    if (rank > best_rank[table]) {
+      best_rank[table] = rank;
+      best[table] = seen.sym;
     }
-    if (symbols_scn == nullptr || symbols_hdr.sh_entsize == 0) continue;
-    Elf_Data* data = elf_getdata(symbols_scn, nullptr);
-    Elf_Data* versyms = type == SHT_DYNSYM && versym_scn != nullptr
-                            ? elf_getdata(versym_scn, nullptr)
-                            : nullptr;
-    if (data == nullptr) continue;
-    size_t count = symbols_hdr.sh_size / symbols_hdr.sh_entsize;
-    int best_rank = -1;
-    GElf_Sym best;
-    for (size_t i = 1; i < count; ++i) {
-      GElf_Sym sym;
-      if (gelf_getsym(data, static_cast<int>(i), &sym) == nullptr) continue;
-      if (sym.st_shndx == SHN_UNDEF) continue;
-      int kind = GELF_ST_TYPE(sym.st_info);
-      if (kind != STT_FUNC && kind != STT_GNU_IFUNC && kind != STT_OBJECT) continue;
-      const char* name = elf_strptr(elf.get(), symbols_hdr.sh_link, sym.st_name);
-      if (name == nullptr || symbol != name) continue;
-      int rank = 0;
-      if (GELF_ST_BIND(sym.st_info) != STB_LOCAL) rank += 2;
-      GElf_Versym version = 0;
-      if (versyms == nullptr ||
-          gelf_getversym(versyms, static_cast<int>(i), &version) == nullptr ||
-          (version & 0x8000) == 0) {
-        rank += 1;  // the default version, or unversioned
-      }
-      if (rank > best_rank) {
-        best_rank = rank;
-        best = sym;
-      }
-    }
-    if (best_rank >= 0) {
-      ResolvedSymbol out;
-      out.address = best.st_value + object.bias;
-      out.object = object.path;
-      out.ifunc = GELF_ST_TYPE(best.st_info) == STT_GNU_IFUNC;
-      return out;
-    }
+  });
+  for (int table : {0, 1}) {
+    if (best_rank[table] < 0) continue;
+    ResolvedSymbol out;
+    out.address = best[table].st_value + object.bias;
+    out.object = object.path;
+    out.ifunc = GELF_ST_TYPE(best[table].st_info) == STT_GNU_IFUNC;
+    return out;
   }
   return absl::NotFoundError(absl::StrCat("no symbol ", symbol, " in ", object.path,
                                           " of pid ", pid_));
+}
+
+absl::StatusOr<std::map<std::string, SymbolResolver::SymbolRange, std::less<>>>
+SymbolResolver::LookupSymbols(const LoadedObject& object,
+                              absl::Span<const absl::string_view> names) const {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenMapped(pid_, object));
+  ASSIGN_OR_RETURN(ElfPtr elf, OpenElf(fd.get(), object.path));
+  std::map<std::string, SymbolRange, std::less<>> found;
+  std::map<std::string, bool, std::less<>> global;
+  ForEachSymbol(elf.get(), [&](const SymbolSeen& seen) {
+    const absl::string_view name = seen.name;
+    const GElf_Sym& sym = seen.sym;
+    if (std::find(names.begin(), names.end(), name) == names.end()) return;
+    const bool is_global = GELF_ST_BIND(sym.st_info) != STB_LOCAL;
+    auto it = found.find(name);
+    if (it != found.end() && (global[std::string(name)] || !is_global)) return;
+    found[std::string(name)] = {sym.st_value + object.bias, sym.st_size};
+    global[std::string(name)] = is_global;
+  });
+  return found;
+}
+
+std::string SymbolResolver::DescribeAddress(const LoadedObject& object,
+                                            uint64_t address) const {
+  std::string best_name;
+  uint64_t best = 0;
+  absl::StatusOr<UniqueFd> fd = OpenMapped(pid_, object);
+  absl::StatusOr<ElfPtr> elf =
+      fd.ok() ? OpenElf(fd->get(), object.path) : absl::StatusOr<ElfPtr>(fd.status());
+  if (elf.ok()) {
+    ForEachSymbol(elf->get(), [&](const SymbolSeen& seen) {
+      const GElf_Sym& sym = seen.sym;
+      const absl::string_view name = seen.name;
+      if (GELF_ST_TYPE(sym.st_info) != STT_FUNC) return;
+      const uint64_t start = sym.st_value + object.bias;
+      if (start <= address && start >= best &&
+          (sym.st_size == 0 || address < start + sym.st_size)) {
+        best = start;
+        best_name = std::string(name);
+      }
+    });
+  }
+  if (!best_name.empty()) {
+    return absl::StrCat(best_name, "+0x", absl::Hex(address - best), " in ",
+                        Basename(object.path));
+  }
+  return absl::StrCat(Basename(object.path), "+0x", absl::Hex(address - object.bias));
 }
 
 absl::StatusOr<ResolvedSymbol> SymbolResolver::Resolve(absl::string_view spec) const {

@@ -29,11 +29,14 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/ptrace/remote_memory.h"
 
@@ -62,6 +65,8 @@ class SymbolResolver {
   static absl::StatusOr<SymbolResolver> ForProcess(pid_t pid,
                                                    ptrace::RemoteMemory* memory);
 
+  pid_t pid() const { return pid_; }
+
   // The objects in search (load) order.
   const std::vector<LoadedObject>& objects() const { return objects_; }
 
@@ -76,6 +81,22 @@ class SymbolResolver {
   // Looks `symbol` up in one object.
   absl::StatusOr<ResolvedSymbol> Lookup(const LoadedObject& object,
                                         absl::string_view symbol) const;
+
+  // Every symbol of `object` (.symtab and .dynsym, functions and objects)
+  // whose name is in `names`, with its address in the target and its size.
+  // A global definition wins over a local one of the same name. One pass
+  // over the file, for callers that need several symbols of one object.
+  struct SymbolRange {
+    uint64_t address = 0;
+    uint64_t size = 0;
+    bool contains(uint64_t a) const { return a >= address && a < address + size; }
+  };
+  absl::StatusOr<std::map<std::string, SymbolRange, std::less<>>> LookupSymbols(
+      const LoadedObject& object, absl::Span<const absl::string_view> names) const;
+
+  // "function+0x1c" for an address inside `object` (the nearest function
+  // symbol at or below it), else "object+0xoffset".
+  std::string DescribeAddress(const LoadedObject& object, uint64_t address) const;
 
   // "libc.so.6, ld-linux-x86-64.so.2, ..." for messages.
   std::string DescribeObjects() const;

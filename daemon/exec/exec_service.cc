@@ -21,6 +21,7 @@
 #include "daemon/exec/remote_call.h"
 #include "daemon/exec/transient_attach.h"
 #include "daemon/ptrace/proc_info.h"
+#include "daemon/python/remote_exec.h"
 #include "daemon/security/ptrace_access.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
@@ -93,6 +94,64 @@ void FillCrash(const CallResult& result, pb::CallResponse* response) {
                                            : absl::StrCat("signal ", result.signal));
   crash->set_fault_address(result.fault_address);
   crash->set_rip(result.fault_rip);
+}
+
+// Python source may be large; it is limited like other request text, but
+// further (the bootstrap carries it, escaped, into the target).
+constexpr size_t kMaxPythonCode = 1 << 20;
+
+// A stable fingerprint of the code for the audit line (FNV-1a 64; not a
+// security hash: it lets an auditor match a logged exec to known code
+// without the daemon logging the code itself).
+std::string CodeFingerprint(absl::string_view code) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : code) h = (h ^ c) * 0x100000001b3ULL;
+  return absl::StrCat("fnv1a64:", absl::Hex(h, absl::kZeroPad16));
+}
+
+void FillPythonResponse(const python::RemoteExecResult& result,
+                        pb::RunPythonResponse* response) {
+  if (result.interpreter_found) {
+    procwarp::v1::PythonInterpreter* interp = response->mutable_interpreter();
+    interp->set_implementation(result.interpreter.implementation ==
+                                       python::Implementation::kPyPy
+                                   ? "PyPy"
+                                   : "CPython");
+    interp->set_version(result.interpreter.Version());
+    interp->set_object(result.interpreter.object.path);
+  }
+  response->set_ran_on_tid(result.ran_on_tid);
+  response->set_ran_on_main_thread(result.ran_on_main_thread);
+  response->set_queued(result.queued);
+  const python::Record& r = result.record;
+  response->set_stdout(r.stdout_text);
+  response->set_stderr(r.stderr_text);
+  response->set_value_repr(r.value_repr);
+  if (r.status == python::RecordStatus::kRaised) {
+    pb::PythonException* exc = response->mutable_exception();
+    exc->set_type(r.exception_type);
+    exc->set_message(r.exception_message);
+    exc->set_traceback(r.traceback);
+  }
+}
+
+// The record's verdicts that are RPC errors.
+absl::Status RecordStatusToStatus(const python::Record& r) {
+  switch (r.status) {
+    case python::RecordStatus::kVetoed:
+      return absl::PermissionDeniedError(absl::StrCat(
+          "an audit hook in the target vetoed procwarp.remote_exec: ", r.exception_type,
+          ": ", r.exception_message));
+    case python::RecordStatus::kRefused:
+      return absl::PermissionDeniedError(
+          "the target's audit hooks refused compiling or exec'ing procwarp's bootstrap "
+          "(the compile/exec audit events)");
+    case python::RecordStatus::kInternal:
+      return absl::InternalError(absl::StrCat("the bootstrap failed in the target: ",
+                                              r.exception_message));
+    default:
+      return absl::OkStatus();
+  }
 }
 
 std::string Outcome(const absl::Status& status) {
@@ -282,6 +341,63 @@ grpc::Status ExecService::UnloadLibrary(grpc::ServerContext* context,
       libraries_.Restore(id, std::move(library));
     }
     return status;
+  });
+}
+
+grpc::Status ExecService::RunPython(grpc::ServerContext* context,
+                                    const pb::RunPythonRequest* request,
+                                    pb::RunPythonResponse* response) {
+  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    ASSIGN_OR_RETURN(pid_t pid, TargetPid(request->target()));
+    const std::string& code = request->code();
+    python::RemoteExecResult result;
+    auto attempt = [&]() -> absl::Status {
+      if (code.empty() || code.size() > kMaxPythonCode) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("code must be 1..", kMaxPythonCode, " bytes"));
+      }
+      if (request->mode() != pb::PYTHON_MODE_UNSPECIFIED &&
+          request->mode() != pb::PYTHON_MODE_EXEC && request->mode() != pb::PYTHON_MODE_EVAL) {
+        return absl::InvalidArgumentError(absl::StrCat("unknown mode ", request->mode()));
+      }
+      if (request->override_opt_out() && !caller.admin) {
+        return absl::PermissionDeniedError(
+            "override_opt_out is for admins (root or the admin group) only");
+      }
+      if (request->no_wait() && request->mode() == pb::PYTHON_MODE_EVAL) {
+        return absl::InvalidArgumentError("no_wait has no value to return: use exec mode");
+      }
+      python::RemoteExecRequest exec;
+      exec.pid = pid;
+      exec.code = code;
+      exec.eval = request->mode() == pb::PYTHON_MODE_EVAL;
+      exec.main_thread_only = request->main_thread_only();
+      exec.no_wait = request->no_wait();
+      exec.override_opt_out = request->override_opt_out();
+      exec.deadline = Deadline(context);
+      if (request->timeout_ms() != 0) {
+        exec.deadline = std::min(exec.deadline,
+                                 absl::Now() + absl::Milliseconds(request->timeout_ms()));
+      }
+      exec.cancelled = CancelledBy(context);
+      RETURN_IF_ERROR(python::RunPython(caller, exec, &result));
+      return RecordStatusToStatus(result.record);
+    };
+    absl::Status status = attempt();
+    Audit("exec.python", caller,
+          {{"TARGET_PID", absl::StrCat(pid)},
+           {"TARGET_EXE", ptrace::ExePath(pid)},
+           {"INTERPRETER", result.interpreter_found ? result.interpreter.Describe() : "-"},
+           {"CODE_LENGTH", absl::StrCat(code.size())},
+           {"CODE_HASH", CodeFingerprint(code)},
+           {"MODE", request->mode() == pb::PYTHON_MODE_EVAL ? "eval" : "exec"},
+           {"SAFE_POINT", result.safe_point.empty() ? "-" : result.safe_point},
+           {"RAN_ON_TID", absl::StrCat(result.ran_on_tid)},
+           {"OPT_OUT_OVERRIDDEN", result.opt_out_overridden ? "yes" : "no"},
+           {"OUTCOME", Outcome(status)}});
+    if (!status.ok()) return status;
+    FillPythonResponse(result, response);
+    return absl::OkStatus();
   });
 }
 

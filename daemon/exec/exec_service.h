@@ -53,6 +53,10 @@ class ExecService final : public procwarp::exec::v1::Exec::Service {
   grpc::Status Preflight(grpc::ServerContext* context,
                          const procwarp::exec::v1::PreflightRequest* request,
                          procwarp::exec::v1::PreflightResponse* response) override;
+  // daemon/python/remote_exec.h; docs/python.md.
+  grpc::Status RunPython(grpc::ServerContext* context,
+                         const procwarp::exec::v1::RunPythonRequest* request,
+                         procwarp::exec::v1::RunPythonResponse* response) override;
 
  private:
   absl::Time Deadline(const grpc::ServerContext* context) const;

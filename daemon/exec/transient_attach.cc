@@ -59,11 +59,20 @@ absl::StatusOr<UniqueFd> OpenPidfd(pid_t pid) {
 absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
                          absl::Time deadline, std::function<bool()> cancelled,
                          absl::FunctionRef<absl::Status(ptrace::Operation&)> work) {
+  return RunAttached(caller, pid, std::move(pidfd), AttachedThread{}, deadline,
+                     std::move(cancelled), work);
+}
+
+absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
+                         const AttachedThread& thread, absl::Time deadline,
+                         std::function<bool()> cancelled,
+                         absl::FunctionRef<absl::Status(ptrace::Operation&)> work) {
   const std::string what = absl::StrCat("pid ", pid);
   RETURN_IF_ERROR(CheckCallerMayPtrace(caller, pid, pidfd.get(), what));
   if (cancelled()) return absl::CancelledError("the call was cancelled");
   ASSIGN_OR_RETURN(std::unique_ptr<ptrace::TracerThread> tracer,
-                   ptrace::TracerThread::Attach(std::move(pidfd), pid, {}, deadline));
+                   ptrace::TracerThread::Attach(std::move(pidfd), pid, {.tid = thread.tid},
+                                                deadline));
   absl::Status result;
   {
     CancelWatcher watcher(tracer.get(), std::move(cancelled));
@@ -74,7 +83,7 @@ absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
           RETURN_IF_ERROR(CheckCallerMayPtrace(caller, pid, tracer->pidfd(), what));
           return work(op);
         },
-        deadline);
+        deadline, {.stop_all_threads = thread.stop_all_threads});
   }
   tracer.reset();  // detaches; the target runs on
   return result;

@@ -40,6 +40,17 @@ absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
                          absl::Time deadline, std::function<bool()> cancelled,
                          absl::FunctionRef<absl::Status(ptrace::Operation&)> work);
 
+// Which thread to stop for the work (0: the main thread) and whether to
+// stop the others too.
+struct AttachedThread {
+  pid_t tid = 0;
+  bool stop_all_threads = false;
+};
+absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
+                         const AttachedThread& thread, absl::Time deadline,
+                         std::function<bool()> cancelled,
+                         absl::FunctionRef<absl::Status(ptrace::Operation&)> work);
+
 }  // namespace procwarp::exec
 
 #endif  // PROCWARP_DAEMON_EXEC_TRANSIENT_ATTACH_H_

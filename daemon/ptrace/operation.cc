@@ -161,6 +161,14 @@ absl::StatusOr<size_t> Operation::StopOtherThreads() {
   return others_.size();
 }
 
+absl::Status Operation::ResumeWithRegisters(const user_regs_struct& regs) {
+  if (!saved_.has_value()) {
+    return absl::FailedPreconditionError("ResumeWithRegisters before SavedState");
+  }
+  saved_->regs = regs;
+  return absl::OkStatus();
+}
+
 absl::Status Operation::Finish(absl::Duration grace) {
   absl::Status result;
   if (saved_.has_value() && tracee_.attached()) {

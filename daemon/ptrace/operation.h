@@ -52,6 +52,12 @@ class Operation {
   // signal mask.
   absl::StatusOr<const ThreadState*> SavedState();
 
+  // Makes Finish() resume the tracee with `regs` instead of its saved
+  // registers (the XSAVE area and signal mask are still put back). For work
+  // that hands the thread code which returns on its own
+  // (daemon/python/trampoline.h). Call SavedState() first.
+  absl::Status ResumeWithRegisters(const user_regs_struct& regs);
+
   // Injects one syscall (see injector.h). A failing syscall is a result
   // (value = -errno), not an error; errors mean the injection itself failed.
   absl::StatusOr<SyscallResult> Syscall(long nr,

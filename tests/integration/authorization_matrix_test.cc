@@ -90,9 +90,10 @@ Codes OwnerOrAdmin(StatusCode allowed = StatusCode::OK) {
 // Every caller gets the same answer (calls that name no handle).
 Codes Everyone(StatusCode code = StatusCode::OK) { return {code, code, code, code}; }
 // Only root and admins: PERMISSION_DENIED for users, even the owner.
-Codes AdminsOnly() {
-  return {StatusCode::PERMISSION_DENIED, StatusCode::PERMISSION_DENIED,
-          StatusCode::OK, StatusCode::OK};
+// `admitted` is what root and admins get.
+Codes AdminsOnly(StatusCode admitted = StatusCode::OK) {
+  return {StatusCode::PERMISSION_DENIED, StatusCode::PERMISSION_DENIED, admitted,
+          admitted};
 }
 
 enum Phase { kUses = 0, kEndsPart = 1, kEndsHandle = 2 };
@@ -346,6 +347,14 @@ const std::vector<Entry>& Matrix() {
          r->set_path("/lib/x86_64-linux-gnu/libc.so.6");
        }),
        AdminsOnly()},
+      // The attach rule first; past it, root's C program is not a Python
+      // (FAILED_PRECONDITION) — nothing runs in it for anyone.
+      {"/procwarp.exec.v1.Exec/RunPython", "",
+       One<procwarp::exec::v1::RunPythonRequest>([](auto& h, auto* r) {
+         r->mutable_target()->set_pid(h.root_call_pid);
+         r->set_code("pass");
+       }),
+       AdminsOnly(StatusCode::FAILED_PRECONDITION)},
       // Handles are per identity: an unknown one is NOT_FOUND for everyone.
       {"/procwarp.exec.v1.Exec/UnloadLibrary", "",
        One<procwarp::exec::v1::UnloadLibraryRequest>(

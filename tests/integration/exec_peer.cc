@@ -4,11 +4,11 @@
 //
 //   exec_peer --socket S --uid U --gid G OP [ARGS...]
 //   OP: call PID FUNCTION [ARGS...] | inject PID PATH | unload HANDLE |
-//       doctor PID
+//       doctor PID | python PID CODE
 //
 // Prints one line: "OK <result>" or "<CODE> <message>", CODE being the status
 // code's name. <result>: the return value (or "crash SIGNAME"), the handle,
-// nothing, or for doctor "can_call=B can_inject=B exe=PATH" followed by one
+// nothing, the code's stdout (python; newlines as "|"), or for doctor "can_call=B can_inject=B exe=PATH" followed by one
 // "NAME=VERDICT" per target check.
 #include <grp.h>
 #include <unistd.h>
@@ -67,6 +67,19 @@ int Run(const procwarp::Client& client, const std::vector<std::string>& args) {
     for (const auto& check : r->target()) {
       absl::StrAppend(&out, " ", check.name(), "=",
                       procwarp::exec::v1::Verdict_Name(check.verdict()));
+    }
+    return Print(absl::OkStatus(), out);
+  }
+  if (op == "python" && args.size() == 3) {
+    procwarp::exec::v1::RunPythonRequest request;
+    request.mutable_target()->set_pid(pid);
+    request.set_code(args[2]);
+    request.set_timeout_ms(20000);
+    auto r = client.RunPython(request);
+    if (!r.ok()) return Print(r.status());
+    std::string out = r->stdout();
+    for (char& c : out) {
+      if (c == '\n') c = '|';
     }
     return Print(absl::OkStatus(), out);
   }

@@ -1,0 +1,540 @@
+// See remote_exec.h.
+#include "daemon/python/remote_exec.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/exec/elf_symbols.h"
+#include "daemon/exec/fd_install.h"
+#include "daemon/exec/remote_call.h"
+#include "daemon/exec/transient_attach.h"
+#include "daemon/ptrace/proc_info.h"
+#include "daemon/ptrace/thread_state.h"
+#include "daemon/python/thread_survey.h"
+#include "daemon/python/trampoline.h"
+#include "daemon/util/errno_status.h"
+#include "daemon/util/status_macros.h"
+#include "daemon/util/unique_fd.h"
+
+namespace procwarp::python {
+namespace {
+
+using Symbols = std::map<std::string, exec::SymbolResolver::SymbolRange, std::less<>>;
+
+constexpr size_t kMaxThreads = 64;
+constexpr size_t kMaxThreadsInMessage = 16;
+// Stops of a busy main thread tried before giving up on finding it in the
+// interpreter's own code (outside the pending-call and lock functions).
+constexpr int kMaxStops = 200;
+constexpr size_t kMaxResult = 6 * (kFieldLimit + 64) + 64;
+constexpr absl::Duration kPoll = absl::Milliseconds(20);
+// How often a queued pending call checks whether a blocked thread would run
+// it sooner, and how often it may move.
+constexpr absl::Duration kMoveCheck = absl::Milliseconds(50);
+constexpr int kMaxRounds = 5;
+
+constexpr absl::string_view kApi[] = {
+    "PyGILState_Ensure", "PyGILState_Release", "PyGILState_Check",
+    "PyGILState_GetThisThreadState", "PyRun_SimpleString", "Py_AddPendingCall"};
+
+// Functions a thread must not be stopped in when Py_AddPendingCall is
+// injected on it: the pending-call queue's own code (its lock is not
+// reentrant) and the locks and GIL code it uses. Statics are only known from
+// .symtab; 3.13's PyMutex-based queue needs them (see RipSafeForPendingCall).
+constexpr absl::string_view kNotHere[] = {
+    "Py_AddPendingCall", "_PyEval_AddPendingCall", "make_pending_calls",
+    "_make_pending_calls", "Py_MakePendingCalls", "_PyEval_MakePendingCalls",
+    "_Py_FinishPendingCalls", "_push_pending_call", "_pop_pending_call",
+    "_Py_HandlePending", "handle_signals", "PyThread_acquire_lock",
+    "PyThread_acquire_lock_timed", "PyThread_release_lock", "_PyMutex_LockTimed",
+    "_PyMutex_LockSlow", "PyMutex_Lock", "PyMutex_Unlock", "_PyMutex_TryUnlock",
+    "_PyParkingLot_Park", "_PyParkingLot_Unpark", "_PyParkingLot_UnparkAll",
+    "_PySemaphore_Wait", "_PySemaphore_Wakeup", "take_gil", "drop_gil",
+    "PyEval_RestoreThread", "PyEval_SaveThread"};
+
+enum class SafePoint { kNone, kBlocked, kPending };
+
+// What the attached work leaves for the rest of the exec.
+struct Placement {
+  SafePoint point = SafePoint::kNone;
+  pid_t tid = 0;
+  uint64_t mapping = 0;
+  uint64_t mapping_size = 0;
+  uint64_t source = 0;
+  uint64_t code_page = 0;  // blocked: the trampoline's code
+  uint64_t data = 0;       // blocked: its data block
+};
+
+std::vector<absl::string_view> WantedSymbols() {
+  std::vector<absl::string_view> names(std::begin(kApi), std::end(kApi));
+  names.insert(names.end(), std::begin(kNotHere), std::end(kNotHere));
+  return names;
+}
+
+absl::Status Unsupported(const Interpreter& interp) {
+  if (interp.implementation == Implementation::kPyPy) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "pid runs ", interp.Describe(), ": remote exec supports CPython 3.8-3.13 only; "
+        "PyPy's C API (cpyext) is not a safe entry point from outside and it has no "
+        "pending-call queue procwarp can use (docs/python.md)"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "found ", interp.Describe(), ": remote exec needs CPython 3.8 to 3.13 "
+      "(sys.audit and the pending-call API)"));
+}
+
+bool IsSupported(const Interpreter& interp) {
+  return interp.IsCPythonAtLeast(3, 8) && !interp.IsCPythonAtLeast(3, 14);
+}
+
+// Where rip lies must be the interpreter's code, outside kNotHere.
+bool RipSafeForPendingCall(uint64_t rip, const Interpreter& interp, const Symbols& syms,
+                           const std::vector<ptrace::Mapping>& maps) {
+  bool in_interpreter = false;
+  for (const ptrace::Mapping& m : maps) {
+    if (rip >= m.start && rip < m.end) in_interpreter = m.path == interp.object.path;
+  }
+  if (!in_interpreter) return false;
+  for (absl::string_view name : kNotHere) {
+    auto it = syms.find(name);
+    if (it != syms.end() && (it->second.contains(rip) || it->second.size == 0)) {
+      if (it->second.contains(rip)) return false;
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<uint64_t> Address(const Symbols& syms, absl::string_view name,
+                                 const Interpreter& interp) {
+  auto it = syms.find(name);
+  if (it == syms.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(interp.Describe(), " does not define ", name));
+  }
+  return it->second.address;
+}
+
+absl::StatusOr<uint64_t> CallValue(ptrace::Operation& op, uint64_t fn,
+                                   absl::Span<const uint64_t> args, absl::string_view what) {
+  ASSIGN_OR_RETURN(exec::CallResult r, exec::CallFunction(op, fn, args));
+  if (r.crashed()) {
+    return absl::InternalError(absl::StrCat(what, " crashed in the target with signal ",
+                                            r.signal, " (the target was put back)"));
+  }
+  return r.value;
+}
+
+absl::Status WriteBytes(ptrace::Operation& op, uint64_t addr, absl::string_view bytes) {
+  return op.memory().Write(
+      addr, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                bytes.size()));
+}
+
+// The stopped thread of `op` is in a call the trampoline may interrupt, and
+// the interpreter says it is a Python thread not holding the GIL.
+absl::StatusOr<bool> BlockedWithGilReleased(ptrace::Operation& op,
+                                            const user_regs_struct& regs,
+                                            const Symbols& syms,
+                                            const Interpreter& interp) {
+  if (!InRestartableSyscall(regs) ||
+      !IsSafeBlockingSyscall(static_cast<long>(regs.orig_rax))) {
+    return false;
+  }
+  uint8_t insn[2] = {};
+  if (!op.memory().Read(regs.rip - 2, absl::MakeSpan(insn, 2)).ok() ||
+      insn[0] != 0x0f || insn[1] != 0x05) {
+    return false;  // not at a plain `syscall` instruction (vsyscall, int 0x80)
+  }
+  ASSIGN_OR_RETURN(uint64_t this_state, Address(syms, "PyGILState_GetThisThreadState", interp));
+  ASSIGN_OR_RETURN(uint64_t check, Address(syms, "PyGILState_Check", interp));
+  ASSIGN_OR_RETURN(uint64_t tstate, CallValue(op, this_state, {}, "PyGILState_GetThisThreadState"));
+  if (tstate == 0) return false;  // not a Python thread
+  ASSIGN_OR_RETURN(uint64_t holds, CallValue(op, check, {}, "PyGILState_Check"));
+  return static_cast<int>(holds) == 0;
+}
+
+absl::StatusOr<uint64_t> Mmap(ptrace::Operation& op, uint64_t size) {
+  ASSIGN_OR_RETURN(ptrace::SyscallResult r,
+                   op.Syscall(SYS_mmap, {0, size, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0}));
+  if (static_cast<long>(r.value) < 0 && static_cast<long>(r.value) > -4096) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("mmap(", size, ") in the target failed: ", strerror(-static_cast<int>(r.value))));
+  }
+  return r.value;
+}
+
+void Munmap(ptrace::Operation& op, uint64_t addr, uint64_t size) {
+  (void)op.Syscall(SYS_munmap, {addr, size});
+}
+
+enum class ReadEnd { kEof, kDeadline, kCancelled, kMoveToBlocked };
+
+// Reads the result fd until EOF, the deadline or cancellation; at most
+// kMaxResult bytes are kept (the rest is drained and dropped, so the target
+// never blocks on a full pipe). While nothing has come, `move` is asked
+// every kMoveCheck whether to stop waiting (kMoveToBlocked).
+ReadEnd ReadUntilEof(int fd, absl::Time deadline, const std::function<bool()>& cancelled,
+                     const std::function<bool()>& move, std::string* data) {
+  char buf[65536];
+  absl::Time next_check = absl::Now() + kMoveCheck;
+  for (;;) {
+    if (cancelled()) return ReadEnd::kCancelled;
+    const absl::Time now = absl::Now();
+    const absl::Duration left = deadline - now;
+    if (left <= absl::ZeroDuration()) return ReadEnd::kDeadline;
+    if (data->empty() && now >= next_check) {
+      if (move()) return ReadEnd::kMoveToBlocked;
+      next_check = now + kMoveCheck;
+    }
+    struct pollfd p = {fd, POLLIN, 0};
+    int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(std::min(left, kPoll))) + 1;
+    int r = poll(&p, 1, wait_ms);
+    if (r < 0 && errno != EINTR) return ReadEnd::kEof;
+    if (r <= 0) continue;
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n == 0) return ReadEnd::kEof;
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return ReadEnd::kEof;
+    }
+    if (data->size() < kMaxResult) {
+      data->append(buf, std::min(static_cast<size_t>(n), kMaxResult - data->size()));
+    }
+  }
+}
+
+// Takes the run token back (bootstrap.h): true when the daemon got it, so
+// the bootstrap will do nothing whenever it comes up.
+bool TakeToken(int token_fd) {
+  char c = 0;
+  return token_fd >= 0 && read(token_fd, &c, 1) == 1;
+}
+
+bool ProcessGone(int pidfd, absl::Duration wait) {
+  struct pollfd p = {pidfd, POLLIN, 0};
+  return poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait))) == 1;
+}
+
+struct Candidate {
+  pid_t tid = 0;
+  bool blocked = false;  // in a safe blocking call: may get the trampoline
+};
+
+// The threads to stop, in the order tried (round robin over the stops):
+// blocked ones first (only the main thread with main_only), then the main
+// thread, then the others — any thread may queue a pending call, which the
+// main thread runs.
+std::vector<Candidate> Candidates(pid_t pid, const std::vector<ThreadPlace>& places,
+                                  bool main_only) {
+  std::vector<Candidate> out;
+  bool main_listed = false;
+  for (const ThreadPlace& p : places) {
+    if (main_only && p.tid != pid) continue;
+    if (!p.running && IsSafeBlockingSyscall(p.syscall)) {
+      out.push_back({p.tid, true});
+      main_listed |= p.tid == pid;
+    }
+  }
+  if (!main_listed) out.push_back({pid, false});
+  for (const ThreadPlace& p : places) {
+    if (p.tid == pid || (!p.running && IsSafeBlockingSyscall(p.syscall))) continue;
+    out.push_back({p.tid, false});
+  }
+  return out;
+}
+
+}  // namespace
+
+// What placing the code learns once and keeps across stops and rounds.
+struct PlaceState {
+  std::optional<exec::SymbolResolver> symbols;
+  Symbols syms;
+  bool opt_out_checked = false;
+};
+
+// Stops threads (Candidates, round robin) until one is a safe point, and
+// queues or starts the bootstrap there with copies of `result_fd` and
+// `token_fd` (-1: none) installed in the target.
+absl::Status Place(const Identity& caller, const RemoteExecRequest& request, PlaceState& st,
+                   int result_fd, int token_fd, Placement& placed,
+                   RemoteExecResult* result) {
+  const pid_t pid = request.pid;
+  for (int stop = 0; placed.point == SafePoint::kNone; ++stop) {
+    if (stop >= kMaxStops) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "pid ", pid, ": found no safe point to queue the code after ", kMaxStops,
+          " stops: ", DescribeThreads(pid, st.symbols ? &*st.symbols : nullptr,
+                                      kMaxThreadsInMessage)));
+    }
+    if (request.cancelled()) return absl::CancelledError("the call was cancelled");
+    if (absl::Now() >= request.deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "pid ", pid, ": the deadline passed before the code could be queued: ",
+          DescribeThreads(pid, st.symbols ? &*st.symbols : nullptr, kMaxThreadsInMessage)));
+    }
+    ASSIGN_OR_RETURN(std::vector<ThreadPlace> places, SurveyThreads(pid, kMaxThreads));
+    const std::vector<Candidate> candidates =
+        Candidates(pid, places, request.main_thread_only);
+    const pid_t tid = candidates[stop % candidates.size()].tid;
+    const bool blocked_candidate = candidates[stop % candidates.size()].blocked;
+    ASSIGN_OR_RETURN(UniqueFd pidfd, exec::OpenPidfd(pid));
+    UniqueFd kept(fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!kept) return ErrnoStatus(errno, "dup(pidfd)");
+    absl::Status attached = exec::RunAttached(
+        caller, pid, std::move(pidfd), {.tid = tid}, request.deadline, request.cancelled,
+        [&](ptrace::Operation& op) -> absl::Status {
+          if (!st.symbols.has_value()) {
+            ASSIGN_OR_RETURN(exec::SymbolResolver s,
+                             exec::SymbolResolver::ForProcess(pid, &op.memory()));
+            st.symbols = std::move(s);
+            ASSIGN_OR_RETURN(result->interpreter, FindInterpreter(*st.symbols, op.memory()));
+            result->interpreter_found = true;
+            if (!IsSupported(result->interpreter)) return Unsupported(result->interpreter);
+            ASSIGN_OR_RETURN(st.syms, st.symbols->LookupSymbols(result->interpreter.object,
+                                                          WantedSymbols()));
+            if (result->interpreter.IsCPythonAtLeast(3, 13) &&
+                st.syms.count("_make_pending_calls") == 0) {
+              // Without its static functions the PyMutex-based queue cannot
+              // be avoided safely (remote_exec.h): only "blocked" would do.
+              st.syms.erase("Py_AddPendingCall");
+            }
+          }
+          if (!st.opt_out_checked) {
+            OptOut opt_out = ReadOptOut(pid);
+            if (opt_out.opted_out) {
+              if (!request.override_opt_out) {
+                return absl::FailedPreconditionError(absl::StrCat(
+                    "pid ", pid, " opted out of remote debugging (", opt_out.evidence,
+                    "); an admin may override it (--override-opt-out)"));
+              }
+              result->opt_out_overridden = true;
+            }
+            st.opt_out_checked = true;
+          }
+          const Interpreter& interp = result->interpreter;
+          ASSIGN_OR_RETURN(const ptrace::ThreadState* saved, op.SavedState());
+          const user_regs_struct regs = saved->regs;
+          SafePoint point = SafePoint::kNone;
+          if (blocked_candidate && !InRestartableSyscall(regs)) {
+            // Caught between two calls (a restart on its way): its next stop
+            // will be inside one again.
+            return absl::OkStatus();
+          }
+          if (blocked_candidate) {
+            ASSIGN_OR_RETURN(bool ok, BlockedWithGilReleased(op, regs, st.syms, interp));
+            if (ok) point = SafePoint::kBlocked;
+          }
+          if (point == SafePoint::kNone && st.syms.count("Py_AddPendingCall") != 0) {
+            // A thread blocked in a safe call holds no interpreter lock; the
+            // main thread must be seen in the interpreter's own code.
+            const bool quiet = InRestartableSyscall(regs) &&
+                               IsSafeBlockingSyscall(static_cast<long>(regs.orig_rax));
+            ASSIGN_OR_RETURN(std::vector<ptrace::Mapping> maps, ptrace::ReadMaps(pid));
+            if (quiet || RipSafeForPendingCall(regs.rip, interp, st.syms, maps)) {
+              point = SafePoint::kPending;
+            }
+          }
+          if (point == SafePoint::kNone) {
+            if (st.syms.count("Py_AddPendingCall") == 0 && !blocked_candidate) {
+              return absl::FailedPreconditionError(absl::StrCat(
+                  interp.Describe(), " has no symbol table for its pending-call code, so "
+                  "only a thread blocked in a system call can run the code; none is: ",
+                  DescribeThreads(pid, &*st.symbols, kMaxThreadsInMessage)));
+            }
+            return absl::OkStatus();  // not here: stop it again elsewhere
+          }
+          ASSIGN_OR_RETURN(uint64_t run, Address(st.syms, "PyRun_SimpleString", interp));
+          int target_fd = -1;
+          int target_token = -1;
+          auto undo_fd = [&] {
+            if (target_fd >= 0) (void)exec::CloseTargetFd(op, target_fd);
+            if (target_token >= 0) (void)exec::CloseTargetFd(op, target_token);
+          };
+          if (result_fd >= 0) {
+            ASSIGN_OR_RETURN(target_fd, exec::InstallFd(op, kept.get(), result_fd));
+            absl::StatusOr<int> token = exec::InstallFd(op, kept.get(), token_fd);
+            if (!token.ok()) {
+              undo_fd();
+              return token.status();
+            }
+            target_token = *token;
+          }
+          const std::string source = BuildBootstrap(request.code, request.eval, target_fd,
+                                                    target_token, kFieldLimit);
+          const size_t xsave_size = ptrace::CpuXSaveInfo().enabled;
+          const uint64_t size = point == SafePoint::kBlocked
+                                    ? TrampolineSize(source.size(), xsave_size)
+                                    : (source.size() + kPage) & ~(kPage - 1);
+          absl::StatusOr<uint64_t> base = Mmap(op, size);
+          if (!base.ok()) {
+            undo_fd();
+            return base.status();
+          }
+          placed.mapping = *base;
+          placed.mapping_size = size;
+          placed.tid = op.tid();
+          absl::Status done = [&]() -> absl::Status {
+            if (point == SafePoint::kBlocked) {
+              TrampolineLayout layout = LayoutTrampoline(*base, source.size(), xsave_size);
+              ASSIGN_OR_RETURN(uint64_t ensure, Address(st.syms, "PyGILState_Ensure", interp));
+              ASSIGN_OR_RETURN(uint64_t release, Address(st.syms, "PyGILState_Release", interp));
+              ASSIGN_OR_RETURN(std::string header,
+                               TrampolineHeader(ensure, run, release, regs));
+              RETURN_IF_ERROR(WriteBytes(op, layout.data, header));
+              RETURN_IF_ERROR(WriteBytes(op, layout.source, absl::string_view(source.c_str(), source.size() + 1)));
+              RETURN_IF_ERROR(WriteBytes(op, layout.base, TrampolineCode(layout)));
+              ASSIGN_OR_RETURN(ptrace::SyscallResult prot,
+                               op.Syscall(SYS_mprotect, {layout.base, kPage, PROT_READ | PROT_EXEC}));
+              if (static_cast<long>(prot.value) != 0) {
+                return absl::FailedPreconditionError(absl::StrCat(
+                    "the target refused an executable page (mprotect: ",
+                    strerror(-static_cast<int>(prot.value)), ")"));
+              }
+              placed.source = layout.source;
+              placed.code_page = layout.base;
+              placed.data = layout.data;
+              return op.ResumeWithRegisters(TrampolineEntry(layout, regs));
+            }
+            RETURN_IF_ERROR(WriteBytes(op, *base, absl::string_view(source.c_str(), source.size() + 1)));
+            placed.source = *base;
+            ASSIGN_OR_RETURN(uint64_t add, Address(st.syms, "Py_AddPendingCall", interp));
+            ASSIGN_OR_RETURN(uint64_t queued, CallValue(op, add, {run, *base}, "Py_AddPendingCall"));
+            if (static_cast<int>(queued) != 0) {
+              return absl::UnavailableError(absl::StrCat(
+                  "pid ", pid, ": the interpreter's pending-call queue is full; try again"));
+            }
+            return absl::OkStatus();
+          }();
+          if (!done.ok()) {
+            Munmap(op, *base, size);
+            undo_fd();
+            placed = Placement{};
+            return done;
+          }
+          placed.point = point;
+          return absl::OkStatus();
+        });
+    RETURN_IF_ERROR(attached);
+    if (placed.point == SafePoint::kNone) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
+                       RemoteExecResult* result) {
+  const pid_t pid = request.pid;
+  ASSIGN_OR_RETURN(UniqueFd watch, exec::OpenPidfd(pid));
+  PlaceState st;
+  Placement placed;
+  UniqueFd read_end;
+  UniqueFd token;  // the daemon's read end of the token pipe
+  std::string data;
+  for (int round = 0;; ++round) {
+    UniqueFd write_end;
+    if (!request.no_wait) {
+      int fds[2] = {-1, -1};
+      if (pipe2(fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2");
+      read_end.Reset(fds[0]);
+      write_end.Reset(fds[1]);
+      if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return ErrnoStatus(errno, "pipe2");
+      token.Reset(fds[0]);
+      UniqueFd token_write(fds[1]);
+      if (write(token_write.get(), "G", 1) != 1) return ErrnoStatus(errno, "write(token)");
+    }
+    placed = Placement{};
+    RETURN_IF_ERROR(Place(caller, request, st, write_end.get(), token.get(), placed, result));
+    write_end.Reset();  // EOF comes when the target closes its copy
+    result->safe_point = placed.point == SafePoint::kBlocked ? "blocked" : "pending";
+    result->ran_on_tid = placed.point == SafePoint::kBlocked ? placed.tid : pid;
+    result->ran_on_main_thread = result->ran_on_tid == pid;
+    if (request.no_wait) {
+      result->queued = true;
+      return absl::OkStatus();
+    }
+    // A pending call waits for the main thread's next bytecode; if by now a
+    // thread sits in a blocking call instead (the main thread went on into
+    // a read, say), take the code back and start it there.
+    auto move_to_blocked = [&] {
+      if (placed.point != SafePoint::kPending || round >= kMaxRounds) return false;
+      absl::StatusOr<std::vector<ThreadPlace>> places = SurveyThreads(pid, kMaxThreads);
+      return places.ok() && Candidates(pid, *places, request.main_thread_only)[0].blocked;
+    };
+    data.clear();
+    const ReadEnd end = ReadUntilEof(read_end.get(), request.deadline, request.cancelled,
+                                     move_to_blocked, &data);
+    if (end == ReadEnd::kMoveToBlocked) {
+      if (TakeToken(token.get())) continue;  // withdrawn: place it again
+      // Already claimed: it is running; wait for it.
+      if (ReadUntilEof(read_end.get(), request.deadline, request.cancelled,
+                       [] { return false; }, &data) == ReadEnd::kEof) {
+        break;
+      }
+    } else if (end == ReadEnd::kEof) {
+      break;
+    }
+    std::string where = DescribeThreads(pid, st.symbols ? &*st.symbols : nullptr,
+                                        kMaxThreadsInMessage);
+    const std::string fate =
+        TakeToken(token.get())
+            ? "the queued code was withdrawn and will not run"
+            : absl::StrCat("the code is running on tid ", result->ran_on_tid,
+                           " and will finish on its own; its output is dropped");
+    if (request.cancelled()) {
+      return absl::CancelledError(absl::StrCat("the call was cancelled; ", fate));
+    }
+    return absl::DeadlineExceededError(absl::StrCat(
+        "pid ", pid, ": the code did not complete in time (", result->safe_point,
+        " safe point); ", fate, ". Threads: ", where));
+  }
+  absl::StatusOr<Record> record = ParseRecord(data);
+  if (!record.ok()) {
+    // EOF without a record: the fd closes as the target exits, a moment
+    // before its pidfd says so.
+    if (ProcessGone(watch.get(), absl::Seconds(1))) {
+      return absl::NotFoundError(absl::StrCat("pid ", pid, " exited during the exec"));
+    }
+    return record.status();
+  }
+  result->record = *std::move(record);
+
+  // Completed: the scratch mapping goes. The trampoline's thread must have
+  // left the code page (it sets `done` a few instructions before).
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    absl::StatusOr<UniqueFd> pidfd = exec::OpenPidfd(pid);
+    if (!pidfd.ok()) break;
+    bool unmapped = false;
+    absl::Status cleaned = exec::RunAttached(
+        caller, pid, *std::move(pidfd), {.tid = placed.tid},
+        absl::Now() + absl::Seconds(2), request.cancelled,
+        [&](ptrace::Operation& op) -> absl::Status {
+          if (placed.point == SafePoint::kBlocked) {
+            uint64_t done = 0;
+            RETURN_IF_ERROR(op.memory().Read(
+                placed.data + TrampolineData::kDone,
+                absl::MakeSpan(reinterpret_cast<uint8_t*>(&done), 8)));
+            ASSIGN_OR_RETURN(const ptrace::ThreadState* s, op.SavedState());
+            if (done != 1 || (s->regs.rip >= placed.code_page &&
+                              s->regs.rip < placed.code_page + kPage)) {
+              return absl::OkStatus();
+            }
+          }
+          Munmap(op, placed.mapping, placed.mapping_size);
+          unmapped = true;
+          return absl::OkStatus();
+        });
+    if (!cleaned.ok() || unmapped) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace procwarp::python

@@ -1,0 +1,314 @@
+// Exec.RunPython against a real procwarpd and real interpreters
+// (docs/python.md): every CPython 3.8-3.13 found on the machine (pyenv's
+// shared builds, Debian's static /usr/bin/python3.11) runs
+// tests/testcases/python_target.py busy in a loop, sleeping, blocked on a
+// pipe read, with several threads, with an audit hook that vetoes, with
+// PYTHON_DISABLE_REMOTE_DEBUG set; code that prints, raises, sets a global
+// the target then prints, an eval; 100 execs into one busy target; a target
+// exiting during the exec; uid 65534 on root's target and on its own. Older
+// Pythons, PyPy and a C program are refused with FAILED_PRECONDITION saying
+// what was found. An interpreter that is not installed is skipped with a
+// message.
+//
+// The target reports on itself after the execs ("done sum-ok=True
+// message=..."), with its own sys.stdout: its computation, globals and
+// output survived. Shard-parallel (BUILD: shard_count) to keep wall time low.
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "client/cc/client.h"
+#include "daemon/ptrace/testing/target_process.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/procwarp/exec/v1/exec.grpc.pb.h"
+#include "tests/integration/daemon_harness.h"
+
+namespace procwarp::testing {
+namespace {
+
+namespace pb = exec::v1;
+using ::testing::HasSubstr;
+
+constexpr int kNobody = 65534;
+
+struct Python {
+  std::string name;  // "3_12" for test names
+  std::string path;
+};
+
+bool Executable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
+
+// pyenv's versions under /root and $HOME (bazel's sandbox may have another
+// HOME), first match per minor version.
+std::string PyenvPython(const std::string& minor) {
+  std::vector<std::string> roots = {"/root/.pyenv/versions"};
+  if (const char* home = getenv("HOME")) roots.push_back(absl::StrCat(home, "/.pyenv/versions"));
+  for (const std::string& root : roots) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+      const std::string version = entry.path().filename().string();
+      if (!absl::StartsWith(version, absl::StrCat(minor, "."))) continue;
+      const std::string bin = absl::StrCat(entry.path().string(), "/bin/python", minor);
+      if (Executable(bin)) return bin;
+    }
+  }
+  return "";
+}
+
+std::vector<Python> SupportedPythons() {
+  std::vector<Python> out;
+  for (int minor = 8; minor <= 13; ++minor) {
+    const std::string path = PyenvPython(absl::StrCat("3.", minor));
+    if (!path.empty()) out.push_back({absl::StrCat("pyenv_3_", minor), path});
+  }
+  // Debian's: static, stripped, non-PIE, C API in .dynsym.
+  if (Executable("/usr/bin/python3.11")) out.push_back({"debian_3_11", "/usr/bin/python3.11"});
+  return out;
+}
+
+std::string Script() { return RunfilePath("tests/testcases/python_target.py"); }
+std::string OldScript() { return RunfilePath("tests/testcases/python_old_target.py"); }
+
+class PythonExecTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto daemon = DaemonHarness::Start();
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = daemon->release();
+    chmod(daemon_->dir().c_str(), 0777);
+    auto client = Client::Connect(daemon_->socket_path());
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = new Client(*std::move(client));
+  }
+  static void TearDownTestSuite() {
+    delete client_;
+    delete daemon_;
+  }
+
+  static absl::StatusOr<pb::RunPythonResponse> Exec(pid_t pid, const std::string& code,
+                                                    bool eval = false,
+                                                    bool main_thread = false) {
+    pb::RunPythonRequest request;
+    request.mutable_target()->set_pid(pid);
+    request.set_code(code);
+    request.set_mode(eval ? pb::PYTHON_MODE_EVAL : pb::PYTHON_MODE_EXEC);
+    request.set_main_thread_only(main_thread);
+    request.set_timeout_ms(20000);
+    return client_->RunPython(request);
+  }
+
+  // A copy of the script uid 65534 can read (runfiles are under /root).
+  static std::string ScriptForNobody() {
+    const std::string path = absl::StrCat(daemon_->dir(), "/python_target.py");
+    std::filesystem::copy_file(Script(), path,
+                               std::filesystem::copy_options::overwrite_existing);
+    chmod(path.c_str(), 0644);
+    return path;
+  }
+
+  static std::string AsNobody(std::vector<std::string> args) {
+    std::vector<std::string> argv = {RunfilePath("tests/integration/exec_peer"), "--socket",
+                                     daemon_->socket_path(), "--uid", absl::StrCat(kNobody),
+                                     "--gid", absl::StrCat(kNobody)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    RunResult r = RunProgram(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return r.out;
+  }
+
+  static DaemonHarness* daemon_;
+  static Client* client_;
+};
+
+DaemonHarness* PythonExecTest::daemon_ = nullptr;
+Client* PythonExecTest::client_ = nullptr;
+
+class EveryPython : public PythonExecTest,
+                    public ::testing::WithParamInterface<Python> {
+ protected:
+  void SetUp() override {
+    if (GetParam().path.empty()) {
+      GTEST_SKIP() << "no CPython 3.8-3.13 found (pyenv under /root or $HOME, "
+                      "/usr/bin/python3.11)";
+    }
+  }
+  ReadyTarget Start(const std::string& mode, const TargetProcess::Options& options = {}) {
+    return StartReady({GetParam().path, Script(), mode}, options);
+  }
+  // Sets `message` and stops the target's loop; returns its "done" line.
+  std::string Finish(ReadyTarget& t, const std::string& message) {
+    auto r = Exec(t.process.pid(), absl::StrCat("message = '", message, "'; stop = True"));
+    EXPECT_TRUE(r.ok()) << r.status();
+    auto line = t.process.ReadLine();
+    EXPECT_TRUE(line.ok()) << line.status();
+    return line.ok() ? *line : "";
+  }
+  void ExpectPrintsRaisesEvals(pid_t pid) {
+    auto printed = Exec(pid, "import sys\nprint('out', 6 * 7)\nprint('err', file=sys.stderr)");
+    ASSERT_TRUE(printed.ok()) << printed.status();
+    EXPECT_EQ(printed->stdout(), "out 42\n");
+    EXPECT_EQ(printed->stderr(), "err\n");
+    EXPECT_EQ(printed->interpreter().implementation(), "CPython");
+    EXPECT_FALSE(printed->has_exception());
+
+    auto raised = Exec(pid, "print('before')\n{}['missing']");
+    ASSERT_TRUE(raised.ok()) << raised.status();
+    EXPECT_EQ(raised->stdout(), "before\n");
+    EXPECT_EQ(raised->exception().type(), "KeyError");
+    EXPECT_EQ(raised->exception().message(), "'missing'");
+    EXPECT_THAT(raised->exception().traceback(), HasSubstr("File \"<procwarp>\", line 2"));
+
+    auto value = Exec(pid, "[mode, 2 ** 10]", /*eval=*/true);
+    ASSERT_TRUE(value.ok()) << value.status();
+    EXPECT_THAT(value->value_repr(), HasSubstr(", 1024]"));
+  }
+};
+
+TEST_P(EveryPython, BusyTarget) {
+  ReadyTarget t = Start("busy");
+  ExpectPrintsRaisesEvals(t.process.pid());
+  auto where = Exec(t.process.pid(), "print(__name__)");
+  ASSERT_TRUE(where.ok());
+  EXPECT_EQ(where->stdout(), "__main__\n");
+  EXPECT_TRUE(where->ran_on_main_thread());
+  EXPECT_EQ(Finish(t, "busy-set"), "done sum-ok=True message=busy-set");
+}
+
+TEST_P(EveryPython, SleepingTarget) {
+  ReadyTarget t = Start("sleep");
+  ExpectPrintsRaisesEvals(t.process.pid());
+  EXPECT_EQ(Finish(t, "sleep-set"), "done message=sleep-set");
+}
+
+TEST_P(EveryPython, TargetBlockedReadingAPipe) {
+  ReadyTarget t = Start("pipe");
+  ExpectPrintsRaisesEvals(t.process.pid());
+  auto set = Exec(t.process.pid(), "message = 'pipe-set'");
+  ASSERT_TRUE(set.ok()) << set.status();
+  // The read goes on as if nothing happened: no EINTR, the data arrives.
+  ASSERT_TRUE(t.process.Write("hello\n").ok());
+  auto line = t.process.ReadLine();
+  ASSERT_TRUE(line.ok()) << line.status();
+  EXPECT_EQ(*line, "done read=hello message=pipe-set");
+}
+
+TEST_P(EveryPython, MultithreadedTarget) {
+  ReadyTarget t = Start("threads");
+  ExpectPrintsRaisesEvals(t.process.pid());
+  auto main_only = Exec(t.process.pid(), "import threading\n"
+                        "print(threading.current_thread() is threading.main_thread())",
+                        false, /*main_thread=*/true);
+  ASSERT_TRUE(main_only.ok()) << main_only.status();
+  EXPECT_EQ(main_only->stdout(), "True\n");
+  EXPECT_TRUE(main_only->ran_on_main_thread());
+  EXPECT_EQ(Finish(t, "threads-set"), "done workers-ran=True message=threads-set");
+}
+
+TEST_P(EveryPython, AuditHookVetoIsPermissionDenied) {
+  ReadyTarget t = Start("veto");
+  auto r = Exec(t.process.pid(), "print('never')");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("remote exec is not welcome here"));
+  EXPECT_TRUE(t.process.Alive());
+}
+
+TEST_P(EveryPython, OptOutIsHonouredAndAdminsMayOverride) {
+  ReadyTarget t = Start("sleep", {.env = {"PYTHON_DISABLE_REMOTE_DEBUG=1"}});
+  auto refused = Exec(t.process.pid(), "print('never')");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("PYTHON_DISABLE_REMOTE_DEBUG=1"));
+  pb::RunPythonRequest request;
+  request.mutable_target()->set_pid(t.process.pid());
+  request.set_code("print('overridden')");
+  request.set_override_opt_out(true);
+  auto overridden = client_->RunPython(request);  // the test runs as root: admin
+  ASSERT_TRUE(overridden.ok()) << overridden.status();
+  EXPECT_EQ(overridden->stdout(), "overridden\n");
+}
+
+TEST_P(EveryPython, HundredExecsIntoABusyTarget) {
+  ReadyTarget t = Start("busy");
+  for (int i = 0; i < 100; ++i) {
+    auto r = Exec(t.process.pid(), absl::StrCat("print(", i, ")"));
+    ASSERT_TRUE(r.ok()) << "exec " << i << ": " << r.status();
+    ASSERT_EQ(r->stdout(), absl::StrCat(i, "\n"));
+  }
+  EXPECT_EQ(Finish(t, "after-100"), "done sum-ok=True message=after-100");
+}
+
+TEST_P(EveryPython, TargetExitingDuringTheExecIsNotFound) {
+  ReadyTarget t = Start("exit");
+  auto r = Exec(t.process.pid(), "import os\nos._exit(3)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  t.process.WaitExit();
+}
+
+TEST_P(EveryPython, NobodyOnRootsTargetIsDeniedAndOnItsOwnWorks) {
+  ReadyTarget root_target = Start("sleep");
+  EXPECT_THAT(AsNobody({"python", absl::StrCat(root_target.process.pid()), "print(1)"}),
+              ::testing::StartsWith("PERMISSION_DENIED"));
+  // pyenv's interpreters live under /root, which uid 65534 cannot enter:
+  // its own target runs Debian's python3.11 then.
+  const std::string own_python =
+      absl::StartsWith(GetParam().path, "/root/") ? "/usr/bin/python3.11" : GetParam().path;
+  if (!Executable(own_python)) GTEST_SKIP() << "no Python uid 65534 can run";
+  ReadyTarget own = StartReady({own_python, ScriptForNobody(), "sleep"}, {.uid = kNobody});
+  EXPECT_EQ(AsNobody({"python", absl::StrCat(own.process.pid()), "print('mine')"}),
+            "OK mine|\n");
+}
+
+std::vector<Python> ParamsOrPlaceholder() {
+  std::vector<Python> found = SupportedPythons();
+  if (found.empty()) found.push_back({"none_found", ""});
+  return found;
+}
+
+INSTANTIATE_TEST_SUITE_P(Interpreters, EveryPython,
+                         ::testing::ValuesIn(ParamsOrPlaceholder()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST_F(PythonExecTest, NonPythonTargetIsFailedPrecondition) {
+  ReadyTarget t = StartReady({RunfilePath("tests/testcases/attach_target"), "checksum"});
+  auto r = Exec(t.process.pid(), "print(1)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("not running a Python interpreter"));
+}
+
+TEST_F(PythonExecTest, OlderPythonsAreRefusedByVersion) {
+  int tried = 0;
+  for (const std::string minor : {"2.7", "3.6", "3.7"}) {
+    const std::string path = PyenvPython(minor);
+    if (path.empty()) {
+      std::cout << "python" << minor << " is not installed: skipped\n";
+      continue;
+    }
+    ++tried;
+    ReadyTarget t = StartReady({path, OldScript()});
+    auto r = Exec(t.process.pid(), "print(1)");
+    ASSERT_FALSE(r.ok()) << minor;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+    EXPECT_THAT(r.status().message(), HasSubstr(absl::StrCat("CPython ", minor, ".")));
+  }
+  if (tried == 0) GTEST_SKIP() << "no Python 2.7, 3.6 or 3.7 on this machine";
+}
+
+TEST_F(PythonExecTest, PyPyIsRefusedNamingIt) {
+  if (!Executable("/usr/bin/pypy3")) GTEST_SKIP() << "pypy3 is not installed";
+  ReadyTarget t = StartReady({"/usr/bin/pypy3", OldScript()});
+  auto r = Exec(t.process.pid(), "print(1)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("PyPy 3.9"));
+}
+
+}  // namespace
+}  // namespace procwarp::testing
