@@ -139,9 +139,10 @@ struct Expected {
   bool argument;
 };
 
-class PythonStackTest : public ::testing::TestWithParam<Interpreter> {
+// A daemon of the test's own and a client of it.
+class DaemonFixture {
  protected:
-  void SetUp() override {
+  void StartDaemon() {
     auto daemon = DaemonHarness::Start();
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
@@ -149,7 +150,6 @@ class PythonStackTest : public ::testing::TestWithParam<Interpreter> {
     ASSERT_TRUE(client.ok()) << client.status();
     client_.emplace(*std::move(client));
   }
-
   absl::StatusOr<pb::PythonStackResponse> Stack(pid_t pid, bool locals,
                                                 bool consistent = false) {
     pb::PythonStackRequest request;
@@ -158,6 +158,14 @@ class PythonStackTest : public ::testing::TestWithParam<Interpreter> {
     request.set_consistent(consistent);
     return client_->PythonStack(request);
   }
+
+  std::unique_ptr<DaemonHarness> daemon_;
+  std::optional<Client> client_;
+};
+
+class PythonStackTest : public ::testing::TestWithParam<Interpreter>, public DaemonFixture {
+ protected:
+  void SetUp() override { StartDaemon(); }
 
   // Reads until the main thread's frames are `functions` (the target printed
   // its ready line from a function it has yet to return from). A condition
@@ -178,9 +186,6 @@ class PythonStackTest : public ::testing::TestWithParam<Interpreter> {
     argv.insert(argv.end(), args.begin(), args.end());
     return StartReady(argv);
   }
-
-  std::unique_ptr<DaemonHarness> daemon_;
-  std::optional<Client> client_;
 };
 
 TEST_P(PythonStackTest, NestedFunctionsAndLocalsAreExact) {
@@ -377,21 +382,10 @@ INSTANTIATE_TEST_SUITE_P(Interpreters, PythonStackTest, ::testing::ValuesIn(Inte
                          });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(PythonStackTest);
 
-class PythonStackRulesTest : public ::testing::Test {
+class PythonStackRulesTest : public ::testing::Test, public DaemonFixture {
  protected:
-  void SetUp() override {
-    auto daemon = DaemonHarness::Start();
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = *std::move(daemon);
-    auto client = Client::Connect(daemon_->socket_path());
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_.emplace(*std::move(client));
-  }
-  absl::Status StackStatus(pid_t pid) {
-    pb::PythonStackRequest request;
-    request.set_pid(pid);
-    return client_->PythonStack(request).status();
-  }
+  void SetUp() override { StartDaemon(); }
+  absl::Status StackStatus(pid_t pid) { return Stack(pid, /*locals=*/false).status(); }
   // snapshots_peer's line, as uid/gid 65534.
   std::string AsNobody(pid_t pid) {
     RunResult r = RunProgram({RunfilePath("tests/integration/snapshots_peer"), "--socket",
@@ -400,8 +394,6 @@ class PythonStackRulesTest : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.out;
     return r.out;
   }
-  std::unique_ptr<DaemonHarness> daemon_;
-  std::optional<Client> client_;
 };
 
 TEST_F(PythonStackRulesTest, NonPythonTargetIsFailedPrecondition) {
