@@ -23,6 +23,7 @@
 #include "daemon/admin/health_service.h"
 #include "daemon/config.h"
 #include "daemon/exec/exec_service.h"
+#include "daemon/snapshots/snapshots_service.h"
 #include "daemon/files/fd_side_channel.h"
 #include "daemon/files/files_service.h"
 #include "daemon/memory/memory_service.h"
@@ -400,12 +401,16 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
        .max_library_handles_per_identity =
            config.limits().max_library_handles_per_identity()},
       &threads);
+  // Python stack snapshots (docs/python.md): reads, bounded like Exec.
+  snapshots::SnapshotsService snapshots_service(
+      &callers, absl::Milliseconds(config.limits().exec_operation_timeout_ms()));
 
   HealthService health(
       {v1::Admin::service_full_name(), v1::Processes::service_full_name(),
        v1::Threads::service_full_name(), v1::Memory::service_full_name(),
        v1::Files::service_full_name(),
-       exec::v1::Exec::service_full_name()},
+       exec::v1::Exec::service_full_name(),
+       snapshots::v1::Snapshots::service_full_name()},
       &callers);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -417,6 +422,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   builder.RegisterService(&memory_service);
   builder.RegisterService(&files_service);
   builder.RegisterService(&exec_service);
+  builder.RegisterService(&snapshots_service);
   // Reflection streams run gRPC's own handler: admit them here.
   {
     std::vector<std::unique_ptr<

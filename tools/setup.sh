@@ -27,6 +27,9 @@ PACKAGES=(
   python3-grpcio python3-protobuf python3-pytest
   # Python remote exec targets (docs/python.md): PyPy 3.9
   pypy3
+  # Debian CPython 3.11's headers, internal ones included: the source of
+  # its stack-snapshot layout (tools/python_layouts/README.md)
+  libpython3.11-dev
 )
 
 missing=()

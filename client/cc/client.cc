@@ -480,6 +480,17 @@ absl::StatusOr<exec::v1::PreflightResponse> Client::Preflight(
   return response;
 }
 
+absl::StatusOr<snapshots::v1::PythonStackResponse> Client::PythonStack(
+    const snapshots::v1::PythonStackRequest& request) const {
+  grpc::ClientContext context;
+  internal::SetTimeout(context, internal::kExecCallTimeout);
+  snapshots::v1::PythonStackResponse response;
+  absl::Status status = FromGrpcStatus(
+      connection_->snapshots->PythonStack(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
 absl::StatusOr<exec::v1::RunPythonResponse> Client::RunPython(
     const exec::v1::RunPythonRequest& request) const {
   grpc::ClientContext context;

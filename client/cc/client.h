@@ -84,6 +84,7 @@
 #include "client/cc/process.h"
 #include "client/cc/thread.h"
 #include "proto/procwarp/exec/v1/exec.pb.h"
+#include "proto/procwarp/snapshots/v1/snapshots.pb.h"
 #include "proto/procwarp/v1/admin.pb.h"
 #include "proto/procwarp/v1/processes.pb.h"
 #include "proto/procwarp/v1/threads.pb.h"
@@ -287,6 +288,12 @@ class Client {
   // request's timeout_ms plus a margin (the daemon's default when 0).
   absl::StatusOr<exec::v1::RunPythonResponse> RunPython(
       const exec::v1::RunPythonRequest& request) const;
+  // Every Python thread's frames in process request.pid (CPython 3.8-3.13),
+  // read from its memory without running code in it (docs/python.md):
+  // `locals` adds each frame's local variables, `consistent` stops the
+  // target's threads for the read (by default it runs on).
+  absl::StatusOr<snapshots::v1::PythonStackResponse> PythonStack(
+      const snapshots::v1::PythonStackRequest& request) const;
 
   // Subscribes to process events. Events that happen before the daemon has
   // registered the subscription are not seen.

@@ -21,7 +21,8 @@ Connection::Connection(std::string path, DaemonSocket socket)
       threads(v1::Threads::NewStub(channel)),
       memory(v1::Memory::NewStub(channel)),
       files(v1::Files::NewStub(channel)),
-      exec(exec::v1::Exec::NewStub(channel)) {}
+      exec(exec::v1::Exec::NewStub(channel)),
+      snapshots(snapshots::v1::Snapshots::NewStub(channel)) {}
 
 Connection::Connection(std::string target,
                        std::shared_ptr<grpc::Channel> tls_channel)

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "client/cc/daemon_peer.h"
 #include "proto/procwarp/exec/v1/exec.grpc.pb.h"
+#include "proto/procwarp/snapshots/v1/snapshots.grpc.pb.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "proto/procwarp/v1/files.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
@@ -54,6 +55,7 @@ struct Connection {
   const std::unique_ptr<v1::Memory::Stub> memory;
   const std::unique_ptr<v1::Files::Stub> files;
   const std::unique_ptr<exec::v1::Exec::Stub> exec;
+  const std::unique_ptr<snapshots::v1::Snapshots::Stub> snapshots;
 };
 
 // Sets `context`'s deadline `timeout` from now; an infinite timeout leaves the

@@ -15,6 +15,7 @@
 #include "client/cli/exec_commands.h"
 #include "client/cli/python_commands.h"
 #include "client/cli/output.h"
+#include "client/cli/python_stack_commands.h"
 #include "client/cli/thread_commands.h"
 
 namespace procwarp::cli {
@@ -43,6 +44,7 @@ struct CommandLine {
   std::string library;
   std::string handle;
   ThreadAttachOptions thread_attach;
+  PyStackOptions py_stack;
   int target_pid = 0;  // fds / steal-fd
   int fd = -1;
   std::vector<std::string> command;
@@ -232,8 +234,10 @@ void AddExecCommands(CLI::App& app, CommandLine& line) {
   doctor->add_option("pid", line.doctor_pid, "Process id");
 }
 
+// `procwarp py ...`: Python programs (docs/python.md).
 void AddPythonCommands(CLI::App& app, CommandLine& line) {
-  CLI::App* py = app.add_subcommand("py", "Python programs: run code inside them");
+  CLI::App* py = app.add_subcommand(
+      "py", "Python programs: run code inside them, read their stacks");
   py->require_subcommand(1);
   CLI::App* exec = py->add_subcommand(
       "exec",
@@ -254,6 +258,25 @@ void AddPythonCommands(CLI::App& app, CommandLine& line) {
                  "Return once the code is queued; its output is not collected");
   exec->add_flag("--override-opt-out", line.py_exec.override_opt_out,
                  "Admins: run although the target opted out of remote debugging");
+  CLI::App* stack = py->add_subcommand(
+      "stack",
+      "Print every Python thread's stack, read from the process's memory "
+      "without running code in it or stopping it");
+  stack->add_option("pid", line.py_stack.pid, "Process id")->required();
+  stack->add_flag("--locals", line.py_stack.locals,
+                  "Show each frame's arguments and local variables");
+  stack->add_flag("--consistent", line.py_stack.consistent,
+                  "Stop all the process's threads for the read (then let them go)");
+  stack->add_flag("--native", line.py_stack.native, "Also native (C) frames");
+  stack->add_flag("--repr", line.py_stack.repr,
+                  "Full reprs of every local, through remote exec");
+}
+
+absl::StatusOr<int> DispatchPy(const CLI::App& py, const CommandLine& line) {
+  const std::string name = py.get_subcommands().front()->get_name();
+  if (name == "exec") return RunPyExec(line.global, line.py_exec);
+  if (name == "stack") return RunPyStack(line.global, line.py_stack);
+  return absl::InternalError("unhandled py subcommand " + name);
 }
 
 absl::StatusOr<int> DispatchThread(const CLI::App& thread,
@@ -275,7 +298,7 @@ absl::StatusOr<int> Dispatch(const CLI::App& app, const CommandLine& line) {
   const CLI::App* command = app.get_subcommands().front();
   const std::string name = command->get_name();
   if (name == "thread") return DispatchThread(*command, line);
-  if (name == "py") return RunPyExec(line.global, line.py_exec);
+  if (name == "py") return DispatchPy(*command, line);
   if (name == "status") return RunStatus(line.global);
   if (name == "run") return RunRun(line.global, line.run);
   if (name == "ps") return RunPs(line.global, line.ps_all);

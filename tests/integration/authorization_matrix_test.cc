@@ -52,6 +52,7 @@
 #include "gtest/gtest.h"
 #include "proto/grpc/health/v1/health.pb.h"
 #include "proto/procwarp/exec/v1/exec.pb.h"
+#include "proto/procwarp/snapshots/v1/snapshots.pb.h"
 #include "proto/procwarp/v1/admin.pb.h"
 #include "proto/procwarp/v1/files.pb.h"
 #include "proto/procwarp/v1/memory.pb.h"
@@ -402,6 +403,13 @@ const std::vector<Entry>& Matrix() {
        One<procwarp::exec::v1::PreflightRequest>(
            [](auto& h, auto* r) { r->set_pid(h.root_call_pid); }),
        Everyone()},
+      // Stack snapshots read a process's memory: the ptrace rule, as attach.
+      // Root's `sleep` is no Python, which only those who may read it learn.
+      {"/procwarp.snapshots.v1.Snapshots/PythonStack", "",
+       One<procwarp::snapshots::v1::PythonStackRequest>(
+           [](auto& h, auto* r) { r->set_pid(h.root_call_pid); }),
+       {StatusCode::PERMISSION_DENIED, StatusCode::PERMISSION_DENIED,
+        StatusCode::FAILED_PRECONDITION, StatusCode::FAILED_PRECONDITION}},
   };
   return *matrix;
 }

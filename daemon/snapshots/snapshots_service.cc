@@ -1,0 +1,153 @@
+// See snapshots_service.h.
+#include "daemon/snapshots/snapshots_service.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <dirent.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/exec/transient_attach.h"
+#include "daemon/python/stack_memory.h"
+#include "daemon/python/stack_target.h"
+#include "daemon/security/ptrace_access.h"
+#include "daemon/server/log.h"
+#include "daemon/util/errno_status.h"
+#include "daemon/util/pidfd.h"
+#include "daemon/util/status_macros.h"
+#include "daemon/util/unique_fd.h"
+
+namespace procwarp::snapshots {
+namespace {
+
+namespace pb = procwarp::snapshots::v1;
+
+// The scheduler state of each thread of the process behind `dir` (the
+// letter of /proc/PID/task/TID/stat: R running, S sleeping, D disk, ...).
+std::map<pid_t, char> TaskStates(const ProcDir& dir) {
+  std::map<pid_t, char> out;
+  UniqueFd task(openat(dir.fd(), "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!task) return out;
+  DIR* listing = fdopendir(dup(task.get()));
+  if (listing == nullptr) return out;
+  while (dirent* entry = readdir(listing)) {
+    pid_t tid = atoi(entry->d_name);
+    if (tid <= 0) continue;
+    UniqueFd stat(openat(task.get(), absl::StrCat(entry->d_name, "/stat").c_str(),
+                         O_RDONLY | O_CLOEXEC));
+    if (!stat) continue;
+    char buffer[512];
+    ssize_t n = read(stat.get(), buffer, sizeof(buffer) - 1);
+    if (n <= 0) continue;
+    buffer[n] = '\0';
+    // "TID (comm) S ...": the comm may hold anything, the state follows
+    // the last ')'.
+    const char* paren = strrchr(buffer, ')');
+    if (paren != nullptr && paren[1] == ' ' && paren[2] != '\0') out[tid] = paren[2];
+  }
+  closedir(listing);
+  return out;
+}
+
+void FillThreads(const std::map<pid_t, char>& states,
+                 std::vector<pb::PythonThread> threads, pb::PythonStackResponse* response) {
+  for (pb::PythonThread& thread : threads) {
+    auto state = states.find(thread.tid());
+    if (state == states.end()) {
+      thread.set_tid(0);  // not a thread of this process: not told
+    } else {
+      // Running (or runnable) Python is busy; anything else waits.
+      thread.set_idle(state->second != 'R');
+    }
+    *response->add_threads() = std::move(thread);
+  }
+}
+
+absl::Status ReadSnapshot(const Identity& caller, const pb::PythonStackRequest& request,
+                          absl::Time deadline, std::function<bool()> cancelled,
+                          const python::StackLimits& limits,
+                          pb::PythonStackResponse* response) {
+  const pid_t pid = request.pid();
+  if (pid <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("pid ", pid, " is not a process id"));
+  }
+  if (request.native()) {
+    return absl::UnimplementedError(
+        "native (C) frames are not read yet; ask without `native`");
+  }
+  if (pid == getpid()) {
+    return absl::FailedPreconditionError("pid is procwarpd itself");
+  }
+  const std::string what = absl::StrCat("pid ", pid);
+  ASSIGN_OR_RETURN(UniqueFd pidfd, exec::OpenPidfd(pid));
+  ASSIGN_OR_RETURN(ProcDir dir, ProcDir::Open(pid, pidfd.get()));
+  RETURN_IF_ERROR(CheckCallerMayPtrace(caller, dir, what));
+  ASSIGN_OR_RETURN(UniqueFd mem, OpenProcessMemory(dir));
+  python::ProcMemReader memory(std::move(mem));
+  ASSIGN_OR_RETURN(python::StackTarget target, python::FindStackTarget(pid, memory));
+  // Before any stop: a consistent read would see every thread stopped.
+  const std::map<pid_t, char> states = TaskStates(dir);
+  std::vector<pb::PythonThread> threads;
+  int retries = 0;
+  absl::Status read;
+  if (request.consistent()) {
+    UniqueFd attach_fd(fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!attach_fd) return ErrnoStatus(errno, "dup(pidfd)");
+    read = exec::RunAttached(
+        caller, pid, std::move(attach_fd), deadline, std::move(cancelled),
+        [&](ptrace::Operation& op) -> absl::Status {
+          RETURN_IF_ERROR(op.StopOtherThreads().status());
+          return python::ReadStacksConsistent(memory, target.where, request.locals(),
+                                              limits, &threads, &retries);
+        });
+  } else {
+    read = python::ReadStacksConsistent(memory, target.where, request.locals(), limits,
+                                        &threads, &retries);
+  }
+  if (PidfdExited(pidfd.get())) {
+    return absl::NotFoundError(absl::StrCat(what, " exited during the read"));
+  }
+  RETURN_IF_ERROR(read);
+  // Authority at use: what was read goes back only if the caller could
+  // still read it itself.
+  RETURN_IF_ERROR(CheckCallerMayPtrace(caller, dir, what));
+  procwarp::v1::PythonInterpreter* interpreter = response->mutable_interpreter();
+  interpreter->set_implementation(target.implementation);
+  interpreter->set_version(target.version);
+  interpreter->set_object(target.object);
+  FillThreads(states, std::move(threads), response);
+  response->set_retries(retries);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::Status SnapshotsService::PythonStack(grpc::ServerContext* context,
+                                           const pb::PythonStackRequest* request,
+                                           pb::PythonStackResponse* response) {
+  return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    const absl::Time deadline = std::min(absl::FromChrono(context->deadline()),
+                                         absl::Now() + max_operation_time_);
+    absl::Status status =
+        ReadSnapshot(caller, *request, deadline, [context] { return context->IsCancelled(); },
+                     limits_, response);
+    // Only reads that stop the target are audited: the others change
+    // nothing (as Memory reads).
+    if (request->consistent()) {
+      Audit("snapshots.python_stack", caller,
+            {{"TARGET_PID", absl::StrCat(request->pid())},
+             {"CONSISTENT", "1"},
+             {"OUTCOME", status.ok() ? "ok" : status.ToString()}});
+    }
+    if (!status.ok()) response->Clear();
+    return status;
+  });
+}
+
+}  // namespace procwarp::snapshots

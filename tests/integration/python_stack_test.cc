@@ -1,0 +1,463 @@
+// Snapshots.PythonStack against a real procwarpd and real Python programs
+// (tests/testcases/python_stack_target.py), under every CPython 3.8-3.13 the
+// machine has (~/.pyenv/versions/3.*, Debian's /usr/bin/python3; a missing
+// one is skipped with a message): nested functions with known locals checked
+// exactly, several named threads, a busy target read without stopping it,
+// --consistent leaving it running and untraced, a target whose frames change
+// all the time (a result or ABORTED, never garbage), a target exiting during
+// reads, non-Python and unsupported interpreters (FAILED_PRECONDITION), and
+// the attach rule as uid 65534 (snapshots_peer).
+#include <glob.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/cc/client.h"
+#include "daemon/ptrace/testing/target_process.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/daemon_harness.h"
+
+namespace procwarp::testing {
+namespace {
+
+namespace pb = snapshots::v1;
+using ::testing::HasSubstr;
+
+constexpr int kNobody = 65534;
+
+struct Interpreter {
+  std::string label;  // "3.11 (pyenv)"
+  std::string path;
+};
+
+std::vector<std::string> Glob(const std::string& pattern) {
+  glob_t g{};
+  std::vector<std::string> out;
+  if (glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.push_back(g.gl_pathv[i]);
+  }
+  globfree(&g);
+  return out;
+}
+
+std::vector<Interpreter> Interpreters() {
+  std::vector<Interpreter> out;
+  for (int minor = 8; minor <= 13; ++minor) {
+    const std::string name = absl::StrCat("3.", minor);
+    std::vector<std::string> found =
+        Glob(absl::StrCat("/root/.pyenv/versions/", name, ".*/bin/python", name));
+    if (found.empty()) {
+      fprintf(stderr, "SKIP: no CPython %s under /root/.pyenv/versions\n", name.c_str());
+      continue;
+    }
+    out.push_back({absl::StrCat(name, " (pyenv)"), found[0]});
+  }
+  if (access("/usr/bin/python3", X_OK) == 0) {
+    out.push_back({"Debian /usr/bin/python3", "/usr/bin/python3"});
+  } else {
+    fprintf(stderr, "SKIP: no /usr/bin/python3\n");
+  }
+  return out;
+}
+
+std::string Script() { return RunfilePath("tests/testcases/python_stack_target.py"); }
+
+// "# LINE:<name>" markers of the target script -> line numbers.
+std::map<std::string, int> Markers() {
+  std::ifstream in(Script());
+  std::map<std::string, int> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    size_t at = line.find("# LINE:");
+    if (at != std::string::npos) out[line.substr(at + 7)] = n;
+  }
+  return out;
+}
+
+const pb::PythonThread* MainThread(const pb::PythonStackResponse& stack) {
+  for (const auto& t : stack.threads()) {
+    if (t.is_main()) return &t;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> Functions(const pb::PythonThread& thread) {
+  std::vector<std::string> out;
+  for (const auto& f : thread.frames()) out.push_back(f.function());
+  return out;
+}
+
+std::string ProcField(pid_t pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, field + ":")) {
+      return std::string(absl::StripAsciiWhitespace(line.substr(field.size() + 1)));
+    }
+  }
+  return "";
+}
+
+// Waits until every thread of `pid` is blocked (not R in its task stat):
+// the state the daemon reports as "idle". A condition, not a timeout: the
+// target reaches it right after printing its ready line.
+void AwaitAllBlocked(pid_t pid) {
+  for (;;) {
+    bool running = false;
+    for (const auto& task :
+         std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"))) {
+      std::ifstream in(task.path() / "stat");
+      std::string stat((std::istreambuf_iterator<char>(in)), {});
+      size_t paren = stat.rfind(')');
+      if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'R') {
+        running = true;
+      }
+    }
+    if (!running) return;
+    usleep(1000);
+  }
+}
+
+// One local as the test writes it: type, repr (or "" for containers),
+// length (-1: none), argument or not.
+struct Expected {
+  std::string type;
+  std::string repr;
+  int64_t length;
+  bool argument;
+};
+
+// A daemon of the test's own and a client of it.
+class DaemonFixture {
+ protected:
+  void StartDaemon() {
+    auto daemon = DaemonHarness::Start();
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = *std::move(daemon);
+    auto client = Client::Connect(daemon_->socket_path());
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_.emplace(*std::move(client));
+  }
+  absl::StatusOr<pb::PythonStackResponse> Stack(pid_t pid, bool locals,
+                                                bool consistent = false) {
+    pb::PythonStackRequest request;
+    request.set_pid(pid);
+    request.set_locals(locals);
+    request.set_consistent(consistent);
+    return client_->PythonStack(request);
+  }
+
+  std::unique_ptr<DaemonHarness> daemon_;
+  std::optional<Client> client_;
+};
+
+class PythonStackTest : public ::testing::TestWithParam<Interpreter>, public DaemonFixture {
+ protected:
+  void SetUp() override { StartDaemon(); }
+
+  // Reads until the main thread's frames are `functions` (the target printed
+  // its ready line from a function it has yet to return from). A condition
+  // with a bound on the number of reads, not a timeout.
+  void AwaitMainFrames(pid_t pid, const std::vector<std::string>& functions) {
+    for (int i = 0; i < 10000; ++i) {
+      auto stack = Stack(pid, /*locals=*/false);
+      if (stack.ok() && MainThread(*stack) != nullptr &&
+          Functions(*MainThread(*stack)) == functions) {
+        return;
+      }
+    }
+    ADD_FAILURE() << "the main thread never ran " << absl::StrJoin(functions, " > ");
+  }
+
+  ReadyTarget Start(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {GetParam().path, Script()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return StartReady(argv);
+  }
+};
+
+TEST_P(PythonStackTest, NestedFunctionsAndLocalsAreExact) {
+  ReadyTarget t = Start({"nested"});
+  AwaitAllBlocked(t.process.pid());
+  auto stack = Stack(t.process.pid(), /*locals=*/true);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  EXPECT_EQ(stack->interpreter().implementation(), "CPython");
+  EXPECT_TRUE(absl::StartsWith(stack->interpreter().version(), "3."));
+  if (absl::StrContains(GetParam().path, "pyenv")) {  // .../versions/3.N.M/bin/python3.N
+    EXPECT_THAT(GetParam().path, HasSubstr(absl::StrCat("/", stack->interpreter().version(),
+                                                        stack->interpreter().version().size() > 4 ? "/" : ".")));
+  }
+  const pb::PythonThread* main = MainThread(*stack);
+  ASSERT_NE(main, nullptr);
+  EXPECT_EQ(main->tid(), t.process.pid());
+  EXPECT_TRUE(main->idle());  // blocked reading stdin
+  EXPECT_FALSE(main->holds_gil());
+  EXPECT_THAT(Functions(*main),
+              ::testing::ElementsAre("<module>", "outer", "middle", "inner"));
+  const std::map<std::string, int> lines = Markers();
+  std::vector<int> got_lines;
+  for (const auto& f : main->frames()) {
+    EXPECT_EQ(f.file(), Script());
+    got_lines.push_back(f.line());
+  }
+  EXPECT_THAT(got_lines, ::testing::ElementsAre(lines.at("module"), lines.at("outer"),
+                                                lines.at("middle"), lines.at("inner")));
+  // middle's locals: its argument and a tuple.
+  const auto& middle = main->frames(2);
+  ASSERT_EQ(middle.locals_size(), 2);
+  EXPECT_EQ(middle.locals(0).name(), "n");
+  EXPECT_TRUE(middle.locals(0).is_argument());
+  EXPECT_EQ(middle.locals(0).value().repr(), "1");
+  EXPECT_EQ(middle.locals(1).name(), "t");
+  EXPECT_EQ(middle.locals(1).value().type(), "tuple");
+  EXPECT_EQ(middle.locals(1).value().length(), 2);
+
+  const std::map<std::string, Expected> expected = {
+      {"a", {"int", "1", -1, true}},
+      {"b", {"str", "'two'", 3, true}},
+      {"rest", {"tuple", "", 1, true}},
+      {"kw", {"dict", "", 1, true}},
+      {"x", {"int", "42", -1, false}},
+      {"neg", {"int", "-7", -1, false}},
+      {"big", {"int", "1267650600228229401496703205376", -1, false}},
+      {"y", {"float", "-1.5", -1, false}},
+      {"s", {"str", "'h\xc3\xa9llo'", 5, false}},
+      {"by", {"bytes", "b'\\x00ab'", 3, false}},
+      {"flag", {"bool", "True", -1, false}},
+      {"nothing", {"NoneType", "None", -1, false}},
+      {"lst", {"list", "", 3, false}},
+      {"d", {"dict", "", 1, false}},
+      {"st", {"set", "", 2, false}},
+  };
+  std::map<std::string, Expected> got;
+  for (const auto& local : main->frames(3).locals()) {
+    const auto& v = local.value();
+    got[local.name()] = {v.type(), v.repr(), v.has_length() ? v.length() : -1,
+                         local.is_argument()};
+    EXPECT_FALSE(v.truncated()) << local.name();
+    EXPECT_NE(v.address(), 0u) << local.name();
+  }
+  EXPECT_EQ(got.count("later"), 0u);  // not bound yet
+  for (const auto& [name, want] : expected) {
+    ASSERT_EQ(got.count(name), 1u) << name;
+    const Expected& have = got[name];
+    EXPECT_EQ(have.type, want.type) << name;
+    EXPECT_EQ(have.repr, want.repr) << name;
+    EXPECT_EQ(have.length, want.length) << name;
+    EXPECT_EQ(have.argument, want.argument) << name;
+  }
+  EXPECT_EQ(got.size(), expected.size());
+  // Without locals: the same frames, no locals.
+  auto bare = Stack(t.process.pid(), /*locals=*/false);
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  ASSERT_NE(MainThread(*bare), nullptr);
+  EXPECT_EQ(Functions(*MainThread(*bare)), Functions(*main));
+  EXPECT_EQ(MainThread(*bare)->frames(3).locals_size(), 0);
+}
+
+TEST_P(PythonStackTest, EveryThreadIsFound) {
+  ReadyTarget t = Start({"threads"});
+  AwaitAllBlocked(t.process.pid());
+  auto stack = Stack(t.process.pid(), /*locals=*/false);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  ASSERT_EQ(stack->threads_size(), 3);
+  const std::map<std::string, int> lines = Markers();
+  std::set<pid_t> tids;
+  std::map<std::string, int> worker_lines;
+  int mains = 0;
+  for (const auto& thread : stack->threads()) {
+    mains += thread.is_main();
+    tids.insert(thread.tid());
+    EXPECT_TRUE(std::filesystem::exists(
+        absl::StrCat("/proc/", t.process.pid(), "/task/", thread.tid())))
+        << thread.tid();
+    EXPECT_NE(thread.thread_ident(), 0u);
+    EXPECT_TRUE(thread.idle());
+    EXPECT_FALSE(thread.holds_gil());
+    for (const auto& f : thread.frames()) {
+      if (absl::StartsWith(f.function(), "worker_")) worker_lines[f.function()] = f.line();
+    }
+  }
+  EXPECT_EQ(mains, 1);
+  EXPECT_EQ(tids.size(), 3u);
+  EXPECT_EQ(stack->threads(0).tid(), t.process.pid());  // main first
+  EXPECT_EQ(worker_lines, (std::map<std::string, int>{{"worker_a", lines.at("worker_a")},
+                                                      {"worker_b", lines.at("worker_b")}}));
+}
+
+TEST_P(PythonStackTest, BusyTargetIsReadRunningAndConsistentModeLeavesItRunning) {
+  ReadyTarget t = Start({"busy"});
+  AwaitMainFrames(t.process.pid(), {"<module>", "busy", "spin"});
+  const std::map<std::string, int> lines = Markers();
+  auto stack = Stack(t.process.pid(), /*locals=*/true);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const pb::PythonThread* main = MainThread(*stack);
+  ASSERT_NE(main, nullptr);
+  EXPECT_THAT(Functions(*main), ::testing::ElementsAre("<module>", "busy", "spin"));
+  EXPECT_TRUE(main->holds_gil());
+  EXPECT_EQ(main->frames(2).locals(0).name(), "i");
+  EXPECT_EQ(main->frames(2).locals(0).value().type(), "int");
+  // The loop's two lines: the `while` test and the increment.
+  EXPECT_THAT(main->frames(2).line(),
+              ::testing::AnyOf(lines.at("spin"), lines.at("spin") - 1));
+
+  auto frozen = Stack(t.process.pid(), /*locals=*/true, /*consistent=*/true);
+  ASSERT_TRUE(frozen.ok()) << frozen.status();
+  ASSERT_NE(MainThread(*frozen), nullptr);
+  EXPECT_THAT(Functions(*MainThread(*frozen)),
+              ::testing::ElementsAre("<module>", "busy", "spin"));
+  EXPECT_EQ(frozen->retries(), 0);
+  // Detached and running: no tracer, and it still answers.
+  EXPECT_EQ(ProcField(t.process.pid(), "TracerPid"), "0");
+  ASSERT_TRUE(t.process.Write("ping\n").ok());
+  auto pong = t.process.ReadLine();
+  ASSERT_TRUE(pong.ok()) << pong.status();
+  EXPECT_EQ(*pong, "pong");
+  EXPECT_EQ(ProcField(t.process.pid(), "TracerPid"), "0");
+}
+
+TEST_P(PythonStackTest, ChangingFramesGiveAResultOrAbortedNeverGarbage) {
+  ReadyTarget t = Start({"churn"});
+  AwaitMainFrames(t.process.pid(), {"<module>", "churn"});
+  int ok = 0;
+  for (int i = 0; i < 15; ++i) {
+    auto stack = Stack(t.process.pid(), /*locals=*/true);
+    if (!stack.ok()) {
+      EXPECT_EQ(stack.status().code(), absl::StatusCode::kAborted) << stack.status();
+      continue;
+    }
+    ++ok;  // a complete, verified read
+    const pb::PythonThread* main = MainThread(*stack);
+    ASSERT_NE(main, nullptr);
+    std::vector<std::string> functions = Functions(*main);
+    ASSERT_GE(functions.size(), 2u);
+    EXPECT_EQ(functions[0], "<module>");
+    EXPECT_EQ(functions[1], "churn");
+    if (functions.size() == 3) EXPECT_EQ(functions[2], "leaf");
+    EXPECT_LE(functions.size(), 3u);
+  }
+  RecordProperty("complete_reads", ok);
+  // Stopped, the frames cannot change.
+  auto frozen = Stack(t.process.pid(), /*locals=*/true, /*consistent=*/true);
+  ASSERT_TRUE(frozen.ok()) << frozen.status();
+  ASSERT_TRUE(t.process.Write("ping\n").ok());
+  EXPECT_EQ(t.process.ReadLine().value_or(""), "pong");
+}
+
+TEST_P(PythonStackTest, TargetExitingDuringReadsIsACleanError) {
+  ReadyTarget t = Start({"nested"});
+  const int fds = daemon_->CountFds();
+  t.process.CloseStdin();  // inner() returns and the program ends
+  for (;;) {
+    auto stack = Stack(t.process.pid(), /*locals=*/true);
+    if (stack.ok()) continue;  // not gone yet
+    EXPECT_EQ(stack.status().code(), absl::StatusCode::kNotFound) << stack.status();
+    break;
+  }
+  t.process.WaitExit();
+  auto after = Stack(t.process.pid(), /*locals=*/true);
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kNotFound) << after.status();
+  EXPECT_LE(daemon_->AwaitFdsAtMost(fds, absl::Seconds(10)), fds);
+}
+
+INSTANTIATE_TEST_SUITE_P(Interpreters, PythonStackTest, ::testing::ValuesIn(Interpreters()),
+                         [](const ::testing::TestParamInfo<Interpreter>& info) {
+                           std::string name;
+                           for (char c : info.param.label) {
+                             name.push_back(absl::ascii_isalnum(c) ? c : '_');
+                           }
+                           return name;
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(PythonStackTest);
+
+class PythonStackRulesTest : public ::testing::Test, public DaemonFixture {
+ protected:
+  void SetUp() override { StartDaemon(); }
+  absl::Status StackStatus(pid_t pid) { return Stack(pid, /*locals=*/false).status(); }
+  // snapshots_peer's line, as uid/gid 65534.
+  std::string AsNobody(pid_t pid) {
+    RunResult r = RunProgram({RunfilePath("tests/integration/snapshots_peer"), "--socket",
+                              daemon_->socket_path(), "--uid", absl::StrCat(kNobody), "--gid",
+                              absl::StrCat(kNobody), "stack", absl::StrCat(pid)});
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return r.out;
+  }
+};
+
+TEST_F(PythonStackRulesTest, NonPythonTargetIsFailedPrecondition) {
+  ReadyTarget t = StartReady({RunfilePath("tests/testcases/attach_target"), "read"});
+  absl::Status status = StackStatus(t.process.pid());
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("not a CPython"));
+}
+
+TEST_F(PythonStackRulesTest, UnsupportedPythonsAreNamed) {
+  struct Old {
+    std::string pattern;
+    std::string says;
+  };
+  int checked = 0;
+  for (const Old& old : {Old{"/root/.pyenv/versions/3.7.*/bin/python3.7", "Python 3.7"},
+                         Old{"/root/.pyenv/versions/3.6.*/bin/python3.6", "Python 3.6"},
+                         Old{"/root/.pyenv/versions/2.7.*/bin/python2.7", "Python 2.7"},
+                         Old{"/usr/bin/pypy3", "PyPy"}}) {
+    std::vector<std::string> found = Glob(old.pattern);
+    if (found.empty()) {
+      fprintf(stderr, "SKIP: no %s\n", old.pattern.c_str());
+      continue;
+    }
+    // Any program that blocks on stdin after saying it is ready.
+    ReadyTarget t = StartReady(
+        {found[0], "-c",
+         "import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.readline()"});
+    absl::Status status = StackStatus(t.process.pid());
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << old.says << status;
+    EXPECT_THAT(status.message(), HasSubstr(old.says));
+    ++checked;
+  }
+  if (checked == 0) GTEST_SKIP() << "no unsupported Python on this machine";
+}
+
+TEST_F(PythonStackRulesTest, BadRequests) {
+  EXPECT_EQ(StackStatus(0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StackStatus(-5).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StackStatus(daemon_->daemon_pid()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A pid no process has (pid_max is at most 2^22).
+  EXPECT_EQ(StackStatus(1 << 23).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PythonStackRulesTest, NobodyIsDeniedRootsTargetAndReadsItsOwn) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  // A copy uid 65534 can read (the runfiles are under root's home).
+  const std::string dir = MakeTempDir();
+  const std::string script = dir + "/python_stack_target.py";
+  std::filesystem::copy_file(Script(), script);
+  chmod(script.c_str(), 0644);
+  {
+    ReadyTarget root = StartReady({"/usr/bin/python3", script, "nested"});
+    EXPECT_THAT(AsNobody(root.process.pid()), ::testing::StartsWith("PERMISSION_DENIED"));
+  }
+  {
+    TargetProcess::Options as_nobody;
+    as_nobody.uid = kNobody;
+    ReadyTarget own = StartReady({"/usr/bin/python3", script, "nested"}, as_nobody);
+    EXPECT_EQ(AsNobody(own.process.pid()), "OK <module>,outer,middle,inner\n");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace procwarp::testing
