@@ -337,7 +337,17 @@ grpc::Status ExecService::RunPython(grpc::ServerContext* context,
                                     const pb::RunPythonRequest* request,
                                     pb::RunPythonResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
-    ASSIGN_OR_RETURN(pid_t pid, TargetPid(request->target()));
+    ASSIGN_OR_RETURN(ExecTarget target,
+                     ExecTarget::Resolve(request->target(), caller, threads_));
+    if (!target.thread_id().empty()) {
+      // RunPython attaches twice on its own terms (the safe point, then the
+      // clean-up) and detaches while the code waits to run; an attachment
+      // the caller holds would be a second tracer.
+      return absl::FailedPreconditionError(
+          "RunPython takes the target's pid, not an attached thread: "
+          "detach it (ExitThread) or name the pid");
+    }
+    const pid_t pid = target.pid();
     const std::string& code = request->code();
     python::RemoteExecResult result;
     auto attempt = [&]() -> absl::Status {

@@ -29,12 +29,12 @@ absl::StatusOr<UniqueFd> OpenPidfd(pid_t pid) {
 absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
                          absl::Time deadline, std::function<bool()> cancelled,
                          absl::FunctionRef<absl::Status(ptrace::Operation&)> work) {
-  return RunAttached(caller, pid, std::move(pidfd), AttachedThread{}, deadline,
+  return RunAttached(caller, pid, std::move(pidfd), ThreadToStop{}, deadline,
                      std::move(cancelled), work);
 }
 
 absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
-                         const AttachedThread& thread, absl::Time deadline,
+                         const ThreadToStop& thread, absl::Time deadline,
                          std::function<bool()> cancelled,
                          absl::FunctionRef<absl::Status(ptrace::Operation&)> work) {
   const std::string what = absl::StrCat("pid ", pid);

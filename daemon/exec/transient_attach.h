@@ -43,12 +43,12 @@ absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
 
 // Which thread to stop for the work (0: the main thread) and whether to
 // stop the others too.
-struct AttachedThread {
+struct ThreadToStop {
   pid_t tid = 0;
   bool stop_all_threads = false;
 };
 absl::Status RunAttached(const Identity& caller, pid_t pid, UniqueFd pidfd,
-                         const AttachedThread& thread, absl::Time deadline,
+                         const ThreadToStop& thread, absl::Time deadline,
                          std::function<bool()> cancelled,
                          absl::FunctionRef<absl::Status(ptrace::Operation&)> work);
 
