@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "daemon/exec/caller_file.h"
 #include "daemon/exec/elf_symbols.h"
+#include "daemon/exec/exec_requests.h"
 #include "daemon/exec/exec_target.h"
 #include "daemon/exec/fd_install.h"
 #include "daemon/exec/library_injector.h"
@@ -30,18 +31,6 @@ namespace procwarp::exec {
 namespace {
 
 namespace pb = procwarp::exec::v1;
-
-constexpr size_t kMaxArgs = 6;
-constexpr size_t kMaxSpec = 4096;
-
-absl::Status CheckText(const std::string& text, absl::string_view field) {
-  if (text.empty() || text.size() >= kMaxSpec ||
-      text.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " must be 1..", kMaxSpec - 1, " bytes without NUL"));
-  }
-  return absl::OkStatus();
-}
 
 std::string Hex(uint64_t value) { return absl::StrCat("0x", absl::Hex(value)); }
 
@@ -92,15 +81,10 @@ grpc::Status ExecService::Call(grpc::ServerContext* context,
                                const pb::CallRequest* request,
                                pb::CallResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckCallRequest(*request));
     ASSIGN_OR_RETURN(ExecTarget target,
                      ExecTarget::Resolve(request->target(), caller, threads_));
     const pid_t pid = target.pid();
-    RETURN_IF_ERROR(CheckText(request->function(), "function"));
-    if (static_cast<size_t>(request->args_size()) > kMaxArgs) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "a remote call takes at most ", kMaxArgs, " arguments, got ",
-          request->args_size()));
-    }
     const std::vector<uint64_t> args(request->args().begin(), request->args().end());
     std::string exe = "?";
     auto attempt = [&]() -> absl::Status {
@@ -148,11 +132,11 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
                                         const pb::InjectLibraryRequest* request,
                                         pb::InjectLibraryResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckInjectLibraryRequest(*request));
     ASSIGN_OR_RETURN(ExecTarget target,
                      ExecTarget::Resolve(request->target(), caller, threads_));
     const pid_t pid = target.pid();
     const std::string& path = request->path();
-    RETURN_IF_ERROR(CheckText(path, "path"));
     ASSIGN_OR_RETURN(LibraryTable::Reservation slot, libraries_.Reserve(caller));
     const absl::Time deadline = Deadline(context);
     LoadedLibrary library;
@@ -226,8 +210,8 @@ grpc::Status ExecService::UnloadLibrary(grpc::ServerContext* context,
                                         const pb::UnloadLibraryRequest* request,
                                         pb::UnloadLibraryResponse*) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckUnloadLibraryRequest(*request));
     const std::string& id = request->handle();
-    if (id.empty()) return absl::InvalidArgumentError("handle: required");
     ASSIGN_OR_RETURN(std::unique_ptr<LoadedLibrary> library, libraries_.Take(id, caller));
     // Through the attached thread it was loaded by while the caller still
     // holds it (a second attach would be refused), else one attach.
@@ -278,6 +262,7 @@ grpc::Status ExecService::Preflight(grpc::ServerContext* context,
                                     const pb::PreflightRequest* request,
                                     pb::PreflightResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckPreflightRequest(*request));
     DaemonPreflight(caller, response);
     if (!request->has_pid()) return absl::OkStatus();
     return TargetPreflight(caller, request->pid(), response);
