@@ -2,6 +2,7 @@
 #include "daemon/exec/caller_file.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/fd_passing.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/status_macros.h"
 
 namespace procwarp::exec {
 namespace {
@@ -32,7 +34,7 @@ constexpr absl::Duration kCancelPoll = absl::Milliseconds(20);
 // process), then _exit. Never returns.
 [[noreturn]] void OpenInChild(int socket, const Identity& caller,
                               const gid_t* groups, size_t group_count,
-                              const char* path) {
+                              int root, const char* path) {
   int result = 0;
   int fd = -1;
   // Before the uid change: a dumpable child would let the caller read the
@@ -44,8 +46,12 @@ constexpr absl::Duration kCancelPoll = absl::Milliseconds(20);
         syscall(SYS_setresuid, caller.uid, caller.uid, caller.uid) != 0))) {
     result = errno;
   } else {
-    fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, path,
-                                  O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    // The caller's view: `path` resolved with `root` as "/" (openat2 with
+    // RESOLVE_IN_ROOT treats the absolute path as relative to it).
+    struct open_how how = {};
+    how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+    how.resolve = RESOLVE_IN_ROOT;
+    fd = static_cast<int>(syscall(SYS_openat2, root, path, &how, sizeof(how)));
     struct stat st;
     if (fd < 0) {
       result = errno;
@@ -80,6 +86,33 @@ absl::Status AwaitReply(int socket, absl::Time deadline,
 
 }  // namespace
 
+absl::StatusOr<UniqueFd> OpenCallerRoot(const Identity& caller) {
+  if (caller.remote() || caller.pid <= 0) {
+    UniqueFd root(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!root) return ErrnoStatus(errno, "open(/)");
+    return root;
+  }
+  auto gone = [&] {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the calling process (pid ", caller.pid, ") is gone; paths are "
+        "resolved in its root directory"));
+  };
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, caller.pid, 0)));
+  if (!pidfd) {
+    if (errno == ESRCH) return gone();
+    return ErrnoStatus(errno, absl::StrCat("pidfd_open(", caller.pid, ")"));
+  }
+  UniqueFd root(open(absl::StrCat("/proc/", caller.pid, "/root").c_str(),
+                     O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) {
+    if (errno == ENOENT || errno == ESRCH) return gone();
+    return ErrnoStatus(errno, absl::StrCat("open(/proc/", caller.pid, "/root)"));
+  }
+  // Still alive: the pid was not reused while its root was opened.
+  if (syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) != 0) return gone();
+  return root;
+}
+
 absl::StatusOr<UniqueFd> OpenFileAsCaller(const Identity& caller,
                                           const std::string& path,
                                           absl::Time deadline,
@@ -88,6 +121,7 @@ absl::StatusOr<UniqueFd> OpenFileAsCaller(const Identity& caller,
     return absl::InvalidArgumentError(
         absl::StrCat("library path must be absolute (got \"", path, "\")"));
   }
+  ASSIGN_OR_RETURN(UniqueFd root, OpenCallerRoot(caller));
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return ErrnoStatus(errno, "socketpair");
@@ -100,7 +134,8 @@ absl::StatusOr<UniqueFd> OpenFileAsCaller(const Identity& caller,
   long child = syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &pidfd, 0, 0);
   if (child < 0) return ErrnoStatus(errno, "clone (open as caller)");
   if (child == 0) {
-    OpenInChild(theirs.get(), caller, groups.data(), groups.size(), path.c_str());
+    OpenInChild(theirs.get(), caller, groups.data(), groups.size(), root.get(),
+                path.c_str());
   }
   UniqueFd child_pidfd(pidfd);
   theirs.Reset();

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "daemon/exec/caller_file.h"
 #include "daemon/exec/elf_symbols.h"
+#include "daemon/exec/exec_requests.h"
 #include "daemon/exec/exec_target.h"
 #include "daemon/exec/fd_install.h"
 #include "daemon/exec/library_injector.h"
@@ -31,18 +32,6 @@ namespace procwarp::exec {
 namespace {
 
 namespace pb = procwarp::exec::v1;
-
-constexpr size_t kMaxArgs = 6;
-constexpr size_t kMaxSpec = 4096;
-
-absl::Status CheckText(const std::string& text, absl::string_view field) {
-  if (text.empty() || text.size() >= kMaxSpec ||
-      text.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " must be 1..", kMaxSpec - 1, " bytes without NUL"));
-  }
-  return absl::OkStatus();
-}
 
 std::string Hex(uint64_t value) { return absl::StrCat("0x", absl::Hex(value)); }
 
@@ -77,10 +66,6 @@ void FillCrash(const CallResult& result, pb::CallResponse* response) {
   crash->set_fault_address(result.fault_address);
   crash->set_rip(result.fault_rip);
 }
-
-// Python source may be large; it is limited like other request text, but
-// further (the bootstrap carries it, escaped, into the target).
-constexpr size_t kMaxPythonCode = 1 << 20;
 
 // A stable fingerprint of the code for the audit line (FNV-1a 64; not a
 // security hash: it lets an auditor match a logged exec to known code
@@ -151,15 +136,10 @@ grpc::Status ExecService::Call(grpc::ServerContext* context,
                                const pb::CallRequest* request,
                                pb::CallResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckCallRequest(*request));
     ASSIGN_OR_RETURN(ExecTarget target,
                      ExecTarget::Resolve(request->target(), caller, threads_));
     const pid_t pid = target.pid();
-    RETURN_IF_ERROR(CheckText(request->function(), "function"));
-    if (static_cast<size_t>(request->args_size()) > kMaxArgs) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "a remote call takes at most ", kMaxArgs, " arguments, got ",
-          request->args_size()));
-    }
     const std::vector<uint64_t> args(request->args().begin(), request->args().end());
     std::string exe = "?";
     auto attempt = [&]() -> absl::Status {
@@ -207,11 +187,11 @@ grpc::Status ExecService::InjectLibrary(grpc::ServerContext* context,
                                         const pb::InjectLibraryRequest* request,
                                         pb::InjectLibraryResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckInjectLibraryRequest(*request));
     ASSIGN_OR_RETURN(ExecTarget target,
                      ExecTarget::Resolve(request->target(), caller, threads_));
     const pid_t pid = target.pid();
     const std::string& path = request->path();
-    RETURN_IF_ERROR(CheckText(path, "path"));
     ASSIGN_OR_RETURN(LibraryTable::Reservation slot, libraries_.Reserve(caller));
     const absl::Time deadline = Deadline(context);
     LoadedLibrary library;
@@ -285,8 +265,8 @@ grpc::Status ExecService::UnloadLibrary(grpc::ServerContext* context,
                                         const pb::UnloadLibraryRequest* request,
                                         pb::UnloadLibraryResponse*) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckUnloadLibraryRequest(*request));
     const std::string& id = request->handle();
-    if (id.empty()) return absl::InvalidArgumentError("handle: required");
     ASSIGN_OR_RETURN(std::unique_ptr<LoadedLibrary> library, libraries_.Take(id, caller));
     // Through the attached thread it was loaded by while the caller still
     // holds it (a second attach would be refused), else one attach.
@@ -351,21 +331,7 @@ grpc::Status ExecService::RunPython(grpc::ServerContext* context,
     const std::string& code = request->code();
     python::RemoteExecResult result;
     auto attempt = [&]() -> absl::Status {
-      if (code.empty() || code.size() > kMaxPythonCode) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("code must be 1..", kMaxPythonCode, " bytes"));
-      }
-      if (request->mode() != pb::PYTHON_MODE_UNSPECIFIED &&
-          request->mode() != pb::PYTHON_MODE_EXEC && request->mode() != pb::PYTHON_MODE_EVAL) {
-        return absl::InvalidArgumentError(absl::StrCat("unknown mode ", request->mode()));
-      }
-      if (request->override_opt_out() && !caller.admin) {
-        return absl::PermissionDeniedError(
-            "override_opt_out is for admins (root or the admin group) only");
-      }
-      if (request->no_wait() && request->mode() == pb::PYTHON_MODE_EVAL) {
-        return absl::InvalidArgumentError("no_wait has no value to return: use exec mode");
-      }
+      RETURN_IF_ERROR(CheckRunPythonRequest(*request, caller));
       python::RemoteExecRequest exec;
       exec.pid = pid;
       exec.code = code;
@@ -404,6 +370,7 @@ grpc::Status ExecService::Preflight(grpc::ServerContext* context,
                                     const pb::PreflightRequest* request,
                                     pb::PreflightResponse* response) {
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
+    RETURN_IF_ERROR(CheckPreflightRequest(*request));
     DaemonPreflight(caller, response);
     if (!request->has_pid()) return absl::OkStatus();
     return TargetPreflight(caller, request->pid(), response);

@@ -3,6 +3,7 @@
 // files only, a FIFO does not block it) and LibraryTable (owners, the
 // per-identity limit reserved up front, handles of exited targets dropped).
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -99,6 +100,47 @@ TEST_F(CallerFileTest, CancelledBeforeTheChildAnswers) {
   EXPECT_TRUE(absl::IsCancelled(r.status())) << r.status();
   siginfo_t info{};
   EXPECT_EQ(waitid(P_ALL, 0, &info, WEXITED | WNOHANG), -1);
+}
+
+// A caller in a chroot names files of its own root: "/lib.so" is the one
+// inside it, and neither ".." nor an absolute symlink leaves it.
+TEST_F(CallerFileTest, PathsAreResolvedInTheCallersRoot) {
+  std::string inside = File("lib.so", 0644);
+  ASSERT_EQ(symlink("/../../../etc/passwd", (dir_ + "/escape").c_str()), 0);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t caller_pid = fork();
+  if (caller_pid == 0) {
+    if (chroot(dir_.c_str()) != 0 || chdir("/") != 0) _exit(1);
+    (void)!write(ready[1], "r", 1);
+    pause();
+    _exit(0);
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  close(ready[1]);
+  Identity caller = Nobody();
+  caller.pid = caller_pid;
+  auto opened = OpenFileAsCaller(caller, "/lib.so", Soon(), Never);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  struct stat got {}, want {};
+  ASSERT_EQ(fstat(opened->get(), &got), 0);
+  ASSERT_EQ(stat(inside.c_str(), &want), 0);
+  EXPECT_EQ(got.st_ino, want.st_ino);
+  EXPECT_EQ(got.st_dev, want.st_dev);
+  auto up = OpenFileAsCaller(caller, "/../../etc/passwd", Soon(), Never);
+  EXPECT_TRUE(absl::IsNotFound(up.status())) << up.status();
+  auto escape = OpenFileAsCaller(caller, "/escape", Soon(), Never);
+  EXPECT_TRUE(absl::IsNotFound(escape.status())) << escape.status();
+  // The same path for a caller in the daemon's root is the daemon's file.
+  auto outside = OpenFileAsCaller(Nobody(), "/etc/passwd", Soon(), Never);
+  EXPECT_TRUE(outside.ok()) << outside.status();
+  kill(caller_pid, SIGKILL);
+  waitpid(caller_pid, nullptr, 0);
+  // A caller whose process is gone: refused, saying so.
+  auto gone = OpenFileAsCaller(caller, "/lib.so", Soon(), Never);
+  EXPECT_TRUE(absl::IsFailedPrecondition(gone.status())) << gone.status();
 }
 
 LoadedLibrary Library(const Identity& owner, int pidfd) {

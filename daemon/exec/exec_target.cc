@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/exec/exec_requests.h"
 #include "daemon/exec/transient_attach.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
@@ -39,20 +40,14 @@ ExecTarget::ExecTarget(std::shared_ptr<AttachedThread> thread)
 absl::StatusOr<ExecTarget> ExecTarget::Resolve(const pb::Target& target,
                                                const Identity& caller,
                                                const ThreadTable* threads) {
+  RETURN_IF_ERROR(CheckTarget(target));
   switch (target.target_case()) {
     case pb::Target::kPid: {
-      if (target.pid() <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("target pid ", target.pid(), " is not a process id"));
-      }
       const pid_t pid = static_cast<pid_t>(target.pid());
       ASSIGN_OR_RETURN(UniqueFd pidfd, OpenPidfd(pid));
       return ExecTarget(pid, std::move(pidfd));
     }
     case pb::Target::kThreadId: {
-      if (target.thread_id().empty()) {
-        return absl::InvalidArgumentError("target.thread_id is empty");
-      }
       ASSIGN_OR_RETURN(std::shared_ptr<AttachedThread> thread,
                        FindAttached(target.thread_id(), caller, threads));
       return ExecTarget(std::move(thread));
