@@ -37,30 +37,12 @@ using procwarp::testing::Ctx;
 using procwarp::testing::DaemonHarness;
 using procwarp::testing::RunfilePath;
 
-std::string SelfPath() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return n > 0 ? std::string(buf, n) : "";
-}
-
-// A data dependency as an absolute path (the daemon does not run from our
-// working directory), under `bazel run` or `bazel test` alike.
-std::string DataPath(const std::string& relative) {
-  std::string path = RunfilePath(relative);
-  if (access(path.c_str(), X_OK) != 0) {
-    path = SelfPath() + ".runfiles/procwarp/" + relative;
-  }
-  char resolved[PATH_MAX];
-  if (realpath(path.c_str(), resolved) != nullptr) return resolved;
-  return path;
-}
-
 // attach_target in "read" mode (blocked in read(0) on a pipe we hold), not a
 // child of the daemon. Returns its pid once it is ready.
 pid_t StartTarget(int* stdin_fd) {
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return -1;
-  const std::string path = DataPath("tests/testcases/attach_target");
+  const std::string path = RunfilePath("tests/testcases/attach_target");
   pid_t pid = fork();
   if (pid == 0) {
     dup2(in[0], 0);
@@ -157,7 +139,7 @@ int Main(int argc, char** argv) {
     PinToCpu(cpu);
     printf("== %s ==\n", cpu >= 0 ? "pinned: everything on CPU 0" : "unpinned");
     DaemonHarness::Options daemon_options;
-    daemon_options.flags = {"--agent_path", DataPath("agent/procwarp-agent")};
+    daemon_options.flags = {"--agent_path", RunfilePath("agent/procwarp-agent")};
     auto daemon = DaemonHarness::Start(daemon_options);
     if (!daemon.ok()) {
       fprintf(stderr, "cannot start procwarpd: %s\n",

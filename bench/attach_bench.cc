@@ -46,20 +46,6 @@ double CpuMicros() {
   return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-std::string SelfPath() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return n > 0 ? std::string(buf, n) : "";
-}
-
-std::string TargetPath() {
-  std::string path = testing::RunfilePath("tests/testcases/attach_target");
-  if (access(path.c_str(), X_OK) != 0) {
-    path = SelfPath() + ".runfiles/procwarp/tests/testcases/attach_target";
-  }
-  return path;
-}
-
 std::unique_ptr<TracerThread> Attach(const TargetProcess& target) {
   auto tracer = TracerThread::Attach(target.OpenPidfd(), target.pid(), {}, Soon());
   if (!tracer.ok()) {
@@ -148,9 +134,10 @@ int Main(int argc, char** argv) {
     printf("== %s ==\n", cpu >= 0 ? "pinned: bench, tracer and target on CPU 0"
                                   : "unpinned");
     // Started after pinning, so the target inherits the placement.
-    auto target = TargetProcess::Start({TargetPath(), "read"});
+    const std::string target_path = testing::RunfilePath("tests/testcases/attach_target");
+    auto target = TargetProcess::Start({target_path, "read"});
     if (!target.ok() || !target->ReadLine().ok()) {
-      fprintf(stderr, "cannot start %s\n", TargetPath().c_str());
+      fprintf(stderr, "cannot start %s\n", target_path.c_str());
       return 1;
     }
     if (options.Wants("unary")) Unary(*target, options.iterations);

@@ -33,23 +33,6 @@ using procwarp::testing::RunfilePath;
 
 constexpr int kDepth = 50;
 
-std::string SelfPath() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return n > 0 ? std::string(buf, n) : "";
-}
-
-// A data dependency as an absolute path, under `bazel run` or `bazel test`.
-std::string DataPath(const std::string& relative) {
-  std::string path = RunfilePath(relative);
-  if (access(path.c_str(), R_OK) != 0) {
-    path = SelfPath() + ".runfiles/procwarp/" + relative;
-  }
-  char resolved[PATH_MAX];
-  if (realpath(path.c_str(), resolved) != nullptr) return resolved;
-  return path;
-}
-
 std::vector<std::string> Pythons() {
   std::vector<std::string> out;
   for (int minor = 8; minor <= 13; ++minor) {
@@ -76,7 +59,7 @@ void Check(const grpc::Status& s, const char* what) {
 void Compare(DaemonHarness& daemon, const std::string& python, bool consistent,
              int iterations) {
   procwarp::testing::ReadyTarget target = procwarp::testing::StartReady(
-      {python, DataPath("tests/testcases/python_stack_target.py"), "deep",
+      {python, RunfilePath("tests/testcases/python_stack_target.py"), "deep",
        std::to_string(kDepth)});
   auto admin = daemon.Admin();
   auto snapshots = snapshots::v1::Snapshots::NewStub(daemon.NewChannel());

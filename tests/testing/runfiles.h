@@ -8,8 +8,10 @@
 
 namespace procwarp::testing {
 
-// TEST_SRCDIR/procwarp/<relative> ("daemon/procwarpd"), or <relative>
-// outside Bazel.
+// TEST_SRCDIR/procwarp/<relative> ("daemon/procwarpd") under `bazel test`;
+// under `bazel run` (benchmarks) the absolute path in the runfiles tree
+// beside the binary, so a daemon with another working directory finds it
+// too; else <relative>.
 std::string RunfilePath(const std::string& relative);
 
 }  // namespace procwarp::testing
