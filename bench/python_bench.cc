@@ -19,16 +19,16 @@
 #include "client/cc/client.h"
 #include "daemon/ptrace/testing/target_process.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/testing/pythons.h"
 
 namespace procwarp::bench {
 namespace {
 
+// pyenv's 3.12 when present, else the first supported interpreter found.
 std::string DefaultPython() {
-  for (const char* p : {"/root/.pyenv/versions/3.12.1/bin/python3.12", "/usr/bin/python3.11",
-                        "/usr/bin/python3"}) {
-    if (access(p, X_OK) == 0) return p;
-  }
-  return "python3";
+  if (std::string python = procwarp::testing::PyenvPython("3.12"); !python.empty()) return python;
+  std::vector<procwarp::testing::PythonPath> found = procwarp::testing::SupportedPythons();
+  return found.empty() ? "python3" : found.front().path;
 }
 
 int Main(int argc, char** argv) {

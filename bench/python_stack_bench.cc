@@ -9,7 +9,6 @@
 //
 //   bazel run -c opt //bench:python_stack_bench [-- --iterations N]
 //       [--only stack|consistent]... [--placement pinned|unpinned]
-#include <glob.h>
 #include <unistd.h>
 
 #include <climits>
@@ -23,6 +22,7 @@
 #include "proto/procwarp/snapshots/v1/snapshots.grpc.pb.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/testing/pythons.h"
 
 namespace procwarp::bench {
 namespace {
@@ -32,22 +32,6 @@ using procwarp::testing::DaemonHarness;
 using procwarp::testing::RunfilePath;
 
 constexpr int kDepth = 50;
-
-std::vector<std::string> Pythons() {
-  std::vector<std::string> out;
-  for (int minor = 8; minor <= 13; ++minor) {
-    glob_t g{};
-    const std::string pattern =
-        "/root/.pyenv/versions/3." + std::to_string(minor) + ".*/bin/python3." +
-        std::to_string(minor);
-    if (glob(pattern.c_str(), 0, nullptr, &g) == 0 && g.gl_pathc > 0) {
-      out.push_back(g.gl_pathv[0]);
-    }
-    globfree(&g);
-  }
-  if (access("/usr/bin/python3", X_OK) == 0) out.push_back("/usr/bin/python3");
-  return out;
-}
 
 void Check(const grpc::Status& s, const char* what) {
   if (!s.ok()) {
@@ -99,7 +83,10 @@ int main(int argc, char** argv) {
   using namespace procwarp::bench;
   BenchOptions options = ParseBenchOptions(
       argc, argv, "Python stack snapshots through procwarpd", {"stack", "consistent"});
-  const std::vector<std::string> pythons = Pythons();
+  std::vector<std::string> pythons;
+  for (const procwarp::testing::PythonPath& python : procwarp::testing::SupportedPythons()) {
+    pythons.push_back(python.path);
+  }
   if (pythons.empty()) {
     fprintf(stderr, "no CPython 3.8-3.13 on this machine\n");
     return 1;

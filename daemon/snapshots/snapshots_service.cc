@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/exec/transient_attach.h"
+#include "daemon/ptrace/proc_info.h"
 #include "daemon/python/stack_memory.h"
 #include "daemon/python/stack_target.h"
 #include "daemon/security/ptrace_access.h"
@@ -25,6 +26,15 @@
 
 namespace procwarp::snapshots {
 namespace {
+
+// A process in the middle of exiting lets go of its memory before its pidfd
+// says it exited: what detection reads (maps, map_files) is gone then, and
+// that must read as "exited", not as "not a Python".
+bool ExitingOrExited(pid_t pid, int pidfd) {
+  if (PidfdExited(pidfd)) return true;
+  absl::StatusOr<std::vector<ptrace::Mapping>> maps = ptrace::ReadMaps(pid);
+  return !maps.ok() || maps->empty();
+}
 
 namespace pb = procwarp::snapshots::v1;
 
@@ -90,7 +100,12 @@ absl::Status ReadSnapshot(const Identity& caller, const pb::PythonStackRequest& 
   RETURN_IF_ERROR(CheckCallerMayPtrace(caller, dir, what));
   ASSIGN_OR_RETURN(UniqueFd mem, OpenProcessMemory(dir));
   python::ProcMemReader memory(std::move(mem));
-  ASSIGN_OR_RETURN(python::StackTarget target, python::FindStackTarget(pid, memory));
+  absl::StatusOr<python::StackTarget> found = python::FindStackTarget(pid, memory);
+  if (!found.ok() && ExitingOrExited(pid, pidfd.get())) {
+    return absl::NotFoundError(absl::StrCat(what, " exited during the read"));
+  }
+  RETURN_IF_ERROR(found.status());
+  const python::StackTarget& target = *found;
   // Before any stop: a consistent read would see every thread stopped.
   const std::map<pid_t, char> states = TaskStates(dir);
   std::vector<pb::PythonThread> threads;

@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "proto/procwarp/exec/v1/exec.grpc.pb.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/testing/pythons.h"
 
 namespace procwarp::testing {
 namespace {
@@ -36,40 +37,9 @@ using ::testing::HasSubstr;
 
 constexpr int kNobody = 65534;
 
-struct Python {
-  std::string name;  // "3_12" for test names
-  std::string path;
-};
+using Python = PythonPath;
 
 bool Executable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
-
-// pyenv's versions under /root and $HOME (bazel's sandbox may have another
-// HOME), first match per minor version.
-std::string PyenvPython(const std::string& minor) {
-  std::vector<std::string> roots = {"/root/.pyenv/versions"};
-  if (const char* home = getenv("HOME")) roots.push_back(absl::StrCat(home, "/.pyenv/versions"));
-  for (const std::string& root : roots) {
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
-      const std::string version = entry.path().filename().string();
-      if (!absl::StartsWith(version, absl::StrCat(minor, "."))) continue;
-      const std::string bin = absl::StrCat(entry.path().string(), "/bin/python", minor);
-      if (Executable(bin)) return bin;
-    }
-  }
-  return "";
-}
-
-std::vector<Python> SupportedPythons() {
-  std::vector<Python> out;
-  for (int minor = 8; minor <= 13; ++minor) {
-    const std::string path = PyenvPython(absl::StrCat("3.", minor));
-    if (!path.empty()) out.push_back({absl::StrCat("pyenv_3_", minor), path});
-  }
-  // Debian's: static, stripped, non-PIE, C API in .dynsym.
-  if (Executable("/usr/bin/python3.11")) out.push_back({"debian_3_11", "/usr/bin/python3.11"});
-  return out;
-}
 
 std::string Script() { return RunfilePath("tests/testcases/python_target.py"); }
 std::string OldScript() { return RunfilePath("tests/testcases/python_old_target.py"); }
@@ -267,13 +237,13 @@ TEST_P(EveryPython, NobodyOnRootsTargetIsDeniedAndOnItsOwnWorks) {
 
 std::vector<Python> ParamsOrPlaceholder() {
   std::vector<Python> found = SupportedPythons();
-  if (found.empty()) found.push_back({"none_found", ""});
+  if (found.empty()) found.push_back({"none_found", "", ""});
   return found;
 }
 
 INSTANTIATE_TEST_SUITE_P(Interpreters, EveryPython,
                          ::testing::ValuesIn(ParamsOrPlaceholder()),
-                         [](const auto& info) { return info.param.name; });
+                         [](const auto& info) { return info.param.id; });
 
 TEST_F(PythonExecTest, NonPythonTargetIsFailedPrecondition) {
   ReadyTarget t = StartReady({RunfilePath("tests/testcases/attach_target"), "checksum"});

@@ -7,7 +7,6 @@
 // all the time (a result or ABORTED, never garbage), a target exiting during
 // reads, non-Python and unsupported interpreters (FAILED_PRECONDITION), and
 // the attach rule as uid 65534 (snapshots_peer).
-#include <glob.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/testing/pythons.h"
 
 namespace procwarp::testing {
 namespace {
@@ -37,40 +37,7 @@ using ::testing::HasSubstr;
 
 constexpr int kNobody = 65534;
 
-struct Interpreter {
-  std::string label;  // "3.11 (pyenv)"
-  std::string path;
-};
-
-std::vector<std::string> Glob(const std::string& pattern) {
-  glob_t g{};
-  std::vector<std::string> out;
-  if (glob(pattern.c_str(), 0, nullptr, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.push_back(g.gl_pathv[i]);
-  }
-  globfree(&g);
-  return out;
-}
-
-std::vector<Interpreter> Interpreters() {
-  std::vector<Interpreter> out;
-  for (int minor = 8; minor <= 13; ++minor) {
-    const std::string name = absl::StrCat("3.", minor);
-    std::vector<std::string> found =
-        Glob(absl::StrCat("/root/.pyenv/versions/", name, ".*/bin/python", name));
-    if (found.empty()) {
-      fprintf(stderr, "SKIP: no CPython %s under /root/.pyenv/versions\n", name.c_str());
-      continue;
-    }
-    out.push_back({absl::StrCat(name, " (pyenv)"), found[0]});
-  }
-  if (access("/usr/bin/python3", X_OK) == 0) {
-    out.push_back({"Debian /usr/bin/python3", "/usr/bin/python3"});
-  } else {
-    fprintf(stderr, "SKIP: no /usr/bin/python3\n");
-  }
-  return out;
-}
+using Interpreter = PythonPath;
 
 std::string Script() { return RunfilePath("tests/testcases/python_stack_target.py"); }
 
@@ -372,13 +339,9 @@ TEST_P(PythonStackTest, TargetExitingDuringReadsIsACleanError) {
   EXPECT_LE(daemon_->AwaitFdsAtMost(fds, absl::Seconds(10)), fds);
 }
 
-INSTANTIATE_TEST_SUITE_P(Interpreters, PythonStackTest, ::testing::ValuesIn(Interpreters()),
+INSTANTIATE_TEST_SUITE_P(Interpreters, PythonStackTest, ::testing::ValuesIn(SupportedPythons()),
                          [](const ::testing::TestParamInfo<Interpreter>& info) {
-                           std::string name;
-                           for (char c : info.param.label) {
-                             name.push_back(absl::ascii_isalnum(c) ? c : '_');
-                           }
-                           return name;
+                           return info.param.id;
                          });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(PythonStackTest);
 
@@ -405,22 +368,19 @@ TEST_F(PythonStackRulesTest, NonPythonTargetIsFailedPrecondition) {
 
 TEST_F(PythonStackRulesTest, UnsupportedPythonsAreNamed) {
   struct Old {
-    std::string pattern;
+    std::string path;
     std::string says;
   };
   int checked = 0;
-  for (const Old& old : {Old{"/root/.pyenv/versions/3.7.*/bin/python3.7", "Python 3.7"},
-                         Old{"/root/.pyenv/versions/3.6.*/bin/python3.6", "Python 3.6"},
-                         Old{"/root/.pyenv/versions/2.7.*/bin/python2.7", "Python 2.7"},
-                         Old{"/usr/bin/pypy3", "PyPy"}}) {
-    std::vector<std::string> found = Glob(old.pattern);
-    if (found.empty()) {
-      fprintf(stderr, "SKIP: no %s\n", old.pattern.c_str());
+  for (const Old& old : {Old{PyenvPython("3.7"), "Python 3.7"}, Old{PyenvPython("3.6"), "Python 3.6"},
+                         Old{PyenvPython("2.7"), "Python 2.7"}, Old{"/usr/bin/pypy3", "PyPy"}}) {
+    if (old.path.empty() || access(old.path.c_str(), X_OK) != 0) {
+      fprintf(stderr, "SKIP: no %s\n", old.says.c_str());
       continue;
     }
     // Any program that blocks on stdin after saying it is ready.
     ReadyTarget t = StartReady(
-        {found[0], "-c",
+        {old.path, "-c",
          "import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.readline()"});
     absl::Status status = StackStatus(t.process.pid());
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << old.says << status;

@@ -1,0 +1,54 @@
+// See pythons.h.
+#include "tests/testing/pythons.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace procwarp::testing {
+
+std::string PyenvPython(const std::string& minor) {
+  std::vector<std::string> roots = {"/root/.pyenv/versions"};
+  if (const char* home = getenv("HOME"); home != nullptr) {
+    roots.push_back(absl::StrCat(home, "/.pyenv/versions"));
+  }
+  for (const std::string& root : roots) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+      const std::string version = entry.path().filename().string();
+      if (!absl::StartsWith(version, absl::StrCat(minor, "."))) continue;
+      const std::string bin = absl::StrCat(entry.path().string(), "/bin/python", minor);
+      if (access(bin.c_str(), X_OK) == 0) return bin;
+    }
+  }
+  return "";
+}
+
+std::vector<PythonPath> SupportedPythons() {
+  std::vector<PythonPath> out;
+  for (int minor = 8; minor <= 13; ++minor) {
+    const std::string version = absl::StrCat("3.", minor);
+    const std::string path = PyenvPython(version);
+    if (path.empty()) {
+      fprintf(stderr, "SKIP: no CPython %s under ~/.pyenv/versions\n", version.c_str());
+      continue;
+    }
+    out.push_back({absl::StrCat("pyenv_3_", minor), absl::StrCat(version, " (pyenv)"), path});
+  }
+  // Debian's: static, stripped, non-PIE, the C API in .dynsym.
+  const std::string debian = "/usr/bin/python3.11";
+  if (access(debian.c_str(), X_OK) == 0) {
+    out.push_back({"debian_3_11", "Debian " + debian, debian});
+  } else {
+    fprintf(stderr, "SKIP: no %s\n", debian.c_str());
+  }
+  return out;
+}
+
+}  // namespace procwarp::testing
