@@ -51,11 +51,8 @@ std::string PeerPath() { return RunfilePath("tests/integration/attach_peer"); }
 // attach_peer as uid 65534 (it drops privileges itself before gRPC starts):
 // args are the socket, then the operation and its arguments.
 std::map<std::string, std::string> RunPeerAsNobody(std::vector<std::string> args) {
-  std::vector<std::string> argv = {PeerPath(), "--uid", absl::StrCat(kNobody),
-                                   "--gid", absl::StrCat(kNobody),
-                                   "--socket", args[0]};
-  argv.insert(argv.end(), args.begin() + 1, args.end());
-  RunResult r = RunProgram(argv);
+  RunResult r = RunProgram(PeerCommand("attach_peer", args[0], kNobody,
+                                       {args.begin() + 1, args.end()}));
   std::map<std::string, std::string> lines;
   for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
     std::pair<std::string, std::string> kv =

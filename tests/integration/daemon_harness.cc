@@ -83,6 +83,14 @@ RunResult RunProgram(const std::vector<std::string>& argv, int uid, int gid,
   return result;
 }
 
+std::vector<std::string> PeerCommand(const std::string& peer, const std::string& socket,
+                                     int uid, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {RunfilePath("tests/integration/" + peer), "--socket", socket,
+                                   "--uid", absl::StrCat(uid), "--gid", absl::StrCat(uid)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
 RunResult RunCliAs(int uid, int gid, const std::string& dir,
                    const std::string& socket, const std::string& command) {
   const std::string cli = dir + "/procwarp";

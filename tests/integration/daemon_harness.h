@@ -36,6 +36,12 @@ struct RunResult {
 RunResult RunProgram(const std::vector<std::string>& argv, int uid = -1,
                      int gid = -1, const std::vector<std::string>& extra_env = {});
 
+// The command line of a peer program (peer_args.h: a test's caller in its
+// own process) that becomes uid/gid `uid` and talks to `socket`:
+// <runfiles>/tests/integration/<peer> --socket SOCKET --uid U --gid U ARGS...
+std::vector<std::string> PeerCommand(const std::string& peer, const std::string& socket,
+                                     int uid, const std::vector<std::string>& args);
+
 // Runs the CLI as `uid`/`gid`: `procwarp --socket SOCKET COMMAND` (COMMAND
 // split by the shell), from a copy of the CLI in `dir` (the build tree is
 // root's, so uid 65534 could not run it there), in `dir`; stderr goes to

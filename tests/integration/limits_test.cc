@@ -74,10 +74,7 @@ int ThreadsSettleAtMost(pid_t pid, int bound) {
 class Attacker {
  public:
   Attacker(const std::string& socket, std::vector<std::string> op) {
-    std::vector<std::string> args = {
-        RunfilePath("tests/integration/limits_peer"), "--socket", socket,
-        "--uid", absl::StrCat(kNobody), "--gid", absl::StrCat(kNobody)};
-    args.insert(args.end(), op.begin(), op.end());
+    std::vector<std::string> args = PeerCommand("limits_peer", socket, kNobody, op);
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) abort();
     posix_spawn_file_actions_t actions;

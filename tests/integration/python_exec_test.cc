@@ -82,11 +82,7 @@ class PythonExecTest : public ::testing::Test {
   }
 
   static std::string AsNobody(std::vector<std::string> args) {
-    std::vector<std::string> argv = {RunfilePath("tests/integration/exec_peer"), "--socket",
-                                     daemon_->socket_path(), "--uid", absl::StrCat(kNobody),
-                                     "--gid", absl::StrCat(kNobody)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    RunResult r = RunProgram(argv);
+    RunResult r = RunProgram(PeerCommand("exec_peer", daemon_->socket_path(), kNobody, args));
     EXPECT_EQ(r.exit_code, 0) << r.out;
     return r.out;
   }

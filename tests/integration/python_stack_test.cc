@@ -351,9 +351,8 @@ class PythonStackRulesTest : public ::testing::Test, public DaemonFixture {
   absl::Status StackStatus(pid_t pid) { return Stack(pid, /*locals=*/false).status(); }
   // snapshots_peer's line, as uid/gid 65534.
   std::string AsNobody(pid_t pid) {
-    RunResult r = RunProgram({RunfilePath("tests/integration/snapshots_peer"), "--socket",
-                              daemon_->socket_path(), "--uid", absl::StrCat(kNobody), "--gid",
-                              absl::StrCat(kNobody), "stack", absl::StrCat(pid)});
+    RunResult r = RunProgram(PeerCommand("snapshots_peer", daemon_->socket_path(), kNobody,
+                                         {"stack", absl::StrCat(pid)}));
     EXPECT_EQ(r.exit_code, 0) << r.out;
     return r.out;
   }

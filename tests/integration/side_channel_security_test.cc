@@ -57,10 +57,7 @@ constexpr int kNobody = 65534;
 class Peer {
  public:
   Peer(const std::string& socket, const std::vector<std::string>& op) {
-    std::vector<std::string> argv = {
-        RunfilePath("tests/integration/side_channel_peer"), "--socket", socket,
-        "--uid", absl::StrCat(kNobody), "--gid", absl::StrCat(kNobody)};
-    argv.insert(argv.end(), op.begin(), op.end());
+    std::vector<std::string> argv = PeerCommand("side_channel_peer", socket, kNobody, op);
     int in[2], out[2];
     EXPECT_EQ(pipe2(in, O_CLOEXEC), 0);
     EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);

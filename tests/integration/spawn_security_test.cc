@@ -43,11 +43,10 @@ constexpr int kNobody = 65534;
 class Attacker {
  public:
   Attacker(const DaemonHarness& daemon, const std::vector<std::string>& op) {
-    std::vector<std::string> argv = {
-        RunfilePath("tests/integration/spawn_attacker"), "--socket",
-        daemon.socket_path(), "--uid", absl::StrCat(kNobody), "--gid",
-        absl::StrCat(kNobody), "--daemon_pid", absl::StrCat(daemon.pid())};
-    argv.insert(argv.end(), op.begin(), op.end());
+    std::vector<std::string> args = {"--daemon_pid", absl::StrCat(daemon.pid())};
+    args.insert(args.end(), op.begin(), op.end());
+    std::vector<std::string> argv =
+        PeerCommand("spawn_attacker", daemon.socket_path(), kNobody, args);
     std::vector<char*> cargv;
     for (auto& a : argv) cargv.push_back(a.data());
     cargv.push_back(nullptr);
