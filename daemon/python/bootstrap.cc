@@ -123,8 +123,20 @@ std::string PythonBytesLiteral(absl::string_view bytes) {
   return out;
 }
 
+// Appended for pypy_entry (see bootstrap.h); binds no name either.
+constexpr absl::string_view kPyPyEntryCleanup =
+    "try:\n"
+    "    __import__('builtins').exec(\"import sys\\n"
+    "l = getattr(sys, '_pypy_execute_source', None)\\n"
+    "if isinstance(l, list):\\n"
+    "    l[:] = [d for d in l if d is not G]\\n"
+    "    if not l:\\n"
+    "        del sys._pypy_execute_source\\n\", {'G': globals()})\n"
+    "except BaseException:\n"
+    "    pass\n";
+
 std::string BuildBootstrap(absl::string_view code, bool eval, int result_fd,
-                           int token_fd, size_t field_limit) {
+                           int token_fd, size_t field_limit, bool pypy_entry) {
   const std::string fd = absl::StrCat(result_fd);
   const std::string token = absl::StrCat(token_fd);
   // The top level runs in __main__'s globals: it binds no name and cannot
@@ -145,7 +157,8 @@ std::string BuildBootstrap(absl::string_view code, bool eval, int result_fd,
       "            __import__('os').write(", fd, ", b'X')\n"
       "            __import__('os').close(", fd, ")\n"
       "    except BaseException:\n"
-      "        pass\n");
+      "        pass\n",
+      pypy_entry ? kPyPyEntryCleanup : "");
 }
 
 bool RecordStarted(absl::string_view data) { return !data.empty() && data[0] == 'S'; }

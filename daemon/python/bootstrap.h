@@ -61,9 +61,12 @@ struct Record {
 
 // The source for PyRun_SimpleString. `result_fd` is the fd in the target to
 // write the record to, `token_fd` the token pipe's read end there (-1 for
-// either: none, as for --no-wait).
+// either: none, as for --no-wait). `pypy_entry`: the source is run by PyPy's
+// pypy_execute_source (pypy.h), which runs it in a fresh dict and appends
+// that dict to `sys._pypy_execute_source`; the bootstrap then takes its dict
+// out again (and the attribute, once empty), so `sys` is left as found.
 std::string BuildBootstrap(absl::string_view code, bool eval, int result_fd,
-                           int token_fd, size_t field_limit);
+                           int token_fd, size_t field_limit, bool pypy_entry = false);
 
 // A Python bytes literal (b'...') for arbitrary bytes, ASCII only.
 std::string PythonBytesLiteral(absl::string_view bytes);

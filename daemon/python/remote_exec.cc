@@ -12,12 +12,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "daemon/exec/elf_symbols.h"
 #include "daemon/exec/fd_install.h"
 #include "daemon/exec/remote_call.h"
 #include "daemon/exec/transient_attach.h"
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/ptrace/thread_state.h"
+#include "daemon/python/pypy.h"
 #include "daemon/python/thread_survey.h"
 #include "daemon/python/trampoline.h"
 #include "daemon/util/errno_status.h"
@@ -40,10 +42,17 @@ constexpr absl::Duration kPoll = absl::Milliseconds(20);
 // it sooner, and how often it may move.
 constexpr absl::Duration kMoveCheck = absl::Milliseconds(50);
 constexpr int kMaxRounds = 5;
+// A busy PyPy target (no thread blocked in a system call) is watched this
+// long for one to block before the exec is refused (pypy.h).
+constexpr absl::Duration kPyPyBlockedWait = absl::Seconds(1);
+constexpr absl::Duration kPyPySurveyPause = absl::Milliseconds(5);
+constexpr size_t kPrologueBytes = 48;
 
 constexpr absl::string_view kApi[] = {
     "PyGILState_Ensure", "PyGILState_Release", "PyGILState_Check",
-    "PyGILState_GetThisThreadState", "PyRun_SimpleString", "Py_AddPendingCall"};
+    "PyGILState_GetThisThreadState", "PyRun_SimpleString", "Py_AddPendingCall",
+    // PyPy (pypy.h): its embedding entry point and GIL check.
+    "pypy_execute_source", "PyPyGILState_Check"};
 
 // Functions a thread must not be stopped in when Py_AddPendingCall is
 // injected on it: the pending-call queue's own code (its lock is not
@@ -79,12 +88,15 @@ std::vector<absl::string_view> WantedSymbols() {
   return names;
 }
 
+bool IsPyPy(const Interpreter& interp) {
+  return interp.implementation == Implementation::kPyPy;
+}
+
 absl::Status Unsupported(const Interpreter& interp) {
-  if (interp.implementation == Implementation::kPyPy) {
+  if (IsPyPy(interp)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "pid runs ", interp.Describe(), ": remote exec supports CPython 3.8-3.13 only; "
-        "PyPy's C API (cpyext) is not a safe entry point from outside and it has no "
-        "pending-call queue procwarp can use (docs/python.md)"));
+        "found ", interp.Describe(), ": remote exec supports PyPy 3.8 and newer "
+        "(sys.audit, pypy_execute_source)"));
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "found ", interp.Describe(), ": remote exec needs CPython 3.8 to 3.13 "
@@ -92,7 +104,19 @@ absl::Status Unsupported(const Interpreter& interp) {
 }
 
 bool IsSupported(const Interpreter& interp) {
+  if (IsPyPy(interp)) return interp.major == 3 && interp.minor >= 8;
   return interp.IsCPythonAtLeast(3, 8) && !interp.IsCPythonAtLeast(3, 14);
+}
+
+absl::Status BusyPyPy(pid_t pid, const Interpreter& interp, bool main_only,
+                      const std::string& threads) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "pid ", pid, " runs ", interp.Describe(), " and ",
+      main_only ? "its main thread (--main-thread) is not" : "none of its threads is",
+      " blocked in a system call: PyPy can only run the code on a thread waiting in one (sleep, I/O, "
+      "select) with the GIL released; a busy PyPy thread has no safe point procwarp can "
+      "reach (docs/python.md, \"PyPy\"); try again while the program waits. Threads: ",
+      threads));
 }
 
 // Where rip lies must be the interpreter's code, outside kNotHere.
@@ -152,6 +176,22 @@ absl::StatusOr<bool> BlockedWithGilReleased(ptrace::Operation& op,
   if (!op.memory().Read(regs.rip - 2, absl::MakeSpan(insn, 2)).ok() ||
       insn[0] != 0x0f || insn[1] != 0x05) {
     return false;  // not at a plain `syscall` instruction (vsyscall, int 0x80)
+  }
+  if (IsPyPy(interp)) {
+    // pypy.h: PyPy must know the thread, and it must not hold the GIL.
+    ASSIGN_OR_RETURN(uint64_t check, Address(syms, "PyPyGILState_Check", interp));
+    uint8_t prologue[kPrologueBytes] = {};
+    RETURN_IF_ERROR(op.memory().Read(check, absl::MakeSpan(prologue)));
+    std::optional<uint64_t> tls_index = pypy::TlsIndexAddress(check, prologue);
+    if (!tls_index.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          interp.Describe(), ": PyPyGILState_Check does not start as PyPy 7.3 builds do "
+          "(no TLS access sequence), so procwarp cannot tell which threads PyPy knows"));
+    }
+    ASSIGN_OR_RETURN(bool known, pypy::ThreadKnownToPyPy(op.memory(), *tls_index, regs.fs_base));
+    if (!known) return false;  // a thread PyPy did not start (a C library's)
+    ASSIGN_OR_RETURN(uint64_t holds, CallValue(op, check, {}, "PyPyGILState_Check"));
+    return static_cast<int>(holds) == 0;
   }
   ASSIGN_OR_RETURN(uint64_t this_state, Address(syms, "PyGILState_GetThisThreadState", interp));
   ASSIGN_OR_RETURN(uint64_t check, Address(syms, "PyGILState_Check", interp));
@@ -268,7 +308,9 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
                    int result_fd, int token_fd, Placement& placed,
                    RemoteExecResult* result) {
   const pid_t pid = request.pid;
-  for (int stop = 0; placed.point == SafePoint::kNone; ++stop) {
+  std::optional<absl::Time> pypy_busy_since;
+  int stop = 0;
+  for (int turn = 0; placed.point == SafePoint::kNone; ++turn) {
     if (stop >= kMaxStops) {
       return absl::DeadlineExceededError(absl::StrCat(
           "pid ", pid, ": found no safe point to queue the code after ", kMaxStops,
@@ -282,10 +324,25 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
           DescribeThreads(pid, st.symbols ? &*st.symbols : nullptr, kMaxThreadsInMessage)));
     }
     ASSIGN_OR_RETURN(std::vector<ThreadPlace> places, SurveyThreads(pid, kMaxThreads));
-    const std::vector<Candidate> candidates =
-        Candidates(pid, places, request.main_thread_only);
-    const pid_t tid = candidates[stop % candidates.size()].tid;
-    const bool blocked_candidate = candidates[stop % candidates.size()].blocked;
+    std::vector<Candidate> candidates = Candidates(pid, places, request.main_thread_only);
+    if (st.symbols.has_value() && IsPyPy(result->interpreter)) {
+      // Only a blocked thread is a safe point in PyPy (pypy.h): watch for
+      // one a little while, then refuse.
+      std::erase_if(candidates, [](const Candidate& c) { return !c.blocked; });
+      if (candidates.empty()) {
+        const absl::Time now = absl::Now();
+        if (!pypy_busy_since.has_value()) pypy_busy_since = now;
+        if (now - *pypy_busy_since >= kPyPyBlockedWait) {
+          return BusyPyPy(pid, result->interpreter, request.main_thread_only,
+                          DescribeThreads(pid, &*st.symbols, kMaxThreadsInMessage));
+        }
+        absl::SleepFor(kPyPySurveyPause);
+        continue;
+      }
+    }
+    const pid_t tid = candidates[turn % candidates.size()].tid;
+    const bool blocked_candidate = candidates[turn % candidates.size()].blocked;
+    ++stop;
     ASSIGN_OR_RETURN(UniqueFd pidfd, exec::OpenPidfd(pid));
     UniqueFd kept(fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
     if (!kept) return ErrnoStatus(errno, "dup(pidfd)");
@@ -344,7 +401,8 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
             }
           }
           if (point == SafePoint::kNone) {
-            if (st.syms.count("Py_AddPendingCall") == 0 && !blocked_candidate) {
+            if (st.syms.count("Py_AddPendingCall") == 0 && !blocked_candidate &&
+                !IsPyPy(interp)) {
               return absl::FailedPreconditionError(absl::StrCat(
                   interp.Describe(), " has no symbol table for its pending-call code, so "
                   "only a thread blocked in a system call can run the code; none is: ",
@@ -352,7 +410,13 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
             }
             return absl::OkStatus();  // not here: stop it again elsewhere
           }
-          ASSIGN_OR_RETURN(uint64_t run, Address(st.syms, "PyRun_SimpleString", interp));
+          // PyPy runs the source through its embedding entry point, which
+          // takes the GIL itself (pypy.h); CPython through PyRun_SimpleString
+          // between PyGILState_Ensure/Release (trampoline.h) or as a pending call.
+          ASSIGN_OR_RETURN(uint64_t run, Address(st.syms,
+                                                 IsPyPy(interp) ? "pypy_execute_source"
+                                                                : "PyRun_SimpleString",
+                                                 interp));
           int target_fd = -1;
           int target_token = -1;
           auto undo_fd = [&] {
@@ -369,7 +433,7 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
             target_token = *token;
           }
           const std::string source = BuildBootstrap(request.code, request.eval, target_fd,
-                                                    target_token, kFieldLimit);
+                                                    target_token, kFieldLimit, IsPyPy(interp));
           const size_t xsave_size = ptrace::CpuXSaveInfo().enabled;
           const uint64_t size = point == SafePoint::kBlocked
                                     ? TrampolineSize(source.size(), xsave_size)
@@ -385,13 +449,20 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
           absl::Status done = [&]() -> absl::Status {
             if (point == SafePoint::kBlocked) {
               TrampolineLayout layout = LayoutTrampoline(*base, source.size(), xsave_size);
-              ASSIGN_OR_RETURN(uint64_t ensure, Address(st.syms, "PyGILState_Ensure", interp));
-              ASSIGN_OR_RETURN(uint64_t release, Address(st.syms, "PyGILState_Release", interp));
+              uint64_t ensure = 0;
+              uint64_t release = 0;
+              const TrampolineEntryCalls calls = IsPyPy(interp)
+                                                     ? TrampolineEntryCalls::kRunOnly
+                                                     : TrampolineEntryCalls::kGilStateAroundRun;
+              if (calls == TrampolineEntryCalls::kGilStateAroundRun) {
+                ASSIGN_OR_RETURN(ensure, Address(st.syms, "PyGILState_Ensure", interp));
+                ASSIGN_OR_RETURN(release, Address(st.syms, "PyGILState_Release", interp));
+              }
               ASSIGN_OR_RETURN(std::string header,
                                TrampolineHeader(ensure, run, release, regs));
               RETURN_IF_ERROR(WriteBytes(op, layout.data, header));
               RETURN_IF_ERROR(WriteBytes(op, layout.source, absl::string_view(source.c_str(), source.size() + 1)));
-              RETURN_IF_ERROR(WriteBytes(op, layout.base, TrampolineCode(layout)));
+              RETURN_IF_ERROR(WriteBytes(op, layout.base, TrampolineCode(layout, calls)));
               ASSIGN_OR_RETURN(ptrace::SyscallResult prot,
                                op.Syscall(SYS_mprotect, {layout.base, kPage, PROT_READ | PROT_EXEC}));
               if (static_cast<long>(prot.value) != 0) {

@@ -1,6 +1,7 @@
 // The pieces of remote exec that need no target: the record parser against
 // hostile input, the bytes literal, the trampoline's restart arithmetic and
-// encoding, and the opt-out read from a real child's /proc entries.
+// encoding, the PyPy TLS sequence match, and the opt-out read from a real
+// child's /proc entries.
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -10,6 +11,7 @@
 
 #include "daemon/python/bootstrap.h"
 #include "daemon/python/interpreter.h"
+#include "daemon/python/pypy.h"
 #include "daemon/python/trampoline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -143,6 +145,21 @@ TEST(OptOutTest, EnvironmentAndXOptionsOptOut) {
                   .opted_out);
   // After the script or -c, options are the program's, not the interpreter's.
   EXPECT_FALSE(OptOutOf({"python3", "-c", nap, "-X", "disable_remote_debug"}, {}).opted_out);
+}
+
+// PyPy 7.3.11's PyPyGILState_Check starts (objdump of libpypy3.9-c.so):
+//   17e8c40: 48 83 ec 08             sub $0x8,%rsp
+//   17e8c44: 66 48 8d 3d 64 b3 ea 00 data16 lea 0xeab364(%rip),%rdi  # 2693fb0
+//   17e8c4c: 66 66 48 e8 ec 33 87 ff data16 data16 rex.W call __tls_get_addr
+TEST(PyPyTest, FindsTheTlsIndexOfTheGeneralDynamicSequence) {
+  const uint8_t code[] = {0x48, 0x83, 0xec, 0x08, 0x66, 0x48, 0x8d, 0x3d, 0x64, 0xb3, 0xea,
+                          0x00, 0x66, 0x66, 0x48, 0xe8, 0xec, 0x33, 0x87, 0xff, 0xc3};
+  EXPECT_EQ(pypy::TlsIndexAddress(0x17e8c40, code), uint64_t{0x2693fb0});
+  // A plain lea (no __tls_get_addr call after it) is not the sequence.
+  const uint8_t plain[] = {0x48, 0x8d, 0x3d, 0x64, 0xb3, 0xea, 0x00, 0xe8, 0, 0, 0, 0,
+                           0x90, 0x90, 0x90, 0x90, 0x90};
+  EXPECT_FALSE(pypy::TlsIndexAddress(0x1000, plain).has_value());
+  EXPECT_FALSE(pypy::TlsIndexAddress(0x1000, {}).has_value());
 }
 
 }  // namespace

@@ -83,8 +83,9 @@ TrampolineLayout LayoutTrampoline(uint64_t base, size_t source_size, size_t xsav
   return layout;
 }
 
-std::string TrampolineCode(const TrampolineLayout& layout) {
+std::string TrampolineCode(const TrampolineLayout& layout, TrampolineEntryCalls calls) {
   using D = TrampolineData;
+  const bool gil_state = calls == TrampolineEntryCalls::kGilStateAroundRun;
   Emitter e;
   auto all_ones_mask = [&] {
     e.Bytes({0xb8, 0xff, 0xff, 0xff, 0xff});  // mov eax, -1
@@ -92,13 +93,17 @@ std::string TrampolineCode(const TrampolineLayout& layout) {
   };
   all_ones_mask();
   e.R12Op(true, {0x0f, 0xae}, 4, D::kXsave);          // xsave64 [r12+X]
-  e.R12Op(false, {0xff}, 2, D::kEnsure);               // call [r12+ensure]
-  e.R12Op(false, {0x89}, kRax, D::kGilState);          // mov [r12+g], eax
+  if (gil_state) {
+    e.R12Op(false, {0xff}, 2, D::kEnsure);             // call [r12+ensure]
+    e.R12Op(false, {0x89}, kRax, D::kGilState);        // mov [r12+g], eax
+  }
   e.R12Op(true, {0x8d}, kRdi,
           static_cast<uint32_t>(layout.source - layout.data));  // lea rdi, [src]
   e.R12Op(false, {0xff}, 2, D::kRun);                  // call [r12+run]
-  e.R12Op(false, {0x8b}, kRdi, D::kGilState);          // mov edi, [r12+g]
-  e.R12Op(false, {0xff}, 2, D::kRelease);              // call [r12+release]
+  if (gil_state) {
+    e.R12Op(false, {0x8b}, kRdi, D::kGilState);        // mov edi, [r12+g]
+    e.R12Op(false, {0xff}, 2, D::kRelease);            // call [r12+release]
+  }
   all_ones_mask();
   e.R12Op(true, {0x0f, 0xae}, 5, D::kXsave);          // xrstor64 [r12+X]
   e.R12Op(true, {0xc7}, 0, D::kDone);                  // mov qword [r12+done], 1

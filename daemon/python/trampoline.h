@@ -21,6 +21,7 @@
 //   g = PyGILState_Ensure()        (takes the GIL: a Python thread at a safe
 //   PyRun_SimpleString(source)      point, as after Py_END_ALLOW_THREADS)
 //   PyGILState_Release(g)          (releases it again)
+//   (PyPy: only pypy_execute_source(source), which takes the GIL itself)
 //   xrstor64 [data+XSAVE]; done = 1
 //   rflags, every general register, rsp from the saved block; jmp [saved rip]
 // which re-executes the interrupted `syscall` instruction with its original
@@ -66,10 +67,17 @@ TrampolineLayout LayoutTrampoline(uint64_t base, size_t source_size, size_t xsav
 // Just the size of that mapping (to mmap it before the base is known).
 uint64_t TrampolineSize(size_t source_size, size_t xsave_size);
 
-// The code page's bytes for `layout`.
-std::string TrampolineCode(const TrampolineLayout& layout);
+// What the trampoline calls. CPython: PyGILState_Ensure(), run(source),
+// PyGILState_Release(). PyPy: run(source) alone — pypy_execute_source takes
+// and releases the GIL itself (pypy.h).
+enum class TrampolineEntryCalls { kGilStateAroundRun, kRunOnly };
 
-// The data block's header (up to kXsave): function pointers and the
+// The code page's bytes for `layout`.
+std::string TrampolineCode(const TrampolineLayout& layout,
+                           TrampolineEntryCalls calls = TrampolineEntryCalls::kGilStateAroundRun);
+
+// The data block's header (up to kXsave): function pointers (0 for those
+// kRunOnly does not call) and the
 // registers the thread resumes with, from `stopped` — its registers in a
 // ptrace-stop inside a system call (rax = -ERESTART*, orig_rax = the call).
 // INVALID_ARGUMENT when `stopped` is not a restartable interrupted call.

@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "daemon/exec/transient_attach.h"
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/python/stack_memory.h"
@@ -38,10 +40,32 @@ bool ExitingOrExited(pid_t pid, int pidfd) {
 
 namespace pb = procwarp::snapshots::v1;
 
-// The scheduler state of each thread of the process behind `dir` (the
-// letter of /proc/PID/task/TID/stat: R running, S sleeping, D disk, ...).
-std::map<pid_t, char> TaskStates(const ProcDir& dir) {
-  std::map<pid_t, char> out;
+// A thread of the target as the daemon sees it.
+struct Task {
+  pid_t host_tid = 0;
+  char state = '?';  // /proc/PID/task/TID/stat: R running, S sleeping, D disk, ...
+};
+
+// The last number of the "NSpid:" line of a /proc/.../status text: the tid
+// in the thread's own pid namespace (a container's); 0 when absent.
+pid_t InnermostTid(absl::string_view status) {
+  size_t at = status.find("\nNSpid:");
+  if (at == absl::string_view::npos) return 0;
+  absl::string_view line = status.substr(at + 7);
+  line = line.substr(0, line.find('\n'));
+  size_t last = line.find_last_of(" \t");
+  pid_t tid = 0;
+  return absl::SimpleAtoi(line.substr(last == absl::string_view::npos ? 0 : last + 1), &tid)
+             ? tid
+             : 0;
+}
+
+// Every thread of the process behind `dir`, keyed by its tid in the
+// process's own pid namespace — the tid the interpreter records
+// (native_thread_id, glibc's pthread tid): in a container (other pid
+// namespace; py-spy#285) that is not the host's tid the daemon reports.
+std::map<pid_t, Task> TaskStates(const ProcDir& dir) {
+  std::map<pid_t, Task> out;
   UniqueFd task(openat(dir.fd(), "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!task) return out;
   DIR* listing = fdopendir(dup(task.get()));
@@ -59,21 +83,32 @@ std::map<pid_t, char> TaskStates(const ProcDir& dir) {
     // "TID (comm) S ...": the comm may hold anything, the state follows
     // the last ')'.
     const char* paren = strrchr(buffer, ')');
-    if (paren != nullptr && paren[1] == ' ' && paren[2] != '\0') out[tid] = paren[2];
+    if (paren == nullptr || paren[1] != ' ' || paren[2] == '\0') continue;
+    pid_t inner = tid;
+    UniqueFd status(openat(task.get(), absl::StrCat(entry->d_name, "/status").c_str(),
+                           O_RDONLY | O_CLOEXEC));
+    char text[4096];
+    ssize_t got = status ? read(status.get(), text, sizeof(text) - 1) : -1;
+    if (got > 0) {
+      text[got] = '\0';
+      if (pid_t t = InnermostTid(absl::string_view(text, got)); t > 0) inner = t;
+    }
+    out[inner] = Task{tid, paren[2]};
   }
   closedir(listing);
   return out;
 }
 
-void FillThreads(const std::map<pid_t, char>& states,
+void FillThreads(const std::map<pid_t, Task>& tasks,
                  std::vector<pb::PythonThread> threads, pb::PythonStackResponse* response) {
   for (pb::PythonThread& thread : threads) {
-    auto state = states.find(thread.tid());
-    if (state == states.end()) {
+    auto task = tasks.find(thread.tid());
+    if (task == tasks.end()) {
       thread.set_tid(0);  // not a thread of this process: not told
     } else {
+      thread.set_tid(task->second.host_tid);
       // Running (or runnable) Python is busy; anything else waits.
-      thread.set_idle(state->second != 'R');
+      thread.set_idle(task->second.state != 'R');
     }
     *response->add_threads() = std::move(thread);
   }
@@ -107,7 +142,7 @@ absl::Status ReadSnapshot(const Identity& caller, const pb::PythonStackRequest& 
   RETURN_IF_ERROR(found.status());
   const python::StackTarget& target = *found;
   // Before any stop: a consistent read would see every thread stopped.
-  const std::map<pid_t, char> states = TaskStates(dir);
+  const std::map<pid_t, Task> states = TaskStates(dir);
   std::vector<pb::PythonThread> threads;
   int retries = 0;
   absl::Status read;

@@ -1,21 +1,29 @@
 // Exec.RunPython against a real procwarpd and real interpreters
 // (docs/python.md): every CPython 3.8-3.13 found on the machine (pyenv's
-// shared builds, Debian's static /usr/bin/python3.11) runs
+// shared builds, Debian's static /usr/bin/python3.11) and Debian's PyPy 3.9
+// run
 // tests/testcases/python_target.py busy in a loop, sleeping, blocked on a
 // pipe read, with several threads, with an audit hook that vetoes, with
 // PYTHON_DISABLE_REMOTE_DEBUG set; code that prints, raises, sets a global
 // the target then prints, an eval; 100 execs into one busy target; a target
 // exiting during the exec; uid 65534 on root's target and on its own. Older
-// Pythons, PyPy and a C program are refused with FAILED_PRECONDITION saying
-// what was found. An interpreter that is not installed is skipped with a
-// message.
+// Pythons and a C program are refused with FAILED_PRECONDITION saying what
+// was found. An interpreter that is not installed is skipped with a message.
+//
+// PyPy runs code only on a thread blocked in a system call (daemon/python/
+// pypy.h): a busy PyPy target is FAILED_PRECONDITION, its multithreaded and
+// "100 execs" cases use a busy main thread with sleeping workers (the code
+// runs on a worker; --main-thread is refused), and `-X disable-remote-debug`
+// is its own opt-out.
 //
 // The target reports on itself after the execs ("done sum-ok=True
 // message=..."), with its own sys.stdout: its computation, globals and
 // output survived. Shard-parallel (BUILD: shard_count) to keep wall time low.
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -119,7 +127,7 @@ class EveryPython : public PythonExecTest,
     ASSERT_TRUE(printed.ok()) << printed.status();
     EXPECT_EQ(printed->stdout(), "out 42\n");
     EXPECT_EQ(printed->stderr(), "err\n");
-    EXPECT_EQ(printed->interpreter().implementation(), "CPython");
+    EXPECT_EQ(printed->interpreter().implementation(), GetParam().pypy ? "PyPy" : "CPython");
     EXPECT_FALSE(printed->has_exception());
 
     auto raised = Exec(pid, "print('before')\n{}['missing']");
@@ -137,6 +145,17 @@ class EveryPython : public PythonExecTest,
 
 TEST_P(EveryPython, BusyTarget) {
   ReadyTarget t = Start("busy");
+  if (GetParam().pypy) {
+    auto refused = Exec(t.process.pid(), "print('never')");
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+        << refused.status();
+    EXPECT_THAT(refused.status().message(), HasSubstr("PyPy 3.9"));
+    EXPECT_THAT(refused.status().message(),
+                HasSubstr("none of its threads is blocked in a system call"));
+    EXPECT_TRUE(t.process.Alive());
+    return;  // the loop runs on; the destructor ends it
+  }
   ExpectPrintsRaisesEvals(t.process.pid());
   auto where = Exec(t.process.pid(), "print(__name__)");
   ASSERT_TRUE(where.ok());
@@ -164,6 +183,23 @@ TEST_P(EveryPython, TargetBlockedReadingAPipe) {
 }
 
 TEST_P(EveryPython, MultithreadedTarget) {
+  if (GetParam().pypy) {
+    // A busy main thread, three sleeping workers: the code runs on a worker.
+    ReadyTarget t = Start("threads-sleep");
+    ExpectPrintsRaisesEvals(t.process.pid());
+    auto where = Exec(t.process.pid(), "import threading\n"
+                      "print(threading.current_thread() is threading.main_thread())");
+    ASSERT_TRUE(where.ok()) << where.status();
+    EXPECT_EQ(where->stdout(), "False\n");
+    EXPECT_FALSE(where->ran_on_main_thread());
+    auto main_only = Exec(t.process.pid(), "print('never')", false, /*main_thread=*/true);
+    ASSERT_FALSE(main_only.ok());
+    EXPECT_EQ(main_only.status().code(), absl::StatusCode::kFailedPrecondition)
+        << main_only.status();
+    EXPECT_THAT(main_only.status().message(), HasSubstr("its main thread (--main-thread)"));
+    EXPECT_EQ(Finish(t, "threads-set"), "done sum-ok=True message=threads-set");
+    return;
+  }
   ReadyTarget t = Start("threads");
   ExpectPrintsRaisesEvals(t.process.pid());
   auto main_only = Exec(t.process.pid(), "import threading\n"
@@ -199,8 +235,20 @@ TEST_P(EveryPython, OptOutIsHonouredAndAdminsMayOverride) {
   EXPECT_EQ(overridden->stdout(), "overridden\n");
 }
 
+TEST_P(EveryPython, XOptionOptOutIsHonoured) {
+  // CPython 3.14's spelling, and PyPy's.
+  const std::string option = GetParam().pypy ? "disable-remote-debug" : "disable_remote_debug";
+  ReadyTarget t = StartReady({GetParam().path, "-X", option, Script(), "sleep"});
+  auto refused = Exec(t.process.pid(), "print('never')");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr(absl::StrCat("-X ", option)));
+  EXPECT_TRUE(t.process.Alive());
+}
+
 TEST_P(EveryPython, HundredExecsIntoABusyTarget) {
-  ReadyTarget t = Start("busy");
+  // PyPy: the main thread computes, the code runs on its sleeping workers.
+  ReadyTarget t = Start(GetParam().pypy ? "threads-sleep" : "busy");
   for (int i = 0; i < 100; ++i) {
     auto r = Exec(t.process.pid(), absl::StrCat("print(", i, ")"));
     ASSERT_TRUE(r.ok()) << "exec " << i << ": " << r.status();
@@ -210,7 +258,7 @@ TEST_P(EveryPython, HundredExecsIntoABusyTarget) {
 }
 
 TEST_P(EveryPython, TargetExitingDuringTheExecIsNotFound) {
-  ReadyTarget t = Start("exit");
+  ReadyTarget t = Start(GetParam().pypy ? "sleep" : "exit");
   auto r = Exec(t.process.pid(), "import os\nos._exit(3)");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
@@ -231,8 +279,58 @@ TEST_P(EveryPython, NobodyOnRootsTargetIsDeniedAndOnItsOwnWorks) {
             "OK mine|\n");
 }
 
+// Waits until `pid` is in a job-control stop (State: T): a condition.
+void AwaitStopped(pid_t pid) {
+  for (;;) {
+    std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'T') return;
+    usleep(1000);
+  }
+}
+
+char StateOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+}
+
+// memray#450: a SIGSTOPped target is refused, never resumed or crashed.
+TEST_P(EveryPython, StoppedTargetIsRefusedAndStaysStopped) {
+  ReadyTarget t = Start("sleep");
+  const pid_t pid = t.process.pid();
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  AwaitStopped(pid);
+  auto r = Exec(pid, "print('never')");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("stopped by job control"));
+  EXPECT_EQ(StateOf(pid), 'T');  // still stopped: procwarp did not resume it
+  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  EXPECT_EQ(Finish(t, "after-stop"), "done message=after-stop");
+}
+
+// py-spy#285, memray#745: a Python in its own pid and mount namespace, run
+// on from the host daemon by its host pid.
+TEST_P(EveryPython, TargetInAContainer) {
+  ReadyTarget t = StartReady(InContainer({GetParam().path, Script(), "sleep"}));
+  EXPECT_THAT(t.ready, HasSubstr("pid=1 "));
+  const pid_t python = OnlyChildOf(t.process.pid());
+  ASSERT_GT(python, 0);
+  auto r = Exec(python, "import os\nprint(os.getpid())");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout(), "1\n");
+  auto stop = Exec(python, "message = 'contained'; stop = True");
+  ASSERT_TRUE(stop.ok()) << stop.status();
+  auto line = t.process.ReadLine();
+  ASSERT_TRUE(line.ok()) << line.status();
+  EXPECT_EQ(*line, "done message=contained");
+}
+
 std::vector<Python> ParamsOrPlaceholder() {
-  std::vector<Python> found = SupportedPythons();
+  std::vector<Python> found = ExecPythons();
   if (found.empty()) found.push_back({"none_found", "", ""});
   return found;
 }
@@ -265,15 +363,6 @@ TEST_F(PythonExecTest, OlderPythonsAreRefusedByVersion) {
     EXPECT_THAT(r.status().message(), HasSubstr(absl::StrCat("CPython ", minor, ".")));
   }
   if (tried == 0) GTEST_SKIP() << "no Python 2.7, 3.6 or 3.7 on this machine";
-}
-
-TEST_F(PythonExecTest, PyPyIsRefusedNamingIt) {
-  if (!Executable("/usr/bin/pypy3")) GTEST_SKIP() << "pypy3 is not installed";
-  ReadyTarget t = StartReady({"/usr/bin/pypy3", OldScript()});
-  auto r = Exec(t.process.pid(), "print(1)");
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
-  EXPECT_THAT(r.status().message(), HasSubstr("PyPy 3.9"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 // all the time (a result or ABORTED, never garbage), a target exiting during
 // reads, non-Python and unsupported interpreters (FAILED_PRECONDITION), and
 // the attach rule as uid 65534 (snapshots_peer).
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -337,6 +338,48 @@ TEST_P(PythonStackTest, TargetExitingDuringReadsIsACleanError) {
   auto after = Stack(t.process.pid(), /*locals=*/true);
   EXPECT_EQ(after.status().code(), absl::StatusCode::kNotFound) << after.status();
   EXPECT_LE(daemon_->AwaitFdsAtMost(fds, absl::Seconds(10)), fds);
+}
+
+// memray#450: reading a SIGSTOPped target works without resuming it;
+// --consistent (which must stop it itself) is refused with a clear error.
+TEST_P(PythonStackTest, StoppedTargetIsReadAndStaysStopped) {
+  ReadyTarget t = Start({"nested"});
+  const pid_t pid = t.process.pid();
+  AwaitAllBlocked(pid);
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  while (!absl::StartsWith(ProcField(pid, "State"), "T")) usleep(1000);
+  auto stack = Stack(pid, /*locals=*/true);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  ASSERT_NE(MainThread(*stack), nullptr);
+  EXPECT_THAT(Functions(*MainThread(*stack)),
+              ::testing::ElementsAre("<module>", "outer", "middle", "inner"));
+  auto consistent = Stack(pid, /*locals=*/false, /*consistent=*/true);
+  ASSERT_FALSE(consistent.ok());
+  EXPECT_EQ(consistent.status().code(), absl::StatusCode::kFailedPrecondition)
+      << consistent.status();
+  EXPECT_THAT(consistent.status().message(), HasSubstr("stopped by job control"));
+  EXPECT_THAT(ProcField(pid, "State"), ::testing::StartsWith("T"));
+  EXPECT_EQ(ProcField(pid, "TracerPid"), "0");
+  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  ASSERT_TRUE(t.process.Write("go\n").ok());
+  t.process.WaitExit();  // it read its line and finished
+}
+
+// py-spy#285: a Python in its own pid and mount namespace, read by its host
+// pid; its threads are reported with host tids (not the container's 1).
+TEST_P(PythonStackTest, TargetInAContainerIsRead) {
+  ReadyTarget t = StartReady(InContainer({GetParam().path, Script(), "nested"}));
+  EXPECT_THAT(t.ready, HasSubstr("pid=1"));
+  const pid_t python = OnlyChildOf(t.process.pid());
+  ASSERT_GT(python, 0);
+  AwaitAllBlocked(python);
+  auto stack = Stack(python, /*locals=*/true);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const pb::PythonThread* main = MainThread(*stack);
+  ASSERT_NE(main, nullptr);
+  EXPECT_EQ(main->tid(), python);
+  EXPECT_TRUE(main->idle());
+  EXPECT_THAT(Functions(*main), ::testing::ElementsAre("<module>", "outer", "middle", "inner"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Interpreters, PythonStackTest, ::testing::ValuesIn(SupportedPythons()),

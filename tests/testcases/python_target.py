@@ -3,7 +3,10 @@
 # `stop`, and then prints what it saw ("done ...") with its own sys.stdout —
 # which proves that stdout, its globals and its own work survived the execs.
 #
-#   python_target.py busy|sleep|pipe|threads|veto|exit
+#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit
+#
+# threads-sleep: the main thread computes as in busy while three workers
+# sleep in a loop (a PyPy target can run code only on a thread that waits).
 import sys
 import threading
 import time
@@ -26,11 +29,25 @@ if mode == 'veto':
 
 say('ready', 'pid=%d' % __import__('os').getpid(), 'mode=' + mode)
 
-if mode in ('busy', 'exit'):
+if mode == 'threads-sleep':
+    naps = [0, 0, 0]
+
+    def nap(k):
+        while not stop:
+            time.sleep(0.05)
+            naps[k] += 1
+    sleepers = [threading.Thread(target=nap, args=(k,)) for k in range(3)]
+    for s in sleepers:
+        s.start()
+
+if mode in ('busy', 'exit', 'threads-sleep'):
     i = total = 0
     while not stop:
         i += 1
         total += i
+    if mode == 'threads-sleep':
+        for s in sleepers:
+            s.join()
     say('done', 'sum-ok=%s' % (total == i * (i + 1) // 2), 'message=' + message)
 elif mode in ('sleep', 'veto'):
     while not stop:

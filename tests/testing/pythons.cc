@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <system_error>
 
 #include "absl/strings/match.h"
@@ -49,6 +50,31 @@ std::vector<PythonPath> SupportedPythons() {
     fprintf(stderr, "SKIP: no %s\n", debian.c_str());
   }
   return out;
+}
+
+std::vector<PythonPath> ExecPythons() {
+  std::vector<PythonPath> out = SupportedPythons();
+  const std::string pypy = "/usr/bin/pypy3";
+  if (access(pypy.c_str(), X_OK) == 0) {
+    out.push_back({"pypy_3_9", "Debian PyPy " + pypy, pypy, /*pypy=*/true});
+  } else {
+    fprintf(stderr, "SKIP: no %s (the setup script installs pypy3)\n", pypy.c_str());
+  }
+  return out;
+}
+
+std::vector<std::string> InContainer(const std::vector<std::string>& argv) {
+  std::vector<std::string> out = {"/usr/bin/unshare", "--pid", "--mount", "--fork",
+                                  "--kill-child"};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+pid_t OnlyChildOf(pid_t parent) {
+  std::ifstream in(absl::StrCat("/proc/", parent, "/task/", parent, "/children"));
+  pid_t child = 0;
+  in >> child;
+  return child;
 }
 
 }  // namespace procwarp::testing
