@@ -182,7 +182,10 @@ absl::StatusOr<StackTarget> FindStackTarget(pid_t pid, StackMemory& memory) {
     if (absl::StartsWith(base, "libpypy")) {
       return Unsupported(pid, absl::StrCat(
           "PyPy (", f.path, "): its frames live in the JIT's own structures, "
-          "which have no stable layout to read from outside"));
+          "which have no stable layout to read from outside; while one of its threads "
+          "waits, `procwarp py exec PID -c \"import sys, traceback; "
+          "[traceback.print_stack(f) for f in sys._current_frames().values()]\"` prints "
+          "them from inside (docs/python.md, \"PyPy\")"));
     }
     if (auto version = LibpythonVersion(base); version && libpython == nullptr) {
       libpython = &f;

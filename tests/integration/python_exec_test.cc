@@ -279,22 +279,18 @@ TEST_P(EveryPython, NobodyOnRootsTargetIsDeniedAndOnItsOwnWorks) {
             "OK mine|\n");
 }
 
-// Waits until `pid` is in a job-control stop (State: T): a condition.
-void AwaitStopped(pid_t pid) {
-  for (;;) {
-    std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-    std::string stat((std::istreambuf_iterator<char>(in)), {});
-    size_t paren = stat.rfind(')');
-    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'T') return;
-    usleep(1000);
-  }
-}
-
+// The scheduler state letter of `pid` (/proc/PID/stat; the comm may hold
+// anything, the state follows the last ')').
 char StateOf(pid_t pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
   std::string stat((std::istreambuf_iterator<char>(in)), {});
   size_t paren = stat.rfind(')');
   return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+}
+
+// Waits until `pid` is in a job-control stop (T): a condition.
+void AwaitStopped(pid_t pid) {
+  while (StateOf(pid) != 'T') usleep(1000);
 }
 
 // memray#450: a SIGSTOPped target is refused, never resumed or crashed.
