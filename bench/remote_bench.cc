@@ -287,7 +287,7 @@ int RunInNamespace(const BenchOptions& options) {
         };
         tcp_copy();
         stream_into();
-        const int rounds = 5;
+        const int rounds = 7;
         Paired paired = MeasurePaired(
             rounds, tcp_copy, stream_into,
             [&] { return ProcessCpuMicros(daemon_pid); },
