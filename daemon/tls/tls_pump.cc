@@ -77,6 +77,24 @@ struct Readiness {
   }
 };
 
+// One send() of `bytes` to `fd` unless `fd` is known not to be writable;
+// `*sent` is what went out. When it must wait, `*events` gains POLLOUT.
+Progress SendOnce(int fd, absl::string_view bytes, Readiness* state,
+                  short* events, size_t* sent) {
+  *sent = 0;
+  if (state->writable) {
+    ssize_t n = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      *sent = static_cast<size_t>(n);
+      return Progress::kSome;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) return Progress::kFailed;
+    if (errno == EAGAIN) state->writable = false;
+  }
+  *events |= POLLOUT;
+  return Progress::kNone;
+}
+
 // OpenSSL writes each record to its write BIO on its own: through a socket
 // BIO, one write() per 16 KiB record. While the pump runs, a BIO of this
 // kind collects the sealed records instead, and the pump sends them in one
@@ -226,22 +244,14 @@ void PumpTls(SSL* ssl, int plain_fd, int stop_fd) {
       }
       return Progress::kNone;
     }
-    if (!plain.writable) {
-      plain_events |= POLLOUT;
-      return Progress::kNone;
-    }
-    ssize_t n = send(plain_fd, inbound.data.data() + inbound.begin,
-                     inbound.end - inbound.begin, MSG_NOSIGNAL);
-    if (n > 0) {
-      inbound.Consumed(n);
-      return Progress::kSome;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (errno == EAGAIN) plain.writable = false;
-      plain_events |= POLLOUT;
-      return Progress::kNone;
-    }
-    return Progress::kFailed;
+    size_t sent;
+    Progress progress = SendOnce(
+        plain_fd,
+        absl::string_view(inbound.data.data() + inbound.begin,
+                          inbound.end - inbound.begin),
+        &plain, &plain_events, &sent);
+    inbound.Consumed(sent);
+    return progress;
   };
   auto read_plain = [&]() -> Progress {
     if (outbound.source_done || outbound.end == outbound.data.size()) {
@@ -275,18 +285,11 @@ void PumpTls(SSL* ssl, int plain_fd, int stop_fd) {
       return Progress::kNone;
     }
     if (!sealed.pending().empty()) {
-      absl::string_view bytes = sealed.pending();
-      ssize_t n = send(net_fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n > 0) {
-        sealed.Sent(n);
-        return Progress::kSome;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        if (errno == EAGAIN) net.writable = false;
-        net_events |= POLLOUT;
-        return Progress::kNone;
-      }
-      return Progress::kFailed;
+      size_t sent;
+      Progress progress =
+          SendOnce(net_fd, sealed.pending(), &net, &net_events, &sent);
+      sealed.Sent(sent);
+      return progress;
     }
     if (outbound.empty()) {
       if (outbound.source_done && !outbound.sink_closed) {
