@@ -24,6 +24,10 @@ namespace {
 // How long Connect waits for the daemon's first answer. Generous because a
 // socket-activated daemon may still be starting when we connect.
 constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
+// HTTP/2 receive window per stream and largest DATA frame we accept from a
+// remote daemon (see Client::Connect for TLS).
+constexpr int kStreamLookahead = 8 << 20;
+constexpr int kMaxFrame = 1 << 20;
 
 v1::StdioKind ToStdioKind(Stdio mode) {
   switch (mode) {
@@ -230,6 +234,12 @@ absl::StatusOr<Client> Client::Connect(const std::string& target,
   ssl.pem_private_key = material->key_pem;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
+  // Streams from a remote daemon (docs/remote.md, "Performance"): let it
+  // send well ahead of what we have read (HTTP/2 flow control window) and
+  // in large frames, so a busy machine's scheduling delays on either side
+  // do not stall the stream on window updates.
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kStreamLookahead);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, kMaxFrame);
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
       where->grpc_target, grpc::SslCredentials(ssl), args);
   Client client(std::make_shared<internal::Connection>(target, channel));

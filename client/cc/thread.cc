@@ -103,19 +103,39 @@ absl::StatusOr<std::string> ReadUnary(internal::Connection& connection,
   return std::move(*response.mutable_data());
 }
 
-absl::StatusOr<std::string> ReadStreamed(internal::Connection& connection,
-                                         const v1::ReadMemoryRequest& request) {
+// Memory.ReadStream of `request` into `out` (request.length() bytes). The
+// daemon sends the range in order; a chunk that does not continue it is
+// refused rather than written anywhere else.
+absl::Status ReadStreamedInto(internal::Connection& connection,
+                              const v1::ReadMemoryRequest& request, char* out) {
   // No deadline: a large transfer takes as long as it takes.
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<v1::ReadMemoryChunk>> reader =
       connection.memory->ReadStream(&context, request);
-  std::string data;
-  data.reserve(request.length());
   v1::ReadMemoryChunk chunk;
-  while (reader->Read(&chunk)) data += chunk.data();
+  uint64_t done = 0;
+  while (reader->Read(&chunk)) {
+    const std::string& data = chunk.data();
+    if (chunk.offset() != request.offset() + done ||
+        data.size() > request.length() - done) {
+      context.TryCancel();
+      reader->Finish().ok();  // ends the call; the status is ours below
+      return absl::InternalError(absl::StrCat(
+          "Memory.ReadStream: the daemon sent ", data.size(),
+          " bytes at offset ", chunk.offset(), ", outside the ",
+          request.length(), " bytes at offset ", request.offset(), " asked for"));
+    }
+    memcpy(out + done, data.data(), data.size());
+    done += data.size();
+  }
   absl::Status status = FromGrpcStatus(reader->Finish());
   if (!status.ok()) return status;
-  return data;
+  if (done != request.length()) {
+    return absl::InternalError(absl::StrCat("Memory.ReadStream ended after ",
+                                            done, " of ", request.length(),
+                                            " bytes"));
+  }
+  return absl::OkStatus();
 }
 
 // Memory.ReadToClient (into `local`) or WriteFromClient (from it): the
@@ -241,20 +261,44 @@ absl::StatusOr<std::string> Pointer::Read(uint64_t offset,
                                           uint64_t length) const {
   if (empty()) return absl::FailedPreconditionError("empty Pointer handle");
   if (length == UINT64_MAX) length = offset < size() ? size() - offset : 0;
+  if (length < kMinDirect || (connection_->remote && length <= kMaxUnaryRead)) {
+    // One message, whose bytes become the result without a copy.
+    v1::ReadMemoryRequest request;
+    request.set_pointer_id(id());
+    request.set_offset(offset);
+    request.set_length(length);
+    return ReadUnary(*connection_, request);
+  }
+  std::string data(length, '\0');
+  absl::Status status = ReadInto(absl::MakeSpan(data), offset);
+  if (!status.ok()) return status;
+  return data;
+}
+
+absl::Status Pointer::ReadInto(absl::Span<char> out, uint64_t offset) const {
+  if (empty()) return absl::FailedPreconditionError("empty Pointer handle");
   v1::ReadMemoryRequest request;
   request.set_pointer_id(id());
   request.set_offset(offset);
-  request.set_length(length);
+  request.set_length(out.size());
   // Remote: the daemon cannot reach our memory; stream at once.
-  if (length >= kMinDirect && !connection_->remote) {
-    std::string data(length, '\0');
+  if (out.size() >= kMinDirect && !connection_->remote) {
     absl::Status direct = CopyDirect(*connection_, /*to_client=*/true, id(),
-                                     offset, length, data.data());
-    if (direct.ok()) return data;
+                                     offset, out.size(), out.data());
     if (!ShouldStreamInstead(direct)) return direct;
   }
-  if (length <= kMaxUnaryRead) return ReadUnary(*connection_, request);
-  return ReadStreamed(*connection_, request);
+  if (out.size() > kMaxUnaryRead) {
+    return ReadStreamedInto(*connection_, request, out.data());
+  }
+  absl::StatusOr<std::string> data = ReadUnary(*connection_, request);
+  if (!data.ok()) return data.status();
+  if (data->size() != out.size()) {
+    return absl::InternalError(absl::StrCat("Memory.Read answered ",
+                                            data->size(), " bytes for ",
+                                            out.size()));
+  }
+  memcpy(out.data(), data->data(), data->size());
+  return absl::OkStatus();
 }
 
 absl::Status Pointer::Write(absl::string_view data, uint64_t offset) const {

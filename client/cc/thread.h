@@ -51,6 +51,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "client/cc/process.h"
 #include "proto/procwarp/exec/v1/exec.pb.h"
 #include "proto/procwarp/v1/files.pb.h"
@@ -138,6 +139,11 @@ class Pointer {
   // they stream in chunks.
   absl::StatusOr<std::string> Read(uint64_t offset = 0,
                                    uint64_t length = UINT64_MAX) const;
+  // Reads `out.size()` bytes at `offset` into `out`, by the same paths as
+  // Read. For large or repeated reads into memory the caller keeps: a new
+  // buffer's first-touch page faults can cost more than the transfer
+  // itself (docs/remote.md, "Performance").
+  absl::Status ReadInto(absl::Span<char> out, uint64_t offset = 0) const;
   // Writes `data` at `offset` (large writes as for Read).
   absl::Status Write(absl::string_view data, uint64_t offset = 0) const;
 

@@ -340,6 +340,12 @@ void TlsListener::Serve(grpc::Server* server, UniqueFd conn, std::string peer) {
                    pair) == 0) {
       ours = UniqueFd(pair[0]);
       for_grpc = UniqueFd(pair[1]);
+      // Room for a whole stream chunk (1 MiB) from gRPC: with the default
+      // ~200 KiB its writer met a full socket and waited for the pump
+      // several times per message (docs/remote.md, "Performance").
+      int bytes = 1 << 20;
+      // Best effort: a smaller buffer costs only speed.
+      setsockopt(for_grpc.get(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
     }
   }
   if (!ours) {
