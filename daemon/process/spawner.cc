@@ -349,6 +349,7 @@ PendingSpawn::~PendingSpawn() {
 }
 
 pid_t PendingSpawn::pid() const { return state_->child.pid; }
+int PendingSpawn::pidfd() const { return state_->child.pidfd.get(); }
 
 absl::StatusOr<PendingSpawn> StartSpawn(SpawnPlan plan) {
   RETURN_IF_ERROR(CheckChildStaysUndumpable(plan));
