@@ -11,6 +11,7 @@
 // new fault point is tested without touching this file; kStepsPerOperation
 // says how many there are, so a lost one shows.
 #include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -43,6 +44,15 @@ const std::map<std::string, int> kStepsPerOperation = {
 // and gRPC's pools keep what they once grew to, and the first calls of a
 // kind fault in code pages. Leaks would grow with the number of steps.
 constexpr long kRssToleranceKb = 4096;
+// Under ASan (the test's daemon is built like the test) freed memory waits
+// in ASan's quarantine (up to 256 MiB) instead of being reused, so RSS
+// cannot come back; there LeakSanitizer checks the daemon at its exit
+// instead (the harness fails a test whose daemon does not exit 0).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRssComesBack = false;
+#else
+constexpr bool kRssComesBack = true;
+#endif
 
 class FaultStepsTest : public ::testing::Test {
  protected:
@@ -259,8 +269,9 @@ TEST_F(FaultStepsTest, EveryStepOfCreateSpawnExecTransferFailsCleanly) {
   // daemon let go of asynchronously (sessions, keeper drops) settles.
   EXPECT_EQ(daemon_->AwaitFdsAtMost(fds_before), fds_before);
   const long rss_after = daemon_->RssKb();
-  EXPECT_LE(rss_after, rss_before + kRssToleranceKb)
-      << "RSS " << rss_before << " kB before the walk, " << rss_after << " kB after";
+  printf("daemon RSS %ld kB before the walk, %ld kB after; %d fds\n", rss_before,
+         rss_after, fds_before);
+  if (kRssComesBack) EXPECT_LE(rss_after, rss_before + kRssToleranceKb);
   RecordProperty("rss_before_kb", std::to_string(rss_before));
   RecordProperty("rss_after_kb", std::to_string(rss_after));
   RecordProperty("fds", std::to_string(fds_before));

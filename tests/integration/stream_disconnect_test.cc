@@ -291,12 +291,6 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     return stream->Finish();
   });
 
-  // The agent left in pause() by the Execute cuts still answers once
-  // interrupted: end the thread, which kills it.
-  v1::ExitThreadRequest exit;
-  exit.set_id(thread_);
-  v1::ExitThreadResponse exited;
-  EXPECT_TRUE(threads_->ExitThread(Ctx().get(), exit, &exited).ok());
   // Processes spawned for events: removed, so only the fixtures remain.
   v1::ListProcessesResponse listed;
   ASSERT_TRUE(processes_->List(Ctx().get(), {}, &listed).ok());
@@ -308,7 +302,15 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     v1::RemoveProcessResponse removed;
     EXPECT_TRUE(processes_->Remove(Ctx().get(), remove, &removed).ok());
   }
+  // The fixtures (thread included) are as they were at the baseline.
   ExpectBackToBaseline();
+
+  // The agent left in pause() by the Execute cuts still answers once
+  // interrupted: end the thread, which kills it.
+  v1::ExitThreadRequest exit;
+  exit.set_id(thread_);
+  v1::ExitThreadResponse exited;
+  EXPECT_TRUE(threads_->ExitThread(Ctx().get(), exit, &exited).ok());
 }
 
 }  // namespace
