@@ -14,6 +14,7 @@
 // daemon's RSS and fd count before, at the peak and after: nothing may grow
 // without bound (fds must come back to their count before the phase).
 // The daemon's per-identity limits are raised by its flags to fit the load.
+// Exits 1 when a call failed or a phase left fds behind.
 //
 //   bazel run -c opt //bench:load_bench                 # the full load
 //   bazel run -c opt //bench:load_bench -- --quick      # small counts
@@ -60,6 +61,9 @@ struct LoadOptions {
   std::vector<std::string> only;  // phases; empty: all
 };
 
+// Set when a call failed or a phase left fds behind: the exit status.
+bool g_trouble = false;
+
 double MicrosSince(Clock::time_point start) {
   return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
 }
@@ -89,6 +93,7 @@ struct Tally {
            n, Percentile(0.50), Percentile(0.99), seconds > 0 ? n / seconds : 0);
     for (const auto& [code, count] : failures) printf("  %s: %d", code.c_str(), count);
     printf("\n");
+    if (!failures.empty()) g_trouble = true;
   }
 };
 
@@ -130,6 +135,7 @@ class Phase {
     printf("  fds back to their count before: %s (%+d); RSS %+.1f MiB\n",
            after.fds == before_.fds ? "yes" : "NO", after.fds - before_.fds,
            (after.rss_kb - before_.rss_kb) / 1024.0);
+    if (after.fds != before_.fds) g_trouble = true;
   }
 
  private:
@@ -375,7 +381,8 @@ int Main(int argc, char** argv) {
   if (wants("mixed")) MixedPhase(**daemon, o);
   if (wants("children")) ChildrenPhase(**daemon, o);
   if (wants("spawns")) SpawnsPhase(**daemon, o);
-  return 0;
+  // 1: a call failed or fds were left behind (see above).
+  return g_trouble ? 1 : 0;
 }
 
 }  // namespace
