@@ -132,10 +132,11 @@ class Phase {
     daemon_.AwaitFdsAtMost(before_.fds, absl::Seconds(30));
     DaemonUse after = Use(daemon_);
     PrintUse("after:", after);
-    printf("  fds back to their count before: %s (%+d); RSS %+.1f MiB\n",
-           after.fds == before_.fds ? "yes" : "NO", after.fds - before_.fds,
+    // (Fewer is no leak: the daemon may close a start-up fd meanwhile.)
+    printf("  fds back to (at most) their count before: %s (%+d); RSS %+.1f MiB\n",
+           after.fds <= before_.fds ? "yes" : "NO", after.fds - before_.fds,
            (after.rss_kb - before_.rss_kb) / 1024.0);
-    if (after.fds != before_.fds) g_trouble = true;
+    if (after.fds > before_.fds) g_trouble = true;
   }
 
  private:
