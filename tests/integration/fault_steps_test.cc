@@ -277,5 +277,13 @@ TEST_F(FaultStepsTest, EveryStepOfCreateSpawnExecTransferFailsCleanly) {
   RecordProperty("fds", std::to_string(fds_before));
 }
 
+// The daemon that ships has no fault hook: it refuses the flag.
+TEST(FaultHookTest, ProductionDaemonRefusesTheFaultFlag) {
+  RunResult run = RunProgram(
+      {RunfilePath("daemon/procwarpd"), "--test_fault_file", "/dev/null", "--version"});
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_EQ(run.out.find("procwarpd "), std::string::npos) << run.out;
+}
+
 }  // namespace
 }  // namespace procwarp::testing
