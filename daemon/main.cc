@@ -45,6 +45,9 @@
 #include "daemon/thread/thread_table.h"
 #include "daemon/thread/threads_service.h"
 #include "daemon/tls/tls_listener.h"
+#ifdef PROCWARP_TEST_FAULTS
+#include "daemon/testing/fault_injector.h"
+#endif
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
@@ -539,7 +542,17 @@ int main(int argc, char** argv) {
   procwarp::AddLimitFlags(app, flags.limits);
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
+#ifdef PROCWARP_TEST_FAULTS
+  // Only in //daemon:procwarpd_with_faults (daemon/util/fault_point.h).
+  std::string test_fault_file;
+  app.add_option("--test_fault_file", test_fault_file,
+                 "TEST BUILD ONLY: kill the target at the fault point named "
+                 "in this file (daemon/testing/fault_injector.h)");
+#endif
   CLI11_PARSE(app, argc, argv);
+#ifdef PROCWARP_TEST_FAULTS
+  if (!test_fault_file.empty()) procwarp::InjectFaultsFromFile(test_fault_file);
+#endif
   if (version) {
     printf("procwarpd %s\n", procwarp::kProcwarpVersion);
     return 0;

@@ -19,6 +19,7 @@
 #include "daemon/files/file_requests.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/fault_point.h"
 #include "daemon/util/status_macros.h"
 #include "daemon/util/unique_fd.h"
 
@@ -169,9 +170,12 @@ grpc::Status FilesService::TransferFd(
     ASSIGN_OR_RETURN(auto target,
                      table_->Find(request->target_thread_id(), caller));
     RETURN_IF_ERROR(source->CheckAlive());
+    FaultPoint("transfer", 0, source->pidfd());  // before the fetch
     // Into the daemon first (close-on-exec here, always).
     ASSIGN_OR_RETURN(UniqueFd copy,
                      source->FetchFd(caller, request->source_fd(), "TransferFd"));
+    FaultPoint("transfer", 1, source->pidfd());  // fetched
+    FaultPoint("transfer", 2, target->pidfd());  // before the install
     // The caller's own fd (FetchFd checked that), so installing it gives the
     // target's thread nothing its owner could not have handed it.
     ASSIGN_OR_RETURN(
@@ -184,6 +188,7 @@ grpc::Status FilesService::TransferFd(
                          absl::StrCat("TransferFd: installing the fd in ",
                                       target->Name()));
     }
+    FaultPoint("transfer", 3, target->pidfd());  // installed, before the answer
     response->set_fd(static_cast<int32_t>(installed));
     Audit("fd_transfer", caller,
           {{"SOURCE_THREAD_ID", source->id()},

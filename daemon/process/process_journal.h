@@ -10,6 +10,8 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+
 namespace procwarp {
 
 class ManagedProcess;
@@ -18,8 +20,9 @@ class ProcessJournal {
  public:
   virtual ~ProcessJournal() = default;
   virtual void Added(const ManagedProcess& process) = 0;
-  // Returns once the table as it is now (or later) is persisted.
-  virtual void Changed() = 0;
+  // Returns once the table as it is now (or later) is persisted: OK, or why
+  // it could not be (RESOURCE_EXHAUSTED for a full disk, naming the file).
+  virtual absl::Status Changed() = 0;
   virtual void Forget(const std::string& id) = 0;
 };
 

@@ -8,7 +8,9 @@
 #include "absl/time/clock.h"
 #include "daemon/process/spawner.h"
 #include "daemon/server/log.h"
+#include "daemon/util/fault_point.h"
 #include "daemon/util/handle_id.h"
+#include "daemon/util/pidfd.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -99,7 +101,10 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
   SpawnWait wait;
   wait.timeout = limits_.spawn_timeout;
   wait.cancelled = std::move(cancelled);
-  ASSIGN_OR_RETURN(SpawnedChild child, SpawnChild(std::move(plan), wait));
+  ASSIGN_OR_RETURN(PendingSpawn pending, StartSpawn(std::move(plan)));
+  FaultPoint("spawn", 0, pending.pidfd());  // cloned, not yet exec'd
+  ASSIGN_OR_RETURN(SpawnedChild child, FinishSpawn(std::move(pending), wait));
+  FaultPoint("spawn", 1, child.pidfd.get());  // exec'd, not yet recorded
 
   procwarp::v1::ProcessInfo info;
   info.set_id(NewHandleId());
@@ -110,7 +115,7 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
   *info.mutable_labels() = request.labels();
   auto process = std::make_shared<ManagedProcess>(
       std::move(info), caller, std::move(child), limits_.output_buffer_bytes);
-  Admit(std::move(slot), process);
+  RETURN_IF_ERROR(Admit(std::move(slot), process, "spawn"));
   return process;
 }
 
@@ -130,21 +135,52 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Adopt(
   *info.mutable_owner() = owner.ToProto();
   auto process = std::make_shared<ManagedProcess>(
       std::move(info), owner, std::move(child), limits_.output_buffer_bytes);
-  Admit(std::move(slot), process);
+  RETURN_IF_ERROR(Admit(std::move(slot), process, "exec"));
   return process;
 }
 
-void ProcessTable::Admit(ProcessSlot slot,
-                         const std::shared_ptr<ManagedProcess>& process) {
+absl::Status ProcessTable::Admit(ProcessSlot slot,
+                                 const std::shared_ptr<ManagedProcess>& process,
+                                 const char* operation) {
   Insert(std::move(slot), process);
+  FaultPoint(operation, 2, process->pidfd());  // in the table, not yet kept
   // Kept and persisted before the caller learns the id, so a restart right
   // after cannot lose it.
+  absl::Status persisted = absl::OkStatus();
   Journal([&](ProcessJournal& j) {
     j.Added(*process);
-    j.Changed();
+    persisted = j.Changed();
   });
+  if (!persisted.ok()) {
+    Withdraw(process);
+    return absl::Status(
+        persisted.code(),
+        absl::StrCat(operation, ": the process could not be recorded, so it was "
+                     "killed (a daemon restart would have lost it): ",
+                     persisted.message()));
+  }
   PublishEvent(procwarp::v1::ProcessEvent::KIND_STARTED, *process);
   Watch(process);
+  return absl::OkStatus();
+}
+
+void ProcessTable::Withdraw(const std::shared_ptr<ManagedProcess>& process) {
+  {
+    absl::MutexLock lock(&mu_);
+    processes_.erase(process->id());
+  }
+  // The daemon's own child, started by this very call: root undoes it even
+  // if the program it runs is setuid (nobody else knows of it yet).
+  (void)SignalPidfd(process->pidfd(), SIGKILL, process->Info().pid(),
+                    "the unrecorded process");
+  (void)ReapPidfd(process->pidfd(), /*block=*/true);
+  // A write that started meanwhile may have recorded it: record it gone
+  // (best effort; a later change rewrites the file anyway), then let the
+  // keeper drop its fds.
+  Journal([&](ProcessJournal& j) {
+    j.Changed().IgnoreError();
+    j.Forget(process->id());
+  });
 }
 
 std::shared_ptr<ManagedProcess> ProcessTable::Restore(
@@ -237,8 +273,9 @@ void ProcessTable::Watch(const std::shared_ptr<ManagedProcess>& process) {
 
 void ProcessTable::OnExit(const std::shared_ptr<ManagedProcess>& process) {
   // The exit status is persisted before the keeper lets the fds go.
+  // (A failed write is logged by the journal; the exit is still reported.)
   Journal([&](ProcessJournal& j) {
-    j.Changed();
+    j.Changed().IgnoreError();
     j.Forget(process->id());
   });
   PublishEvent(procwarp::v1::ProcessEvent::KIND_EXITED, *process);
@@ -297,7 +334,7 @@ absl::Status ProcessTable::Remove(absl::string_view id, const Identity& caller) 
   });
   unwatched.WaitForNotification();
   Journal([&](ProcessJournal& j) {
-    j.Changed();
+    j.Changed().IgnoreError();
     j.Forget(process->id());
   });
   PublishEvent(procwarp::v1::ProcessEvent::KIND_REMOVED, *process);

@@ -143,8 +143,15 @@ class ProcessTable {
   void PublishEvent(procwarp::v1::ProcessEvent::Kind kind,
                     const ManagedProcess& process);
 
-  // Insert + event + journal + watch: a process joins the table.
-  void Admit(ProcessSlot slot, const std::shared_ptr<ManagedProcess>& process);
+  // Insert + journal + event + watch: a process joins the table. When the
+  // journal cannot make its record durable (a full disk under the state
+  // file), the process is withdrawn instead and the journal's error is
+  // returned. `operation` names the caller's operation ("spawn", "exec").
+  absl::Status Admit(ProcessSlot slot, const std::shared_ptr<ManagedProcess>& process,
+                     const char* operation);
+  // Takes a process that was never announced out of the table and kills
+  // and reaps it.
+  void Withdraw(const std::shared_ptr<ManagedProcess>& process);
   void Journal(const std::function<void(ProcessJournal&)>& note) const {
     if (journal_ != nullptr) note(*journal_);
   }

@@ -14,6 +14,7 @@
 #include "daemon/process/process_requests.h"
 #include "daemon/server/log.h"
 #include "daemon/server/paging.h"
+#include "daemon/util/fault_point.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -68,6 +69,7 @@ grpc::Status ProcessesService::Spawn(grpc::ServerContext* context,
     ASSIGN_OR_RETURN(auto process,
                      table_->Spawn(*request, caller,
                                    [context] { return context->IsCancelled(); }));
+    FaultPoint("spawn", 3, process->pidfd());  // admitted, before the answer
     if (charge.has_value()) {
       absl::MutexLock lock(&charges_mu_);
       charges_.emplace(process->id(), *std::move(charge));

@@ -66,6 +66,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "daemon/process/spawn_child.h"
 #include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
@@ -89,14 +90,25 @@ constexpr absl::Duration kKillGrace = absl::Seconds(5);
 constexpr const char* kStreamNames[3] = {"stdin", "stdout", "stderr"};
 
 // The child's stack while it borrows the daemon's memory.
+//
+// Stacks are reused: a fresh mapping costs a page fault for each page the
+// child touches (11-27 us each on these machines, docs/architecture.md) and
+// its munmap a TLB flush on every CPU the daemon's threads ran on, both on
+// the path every spawn waits for. A stack goes back to the pool only once
+// no child runs on it (it exec'd or was reaped); the pool keeps a few, so
+// concurrent spawns still get their own.
 class ChildStack {
  public:
   static absl::StatusOr<ChildStack> Make() {
+    if (std::optional<ChildStack> kept = Pool().Take()) return *std::move(kept);
     void* base = mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (base == MAP_FAILED) return ErrnoStatus(errno, "mmap(child stack)");
     return ChildStack(base);
   }
+  // Precondition: no child runs on it any more.
+  static void Recycle(ChildStack stack) { Pool().Give(std::move(stack)); }
+
   ChildStack(ChildStack&& other) noexcept : base_(std::exchange(other.base_, nullptr)) {}
   ChildStack(const ChildStack&) = delete;
   ~ChildStack() {
@@ -109,6 +121,32 @@ class ChildStack {
   // The child code uses raw system calls and small frames only.
   static constexpr size_t kSize = 64 * 1024;
   explicit ChildStack(void* base) : base_(base) {}
+
+  class KeptStacks {
+   public:
+    std::optional<ChildStack> Take() {
+      absl::MutexLock lock(&mu_);
+      if (stacks_.empty()) return std::nullopt;
+      ChildStack stack = std::move(stacks_.back());
+      stacks_.pop_back();
+      return stack;
+    }
+    void Give(ChildStack stack) {
+      absl::MutexLock lock(&mu_);
+      // Past the limit `stack` is unmapped on return.
+      if (stacks_.size() < kKept) stacks_.push_back(std::move(stack));
+    }
+
+   private:
+    static constexpr size_t kKept = 8;
+    absl::Mutex mu_;
+    std::vector<ChildStack> stacks_ ABSL_GUARDED_BY(mu_);
+  };
+  static KeptStacks& Pool() {
+    static KeptStacks* pool = new KeptStacks;  // never destroyed
+    return *pool;
+  }
+
   void* base_;
 };
 
@@ -281,6 +319,10 @@ struct PendingSpawn::State {
   // `stack`): they must outlive it.
   bool memory_released = false;
 
+  ~State() {
+    if (memory_released && stack.has_value()) ChildStack::Recycle(*std::move(stack));
+  }
+
   // Where the child is, for a person: "opening stdin path /x (...)".
   std::string WhereIsTheChild() const {
     ChildStage stage;
@@ -349,6 +391,7 @@ PendingSpawn::~PendingSpawn() {
 }
 
 pid_t PendingSpawn::pid() const { return state_->child.pid; }
+int PendingSpawn::pidfd() const { return state_->child.pidfd.get(); }
 
 absl::StatusOr<PendingSpawn> StartSpawn(SpawnPlan plan) {
   RETURN_IF_ERROR(CheckChildStaysUndumpable(plan));

@@ -62,6 +62,7 @@ class PendingSpawn {
   ~PendingSpawn();
 
   pid_t pid() const;
+  int pidfd() const;
 
  private:
   friend absl::StatusOr<SpawnedChild> FinishSpawn(PendingSpawn pending,

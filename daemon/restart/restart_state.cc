@@ -205,7 +205,7 @@ void RestartState::Restore() {
   // over.
   table_->SetJournal(this);
   for (const auto& process : running) Added(*process);
-  Changed();
+  Changed().IgnoreError();  // (logged there)
   for (const std::string& id : ended) Forget(id);
   keeper_->StartEvents([this](const std::string& id,
                               const procwarp::v1::ExitStatus& status) {
@@ -291,7 +291,7 @@ void RestartState::AdoptThreads(ThreadTable* threads) {
                          " persistent threads, ", lost.size(), " could not be"));
   }
   if (lost.empty() && adopted == 0) return;
-  Changed();
+  Changed().IgnoreError();  // (logged there)
 }
 
 void RestartState::ThreadAdded(AgentThread& thread) {
@@ -309,7 +309,7 @@ void RestartState::ThreadAdded(AgentThread& thread) {
     absl::MutexLock lock(&mu_);
     thread_records_[thread.id()] = record.SerializeAsString();
   }
-  Changed();
+  Changed().IgnoreError();  // (logged there)
 }
 
 void RestartState::ThreadForgotten(const std::string& id) {
@@ -317,7 +317,7 @@ void RestartState::ThreadForgotten(const std::string& id) {
     absl::MutexLock lock(&mu_);
     thread_records_.erase(id);
   }
-  Changed();
+  Changed().IgnoreError();  // (logged there)
   keeper_->Drop(id);
 }
 
@@ -328,7 +328,7 @@ void RestartState::Added(const ManagedProcess& process) {
 
 void RestartState::Forget(const std::string& id) { keeper_->Drop(id); }
 
-void RestartState::Changed() {
+absl::Status RestartState::Changed() {
   uint64_t ticket;
   {
     absl::MutexLock lock(&mu_);
@@ -338,7 +338,8 @@ void RestartState::Changed() {
   uint64_t covers;
   {
     absl::MutexLock lock(&mu_);
-    if (written_ >= ticket) return;  // a write that started later covered it
+    // A write that started later covered it.
+    if (written_ >= ticket) return last_write_;
     covers = requested_;
   }
   procwarp::state::v1::DaemonState state;
@@ -352,6 +353,12 @@ void RestartState::Changed() {
   }
   absl::Status written = WriteFileAtomically(
       dir_, kStateFileName, EncodeStateFile(state, table_->EncodedRecords()));
+  if (!written.ok()) {
+    // ENOSPC/EDQUOT stay RESOURCE_EXHAUSTED (errno_status.h).
+    written = absl::Status(
+        written.code(), absl::StrCat("the state file ", dir_, "/", kStateFileName,
+                                     " cannot be written: ", written.message()));
+  }
   if (!written.ok() && !write_failing_) {
     LogError(absl::StrCat("restart: cannot write the state file (a restart now "
                           "would lose processes): ", written.ToString()));
@@ -361,6 +368,8 @@ void RestartState::Changed() {
   write_failing_ = !written.ok();
   absl::MutexLock lock(&mu_);
   written_ = covers;
+  last_write_ = written;
+  return written;
 }
 
 }  // namespace procwarp

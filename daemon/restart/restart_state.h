@@ -55,7 +55,7 @@ class RestartState final : public ProcessJournal, public ThreadJournal {
   void AdoptThreads(ThreadTable* threads);
 
   void Added(const ManagedProcess& process) override;
-  void Changed() override;
+  absl::Status Changed() override;
   void Forget(const std::string& id) override;
 
   void ThreadAdded(AgentThread& thread) override;
@@ -69,6 +69,9 @@ class RestartState final : public ProcessJournal, public ThreadJournal {
   absl::Mutex mu_;
   uint64_t requested_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
+  // How the write that reached `written_` went: what Changed() answers the
+  // calls it covered.
+  absl::Status last_write_ ABSL_GUARDED_BY(mu_);
   bool write_failing_ ABSL_GUARDED_BY(write_mu_) = false;
   // Journalled threads, each an encoded ThreadRecord, by id.
   std::map<std::string, std::string> thread_records_ ABSL_GUARDED_BY(mu_);

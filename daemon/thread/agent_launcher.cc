@@ -20,6 +20,7 @@
 #include "daemon/security/cloned_child.h"
 #include "daemon/security/ptrace_access.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/fault_point.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -208,6 +209,7 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
   absl::StatusOr<PendingSpawn> pending =
       absl::InternalError("the spawn thread did not run");
   RunOnSpawnThread([&] { pending = StartSpawn(std::move(plan)); });
+  if (pending.ok()) FaultPoint("create", 0, pending->pidfd());  // not exec'd
   absl::StatusOr<SpawnedChild> child =
       pending.ok() ? FinishSpawn(*std::move(pending), SpawnWait())
                    : pending.status();
@@ -220,6 +222,7 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
   LaunchedAgent agent;
   agent.pid = child->pid;
   agent.pidfd = std::move(child->pidfd);
+  FaultPoint("create", 1, agent.pidfd.get());  // exec'd, no hello yet
   absl::StatusOr<std::unique_ptr<AgentConnection>> connection =
       AgentConnection::Open(std::move(ours), agent.pidfd.get(), name);
   if (!connection.ok()) {
@@ -228,6 +231,7 @@ absl::StatusOr<LaunchedAgent> AgentLauncher::Launch(
     return connection.status();
   }
   agent.connection = *std::move(connection);
+  FaultPoint("create", 2, agent.pidfd.get());  // said hello, not yet pinned
   // After the hello: the agent binary runs.
   absl::Status pinned = PinAgent(agent);
   if (pinned.ok()) pinned = CheckCallerMayPtrace(caller, agent.proc, name);

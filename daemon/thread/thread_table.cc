@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/util/fault_point.h"
 #include "daemon/util/handle_id.h"
 #include "daemon/util/status_macros.h"
 
@@ -211,6 +212,7 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
   pid_t claimed = -1;
   absl::StatusOr<LaunchedAgent> agent =
       StartAgent(request, caller, parent, options.owner, name, &claimed);
+  if (agent.ok()) FaultPoint("create", 3, agent->pidfd.get());  // not in the table
   AgentLifetime lifetime;
   lifetime.outlives_daemon =
       parent == nullptr && request.persistent() && journal_ != nullptr;
@@ -221,6 +223,7 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
                  : agent.status();
   absl::StatusOr<std::shared_ptr<Thread>> admitted =
       Admit(owner_key, std::move(thread), claimed, "CreateThread");
+  if (admitted.ok()) FaultPoint("create", 4, (*admitted)->agent()->pidfd());
   ThreadJournal* journal = journal_;
   if (admitted.ok() && lifetime.outlives_daemon && journal != nullptr) {
     journal->ThreadAdded(*(*admitted)->agent());

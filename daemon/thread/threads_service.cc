@@ -29,6 +29,7 @@
 #include "daemon/server/paging.h"
 #include "daemon/thread/thread_requests.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/fault_point.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
@@ -218,6 +219,7 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
     // process limit is taken before the execve, so past the limit the thread
     // simply stays a thread (nothing runs unmanaged).
     ASSIGN_OR_RETURN(ProcessSlot slot, processes_->ReserveSlot(thread->owner()));
+    FaultPoint("exec", 0, thread->pidfd());  // before anything is mapped
     const std::string path =
         request->path().empty() ? request->argv(0) : request->path();
     AgentConnection& agent = thread->connection();
@@ -247,6 +249,7 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
     // The agent's socket is close-on-exec: a successful execve shows up as
     // EOF on it, with no reply.
     calls[2].flags = PW_REQ_FLUSH_FIRST;
+    FaultPoint("exec", 1, thread->pidfd());  // mapped, before the execve
     RETURN_IF_ERROR(thread->BeginExec());
     std::vector<AgentReply> replies;
     absl::Status run = agent.Run(calls, &replies);
@@ -286,6 +289,8 @@ grpc::Status ThreadsService::Exec(grpc::ServerContext* context,
                      processes_->Adopt(std::move(slot), thread->pid(),
                                        std::move(pidfd), thread->owner(),
                                        std::move(info)));
+    // (Step 2 is in ProcessTable::Admit.)
+    FaultPoint("exec", 3, process->pidfd());  // adopted, before the answer
     *response->mutable_process() = process->Info();
     Audit("thread_exec", caller,
           {{"THREAD_ID", thread->id()},

@@ -128,7 +128,7 @@ absl::StatusOr<std::unique_ptr<DaemonHarness>> DaemonHarness::Start(
     return absl::InternalError("bind notify socket");
   }
 
-  std::vector<std::string> argv = {RunfilePath("daemon/procwarpd"), "--socket",
+  std::vector<std::string> argv = {RunfilePath(options.binary), "--socket",
                                    h->socket_path_, "--socket_mode",
                                    options.socket_mode};
   argv.insert(argv.end(), options.flags.begin(), options.flags.end());

@@ -60,6 +60,9 @@ class DaemonHarness {
     // Run in this directory (socket and all) instead of a fresh one, and
     // leave it in place: a restarted daemon on the same socket and state.
     std::string dir;
+    // The daemon binary, as a runfiles path (list it in the test's data):
+    // "daemon/procwarpd_with_faults" for fault tests.
+    std::string binary = "daemon/procwarpd";
 
     // For tests of Threads, Memory and Files: procwarpd takes the
     // procwarp-agent from the test's runfiles (list //agent:procwarp-agent

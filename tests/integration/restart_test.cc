@@ -571,10 +571,12 @@ TEST_F(RestartTest, ExecdThreadSurvivesAsAManagedProcess) {
 }
 
 // A full disk under the state file (a 64 KiB tmpfs mounted in the daemon's
-// own mount namespace, then filled): changes made meanwhile are logged as
-// not persisted, the state file on disk stays the last good one (temporary
-// file + rename: never half-written), and once there is room again the
-// next write records everything, so a restart loses nothing.
+// own mount namespace, then filled): a spawn whose record cannot be made
+// durable fails with RESOURCE_EXHAUSTED naming the state file and ENOSPC,
+// and its child is not left running (a restart would have lost it); the
+// failure is logged once, the state file on disk stays the last good one
+// (temporary file + rename: never half-written), and once there is room
+// again the next write records everything, so a restart loses nothing.
 TEST_F(RestartTest, FullDiskUnderTheStateFile) {
   const std::string log = dir_ + "/daemon.log";
   DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
@@ -624,14 +626,27 @@ TEST_F(RestartTest, FullDiskUnderTheStateFile) {
     return false;
   };
 
-  // A spawn while it is full: the process runs, the failed write is
-  // logged, and the file on disk is still the last good one, whole.
-  ProcessInfo while_full = Spawn(stub.get(), {Target(), "idle"});
-  ASSERT_FALSE(while_full.id().empty());
+  // A spawn while it is full fails clearly and leaves nothing running; the
+  // file on disk is still the last good one, whole.
+  const std::string unrecordable_arg = absl::StrCat("31337", getpid());
+  procwarp::v1::SpawnResponse refused;
+  grpc::Status s = stub->Spawn(
+      Ctx().get(), PipedSpawn({"/bin/sleep", unrecordable_arg}), &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr(kStateFileName));
+  EXPECT_THAT(s.error_message(), HasSubstr("No space left on device"));
+  EXPECT_THAT(s.error_message(), HasSubstr("killed"));
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string args((std::istreambuf_iterator<char>(cmdline)), {});
+    EXPECT_EQ(args.find(unrecordable_arg), std::string::npos)
+        << "the unrecorded child runs on as " << entry.path();
+  }
+  EXPECT_EQ(List(stub.get()).size(), 1u) << "the refused spawn is listed";
   {
     procwarp::state::v1::DaemonState state = read_state();
     EXPECT_TRUE(recorded(state, before_full.id()));
-    EXPECT_FALSE(recorded(state, while_full.id()));
+    EXPECT_EQ(state.processes_size(), 1);
   }
   EXPECT_FALSE(std::filesystem::exists(state_dir_seen + "/." +
                                        kStateFileName + ".tmp"))
@@ -642,7 +657,7 @@ TEST_F(RestartTest, FullDiskUnderTheStateFile) {
   ProcessInfo after = Spawn(stub.get(), {Target(), "idle"});
   {
     procwarp::state::v1::DaemonState state = read_state();
-    for (const ProcessInfo& p : {before_full, while_full, after}) {
+    for (const ProcessInfo& p : {before_full, after}) {
       EXPECT_TRUE(recorded(state, p.id())) << p.id();
     }
   }
@@ -663,7 +678,7 @@ TEST_F(RestartTest, FullDiskUnderTheStateFile) {
   ASSERT_TRUE(second.ok()) << second.status();
   stub = (*second)->Processes();
   auto listed = List(stub.get());
-  for (const ProcessInfo& p : {before_full, while_full, after}) {
+  for (const ProcessInfo& p : {before_full, after}) {
     ASSERT_TRUE(listed.count(p.id())) << p.id();
     EXPECT_EQ(listed[p.id()].state(), procwarp::v1::PROCESS_STATE_RUNNING);
     EXPECT_TRUE(Remove(stub.get(), p.id(), /*force=*/true).ok()) << p.id();

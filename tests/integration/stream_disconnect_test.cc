@@ -1,6 +1,8 @@
 // Faults: a client that disconnects at every point of every stream (issue
 // 12). Each long-lived RPC (Attach, Events, Execute with a syscall blocked
-// in the agent, ReadStream, WriteStream, Wait, health Watch) is opened on a
+// in the agent, ReadStream, WriteStream, Wait, health Watch, reflection's
+// ServerReflectionInfo: every streaming RPC the daemon serves, and the one
+// unary call that blocks) is opened on a
 // connection of its own and the connection is cut (shutdown of the socket)
 // at each step: before the first message, after it, after the first
 // answer, after the half-close. The daemon must keep serving and, once
@@ -19,6 +21,7 @@
 #include "proto/procwarp/v1/processes.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/integration/protos/reflection.grpc.pb.h"
 #include "tests/integration/test_channel.h"
 
 namespace procwarp::testing {
@@ -102,7 +105,7 @@ class StreamDisconnectTest : public ::testing::Test {
   // open at once. (The daemon's thread count is no measure: gRPC's own
   // pools grow on demand and keep idle threads.)
   void ExpectBackToBaseline() {
-    EXPECT_LE(daemon_->AwaitFdsAtMost(fds_before_), fds_before_);
+    EXPECT_EQ(daemon_->AwaitFdsAtMost(fds_before_), fds_before_);
     const absl::Time until = absl::Now() + absl::Seconds(30);
     int admitted = 0;
     while (admitted < kStreamSlots && absl::Now() < until) {
@@ -268,12 +271,26 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     return stream->Finish();
   });
 
-  // The agent left in pause() by the Execute cuts still answers once
-  // interrupted: end the thread, which kills it.
-  v1::ExitThreadRequest exit;
-  exit.set_id(thread_);
-  v1::ExitThreadResponse exited;
-  EXPECT_TRUE(threads_->ExitThread(Ctx().get(), exit, &exited).ok());
+  AtEveryPoint("ServerReflectionInfo", 4, [&](CuttableChannel& c, const auto& step) {
+    namespace refl = grpc::reflection::v1alpha;
+    auto stub = refl::ServerReflection::NewStub(c.channel());
+    auto ctx = Ctx();
+    auto stream = stub->ServerReflectionInfo(ctx.get());
+    step(0);
+    refl::ServerReflectionRequest request;
+    request.set_list_services("");
+    stream->Write(request);
+    step(1);
+    refl::ServerReflectionResponse response;
+    stream->Read(&response);
+    step(2);  // after the first answer
+    stream->WritesDone();
+    step(3);  // after the half-close
+    while (stream->Read(&response)) {
+    }
+    return stream->Finish();
+  });
+
   // Processes spawned for events: removed, so only the fixtures remain.
   v1::ListProcessesResponse listed;
   ASSERT_TRUE(processes_->List(Ctx().get(), {}, &listed).ok());
@@ -285,7 +302,15 @@ TEST_F(StreamDisconnectTest, EveryStreamCutAtEveryPointLeavesNothingBehind) {
     v1::RemoveProcessResponse removed;
     EXPECT_TRUE(processes_->Remove(Ctx().get(), remove, &removed).ok());
   }
+  // The fixtures (thread included) are as they were at the baseline.
   ExpectBackToBaseline();
+
+  // The agent left in pause() by the Execute cuts still answers once
+  // interrupted: end the thread, which kills it.
+  v1::ExitThreadRequest exit;
+  exit.set_id(thread_);
+  v1::ExitThreadResponse exited;
+  EXPECT_TRUE(threads_->ExitThread(Ctx().get(), exit, &exited).ok());
 }
 
 }  // namespace
