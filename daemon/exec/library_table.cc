@@ -15,22 +15,13 @@ bool Exited(const UniqueFd& pidfd) {
 }
 
 HandleTableOptions LibraryOptions(size_t max_per_identity) {
-  HandleTableOptions options;
-  options.noun = "library handle";
-  options.not_found_note =
-      " (unknown, not yours, already unloaded, or its process exited)";
-  options.max_per_owner = max_per_identity;
-  options.how_to_free = "unload some first (procwarp uninject HANDLE)";
-  return options;
-}
-
-// Library handles outlive the connection that made them: the library stays
-// loaded either way.
-HandleOwner Persistent(const Identity& owner) {
-  HandleOwner handle_owner;
-  handle_owner.identity = owner;
-  handle_owner.persistent = true;
-  return handle_owner;
+  return {
+      .noun = "library handle",
+      .not_found_note =
+          " (unknown, not yours, already unloaded, or its process exited)",
+      .max_per_owner = max_per_identity,
+      .how_to_free = "unload some first (procwarp uninject HANDLE)",
+  };
 }
 
 }  // namespace
@@ -41,7 +32,9 @@ LibraryTable::LibraryTable(size_t max_per_identity)
 absl::StatusOr<LibraryTable::Reservation> LibraryTable::Reserve(
     const Identity& owner) {
   PurgeExited();
-  return libraries_.Reserve(Persistent(owner));
+  // Handles outlive the connection that made them: the library stays
+  // loaded either way.
+  return libraries_.Reserve({.identity = owner, .persistent = true});
 }
 
 std::string LibraryTable::Insert(Reservation reservation, LoadedLibrary library) {
@@ -61,7 +54,8 @@ absl::StatusOr<std::shared_ptr<LoadedLibrary>> LibraryTable::Take(
 
 void LibraryTable::Restore(const std::string& id,
                            std::shared_ptr<LoadedLibrary> library) {
-  libraries_.ReserveBeyondLimit(Persistent(library->owner), id)
+  libraries_
+      .ReserveBeyondLimit({.identity = library->owner, .persistent = true}, id)
       .Commit(std::move(library))
       .IgnoreError();
 }

@@ -27,18 +27,8 @@ struct Thing {
 };
 using Table = HandleTable<Thing>;
 
-Identity User(uid_t uid) {
-  Identity id;
-  id.uid = uid;
-  id.gid = uid;
-  return id;
-}
-
-Identity Admin() {
-  Identity id = User(0);
-  id.admin = true;
-  return id;
-}
+Identity User(uid_t uid) { return {.uid = uid, .gid = uid}; }
+Identity Admin() { return {.uid = 0, .gid = 0, .admin = true}; }
 
 HandleOwner Owned(const Identity& who, uint64_t session = 0,
                   bool persistent = true) {
@@ -276,14 +266,24 @@ struct Released {
   }
 };
 
-TEST(HandleTableTest, SessionEndReleasesItsNonPersistentHandles) {
-  Released released;
+// A table that releases on session ends of a real registry, and what it
+// released.
+struct SessionFixture {
+  SessionFixture() {
+    table.ReleaseOnSessionEnd(&registry, released.Recorder());
+    registry.AddEndListener(released.Watcher());
+  }
+  Released released;  // first: outlives the ends the others' teardown causes
   SessionRegistry registry;
-  Table table(Options());
-  table.ReleaseOnSessionEnd(&registry, released.Recorder());
-  registry.AddEndListener(released.Watcher());
-  TestSession session(registry, User(1000));
-  TestSession other(registry, User(1000));
+  Table table{Options()};
+};
+
+TEST(HandleTableTest, SessionEndReleasesItsNonPersistentHandles) {
+  SessionFixture f;
+  Released& released = f.released;
+  Table& table = f.table;
+  TestSession session(f.registry, User(1000));
+  TestSession other(f.registry, User(1000));
   released.watched = session.id;
   Add(table, Owned(User(1000), session.id, /*persistent=*/false), 1);
   const std::string kept =
@@ -300,12 +300,10 @@ TEST(HandleTableTest, SessionEndReleasesItsNonPersistentHandles) {
 }
 
 TEST(HandleTableTest, CommitAfterTheSessionEndedReleasesAndIsCancelled) {
-  Released released;
-  SessionRegistry registry;
-  Table table(Options());
-  table.ReleaseOnSessionEnd(&registry, released.Recorder());
-  registry.AddEndListener(released.Watcher());
-  TestSession session(registry, User(1000));
+  SessionFixture f;
+  Released& released = f.released;
+  Table& table = f.table;
+  TestSession session(f.registry, User(1000));
   released.watched = session.id;
   auto reservation =
       table.Reserve(Owned(User(1000), session.id, /*persistent=*/false));

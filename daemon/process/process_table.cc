@@ -15,24 +15,16 @@ namespace procwarp {
 namespace {
 
 HandleTableOptions ProcessOptions(const ProcessLimits& limits) {
-  HandleTableOptions options;
-  options.noun = "process";
-  options.plural = "managed processes";
-  options.max_per_owner = limits.max_processes_per_identity;
-  options.how_to_free = "remove exited ones with Remove / `procwarp rm`";
-  options.max_pending_per_owner = limits.max_starting_per_identity;
-  options.pending_note =
-      "; each spawn waits for its child to reach execve, e.g. to open a FIFO "
-      "you named as stdio: let them finish or cancel them";
-  return options;
-}
-
-// Processes outlive the connection that made them.
-HandleOwner Persistent(const Identity& owner) {
-  HandleOwner handle_owner;
-  handle_owner.identity = owner;
-  handle_owner.persistent = true;
-  return handle_owner;
+  return {
+      .noun = "process",
+      .plural = "managed processes",
+      .max_per_owner = limits.max_processes_per_identity,
+      .max_pending_per_owner = limits.max_starting_per_identity,
+      .how_to_free = "remove exited ones with Remove / `procwarp rm`",
+      .pending_note =
+          "; each spawn waits for its child to reach execve, e.g. to open a "
+          "FIFO you named as stdio: let them finish or cancel them",
+  };
 }
 
 }  // namespace
@@ -43,7 +35,8 @@ ProcessTable::ProcessTable(ProcessLimits limits, EventBus* events)
 ProcessTable::~ProcessTable() = default;
 
 absl::StatusOr<ProcessSlot> ProcessTable::ReserveSlot(const Identity& owner) {
-  return processes_.Reserve(Persistent(owner));
+  // Processes outlive the connection that made them.
+  return processes_.Reserve({.identity = owner, .persistent = true});
 }
 
 absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
@@ -121,7 +114,9 @@ std::shared_ptr<ManagedProcess> ProcessTable::Restore(
                                          keeper_reports_exit);
   // Counts toward its owner's limit, but a recorded process is never
   // refused.
-  processes_.ReserveBeyondLimit(Persistent(process->owner()), process->id())
+  processes_
+      .ReserveBeyondLimit({.identity = process->owner(), .persistent = true},
+                          process->id())
       .Commit(process)
       .IgnoreError();
   // Ended while no daemon ran: its output still waits in the pipe. (The

@@ -12,19 +12,16 @@ namespace procwarp {
 namespace {
 
 HandleTableOptions ThreadOptions(const ThreadLimits& limits) {
-  HandleTableOptions options;
-  options.noun = "thread";
-  options.max_per_owner = limits.max_threads_per_identity;
-  options.how_to_free = "end some with ExitThread";
-  return options;
+  return {.noun = "thread",
+          .max_per_owner = limits.max_threads_per_identity,
+          .how_to_free = "end some with ExitThread"};
 }
 
+// Counted per thread (HandleOwner::quota_key).
 HandleTableOptions PointerOptions(const ThreadLimits& limits) {
-  HandleTableOptions options;
-  options.noun = "pointer";
-  options.max_per_owner = limits.max_pointers_per_thread;
-  options.how_to_free = "the limit is per thread; Free some";
-  return options;
+  return {.noun = "pointer",
+          .max_per_owner = limits.max_pointers_per_thread,
+          .how_to_free = "the limit is per thread; Free some"};
 }
 
 }  // namespace
@@ -67,11 +64,9 @@ void ThreadTable::SweepLingeringLocked() {
 
 void ThreadTable::Linger(std::shared_ptr<Thread> thread) {
   if (thread->Gone()) return;
-  HandleOwner owner;
-  owner.identity = thread->owner();
   // Counts against its owner's limit until its process is gone.
   HandleTable<Thread>::Reservation place =
-      threads_.ReserveBeyondLimit(std::move(owner), thread->id());
+      threads_.ReserveBeyondLimit({.identity = thread->owner()}, thread->id());
   absl::MutexLock lock(&mu_);
   SweepLingeringLocked();
   lingering_.push_back(Lingering{std::move(thread), std::move(place)});
@@ -109,12 +104,11 @@ void ThreadTable::UnclaimPid(pid_t pid) {
 void ThreadTable::SetJournal(ThreadJournal* journal) { journal_ = journal; }
 
 void ThreadTable::Adopt(std::shared_ptr<AgentThread> thread) {
-  HandleOwner owner;
-  owner.identity = thread->owner();
-  owner.session_id = thread->session_id();
-  owner.persistent = true;  // only persistent threads outlive a daemon
-  // Recorded threads are never refused for the limit.
-  threads_.ReserveBeyondLimit(std::move(owner), thread->id())
+  // Only persistent threads outlive a daemon; recorded threads are never
+  // refused for the limit.
+  threads_
+      .ReserveBeyondLimit({.identity = thread->owner(), .persistent = true},
+                          thread->id())
       .Commit(std::move(thread))
       .IgnoreError();  // persistent: cannot be CANCELLED
 }
@@ -182,10 +176,9 @@ absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
     const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
     uint64_t session_id) {
-  HandleOwner owner;
-  owner.identity = caller;
-  owner.session_id = session_id;
-  owner.persistent = request.persistent();
+  HandleOwner owner{.identity = caller,
+                    .session_id = session_id,
+                    .persistent = request.persistent()};
   std::shared_ptr<Thread> parent_handle;
   AgentThread* parent = nullptr;
   if (!request.parent_thread_id().empty()) {
@@ -231,12 +224,10 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Attach(
     const AttachedThread::Target& target, const Identity& caller,
     uint64_t session_id, bool persistent, absl::Time deadline) {
-  HandleOwner owner;
-  owner.identity = caller;
-  owner.session_id = session_id;
-  owner.persistent = persistent;
   ASSIGN_OR_RETURN(HandleTable<Thread>::Reservation place,
-                   threads_.Reserve(std::move(owner)));
+                   threads_.Reserve({.identity = caller,
+                                     .session_id = session_id,
+                                     .persistent = persistent}));
   Thread::Handle handle;
   handle.id = place.id();
   handle.owner = caller;
@@ -294,12 +285,11 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Remove(
 absl::StatusOr<procwarp::v1::Pointer> ThreadTable::AddPointer(
     const std::shared_ptr<Thread>& thread, uint64_t address,
     uint64_t size) {
-  HandleOwner owner;
-  owner.identity = thread->owner();
-  owner.persistent = true;  // ends with its thread, not with a session
-  owner.quota_key = thread->id();
+  // Ends with its thread, not with a session.
   ASSIGN_OR_RETURN(HandleTable<procwarp::v1::Pointer>::Reservation place,
-                   pointers_.Reserve(std::move(owner)));
+                   pointers_.Reserve({.identity = thread->owner(),
+                                      .persistent = true,
+                                      .quota_key = thread->id()}));
   if (threads_.FindUnchecked(thread->id()) != thread) {
     return absl::NotFoundError(
         absl::StrCat("no thread with id '", thread->id(), "'"));
