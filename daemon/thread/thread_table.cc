@@ -62,6 +62,11 @@ void ThreadTable::SweepLingeringLocked() {
                    lingering_.end());
 }
 
+void ThreadTable::SweepLingering() {
+  absl::MutexLock lock(&mu_);
+  SweepLingeringLocked();
+}
+
 void ThreadTable::Linger(std::shared_ptr<Thread> thread) {
   if (thread->Gone()) return;
   // Counts against its owner's limit until its process is gone.
@@ -193,6 +198,7 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
     }
     owner.identity = parent->owner();
   }
+  SweepLingering();  // a reaped one's place is free again
   ASSIGN_OR_RETURN(HandleTable<Thread>::Reservation place,
                    threads_.Reserve(std::move(owner)));
   Thread::Handle options;
@@ -224,6 +230,7 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Attach(
     const AttachedThread::Target& target, const Identity& caller,
     uint64_t session_id, bool persistent, absl::Time deadline) {
+  SweepLingering();
   ASSIGN_OR_RETURN(HandleTable<Thread>::Reservation place,
                    threads_.Reserve({.identity = caller,
                                      .session_id = session_id,

@@ -150,7 +150,10 @@ class ThreadTable {
       absl::StatusOr<std::shared_ptr<procwarp::v1::Pointer>> pointer) const;
   // Forgets the pointers of a thread that left the table.
   void ForgetPointers(const Thread& thread);
-  // Drops lingering threads that have been reaped.
+  // Drops lingering threads that are gone (Thread::Gone reaps them), which
+  // gives their places in their owners' limits back; run before each new
+  // thread is counted.
+  void SweepLingering();
   void SweepLingeringLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   AgentLauncher* launcher_;
