@@ -199,16 +199,22 @@ absl::Status WriteStreamed(internal::Connection& connection,
 v1::CreateThreadRequest ThreadOptions::ToRequest() const {
   v1::CreateThreadRequest request;
   request.set_persistent(persistent);
-  v1::Namespaces& namespaces = *request.mutable_namespaces();
-  namespaces.set_user(user_namespace);
-  namespaces.set_mount(mount_namespace);
-  namespaces.set_pid(pid_namespace);
-  namespaces.set_net(net_namespace);
-  namespaces.set_uts(uts_namespace);
-  namespaces.set_ipc(ipc_namespace);
   request.mutable_labels()->insert(labels.begin(), labels.end());
-  request.set_parent_thread_id(parent_thread_id);
-  request.set_share_fd_table(share_fd_table);
+  v1::Namespaces* namespaces;
+  if (parent_thread_id.empty()) {
+    namespaces = request.mutable_launch()->mutable_namespaces();
+  } else {
+    v1::CloneThread& clone = *request.mutable_clone();
+    clone.set_parent_thread_id(parent_thread_id);
+    clone.set_share_fd_table(share_fd_table);
+    namespaces = clone.mutable_namespaces();
+  }
+  namespaces->set_user(user_namespace);
+  namespaces->set_mount(mount_namespace);
+  namespaces->set_pid(pid_namespace);
+  namespaces->set_net(net_namespace);
+  namespaces->set_uts(uts_namespace);
+  namespaces->set_ipc(ipc_namespace);
   return request;
 }
 

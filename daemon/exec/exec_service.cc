@@ -267,7 +267,7 @@ grpc::Status ExecService::UnloadLibrary(grpc::ServerContext* context,
   return WithCaller(*callers_, context, [&](const Identity& caller) -> absl::Status {
     RETURN_IF_ERROR(CheckUnloadLibraryRequest(*request));
     const std::string& id = request->handle();
-    ASSIGN_OR_RETURN(std::unique_ptr<LoadedLibrary> library, libraries_.Take(id, caller));
+    ASSIGN_OR_RETURN(std::shared_ptr<LoadedLibrary> library, libraries_.Take(id, caller));
     // Through the attached thread it was loaded by while the caller still
     // holds it (a second attach would be refused), else one attach.
     absl::StatusOr<ExecTarget> target =

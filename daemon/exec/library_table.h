@@ -2,7 +2,8 @@
 // Exec.UnloadLibrary can dlclose() exactly what was loaded.
 //
 // A handle names {owner, target pidfd, dlopen() handle, the library file's
-// device and inode}. Handles are owned by the identity that injected (others
+// device and inode}, kept in a HandleTable (daemon/handles/handle_table.h).
+// Handles are owned by the identity that injected (others
 // get NOT_FOUND, as for an unknown id; admins see all). They outlive the
 // connection that made them — the library stays loaded in the target either
 // way, and `procwarp inject` / `procwarp uninject` are separate commands —
@@ -16,14 +17,12 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "daemon/handles/handle_table.h"
 #include "daemon/server/identity.h"
 #include "daemon/util/unique_fd.h"
 
@@ -44,51 +43,33 @@ struct LoadedLibrary {
 
 class LibraryTable {
  public:
-  explicit LibraryTable(size_t max_per_identity)
-      : max_per_identity_(max_per_identity) {}
-
   // A slot for one handle of `owner`, held while an injection runs. Insert
-  // consumes it; destroying it unused gives it back.
-  class Reservation {
-   public:
-    Reservation(Reservation&& other) noexcept
-        : table_(std::exchange(other.table_, nullptr)), key_(other.key_) {}
-    Reservation& operator=(Reservation&&) = delete;
-    ~Reservation();
+  // consumes it; destroying it unused gives it back (handle_table.h).
+  using Reservation = HandleTable<LoadedLibrary>::Reservation;
 
-   private:
-    friend class LibraryTable;
-    Reservation(LibraryTable* table, std::string key)
-        : table_(table), key_(std::move(key)) {}
-    LibraryTable* table_;
-    std::string key_;
-  };
+  explicit LibraryTable(size_t max_per_identity);
 
   // RESOURCE_EXHAUSTED when `owner` already holds its share.
   absl::StatusOr<Reservation> Reserve(const Identity& owner);
 
-  // Records `library` under a new unguessable id and returns the id.
+  // Records `library` under the reservation's unguessable id and returns
+  // the id.
   std::string Insert(Reservation reservation, LoadedLibrary library);
 
   // Takes the handle `id` out of the table for `caller` (NOT_FOUND for
   // others' handles and unknown ids). Put it back with Restore when the
   // unload did not happen.
-  absl::StatusOr<std::unique_ptr<LoadedLibrary>> Take(const std::string& id,
+  absl::StatusOr<std::shared_ptr<LoadedLibrary>> Take(const std::string& id,
                                                       const Identity& caller);
-  void Restore(const std::string& id, std::unique_ptr<LoadedLibrary> library);
+  void Restore(const std::string& id, std::shared_ptr<LoadedLibrary> library);
 
   size_t CountFor(const Identity& owner) const;
 
  private:
   // Drops the handles whose target has exited.
-  void PurgeExited() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PurgeExited();
 
-  const size_t max_per_identity_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<LoadedLibrary>> libraries_
-      ABSL_GUARDED_BY(mu_);
-  // Handles plus reservations, per owner key.
-  std::map<std::string, size_t> counts_ ABSL_GUARDED_BY(mu_);
+  HandleTable<LoadedLibrary> libraries_;
 };
 
 }  // namespace procwarp::exec

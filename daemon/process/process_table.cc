@@ -9,79 +9,36 @@
 #include "daemon/process/spawner.h"
 #include "daemon/server/log.h"
 #include "daemon/util/fault_point.h"
-#include "daemon/util/handle_id.h"
 #include "daemon/util/pidfd.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
 
+namespace {
+
+HandleTableOptions ProcessOptions(const ProcessLimits& limits) {
+  return {
+      .noun = "process",
+      .plural = "managed processes",
+      .max_per_owner = limits.max_processes_per_identity,
+      .max_pending_per_owner = limits.max_starting_per_identity,
+      .how_to_free = "remove exited ones with Remove / `procwarp rm`",
+      .pending_note =
+          "; each spawn waits for its child to reach execve, e.g. to open a "
+          "FIFO you named as stdio: let them finish or cancel them",
+  };
+}
+
+}  // namespace
+
 ProcessTable::ProcessTable(ProcessLimits limits, EventBus* events)
-    : limits_(limits), events_(events) {}
+    : limits_(limits), events_(events), processes_(ProcessOptions(limits)) {}
 
 ProcessTable::~ProcessTable() = default;
 
-ProcessSlot::ProcessSlot(ProcessTable* table, std::string owner_key)
-    : table_(table), owner_key_(std::move(owner_key)) {}
-
-ProcessSlot::ProcessSlot(ProcessSlot&& other) noexcept
-    : table_(std::exchange(other.table_, nullptr)),
-      owner_key_(std::move(other.owner_key_)) {}
-
-ProcessSlot& ProcessSlot::operator=(ProcessSlot&& other) noexcept {
-  if (this != &other) {
-    Release();
-    table_ = std::exchange(other.table_, nullptr);
-    owner_key_ = std::move(other.owner_key_);
-  }
-  return *this;
-}
-
-ProcessSlot::~ProcessSlot() { Release(); }
-
-void ProcessSlot::Release() {
-  if (table_ != nullptr) std::exchange(table_, nullptr)->ReleaseSlot(owner_key_);
-}
-
 absl::StatusOr<ProcessSlot> ProcessTable::ReserveSlot(const Identity& owner) {
-  std::string key = owner.OwnerKey();
-  absl::MutexLock lock(&mu_);
-  auto it = starting_.find(key);
-  const size_t starting = it == starting_.end() ? 0 : it->second;
-  if (starting >= limits_.max_starting_per_identity) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "you have ", starting, " spawns still starting (the limit is ",
-        limits_.max_starting_per_identity,
-        "); each waits for its child to reach execve, e.g. to open a FIFO "
-        "you named as stdio: let them finish or cancel them"));
-  }
-  size_t owned = starting;
-  for (const auto& [id, p] : processes_) {
-    if (p->owner().SameOwner(owner)) ++owned;
-  }
-  if (owned >= limits_.max_processes_per_identity) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "you already have ", owned,
-        " managed processes, counting those still starting (the limit is ",
-        limits_.max_processes_per_identity,
-        "); remove exited ones with Remove / `procwarp rm`"));
-  }
-  ++starting_[key];
-  return ProcessSlot(this, std::move(key));
-}
-
-void ProcessTable::ReleaseSlot(const std::string& owner_key) {
-  absl::MutexLock lock(&mu_);
-  auto it = starting_.find(owner_key);
-  if (it != starting_.end() && --it->second == 0) starting_.erase(it);
-}
-
-void ProcessTable::Insert(ProcessSlot slot,
-                          const std::shared_ptr<ManagedProcess>& process) {
-  absl::MutexLock lock(&mu_);
-  auto it = starting_.find(slot.owner_key_);
-  if (it != starting_.end() && --it->second == 0) starting_.erase(it);
-  slot.table_ = nullptr;  // used: nothing left to give back
-  processes_[process->id()] = process;
+  // Processes outlive the connection that made them.
+  return processes_.Reserve({.identity = owner, .persistent = true});
 }
 
 absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
@@ -107,7 +64,7 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
   FaultPoint("spawn", 1, child.pidfd.get());  // exec'd, not yet recorded
 
   procwarp::v1::ProcessInfo info;
-  info.set_id(NewHandleId());
+  info.set_id(slot.id());
   for (const auto& arg : request.argv()) info.add_argv(arg);
   info.set_uid(uid);
   info.set_gid(gid);
@@ -122,14 +79,14 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Spawn(
 absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Adopt(
     ProcessSlot slot, pid_t pid, UniqueFd pidfd, const Identity& owner,
     procwarp::v1::ProcessInfo info) {
-  if (slot.table_ != this || slot.owner_key_ != owner.OwnerKey()) {
+  if (!slot.held() || !slot.owner().identity.SameOwner(owner)) {
     return absl::InternalError(
-        "Adopt: the process slot was not reserved for this owner here");
+        "Adopt: the process slot was not reserved for this owner");
   }
   SpawnedChild child;
   child.pid = pid;
   child.pidfd = std::move(pidfd);
-  info.set_id(NewHandleId());
+  info.set_id(slot.id());
   info.set_uid(owner.uid);
   info.set_gid(owner.gid);
   *info.mutable_owner() = owner.ToProto();
@@ -142,7 +99,8 @@ absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Adopt(
 absl::Status ProcessTable::Admit(ProcessSlot slot,
                                  const std::shared_ptr<ManagedProcess>& process,
                                  const char* operation) {
-  Insert(std::move(slot), process);
+  // Persistent, so never CANCELLED.
+  std::move(slot).Commit(process).IgnoreError();
   FaultPoint(operation, 2, process->pidfd());  // in the table, not yet kept
   // Kept and persisted before the caller learns the id, so a restart right
   // after cannot lose it.
@@ -165,10 +123,8 @@ absl::Status ProcessTable::Admit(ProcessSlot slot,
 }
 
 void ProcessTable::Withdraw(const std::shared_ptr<ManagedProcess>& process) {
-  {
-    absl::MutexLock lock(&mu_);
-    processes_.erase(process->id());
-  }
+  processes_.RemoveWhere(
+      [&](const ManagedProcess& p) { return &p == process.get(); });
   // The daemon's own child, started by this very call: root undoes it even
   // if the program it runs is setuid (nobody else knows of it yet).
   (void)SignalPidfd(process->pidfd(), SIGKILL, process->Info().pid(),
@@ -190,10 +146,13 @@ std::shared_ptr<ManagedProcess> ProcessTable::Restore(
   auto process = ManagedProcess::Restore(record, std::move(child),
                                          limits_.output_buffer_bytes,
                                          keeper_reports_exit);
-  {
-    absl::MutexLock lock(&mu_);
-    processes_[process->id()] = process;
-  }
+  // Counts toward its owner's limit, but a recorded process is never
+  // refused.
+  processes_
+      .ReserveBeyondLimit({.identity = process->owner(), .persistent = true},
+                          process->id())
+      .Commit(process)
+      .IgnoreError();
   // Ended while no daemon ran: its output still waits in the pipe. (The
   // loop does not know the process yet, so this may run here.)
   if (exit_known && !process->exited()) process->MarkExited(exit);
@@ -203,13 +162,8 @@ std::shared_ptr<ManagedProcess> ProcessTable::Restore(
 
 void ProcessTable::RecordExit(
     const std::string& id, const std::optional<procwarp::v1::ExitStatus>& status) {
-  std::shared_ptr<ManagedProcess> process;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = processes_.find(id);
-    if (it == processes_.end()) return;
-    process = it->second;
-  }
+  std::shared_ptr<ManagedProcess> process = processes_.FindUnchecked(id);
+  if (process == nullptr) return;
   loop_.Post([this, process, status] {
     if (process->exited()) return;
     process->MarkExited(status);
@@ -218,11 +172,7 @@ void ProcessTable::RecordExit(
 }
 
 std::vector<std::string> ProcessTable::EncodedRecords() const {
-  std::vector<std::shared_ptr<ManagedProcess>> all;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [id, p] : processes_) all.push_back(p);
-  }
+  std::vector<std::shared_ptr<ManagedProcess>> all = processes_.Snapshot();
   std::vector<std::string> records;
   records.reserve(all.size());
   for (const auto& p : all) records.push_back(p->EncodedRecord());
@@ -292,23 +242,12 @@ void ProcessTable::PublishEvent(procwarp::v1::ProcessEvent::Kind kind,
 
 absl::StatusOr<std::shared_ptr<ManagedProcess>> ProcessTable::Find(
     absl::string_view id, const Identity& caller) const {
-  absl::MutexLock lock(&mu_);
-  auto it = processes_.find(id);
-  if (it == processes_.end() || !caller.MayAccess(it->second->owner())) {
-    return absl::NotFoundError(absl::StrCat("no process with id '", id, "'"));
-  }
-  return it->second;
+  return processes_.Find(caller, id);
 }
 
 std::vector<std::shared_ptr<ManagedProcess>> ProcessTable::List(
     const Identity& caller, bool all) const {
-  absl::MutexLock lock(&mu_);
-  std::vector<std::shared_ptr<ManagedProcess>> out;
-  for (const auto& [id, p] : processes_) {
-    bool own = p->owner().SameOwner(caller);
-    if (own || (all && caller.admin)) out.push_back(p);
-  }
-  return out;
+  return processes_.ListFor(caller, all);
 }
 
 absl::Status ProcessTable::Remove(absl::string_view id, const Identity& caller) {
@@ -317,10 +256,8 @@ absl::Status ProcessTable::Remove(absl::string_view id, const Identity& caller) 
     return absl::FailedPreconditionError(absl::StrCat(
         "process ", id, " is still running; signal it first or remove with force"));
   }
-  {
-    absl::MutexLock lock(&mu_);
-    processes_.erase(process->id());
-  }
+  // NOT_FOUND when a concurrent Remove took it first.
+  RETURN_IF_ERROR(processes_.Remove(caller, id).status());
   // Output fds may still be watched (a grandchild holding a pipe open): drop
   // the watches on the loop thread, and wait for that, so the fds are closed
   // (by the last reference) by the time Remove returns.
@@ -341,15 +278,11 @@ absl::Status ProcessTable::Remove(absl::string_view id, const Identity& caller) 
   return absl::OkStatus();
 }
 
-size_t ProcessTable::size() const {
-  absl::MutexLock lock(&mu_);
-  return processes_.size();
-}
+size_t ProcessTable::size() const { return processes_.size(); }
 
 size_t ProcessTable::running() const {
-  absl::MutexLock lock(&mu_);
   size_t n = 0;
-  for (const auto& [id, p] : processes_) n += p->exited() ? 0 : 1;
+  for (const auto& p : processes_.Snapshot()) n += p->exited() ? 0 : 1;
   return n;
 }
 

@@ -1,9 +1,13 @@
 // ProcessTable: every process the daemon manages, by handle id, with the
 // authorisation and per-identity limits that apply to them.
 //
-// Lookups take the caller's identity and answer NOT_FOUND both for ids that
-// do not exist and for ids the caller may not access, so a handle id reveals
-// nothing to anyone but its owner (and admins).
+// The ids, owners and limits are a HandleTable's (daemon/handles/
+// handle_table.h): lookups answer NOT_FOUND both for ids that do not exist
+// and for ids the caller may not access, so a handle id reveals nothing to
+// anyone but its owner (and admins); a spawn's place in its owner's limit is
+// reserved before the clone. Processes are persistent: they outlive the
+// connection that spawned them. What is this table's own: spawning, the
+// exit watch, events, the restart journal.
 #ifndef PROCWARP_DAEMON_PROCESS_PROCESS_TABLE_H_
 #define PROCWARP_DAEMON_PROCESS_PROCESS_TABLE_H_
 
@@ -21,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/handles/handle_table.h"
 #include "daemon/process/event_bus.h"
 #include "daemon/process/io_loop.h"
 #include "daemon/process/managed_process.h"
@@ -48,25 +53,10 @@ struct ProcessLimits {
   size_t max_starting_per_identity = 16;
 };
 
-class ProcessTable;
-
 // A place in one identity's process limit, held while a process is being
 // started or adopted, so that concurrent starts cannot go past the limit.
-// Move-only; dropped unused, it gives the place back.
-class ProcessSlot {
- public:
-  ProcessSlot(ProcessSlot&& other) noexcept;
-  ProcessSlot& operator=(ProcessSlot&& other) noexcept;
-  ~ProcessSlot();
-
- private:
-  friend class ProcessTable;
-  ProcessSlot(ProcessTable* table, std::string owner_key);
-  void Release();
-
-  ProcessTable* table_ = nullptr;  // null once used or released
-  std::string owner_key_;
-};
+// Move-only; dropped unused, it gives the place back (handle_table.h).
+using ProcessSlot = HandleTable<ManagedProcess>::Reservation;
 
 class ProcessTable {
  public:
@@ -133,17 +123,12 @@ class ProcessTable {
                   const std::optional<procwarp::v1::ExitStatus>& status);
 
  private:
-  friend class ProcessSlot;
-  void ReleaseSlot(const std::string& owner_key);
-  // Turns `slot` into the entry for `process`, in one step so the count
-  // never misses it.
-  void Insert(ProcessSlot slot, const std::shared_ptr<ManagedProcess>& process);
   void Watch(const std::shared_ptr<ManagedProcess>& process);
   void OnExit(const std::shared_ptr<ManagedProcess>& process);
   void PublishEvent(procwarp::v1::ProcessEvent::Kind kind,
                     const ManagedProcess& process);
 
-  // Insert + journal + event + watch: a process joins the table. When the
+  // Commit + journal + event + watch: a process joins the table. When the
   // journal cannot make its record durable (a full disk under the state
   // file), the process is withdrawn instead and the journal's error is
   // returned. `operation` names the caller's operation ("spawn", "exec").
@@ -159,11 +144,7 @@ class ProcessTable {
   const ProcessLimits limits_;
   EventBus* events_;
   ProcessJournal* journal_ = nullptr;
-  mutable absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<ManagedProcess>, std::less<>> processes_
-      ABSL_GUARDED_BY(mu_);
-  // Reserved slots (spawns and adoptions in flight), by owner key.
-  std::map<std::string, size_t> starting_ ABSL_GUARDED_BY(mu_);
+  HandleTable<ManagedProcess> processes_;
   // Last, so it stops (and drops its handlers) before the rest goes.
   IoLoop loop_;
 };

@@ -14,28 +14,104 @@ constexpr int kMaxArgs = 6;
 
 }  // namespace
 
+namespace {
+
+// An attach to process `pid`, thread `tid` if `has_tid`.
+absl::Status CheckAttachTarget(int32_t pid, bool has_tid, int32_t tid,
+                               absl::string_view call) {
+  if (pid <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(call, ": pid ", pid, " is not a process id"));
+  }
+  if (has_tid && tid <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(call, ": tid ", tid, " is not a thread id"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status CheckCreateThreadRequest(
     const procwarp::v1::CreateThreadRequest& request) {
   RETURN_IF_ERROR(CheckLabelBytes(request.labels(), "CreateThread"));
-  if (request.parent_thread_id().empty() && request.share_fd_table()) {
-    return absl::InvalidArgumentError(
-        "CreateThread: share_fd_table needs a parent_thread_id");
+  using Request = procwarp::v1::CreateThreadRequest;
+  if (request.origin_case() == Request::ORIGIN_NOT_SET) {
+    // As before `origin` existed: a launch, or a clone with a parent.
+    if (request.parent_thread_id().empty() && request.share_fd_table()) {
+      return absl::InvalidArgumentError(
+          "CreateThread: share_fd_table needs a parent_thread_id");
+    }
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  if (request.has_namespaces() || !request.parent_thread_id().empty() ||
+      request.share_fd_table()) {
+    return absl::InvalidArgumentError(
+        "CreateThread: with an origin (launch, clone, attach), namespaces, "
+        "parent_thread_id and share_fd_table go inside it, not beside it");
+  }
+  switch (request.origin_case()) {
+    case Request::kClone:
+      if (request.clone().parent_thread_id().empty()) {
+        return absl::InvalidArgumentError(
+            "CreateThread: clone needs a parent_thread_id");
+      }
+      return absl::OkStatus();
+    case Request::kAttach: {
+      const procwarp::v1::AttachTarget& target = request.attach();
+      return CheckAttachTarget(target.pid(), target.has_tid(), target.tid(),
+                               "CreateThread (attach)");
+    }
+    default:
+      return absl::OkStatus();
+  }
+}
+
+procwarp::v1::CreateThreadRequest ToAgentThreadRequest(
+    const procwarp::v1::CreateThreadRequest& request) {
+  procwarp::v1::CreateThreadRequest agent;
+  agent.set_persistent(request.persistent());
+  *agent.mutable_labels() = request.labels();
+  switch (request.origin_case()) {
+    case procwarp::v1::CreateThreadRequest::kLaunch:
+      if (request.launch().has_namespaces()) {
+        *agent.mutable_namespaces() = request.launch().namespaces();
+      }
+      break;
+    case procwarp::v1::CreateThreadRequest::kClone:
+      if (request.clone().has_namespaces()) {
+        *agent.mutable_namespaces() = request.clone().namespaces();
+      }
+      agent.set_parent_thread_id(request.clone().parent_thread_id());
+      agent.set_share_fd_table(request.clone().share_fd_table());
+      break;
+    default:  // no origin: already in this form
+      if (request.has_namespaces()) {
+        *agent.mutable_namespaces() = request.namespaces();
+      }
+      agent.set_parent_thread_id(request.parent_thread_id());
+      agent.set_share_fd_table(request.share_fd_table());
+      break;
+  }
+  return agent;
+}
+
+procwarp::v1::AttachThreadRequest ToAttachThreadRequest(
+    const procwarp::v1::CreateThreadRequest& request) {
+  procwarp::v1::AttachThreadRequest attach;
+  attach.set_pid(request.attach().pid());
+  if (request.attach().has_tid()) attach.set_tid(request.attach().tid());
+  attach.set_stop_all_threads(request.attach().stop_all_threads());
+  attach.set_persistent(request.persistent());
+  *attach.mutable_labels() = request.labels();
+  return attach;
 }
 
 absl::Status CheckAttachThreadRequest(
     const procwarp::v1::AttachThreadRequest& request) {
   RETURN_IF_ERROR(CheckLabelBytes(request.labels(), "AttachThread"));
-  if (request.pid() <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "AttachThread: pid ", request.pid(), " is not a process id"));
-  }
-  if (request.has_tid() && request.tid() <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "AttachThread: tid ", request.tid(), " is not a thread id"));
-  }
-  return absl::OkStatus();
+  return CheckAttachTarget(request.pid(), request.has_tid(), request.tid(),
+                           "AttachThread");
 }
 
 absl::Status ToThreadSyscall(const procwarp::v1::Syscall& syscall, int index,

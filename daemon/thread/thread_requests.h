@@ -25,8 +25,22 @@ inline constexpr int kMaxExecuteBatch = 65536;
 // kernel's own limit is a quarter of the stack rlimit).
 inline constexpr size_t kMaxExecStrings = 1 << 20;
 
-// Labels within record_bounds.h; share_fd_table only with a parent thread.
+// Labels within record_bounds.h. Without an origin: share_fd_table only
+// with a parent thread. With one: namespaces, parent_thread_id and
+// share_fd_table unset outside it; a clone names its parent; an attach as
+// CheckAttachThreadRequest.
 absl::Status CheckCreateThreadRequest(
+    const procwarp::v1::CreateThreadRequest& request);
+
+// The two shapes a CreateThreadRequest (that passed CheckCreateThreadRequest)
+// takes in the daemon, so each origin has one code path:
+// - launch, clone, or no origin: the agent thread's request in the fields
+//   of before `origin` (no origin set), which ThreadTable::Create and the
+//   restart state's ThreadRecord take;
+procwarp::v1::CreateThreadRequest ToAgentThreadRequest(
+    const procwarp::v1::CreateThreadRequest& request);
+// - attach: the AttachThreadRequest it stands for.
+procwarp::v1::AttachThreadRequest ToAttachThreadRequest(
     const procwarp::v1::CreateThreadRequest& request);
 
 // pid names a process (> 0), tid if given a thread (> 0); labels within

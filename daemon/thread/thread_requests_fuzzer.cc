@@ -23,10 +23,34 @@ void CheckCreateThread(const Message& message) {
   const auto& request = static_cast<const v1::CreateThreadRequest&>(message);
   absl::Status status = CheckCreateThreadRequest(request);
   AssertClientStatus(status);
-  if (status.ok()) {
-    FuzzAssert(!request.share_fd_table() || !request.parent_thread_id().empty(),
-               "a shared fd table without a parent");
+  if (!status.ok()) return;
+  FuzzAssert(!request.share_fd_table() || !request.parent_thread_id().empty(),
+             "a shared fd table without a parent");
+  if (request.has_attach()) {
+    // The attach origin is exactly an AttachThreadRequest that passes.
+    const v1::AttachThreadRequest attach = ToAttachThreadRequest(request);
+    FuzzAssert(CheckAttachThreadRequest(attach).ok(),
+               "an attach origin that AttachThread would refuse");
+    FuzzAssert(attach.pid() == request.attach().pid() &&
+                   attach.persistent() == request.persistent() &&
+                   attach.labels_size() == request.labels_size(),
+               "an attach origin changed on its way");
+    return;
   }
+  // Launch, clone or no origin: one agent request of the old shape, which
+  // passes the checks itself and keeps what was asked.
+  const v1::CreateThreadRequest agent = ToAgentThreadRequest(request);
+  FuzzAssert(agent.origin_case() == v1::CreateThreadRequest::ORIGIN_NOT_SET,
+             "an agent request that still has an origin");
+  FuzzAssert(CheckCreateThreadRequest(agent).ok(),
+             "an agent request that its own check refuses");
+  FuzzAssert(agent.persistent() == request.persistent() &&
+                 agent.labels_size() == request.labels_size(),
+             "persistent or labels lost");
+  const bool clone = request.has_clone() ||
+                     (!request.has_launch() && !request.parent_thread_id().empty());
+  FuzzAssert(clone == !agent.parent_thread_id().empty(),
+             "a launch turned into a clone or back");
 }
 
 void CheckAttachThread(const Message& message) {

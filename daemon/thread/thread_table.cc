@@ -7,18 +7,22 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/util/fault_point.h"
-#include "daemon/util/handle_id.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp {
 namespace {
 
-absl::Status NoSuchThread(absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat("no thread with id '", id, "'"));
+HandleTableOptions ThreadOptions(const ThreadLimits& limits) {
+  return {.noun = "thread",
+          .max_per_owner = limits.max_threads_per_identity,
+          .how_to_free = "end some with ExitThread"};
 }
 
-absl::Status NoSuchPointer(absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat("no pointer with id '", id, "'"));
+// Counted per thread (HandleOwner::quota_key).
+HandleTableOptions PointerOptions(const ThreadLimits& limits) {
+  return {.noun = "pointer",
+          .max_per_owner = limits.max_pointers_per_thread,
+          .how_to_free = "the limit is per thread; Free some"};
 }
 
 }  // namespace
@@ -26,79 +30,67 @@ absl::Status NoSuchPointer(absl::string_view id) {
 ThreadTable::ThreadTable(AgentLauncher* launcher, SessionRegistry* sessions,
                          ThreadLimits limits)
     : launcher_(launcher),
-      sessions_(sessions),
-      limits_(limits),
-      guard_(std::make_shared<ListenerGuard>()) {
-  {
-    absl::MutexLock lock(&guard_->mu);
-    guard_->table = this;
-  }
-  sessions->AddEndListener([guard = guard_](const Session& session) {
-    absl::MutexLock lock(&guard->mu);
-    if (guard->table != nullptr) guard->table->EndSession(session.id);
+      threads_(ThreadOptions(limits)),
+      pointers_(PointerOptions(limits)) {
+  threads_.ReleaseOnSessionEnd(sessions, [this](std::shared_ptr<Thread> thread) {
+    ReleaseAtSessionEnd(std::move(thread));
   });
 }
 
 ThreadTable::~ThreadTable() {
-  {
-    absl::MutexLock lock(&guard_->mu);
-    guard_->table = nullptr;
+  threads_.StopReleasingOnSessionEnd();
+  for (const auto& thread : threads_.RemoveAll()) {
+    thread->Release(ReleaseReason::kShutdown);
   }
-  std::map<std::string, Entry, std::less<>> threads;
-  {
-    absl::MutexLock lock(&mu_);
-    threads.swap(threads_);
-  }
-  for (auto& [id, entry] : threads) {
-    entry.thread->Release(ReleaseReason::kShutdown);
-  }
+}
+
+void ThreadTable::ReleaseAtSessionEnd(std::shared_ptr<Thread> thread) {
+  ForgetPointers(*thread);
+  if (!thread->Release(ReleaseReason::kSessionEnd)) Linger(std::move(thread));
+}
+
+void ThreadTable::ForgetPointers(const Thread& thread) {
+  pointers_.RemoveWhere([&](const procwarp::v1::Pointer& pointer) {
+    return pointer.thread_id() == thread.id();
+  });
 }
 
 void ThreadTable::SweepLingeringLocked() {
-  lingering_.erase(
-      std::remove_if(lingering_.begin(), lingering_.end(),
-                     [](const std::shared_ptr<Thread>& thread) {
-                       return thread->Gone();
-                     }),
-      lingering_.end());
+  lingering_.erase(std::remove_if(lingering_.begin(), lingering_.end(),
+                                  [](const Lingering& lingering) {
+                                    return lingering.thread->Gone();
+                                  }),
+                   lingering_.end());
+}
+
+void ThreadTable::SweepLingering() {
+  absl::MutexLock lock(&mu_);
+  SweepLingeringLocked();
 }
 
 void ThreadTable::Linger(std::shared_ptr<Thread> thread) {
+  if (thread->Gone()) return;
+  // Counts against its owner's limit until its process is gone.
+  HandleTable<Thread>::Reservation place =
+      threads_.ReserveBeyondLimit({.identity = thread->owner()}, thread->id());
   absl::MutexLock lock(&mu_);
   SweepLingeringLocked();
-  if (!thread->Gone()) lingering_.push_back(std::move(thread));
-}
-
-absl::Status ThreadTable::ReserveSlot(const Identity& owner) {
-  const std::string key = owner.OwnerKey();
-  absl::MutexLock lock(&mu_);
-  SweepLingeringLocked();
-  auto starting = starting_.find(key);
-  size_t owned = starting == starting_.end() ? 0 : starting->second;
-  for (const auto& [id, entry] : threads_) {
-    if (entry.thread->owner().SameOwner(owner)) ++owned;
-  }
-  for (const auto& thread : lingering_) {
-    if (thread->owner().SameOwner(owner)) ++owned;
-  }
-  if (owned >= limits_.max_threads_per_identity) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "threads: ", key, " already has ", owned,
-        " threads (the limit); end some with ExitThread"));
-  }
-  ++starting_[key];
-  return absl::OkStatus();
+  lingering_.push_back(Lingering{std::move(thread), std::move(place)});
 }
 
 absl::Status ThreadTable::ClaimPid(pid_t pid) {
   absl::MutexLock lock(&mu_);
+  SweepLingeringLocked();
   bool taken = claimed_pids_.count(pid) > 0;
   // A reaped thread's pid may be anyone's by now; an unreaped one's is not.
-  for (const auto& [id, entry] : threads_) {
-    taken = taken || (entry.thread->pid() == pid && !entry.thread->Gone());
-  }
-  for (const auto& thread : lingering_) {
+  // Admit commits a thread before it unclaims its pid, and this looks at
+  // both while holding mu_ (which unclaiming needs): a starting thread is
+  // seen either as claimed or in the table.
+  for (const auto& thread : threads_.Snapshot()) {
     taken = taken || (thread->pid() == pid && !thread->Gone());
+  }
+  for (const auto& lingering : lingering_) {
+    taken = taken || (lingering.thread->pid() == pid && !lingering.thread->Gone());
   }
   if (taken) {
     return absl::PermissionDeniedError(
@@ -110,24 +102,27 @@ absl::Status ThreadTable::ClaimPid(pid_t pid) {
   return absl::OkStatus();
 }
 
+void ThreadTable::UnclaimPid(pid_t pid) {
+  absl::MutexLock lock(&mu_);
+  claimed_pids_.erase(pid);
+}
+
 void ThreadTable::SetJournal(ThreadJournal* journal) { journal_ = journal; }
 
 void ThreadTable::Adopt(std::shared_ptr<AgentThread> thread) {
-  absl::MutexLock lock(&mu_);
-  threads_[thread->id()].thread = std::move(thread);
+  // Only persistent threads outlive a daemon; recorded threads are never
+  // refused for the limit.
+  threads_
+      .ReserveBeyondLimit({.identity = thread->owner(), .persistent = true},
+                          thread->id())
+      .Commit(std::move(thread))
+      .IgnoreError();  // persistent: cannot be CANCELLED
 }
 
 bool ThreadTable::NoteExit(const std::string& id,
                            const procwarp::v1::ExitStatus& status) {
-  std::shared_ptr<Thread> thread;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = threads_.find(id);
-    if (it == threads_.end() || it->second.thread->agent() == nullptr) {
-      return false;
-    }
-    thread = it->second.thread;
-  }
+  std::shared_ptr<Thread> thread = threads_.FindUnchecked(id);
+  if (thread == nullptr || thread->agent() == nullptr) return false;
   thread->agent()->NoteExit(status);
   return true;
 }
@@ -187,11 +182,9 @@ absl::StatusOr<LaunchedAgent> ThreadTable::StartAgent(
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
     const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
     uint64_t session_id) {
-  Thread::Handle options;
-  options.id = NewHandleId();
-  options.owner = caller;
-  options.session_id = session_id;
-  options.persistent = request.persistent();
+  HandleOwner owner{.identity = caller,
+                    .session_id = session_id,
+                    .persistent = request.persistent()};
   std::shared_ptr<Thread> parent_handle;
   AgentThread* parent = nullptr;
   if (!request.parent_thread_id().empty()) {
@@ -204,10 +197,16 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
           "CreateThread: parent ", parent_handle->Name(),
           " is an attached thread; only agent threads clone children"));
     }
-    options.owner = parent->owner();
+    owner.identity = parent->owner();
   }
-  const std::string owner_key = options.owner.OwnerKey();
-  RETURN_IF_ERROR(ReserveSlot(options.owner));
+  SweepLingering();  // a reaped one's place is free again
+  ASSIGN_OR_RETURN(HandleTable<Thread>::Reservation place,
+                   threads_.Reserve(std::move(owner)));
+  Thread::Handle options;
+  options.id = place.id();
+  options.owner = place.owner().identity;
+  options.session_id = session_id;
+  options.persistent = request.persistent();
   const std::string name = absl::StrCat("thread ", options.id);
   pid_t claimed = -1;
   absl::StatusOr<LaunchedAgent> agent =
@@ -222,7 +221,7 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
                                                      *std::move(agent), lifetime))
                  : agent.status();
   absl::StatusOr<std::shared_ptr<Thread>> admitted =
-      Admit(owner_key, std::move(thread), claimed, "CreateThread");
+      Admit(std::move(place), std::move(thread), claimed, "CreateThread");
   if (admitted.ok()) FaultPoint("create", 4, (*admitted)->agent()->pidfd());
   ThreadJournal* journal = journal_;
   if (admitted.ok() && lifetime.outlives_daemon && journal != nullptr) {
@@ -234,87 +233,57 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Attach(
     const AttachedThread::Target& target, const Identity& caller,
     uint64_t session_id, bool persistent, absl::Time deadline) {
+  SweepLingering();
+  ASSIGN_OR_RETURN(HandleTable<Thread>::Reservation place,
+                   threads_.Reserve({.identity = caller,
+                                     .session_id = session_id,
+                                     .persistent = persistent}));
   Thread::Handle handle;
-  handle.id = NewHandleId();
+  handle.id = place.id();
   handle.owner = caller;
   handle.session_id = session_id;
   handle.persistent = persistent;
-  RETURN_IF_ERROR(ReserveSlot(caller));
   absl::StatusOr<std::shared_ptr<AttachedThread>> attached =
       AttachedThread::Attach(std::move(handle), target, deadline);
   absl::StatusOr<std::shared_ptr<Thread>> thread =
       attached.ok() ? absl::StatusOr<std::shared_ptr<Thread>>(*std::move(attached))
                     : attached.status();
-  return Admit(caller.OwnerKey(), std::move(thread), -1, "AttachThread");
+  return Admit(std::move(place), std::move(thread), -1, "AttachThread");
 }
 
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Admit(
-    const std::string& owner_key,
+    HandleTable<Thread>::Reservation place,
     absl::StatusOr<std::shared_ptr<Thread>> started, pid_t claimed,
     absl::string_view call) {
-  {
-    // The reservation turns into the entry (or goes) in one step, so the
-    // count never misses it (nor the claimed pid).
-    absl::MutexLock lock(&mu_);
-    if (--starting_[owner_key] == 0) starting_.erase(owner_key);
-    claimed_pids_.erase(claimed);
-    if (!started.ok()) return started.status();
-    threads_[(*started)->id()].thread = *started;
+  if (!started.ok()) {
+    UnclaimPid(claimed);
+    return started.status();  // `place` is given back
   }
-  std::shared_ptr<Thread> thread = *std::move(started);
-  // A session that ended while the thread started had nothing of this
-  // thread to end: end it here, or it would outlive its client.
-  if (!thread->persistent() && !sessions_->IsLive(thread->session_id())) {
-    // NOT_FOUND here only means EndSession took it out first.
-    Remove(thread->id(), thread->owner()).IgnoreError();
-    if (!thread->Release(ReleaseReason::kSessionEnd)) Linger(thread);
+  // Committed before the pid is unclaimed (see ClaimPid).
+  absl::StatusOr<std::shared_ptr<Thread>> admitted =
+      std::move(place).Commit(*std::move(started));
+  UnclaimPid(claimed);
+  if (absl::IsCancelled(admitted.status())) {
     return absl::CancelledError(absl::StrCat(
         call, ": the client's connection ended while the thread started"));
   }
-  return thread;
+  return admitted;
 }
 
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Find(
     absl::string_view id, const Identity& caller) const {
-  absl::MutexLock lock(&mu_);
-  auto it = threads_.find(id);
-  if (it == threads_.end() || !caller.MayAccess(it->second.thread->owner())) {
-    return NoSuchThread(id);
-  }
-  return it->second.thread;
+  return threads_.Find(caller, id);
 }
 
 std::vector<std::shared_ptr<Thread>> ThreadTable::List(
     const Identity& caller, bool all) const {
-  std::vector<std::shared_ptr<Thread>> out;
-  absl::MutexLock lock(&mu_);
-  for (const auto& [id, entry] : threads_) {
-    const Identity& owner = entry.thread->owner();
-    if ((all && caller.admin) || owner.SameOwner(caller)) {
-      out.push_back(entry.thread);
-    }
-  }
-  return out;
-}
-
-void ThreadTable::ErasePointersLocked(const Entry& entry) {
-  for (const std::string& pointer : entry.pointers) pointers_.erase(pointer);
+  return threads_.ListFor(caller, all);
 }
 
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Remove(
     absl::string_view id, const Identity& caller) {
-  std::shared_ptr<Thread> thread;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = threads_.find(id);
-    if (it == threads_.end() ||
-        !caller.MayAccess(it->second.thread->owner())) {
-      return NoSuchThread(id);
-    }
-    thread = it->second.thread;
-    ErasePointersLocked(it->second);
-    threads_.erase(it);
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Thread> thread, threads_.Remove(caller, id));
+  ForgetPointers(*thread);
   ThreadJournal* journal = journal_;
   if (journal != nullptr && thread->agent() != nullptr &&
       thread->agent()->outlives_daemon()) {
@@ -326,81 +295,56 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Remove(
 absl::StatusOr<procwarp::v1::Pointer> ThreadTable::AddPointer(
     const std::shared_ptr<Thread>& thread, uint64_t address,
     uint64_t size) {
-  absl::MutexLock lock(&mu_);
-  auto it = threads_.find(thread->id());
-  if (it == threads_.end() || it->second.thread != thread) {
-    return NoSuchThread(thread->id());
+  // Ends with its thread, not with a session.
+  ASSIGN_OR_RETURN(HandleTable<procwarp::v1::Pointer>::Reservation place,
+                   pointers_.Reserve({.identity = thread->owner(),
+                                      .persistent = true,
+                                      .quota_key = thread->id()}));
+  if (threads_.FindUnchecked(thread->id()) != thread) {
+    return absl::NotFoundError(
+        absl::StrCat("no thread with id '", thread->id(), "'"));
   }
-  if (it->second.pointers.size() >= limits_.max_pointers_per_thread) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        thread->Name(), " already has ", it->second.pointers.size(),
-        " pointers (the limit); Free some"));
+  auto pointer = std::make_shared<procwarp::v1::Pointer>();
+  pointer->set_id(place.id());
+  pointer->set_thread_id(thread->id());
+  pointer->set_address(address);
+  pointer->set_size(size);
+  ASSIGN_OR_RETURN(pointer, std::move(place).Commit(std::move(pointer)));
+  // The thread may have left the table meanwhile (its pointers forgotten
+  // before this one was in): forget this one too.
+  if (threads_.FindUnchecked(thread->id()) != thread) {
+    ForgetPointers(*thread);
+    return absl::NotFoundError(
+        absl::StrCat("no thread with id '", thread->id(), "'"));
   }
-  procwarp::v1::Pointer pointer;
-  pointer.set_id(NewHandleId());
-  pointer.set_thread_id(thread->id());
-  pointer.set_address(address);
-  pointer.set_size(size);
-  pointers_[pointer.id()] = pointer;
-  it->second.pointers.push_back(pointer.id());
-  return pointer;
+  return *pointer;
+}
+
+absl::StatusOr<ResolvedPointer> ThreadTable::Resolve(
+    absl::StatusOr<std::shared_ptr<procwarp::v1::Pointer>> pointer) const {
+  if (!pointer.ok()) return pointer.status();
+  std::shared_ptr<Thread> thread = threads_.FindUnchecked((*pointer)->thread_id());
+  if (thread == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("no pointer with id '", (*pointer)->id(), "'"));
+  }
+  return ResolvedPointer{std::move(thread), **pointer};
 }
 
 absl::StatusOr<ResolvedPointer> ThreadTable::FindPointer(
     absl::string_view id, const Identity& caller) const {
-  absl::MutexLock lock(&mu_);
-  auto it = pointers_.find(id);
-  if (it == pointers_.end()) return NoSuchPointer(id);
-  auto thread = threads_.find(it->second.thread_id());
-  if (thread == threads_.end() ||
-      !caller.MayAccess(thread->second.thread->owner())) {
-    return NoSuchPointer(id);
-  }
-  return ResolvedPointer{thread->second.thread, it->second};
+  return Resolve(pointers_.Find(caller, id));
 }
 
 absl::StatusOr<ResolvedPointer> ThreadTable::RemovePointer(
     absl::string_view id, const Identity& caller) {
-  absl::MutexLock lock(&mu_);
-  auto it = pointers_.find(id);
-  if (it == pointers_.end()) return NoSuchPointer(id);
-  auto thread = threads_.find(it->second.thread_id());
-  if (thread == threads_.end() ||
-      !caller.MayAccess(thread->second.thread->owner())) {
-    return NoSuchPointer(id);
-  }
-  ResolvedPointer resolved{thread->second.thread, it->second};
-  auto& ids = thread->second.pointers;
-  ids.erase(std::remove(ids.begin(), ids.end(), std::string(id)), ids.end());
-  pointers_.erase(it);
-  return resolved;
+  return Resolve(pointers_.Remove(caller, id));
 }
 
 void ThreadTable::EndSession(uint64_t session_id) {
-  std::vector<std::shared_ptr<Thread>> ended;
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto it = threads_.begin(); it != threads_.end();) {
-      const Thread& thread = *it->second.thread;
-      if (!thread.persistent() && thread.session_id() == session_id) {
-        ended.push_back(it->second.thread);
-        ErasePointersLocked(it->second);
-        it = threads_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  // Outside the lock: releasing waits for the agent to die or the target
-  // to stop for its detach.
-  for (const auto& thread : ended) {
-    if (!thread->Release(ReleaseReason::kSessionEnd)) Linger(thread);
-  }
+  threads_.EndSession(session_id);
 }
 
-size_t ThreadTable::size() const {
-  absl::MutexLock lock(&mu_);
-  return threads_.size();
-}
+size_t ThreadTable::size() const { return threads_.size(); }
 
 }  // namespace procwarp

@@ -1,10 +1,14 @@
 // ThreadTable: every thread handle (any backend of thread.h: agent or
 // attached) by id, with its owner, and the memory pointers allocated in them.
 //
-// Lookups by anyone but the owner (or an admin) answer NOT_FOUND, exactly
-// like unknown ids, so an id reveals nothing to others. Threads that are not
-// persistent end with the session (connection) that created them: the table
-// listens for session ends and releases (Thread::Release) and forgets them.
+// Both are HandleTables (daemon/handles/handle_table.h), which own the
+// rules every handle follows: lookups by anyone but the owner (or an admin)
+// answer NOT_FOUND, exactly like unknown ids; the per-owner thread limit
+// (per-thread pointer limit) is reserved before a thread starts; threads
+// that are not persistent end with the session (connection) that created
+// them (Thread::Release), their pointers with them. What is this table's
+// own: starting agents and attachments, pids claimed by child threads,
+// threads that could not be ended yet (Linger), the restart journal.
 #ifndef PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_
 #define PROCWARP_DAEMON_THREAD_THREAD_TABLE_H_
 
@@ -20,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "daemon/handles/handle_table.h"
 #include "daemon/server/identity.h"
 #include "daemon/server/session_registry.h"
 #include "daemon/thread/agent_launcher.h"
@@ -112,21 +117,13 @@ class ThreadTable {
   size_t size() const;
 
  private:
-  struct Entry {
+  // A thread taken out of the table whose process could not be ended yet,
+  // still holding its place in its owner's limit (Linger).
+  struct Lingering {
     std::shared_ptr<Thread> thread;
-    // Pointer ids of this thread.
-    std::vector<std::string> pointers;
-  };
-  // Lets the session listener outlive the table safely.
-  struct ListenerGuard {
-    absl::Mutex mu;
-    ThreadTable* table ABSL_GUARDED_BY(mu) = nullptr;
+    HandleTable<Thread>::Reservation place;
   };
 
-  void ErasePointersLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Counts a thread about to start toward `owner`'s limit (so concurrent
-  // creates cannot overshoot it), or says RESOURCE_EXHAUSTED.
-  absl::Status ReserveSlot(const Identity& owner);
   // Starts the agent of a new thread (launched, or cloned from `parent`).
   // A cloned child's pid is claimed (ClaimPid) and left in `*claimed` for
   // the caller to release once the thread is in the table (or failed).
@@ -137,30 +134,38 @@ class ThreadTable {
   // PERMISSION_DENIED when `pid` is already the process of a live thread
   // (or of one being started); otherwise reserves it for a new child thread.
   absl::Status ClaimPid(pid_t pid);
-  // Turns the reservation of `owner_key` into an entry for `started` (or
-  // drops it if starting failed), releasing the claimed pid; then ends a
-  // non-persistent thread whose session ended meanwhile (CANCELLED).
+  void UnclaimPid(pid_t pid);
+  // Commits `started` into its reserved place (or drops the reservation if
+  // starting failed), then releases the claimed pid. A non-persistent
+  // thread whose session ended meanwhile is released: CANCELLED.
   absl::StatusOr<std::shared_ptr<Thread>> Admit(
-      const std::string& owner_key,
+      HandleTable<Thread>::Reservation place,
       absl::StatusOr<std::shared_ptr<Thread>> started, pid_t claimed,
       absl::string_view call);
-  // Drops lingering threads that have been reaped.
+  // What a session end (or a Commit after it) does with a thread.
+  void ReleaseAtSessionEnd(std::shared_ptr<Thread> thread);
+  // The pointer found (or the lookup's error) with its thread, or NOT_FOUND
+  // when the thread has left the table.
+  absl::StatusOr<ResolvedPointer> Resolve(
+      absl::StatusOr<std::shared_ptr<procwarp::v1::Pointer>> pointer) const;
+  // Forgets the pointers of a thread that left the table.
+  void ForgetPointers(const Thread& thread);
+  // Drops lingering threads that are gone (Thread::Gone reaps them), which
+  // gives their places in their owners' limits back; run before each new
+  // thread is counted.
+  void SweepLingering();
   void SweepLingeringLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   AgentLauncher* launcher_;
-  const SessionRegistry* sessions_;
-  const ThreadLimits limits_;
-  std::shared_ptr<ListenerGuard> guard_;
+  // Threads by id; the per-owner limit and the session-end release.
+  HandleTable<Thread> threads_;
+  // Pointers by id, owned by their thread's owner, limited per thread.
+  HandleTable<procwarp::v1::Pointer> pointers_;
   mutable absl::Mutex mu_;
-  std::map<std::string, Entry, std::less<>> threads_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, procwarp::v1::Pointer, std::less<>> pointers_
-      ABSL_GUARDED_BY(mu_);
-  // Threads being started, by owner key (see ReserveSlot).
-  std::map<std::string, size_t> starting_ ABSL_GUARDED_BY(mu_);
   // Pids of child threads being started (see ClaimPid).
   std::set<pid_t> claimed_pids_ ABSL_GUARDED_BY(mu_);
   // Threads out of the table whose process could not be ended (Linger).
-  std::vector<std::shared_ptr<Thread>> lingering_ ABSL_GUARDED_BY(mu_);
+  std::vector<Lingering> lingering_ ABSL_GUARDED_BY(mu_);
   // See SetJournal.
   std::atomic<ThreadJournal*> journal_{nullptr};
 };

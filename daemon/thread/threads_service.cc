@@ -38,10 +38,16 @@ grpc::Status ThreadsService::CreateThread(
     grpc::ServerContext* context,
     const procwarp::v1::CreateThreadRequest* request,
     procwarp::v1::CreateThreadResponse* response) {
-  return WithSession(*callers_, context, [&](const Session& session) {
+  return WithSession(*callers_, context, [&](const Session& session) -> absl::Status {
     const Identity& caller = session.identity;
     RETURN_IF_ERROR(CheckCreateThreadRequest(*request));
-    ASSIGN_OR_RETURN(auto thread, table_->Create(*request, caller, session.id));
+    if (request->has_attach()) {
+      ASSIGN_OR_RETURN(*response->mutable_thread(),
+                       Attach(session, ToAttachThreadRequest(*request)));
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(auto thread, table_->Create(ToAgentThreadRequest(*request),
+                                                 caller, session.id));
     *response->mutable_thread() = thread->Info();
     Audit("thread_create", caller,
           {{"THREAD_ID", thread->id()},
@@ -55,33 +61,39 @@ grpc::Status ThreadsService::AttachThread(
     grpc::ServerContext* context,
     const procwarp::v1::AttachThreadRequest* request,
     procwarp::v1::AttachThreadResponse* response) {
-  return WithSession(*callers_, context, [&](const Session& session) {
-    const Identity& caller = session.identity;
+  return WithSession(*callers_, context, [&](const Session& session) -> absl::Status {
     RETURN_IF_ERROR(CheckAttachThreadRequest(*request));
-    AttachedThread::Target target;
-    target.pid = request->pid();
-    target.tid = request->has_tid() ? request->tid() : 0;
-    target.stop_all_threads = request->stop_all_threads();
-    target.labels.insert(request->labels().begin(), request->labels().end());
-    // Seizing waits for the target's tracer thread: bounded.
-    absl::StatusOr<std::shared_ptr<Thread>> thread =
-        table_->Attach(target, caller, session.id, request->persistent(),
-                       absl::Now() + absl::Seconds(10));
-    if (!thread.ok()) {
-      Audit("thread_attach_refused", caller,
-            {{"TARGET_PID", absl::StrCat(request->pid())},
-             {"REASON", std::string(thread.status().message())}});
-      return thread.status();
-    }
-    *response->mutable_thread() = (*thread)->Info();
-    Audit("thread_attach", caller,
-          {{"THREAD_ID", (*thread)->id()},
-           {"TARGET_PID", absl::StrCat(request->pid())},
-           {"TARGET_TID", absl::StrCat(response->thread().tid())},
-           {"TARGET_EXE", response->thread().exe()},
-           {"PERSISTENT", request->persistent() ? "1" : "0"}});
+    ASSIGN_OR_RETURN(*response->mutable_thread(), Attach(session, *request));
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<procwarp::v1::ThreadInfo> ThreadsService::Attach(
+    const Session& session, const procwarp::v1::AttachThreadRequest& request) {
+  const Identity& caller = session.identity;
+  AttachedThread::Target target;
+  target.pid = request.pid();
+  target.tid = request.has_tid() ? request.tid() : 0;
+  target.stop_all_threads = request.stop_all_threads();
+  target.labels.insert(request.labels().begin(), request.labels().end());
+  // Seizing waits for the target's tracer thread: bounded.
+  absl::StatusOr<std::shared_ptr<Thread>> thread =
+      table_->Attach(target, caller, session.id, request.persistent(),
+                     absl::Now() + absl::Seconds(10));
+  if (!thread.ok()) {
+    Audit("thread_attach_refused", caller,
+          {{"TARGET_PID", absl::StrCat(request.pid())},
+           {"REASON", std::string(thread.status().message())}});
+    return thread.status();
+  }
+  procwarp::v1::ThreadInfo info = (*thread)->Info();
+  Audit("thread_attach", caller,
+        {{"THREAD_ID", (*thread)->id()},
+         {"TARGET_PID", absl::StrCat(request.pid())},
+         {"TARGET_TID", absl::StrCat(info.tid())},
+         {"TARGET_EXE", info.exe()},
+         {"PERSISTENT", request.persistent() ? "1" : "0"}});
+  return info;
 }
 
 grpc::Status ThreadsService::Syscall(grpc::ServerContext* context,

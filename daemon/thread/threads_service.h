@@ -46,6 +46,11 @@ class ThreadsService final : public procwarp::v1::Threads::Service {
                     procwarp::v1::ExecResponse* response) override;
 
  private:
+  // AttachThread, and CreateThread with origin attach: one code path.
+  // `request` passed CheckAttachThreadRequest.
+  absl::StatusOr<procwarp::v1::ThreadInfo> Attach(
+      const Session& session, const procwarp::v1::AttachThreadRequest& request);
+
   ThreadTable* table_;
   ProcessTable* processes_;
   const CallerResolver* callers_;

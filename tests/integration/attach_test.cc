@@ -440,6 +440,47 @@ TEST_F(AttachTest, ExecuteRunsBatches) {
   EXPECT_THAT(out, StartsWith("rc=0 errno=0")) << out;
 }
 
+// CreateThread with origin attach is AttachThread (one code path): an
+// attached handle every call takes, ended by ExitThread with the target
+// detached and running on. Its fields belong inside the origin: the fields
+// of a launch beside it are refused.
+TEST_F(AttachTest, CreateThreadWithAnAttachOriginAttaches) {
+  Target target({TargetPath(), "read"});
+  ASSERT_THAT(target.ReadLine(), StartsWith("ready"));
+  v1::CreateThreadRequest request;
+  request.mutable_attach()->set_pid(target.pid());
+  (*request.mutable_labels())["via"] = "origin";
+  absl::StatusOr<Thread> t = client_->CreateThread(request);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->info().kind(), v1::THREAD_KIND_ATTACHED);
+  EXPECT_EQ(t->info().pid(), target.pid());
+  EXPECT_EQ(t->info().labels().at("via"), "origin");
+  EXPECT_NE(StatusField(target.pid(), "TracerPid"), "0");
+  absl::StatusOr<pid_t> pid = t->GetPid();
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(*pid, target.pid());
+  // A second attach by either RPC: the process has its tracer already.
+  v1::ThreadInfo info;
+  EXPECT_FALSE(Attach(target.pid(), &info).ok());
+  ASSERT_TRUE(t->Exit().ok());
+  EXPECT_EQ(StatusField(target.pid(), "TracerPid"), "0");
+  target.Write("go");
+  EXPECT_EQ(target.ReadLine(), "read=2 data=go errno=0");
+
+  v1::CreateThreadRequest mixed = request;
+  mixed.set_parent_thread_id("0123456789abcdef0123456789abcdef");
+  v1::CreateThreadResponse response;
+  grpc::Status status = threads_->CreateThread(Ctx().get(), mixed, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("inside it"));
+  v1::CreateThreadRequest no_pid;
+  no_pid.mutable_attach();
+  status = threads_->CreateThread(Ctx().get(), no_pid, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("is not a process id"));
+  EXPECT_EQ(StatusField(target.pid(), "TracerPid"), "0");
+}
+
 // A multithreaded target: attaching to one tid leaves the others running;
 // stop_all_threads stops them for one call.
 TEST_F(AttachTest, AttachToOneThreadOfMany) {

@@ -115,6 +115,9 @@ struct Handles {
   // one to attach to, one for Exec's calls.
   int root_attach_pid = 0;
   int root_call_pid = 0;
+  // One more for CreateThread's attach origin (an attachment lasts to the
+  // end of its row, and a process has one tracer).
+  int root_create_attach_pid = 0;
 };
 
 // Expected status code per caller.
@@ -246,6 +249,14 @@ const std::vector<Entry>& Matrix() {
        One<v1::CreateThreadRequest>(
            [](auto& h, auto* r) { r->set_parent_thread_id(h.thread2); }),
        OwnerOrAdmin()},
+      {"/procwarp.v1.Threads/CreateThread", "launch",
+       One<v1::CreateThreadRequest>([](auto&, auto* r) { r->mutable_launch(); }),
+       Everyone()},
+      {"/procwarp.v1.Threads/CreateThread", "clone_of_owners",
+       One<v1::CreateThreadRequest>([](auto& h, auto* r) {
+         r->mutable_clone()->set_parent_thread_id(h.thread2);
+       }),
+       OwnerOrAdmin()},
       {"/procwarp.v1.Threads/Syscall", "",
        One<v1::SyscallRequest>([](auto& h, auto* r) {
          r->set_thread_id(h.thread2);
@@ -371,6 +382,12 @@ const std::vector<Entry>& Matrix() {
       {"/procwarp.v1.Threads/AttachThread", "",
        One<v1::AttachThreadRequest>(
            [](auto& h, auto* r) { r->set_pid(h.root_attach_pid); }),
+       AdminsOnly(), kEndsHandle},
+      // The same attach as an origin of CreateThread: the same rule.
+      {"/procwarp.v1.Threads/CreateThread", "attach",
+       One<v1::CreateThreadRequest>([](auto& h, auto* r) {
+         r->mutable_attach()->set_pid(h.root_create_attach_pid);
+       }),
        AdminsOnly(), kEndsHandle},
       {"/procwarp.exec.v1.Exec/Call", "",
        One<procwarp::exec::v1::CallRequest>([](auto& h, auto* r) {
@@ -498,10 +515,11 @@ class AuthorizationMatrixTest : public ::testing::Test {
     tls_address_ = addresses[0];
     root_attach_pid_ = StartSleeper();
     root_call_pid_ = StartSleeper();
+    root_create_attach_pid_ = StartSleeper();
   }
 
   void TearDown() override {
-    for (pid_t pid : {root_attach_pid_, root_call_pid_}) {
+    for (pid_t pid : {root_attach_pid_, root_call_pid_, root_create_attach_pid_}) {
       if (pid <= 0) continue;
       kill(pid, SIGKILL);
       waitpid(pid, nullptr, 0);
@@ -554,7 +572,7 @@ class AuthorizationMatrixTest : public ::testing::Test {
     }
     return {fields["running"], fields["done"], fields["thread"],
             fields["thread2"], fields["pointer"], root_attach_pid_,
-            root_call_pid_};
+            root_call_pid_, root_create_attach_pid_};
   }
 
   // Makes every matrix call with `peer` (matrix_peer's argv up to its
@@ -599,6 +617,7 @@ class AuthorizationMatrixTest : public ::testing::Test {
   std::unique_ptr<DaemonHarness> daemon_;
   pid_t root_attach_pid_ = -1;
   pid_t root_call_pid_ = -1;
+  pid_t root_create_attach_pid_ = -1;
 };
 
 TEST_F(AuthorizationMatrixTest, EveryRegisteredRpcHasAnEntryAndEveryEntryAnRpc) {

@@ -522,6 +522,27 @@ TEST_F(ExecTest, CallAndInjectThroughTheCallersAttachedThread) {
   EXPECT_EQ(*t.process.ReadLine(), "read=2 data=go errno=0");
 }
 
+// Target.thread_id naming one of the caller's *agent* threads: Call and
+// InjectLibrary refuse with FAILED_PRECONDITION that says what the thread is
+// and what Exec acts on (exec_target.h), nothing is loaded, and the agent
+// serves on.
+TEST_F(ExecTest, CallAndInjectOnAnAgentThreadAreFailedPrecondition) {
+  absl::StatusOr<Thread> agent = client_->CreateThread();
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  auto call = agent->Call("getpid");
+  EXPECT_TRUE(absl::IsFailedPrecondition(call.status())) << call.status();
+  EXPECT_THAT(call.status().message(), HasSubstr("is an agent thread"));
+  EXPECT_THAT(call.status().message(), HasSubstr("Threads.AttachThread"));
+  auto injected = agent->InjectLibrary(MarkerLib());
+  EXPECT_TRUE(absl::IsFailedPrecondition(injected.status())) << injected.status();
+  EXPECT_THAT(injected.status().message(), HasSubstr("is an agent thread"));
+  absl::StatusOr<pid_t> pid = agent->GetPid();
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_THAT(ReadFile(absl::StrCat("/proc/", *pid, "/maps")),
+              ::testing::Not(HasSubstr("attach_marker_lib")));
+  ASSERT_TRUE(agent->Exit().ok());
+}
+
 // Another caller's thread id is NOT_FOUND, exactly like an unknown one, and
 // nothing is done to the process; 65534's own attached thread works.
 TEST_F(ExecTest, ThreadIdsOfOtherCallersAreNotFound) {

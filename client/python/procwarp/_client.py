@@ -218,8 +218,8 @@ class Client:
         """Starts an agent thread running as you, optionally in new
         namespaces; it ends with this connection unless ``persistent``."""
         request = threads_pb2.CreateThreadRequest(
-            persistent=persistent, namespaces=namespaces,
-            labels=dict(labels or {}))
+            persistent=persistent, labels=dict(labels or {}),
+            launch=threads_pb2.LaunchThread(namespaces=namespaces))
         response = _connection.call(self._connection.threads.CreateThread,
                                     request)
         return Thread(self._connection, response.thread)
