@@ -481,7 +481,9 @@ absl::StatusOr<uint64_t> Walker::LookUp(uint64_t keys, uint64_t values, absl::st
     if (text == keys_text_.end()) {
       ASSIGN_OR_RETURN(std::string type, TypeName(key));
       std::string key_text;
-      if (type == "str") ASSIGN_OR_RETURN(key_text, ReadText(key));
+      if (type == "str") {
+        ASSIGN_OR_RETURN(key_text, ReadText(key));
+      }
       text = keys_text_.emplace(key, std::move(key_text)).first;
     }
     if (text->second != name) continue;
