@@ -1,11 +1,12 @@
 // Unit tests for the CLI's pure parts: signal names, id prefix matching,
-// the child environment, and the text and JSON it prints.
+// the child environment, and the text and JSON it prints (py stack's too).
 #include <signal.h>
 
 #include "absl/strings/str_replace.h"
 #include "client/cli/commands.h"
 #include "client/cli/output.h"
 #include "client/cli/process_id.h"
+#include "client/cli/python_stack_commands.h"
 #include "client/cli/signals.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -281,6 +282,30 @@ TEST(FormatStatusTest, Text) {
             "caller:     uid 0, gid 0, pid 1234, admin\n");
   output.mutable_status()->set_uptime_ms(999);
   EXPECT_THAT(FormatStatus(output), HasSubstr("uptime:     0s\n"));
+}
+
+TEST(FormatPythonStackTest, ThreadLinesAreLikePySpyDump) {
+  snapshots::v1::PythonStackResponse stack;
+  stack.mutable_interpreter()->set_implementation("CPython");
+  stack.mutable_interpreter()->set_version("3.12.1");
+  stack.mutable_interpreter()->set_object("libpython3.12.so.1.0");
+  auto* main = stack.add_threads();
+  main->set_tid(100);
+  main->set_is_main(true);
+  main->set_idle(true);
+  main->set_name("MainThread");
+  auto* worker = stack.add_threads();
+  worker->set_tid(101);
+  worker->set_holds_gil(true);
+  worker->set_name("worker-7\x1b[2J");  // a terminal escape is not passed on
+  auto* raw = stack.add_threads();  // _thread.start_new_thread: no name
+  raw->set_tid(102);
+  raw->set_idle(true);
+  const std::string text = FormatPythonStack(100, stack, /*colour=*/false);
+  EXPECT_THAT(text, HasSubstr("\nThread 100 (idle): \"MainThread\"\n"));
+  EXPECT_THAT(text, HasSubstr("\nThread 101 (active+gil): \"worker-7"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("\x1b")));
+  EXPECT_THAT(text, HasSubstr("\nThread 102 (idle)\n"));
 }
 
 }  // namespace

@@ -181,15 +181,16 @@ std::string FormatPythonStack(int pid, const pb::PythonStackResponse& stack, boo
       EscapeForTerminal(stack.interpreter().version()), " (",
       EscapeForTerminal(stack.interpreter().object()), ")\n");
   for (const pb::PythonThread& thread : stack.threads()) {
+    // As py-spy dump prints it: Thread 1234 (idle): "MainThread".
     absl::StrAppend(&out, "\n", c.thread, "Thread ",
-                    thread.tid() != 0 ? absl::StrCat(thread.tid()) : std::string("?"));
+                    thread.tid() != 0 ? absl::StrCat(thread.tid()) : std::string("?"), " (",
+                    thread.idle() ? "idle" : "active", thread.holds_gil() ? "+gil" : "", ")");
     if (!thread.name().empty()) {
-      absl::StrAppend(&out, " \"", EscapeForTerminal(thread.name()), "\"");
+      absl::StrAppend(&out, ": \"", EscapeForTerminal(thread.name()), "\"");
     } else if (thread.is_main()) {
-      absl::StrAppend(&out, " (main)");
+      absl::StrAppend(&out, ": (main)");
     }
-    absl::StrAppend(&out, c.reset, " (", thread.idle() ? "idle" : "active",
-                    thread.holds_gil() ? "+gil" : "", ")\n");
+    absl::StrAppend(&out, c.reset, "\n");
     if (thread.frames().empty()) absl::StrAppend(&out, "    ", c.dim, "(no Python frames)", c.reset, "\n");
     for (const pb::PythonFrame& frame : thread.frames()) {
       absl::StrAppend(&out, "    ", c.function, EscapeForTerminal(frame.function()), c.reset,

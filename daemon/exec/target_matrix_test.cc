@@ -129,7 +129,9 @@ TEST_P(TargetMatrixTest, AttachEverythingDetachTargetUnchanged) {
   }
   EXPECT_EQ(*ptrace::ReadProcFile(file), "hello from an injected write\n");
   unlink(file.c_str());
-  if (!c.input.empty()) ASSERT_TRUE(target->Write(c.input).ok());
+  if (!c.input.empty()) {
+    ASSERT_TRUE(target->Write(c.input).ok());
+  }
   absl::StatusOr<std::string> out = target->ReadLine();
   ASSERT_TRUE(out.ok()) << out.status();
   if (!c.expected.empty()) {

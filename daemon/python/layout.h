@@ -89,6 +89,35 @@ struct CPythonLayout {
   int64_t unicode_compact_size = -1;
   int64_t unicode_data_pointer = -1;
   int64_t cell_ref = -1;
+  // Instance attributes, for a threading.Thread's _name (ReadThreadName in
+  // stack_reader.cc; docs/python.md, "Thread names").
+  int64_t type_basicsize = -1;
+  int64_t type_dictoffset = -1;       // <= 3.10: where an instance keeps its dict
+  int64_t type_flags = -1;
+  int64_t heaptype_cached_keys = -1;  // keys shared by the instances' values
+  int64_t dict_keys = -1;
+  int64_t dict_values = -1;           // non-null: a split table
+  int64_t keys_nentries = -1;
+  int64_t keys_indices = -1;          // entries follow the index table
+  int64_t entry_size = -1;            // PyDictKeyEntry
+  int64_t entry_key = -1;
+  int64_t entry_value = -1;
+  int64_t keys_size = -1;             // <= 3.10: index table slots
+  int64_t keys_log2_index_bytes = -1;  // 3.11+
+  int64_t keys_kind = -1;              // 3.11+: 0 general, else unicode entries
+  int64_t unicode_entry_size = -1;     // 3.11+: PyDictUnicodeEntry
+  int64_t unicode_entry_key = -1;
+  int64_t unicode_entry_value = -1;
+  int64_t values_values = -1;          // 3.11+: in PyDictValues
+  int64_t values_valid = -1;           // 3.13
+  int64_t tpflags_managed_dict = -1;   // 3.11+: Py_TPFLAGS_MANAGED_DICT
+  int64_t tpflags_inline_values = -1;  // 3.13: values after tp_basicsize
+  // 3.11+ (meaningful only where tpflags_managed_dict >= 0): byte offsets,
+  // negative, from the object to its managed dict pointer (3.12: a word
+  // holding the dict, or the values pointer + 1) and to its values pointer
+  // (3.11 only).
+  int64_t object_managed_dict = -1;
+  int64_t object_managed_values = -1;
   // 3.13+: the size of _Py_DebugOffsets, and where in it the target keeps
   // its own value of the field named after dbg_.
   int64_t debug_offsets_size = -1;

@@ -6,6 +6,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/python/stack_lines.h"
 #include "daemon/python/stack_values.h"
@@ -70,8 +71,20 @@ class Walker {
   absl::Status ReadNames(uint64_t code, CodeInfo* info);
   absl::Status ReadValue(uint64_t object, pb::PythonValue* value);
   absl::Status ReadLocals(uint64_t slots, const CodeInfo& code, pb::PythonFrame* frame);
+  // `outermost` gets the thread's outermost Python frame and its code (0
+  // when it has none), for ThreadName.
   absl::Status WalkThread(uint64_t tstate, bool locals, pb::PythonThread* thread,
-                          std::vector<uint64_t>* signature);
+                          std::vector<uint64_t>* signature, uint64_t outermost[2]);
+  // threading's name of a thread whose outermost frame is Thread._bootstrap;
+  // "" when it is not or anything read does not hold (docs/python.md,
+  // "Thread names").
+  std::string ThreadName(uint64_t frame, uint64_t code);
+  absl::StatusOr<std::string> ReadThreadName(uint64_t frame);
+  // The value of instance attribute `name` of `object`; 0 when it has none.
+  absl::StatusOr<uint64_t> Attribute(uint64_t object, absl::string_view name);
+  // The value stored under str key `name` in a dict's keys object; `values`:
+  // the split table's values array, 0 for a combined table.
+  absl::StatusOr<uint64_t> LookUp(uint64_t keys, uint64_t values, absl::string_view name);
   // The thread state holding interpreter `interp`'s GIL, 0 for none.
   absl::StatusOr<uint64_t> GilHolder(uint64_t interp);
 
@@ -81,6 +94,7 @@ class Walker {
   const StackLimits& limits_;
   std::unordered_map<uint64_t, std::string> type_names_;
   std::unordered_map<uint64_t, CodeInfo> codes_;
+  std::unordered_map<uint64_t, std::string> keys_text_;  // dict keys seen, by address
 };
 
 absl::StatusOr<std::string> Walker::TypeName(uint64_t object) {
@@ -291,7 +305,8 @@ absl::StatusOr<uint64_t> Walker::GilHolder(uint64_t interp) {
 }
 
 absl::Status Walker::WalkThread(uint64_t tstate, bool locals, pb::PythonThread* thread,
-                                std::vector<uint64_t>* signature) {
+                                std::vector<uint64_t>* signature, uint64_t outermost[2]) {
+  outermost[0] = outermost[1] = 0;
   ASSIGN_OR_RETURN(uint64_t ident, Field(tstate, l_.tstate_thread_id));
   thread->set_thread_ident(ident);
   if (l_.tstate_native_thread_id >= 0) {
@@ -355,12 +370,127 @@ absl::Status Walker::WalkThread(uint64_t tstate, bool locals, pb::PythonThread* 
       RETURN_IF_ERROR(ReadLocals(frame + l_.frame_localsplus, *code, &out));
     }
     frames.push_back(std::move(out));
+    outermost[0] = frame;
+    outermost[1] = code_address;
     frame = back;
   }
   for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
     *thread->add_frames() = std::move(*it);
   }
   return absl::OkStatus();
+}
+
+std::string Walker::ThreadName(uint64_t frame, uint64_t code) {
+  if (frame == 0) return "";
+  auto info = codes_.find(code);
+  if (info == codes_.end()) return "";
+  const std::string& function = info->second.function;
+  // <= 3.10 name the function, 3.11+ qualify it; subclasses of Thread run
+  // the same method.
+  if ((function != "_bootstrap" && function != "Thread._bootstrap") ||
+      !absl::EndsWith(info->second.file, "threading.py")) {
+    return "";  // not started by threading (e.g. _thread.start_new_thread)
+  }
+  absl::StatusOr<std::string> name = ReadThreadName(frame);
+  return name.ok() ? *std::move(name) : "";
+}
+
+absl::StatusOr<std::string> Walker::ReadThreadName(uint64_t frame) {
+  // _bootstrap(self): its first local slot is the Thread.
+  ASSIGN_OR_RETURN(uint64_t self, Ptr(frame + l_.frame_localsplus));
+  if (self == 0) return "";
+  ASSIGN_OR_RETURN(uint64_t name, Attribute(self, "_name"));
+  if (name == 0) return "";
+  ASSIGN_OR_RETURN(std::string type, TypeName(name));
+  if (type != "str") return "";
+  std::vector<uint32_t> points;
+  int64_t length = 0;
+  RETURN_IF_ERROR(ReadCodePoints(name, limits_.max_string, &points, &length));
+  return Utf8(points);
+}
+
+absl::StatusOr<uint64_t> Walker::Attribute(uint64_t object, absl::string_view name) {
+  ASSIGN_OR_RETURN(uint64_t type, Field(object, l_.object_type));
+  ASSIGN_OR_RETURN(uint64_t flags, Field(type, l_.type_flags));
+  uint64_t dict = 0;
+  if (l_.tpflags_managed_dict >= 0 && (flags & l_.tpflags_managed_dict) != 0) {
+    // 3.11+: the attributes live in a values array keyed by the class's
+    // shared keys until something asks for __dict__; then in a dict.
+    uint64_t values = 0;
+    if (l_.minor == 11) {
+      ASSIGN_OR_RETURN(values, Ptr(object + l_.object_managed_values));
+    } else if (l_.minor == 12) {  // one word: the dict, or the values - 1
+      ASSIGN_OR_RETURN(uint64_t word, Ptr(object + l_.object_managed_dict));
+      if ((word & 1) != 0) values = word + 1;
+    } else if (l_.tpflags_inline_values >= 0 && (flags & l_.tpflags_inline_values) != 0) {
+      ASSIGN_OR_RETURN(int64_t basicsize, Get<int64_t>(type + l_.type_basicsize));
+      if (basicsize <= 0 || basicsize > 4096) return Torn("implausible tp_basicsize");
+      ASSIGN_OR_RETURN(uint8_t valid, Get<uint8_t>(object + basicsize + l_.values_valid));
+      if (valid != 0) values = object + basicsize;
+    }
+    if (values != 0) {
+      ASSIGN_OR_RETURN(uint64_t keys, Field(type, l_.heaptype_cached_keys));
+      if (keys == 0) return 0;
+      return LookUp(keys, values + l_.values_values, name);
+    }
+    ASSIGN_OR_RETURN(dict, Ptr(object + l_.object_managed_dict));  // or none yet
+  } else {
+    ASSIGN_OR_RETURN(int64_t offset, Get<int64_t>(type + l_.type_dictoffset));
+    if (offset <= 0 || offset > 4096) return 0;  // no __dict__ at a fixed place
+    ASSIGN_OR_RETURN(dict, Ptr(object + offset));
+  }
+  if (dict == 0) return 0;
+  ASSIGN_OR_RETURN(std::string type_name, TypeName(dict));
+  if (type_name != "dict") return Torn("an instance dict is not a dict");
+  ASSIGN_OR_RETURN(uint64_t keys, Field(dict, l_.dict_keys));
+  ASSIGN_OR_RETURN(uint64_t values, Field(dict, l_.dict_values));
+  if (values != 0 && l_.values_values >= 0) values += l_.values_values;
+  return LookUp(keys, values, name);
+}
+
+absl::StatusOr<uint64_t> Walker::LookUp(uint64_t keys, uint64_t values, absl::string_view name) {
+  ASSIGN_OR_RETURN(int64_t entries, Get<int64_t>(keys + l_.keys_nentries));
+  constexpr int64_t kMaxEntries = 4096;  // far more than any Thread has
+  if (entries < 0 || entries > kMaxEntries) return Torn("implausible dict size");
+  int64_t index_bytes;
+  bool unicode = false;
+  if (l_.keys_size >= 0) {  // <= 3.10: dk_size slots of 1, 2, 4 or 8 bytes
+    ASSIGN_OR_RETURN(int64_t size, Get<int64_t>(keys + l_.keys_size));
+    if (size <= 0 || size > (int64_t{1} << 20) || (size & (size - 1)) != 0) {
+      return Torn("implausible dict keys size");
+    }
+    index_bytes = size * (size <= 0xff ? 1 : size <= 0xffff ? 2 : 4);
+  } else {
+    ASSIGN_OR_RETURN(uint8_t log2_bytes, Get<uint8_t>(keys + l_.keys_log2_index_bytes));
+    if (log2_bytes > 24) return Torn("implausible dict keys size");
+    index_bytes = int64_t{1} << log2_bytes;
+    ASSIGN_OR_RETURN(uint8_t kind, Get<uint8_t>(keys + l_.keys_kind));
+    unicode = kind != 0;  // DICT_KEYS_UNICODE or DICT_KEYS_SPLIT: str keys only
+  }
+  const int64_t size = unicode ? l_.unicode_entry_size : l_.entry_size;
+  const int64_t key_at = unicode ? l_.unicode_entry_key : l_.entry_key;
+  const int64_t value_at = unicode ? l_.unicode_entry_value : l_.entry_value;
+  std::string table(entries * size, '\0');
+  RETURN_IF_ERROR(m_.Read(keys + l_.keys_indices + index_bytes, table.data(), table.size()));
+  for (int64_t i = 0; i < entries; ++i) {
+    uint64_t key, value;
+    std::memcpy(&key, table.data() + i * size + key_at, 8);
+    std::memcpy(&value, table.data() + i * size + value_at, 8);
+    if (key == 0) continue;  // a deleted entry
+    auto text = keys_text_.find(key);
+    if (text == keys_text_.end()) {
+      ASSIGN_OR_RETURN(std::string type, TypeName(key));
+      std::string key_text;
+      if (type == "str") {
+        ASSIGN_OR_RETURN(key_text, ReadText(key));
+      }
+      text = keys_text_.emplace(key, std::move(key_text)).first;
+    }
+    if (text->second != name) continue;
+    if (values == 0) return value;
+    return Ptr(values + 8 * i);
+  }
+  return 0;
 }
 
 absl::Status Walker::Walk(bool locals, std::vector<pb::PythonThread>* threads,
@@ -376,9 +506,14 @@ absl::Status Walker::Walk(bool locals, std::vector<pb::PythonThread>* threads,
     while (tstate != 0) {
       if (++thread_count > limits_.max_threads) return Torn("the thread list does not end");
       pb::PythonThread thread;
-      RETURN_IF_ERROR(WalkThread(tstate, locals, &thread, signature));
+      uint64_t outermost[2];
+      RETURN_IF_ERROR(WalkThread(tstate, locals, &thread, signature, outermost));
       thread.set_holds_gil(tstate == holder);
       thread.set_is_main(i == 0 && thread.thread_ident() == main_ident);
+      // The main thread is threading's "MainThread" unless the program
+      // renamed it, which is not read (docs/python.md, "Thread names").
+      thread.set_name(thread.is_main() ? "MainThread"
+                                       : ThreadName(outermost[0], outermost[1]));
       found.push_back(std::move(thread));
       ASSIGN_OR_RETURN(tstate, Field(tstate, l_.tstate_next));
     }

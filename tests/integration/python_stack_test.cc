@@ -2,7 +2,7 @@
 // (tests/testcases/python_stack_target.py), under every CPython 3.8-3.13 the
 // machine has (~/.pyenv/versions/3.*, Debian's /usr/bin/python3; a missing
 // one is skipped with a message): nested functions with known locals checked
-// exactly, several named threads, a busy target read without stopping it,
+// exactly, several threads and their threading names, a busy target read without stopping it,
 // --consistent leaving it running and untraced, a target whose frames change
 // all the time (a result or ABORTED, never garbage), a target exiting during
 // reads, non-Python and unsupported interpreters (FAILED_PRECONDITION), and
@@ -265,6 +265,46 @@ TEST_P(PythonStackTest, EveryThreadIsFound) {
                                                       {"worker_b", lines.at("worker_b")}}));
 }
 
+// The innermost worker_* function of each thread (or "main") -> its name.
+std::map<std::string, std::string> NamesByWorker(const pb::PythonStackResponse& stack) {
+  std::map<std::string, std::string> out;
+  for (const auto& thread : stack.threads()) {
+    std::string worker = thread.is_main() ? "main" : "";
+    for (const auto& f : thread.frames()) {
+      if (absl::StartsWith(f.function(), "worker_")) worker = f.function();
+    }
+    out[worker] = thread.name();
+  }
+  return out;
+}
+
+TEST_P(PythonStackTest, ThreadNamesAreThreadingsNames) {
+  ReadyTarget t = Start({"names"});
+  absl::StatusOr<std::string> line = t.process.ReadLine();
+  ASSERT_TRUE(line.ok()) << line.status();
+  constexpr absl::string_view kPrefix = "default-name=";
+  ASSERT_TRUE(absl::StartsWith(*line, kPrefix)) << *line;
+  const std::string default_name = line->substr(kPrefix.size());
+  const std::map<std::string, std::string> expected = {
+      {"main", "MainThread"},
+      {"worker_a", "worker-7"},               // given to Thread()
+      {"worker_b", default_name},             // threading's "Thread-1 ..."
+      {"worker_c", "renamed-\xc3\xa9"},       // changed after start
+      {"worker_sub", "worker-sub"},           // a Thread subclass
+      {"worker_raw", ""},                     // _thread: threading has no name
+  };
+  // The threads reach their worker_* right after the ready line: read until
+  // they have (a bound on the number of reads, not a timeout).
+  std::map<std::string, std::string> got;
+  for (int i = 0; i < 10000 && got.size() != expected.size(); ++i) {
+    auto stack = Stack(t.process.pid(), /*locals=*/false);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    got = NamesByWorker(*stack);
+    if (got.count("") != 0) got.clear();  // a thread not in its worker yet
+  }
+  EXPECT_EQ(got, expected);
+}
+
 TEST_P(PythonStackTest, BusyTargetIsReadRunningAndConsistentModeLeavesItRunning) {
   ReadyTarget t = Start({"busy"});
   AwaitMainFrames(t.process.pid(), {"<module>", "busy", "spin"});
@@ -313,7 +353,9 @@ TEST_P(PythonStackTest, ChangingFramesGiveAResultOrAbortedNeverGarbage) {
     ASSERT_GE(functions.size(), 2u);
     EXPECT_EQ(functions[0], "<module>");
     EXPECT_EQ(functions[1], "churn");
-    if (functions.size() == 3) EXPECT_EQ(functions[2], "leaf");
+    if (functions.size() == 3) {
+      EXPECT_EQ(functions[2], "leaf");
+    }
     EXPECT_LE(functions.size(), 3u);
   }
   RecordProperty("complete_reads", ok);

@@ -7,6 +7,9 @@
 #                                     blocked reading stdin
 #   python_stack_target.py threads   two named threads blocked in worker_a and
 #                                     worker_b, main blocked reading stdin
+#   python_stack_target.py names     threads named every way threading names
+#                                     them, each blocked in its worker_*; main
+#                                     prints the default name after ready
 #   python_stack_target.py busy      main thread spinning in spin(); another
 #                                     thread answers each stdin line with "pong"
 #   python_stack_target.py deep N    main thread N frames deep in recurse(),
@@ -17,6 +20,7 @@
 import os
 import sys
 import threading
+import _thread
 
 
 def ready():
@@ -69,6 +73,46 @@ def threads():
     sys.stdin.readline()  # LINE:threads
 
 
+def worker_c(event):
+    event.wait()  # LINE:worker_c
+
+
+def worker_raw(event):
+    event.wait()  # LINE:worker_raw
+
+
+class Worker(threading.Thread):
+    def __init__(self, event):
+        self.own_attribute = "set before Thread.__init__"  # another key order
+        super().__init__(name="worker-sub", daemon=True)
+        self.event = event
+
+    def run(self):
+        worker_sub(self.event)
+
+
+def worker_sub(event):
+    event.wait()  # LINE:worker_sub
+
+
+def names():
+    event = threading.Event()
+    started = []
+    given = threading.Thread(target=worker_a, args=(event,), name="worker-7", daemon=True)
+    default = threading.Thread(target=worker_b, args=(event,), daemon=True)
+    renamed = threading.Thread(target=worker_c, args=(event,), name="before", daemon=True)
+    for t in (given, default, renamed, Worker(event)):
+        t.start()
+        started.append(t)
+    renamed.name = "renamed-\u00e9"
+    vars(renamed)["unshared_attribute"] = 1  # its own dict, not the shared keys
+    _thread.start_new_thread(worker_raw, (event,))  # no Thread: no name
+    ready()
+    sys.stdout.write("default-name=%s\n" % default.name)
+    sys.stdout.flush()
+    sys.stdin.readline()  # LINE:names
+
+
 def answer():
     for _ in sys.stdin:
         sys.stdout.write("pong\n")
@@ -113,6 +157,8 @@ if __name__ == "__main__":
         outer()  # LINE:module
     elif mode == "threads":
         threads()
+    elif mode == "names":
+        names()
     elif mode == "busy":
         busy()
     elif mode == "deep":

@@ -4,6 +4,7 @@
  * generate.py once per interpreter; see tools/python_layouts/README.md.
  * Output: "field value" lines; -1 for what this version does not have. */
 #define Py_BUILD_CORE 1
+#define NDEBUG 1 /* the header functions called below assert on a live object */
 #include <Python.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,6 +20,26 @@
 #include <internal/pycore_gil.h>
 #if PY_VERSION_HEX >= 0x030B0000
 #include <internal/pycore_frame.h>
+#include <internal/pycore_dict.h>
+#include <internal/pycore_object.h>
+#else
+/* 3.8-3.10 do not install the dict keys layout (it is in their
+ * Objects/dict-common.h); these mirror it, field for field, and the thread
+ * name test (tests/integration/python_stack_test.cc) checks them against
+ * every such interpreter on the machine. */
+typedef struct {
+  Py_hash_t me_hash;
+  PyObject *me_key;
+  PyObject *me_value;
+} PyDictKeyEntry;
+struct _dictkeysobject {
+  Py_ssize_t dk_refcnt;
+  Py_ssize_t dk_size;
+  void *dk_lookup;
+  Py_ssize_t dk_usable;
+  Py_ssize_t dk_nentries;
+  char dk_indices[];
+};
 #endif
 
 #define OUT(name, value) printf("%s %ld\n", name, (long)(value))
@@ -159,6 +180,64 @@ int main(void) {
   OUT("unicode_compact_size", sizeof(PyCompactUnicodeObject));
   OFF("unicode_data_pointer", PyUnicodeObject, data.any);
   OFF("cell_ref", PyCellObject, ob_ref);
+  /* Instance attributes (a threading.Thread's _name: ReadThreadName). */
+  OFF("type_basicsize", PyTypeObject, tp_basicsize);
+  OFF("type_dictoffset", PyTypeObject, tp_dictoffset);
+  OFF("type_flags", PyTypeObject, tp_flags);
+  OFF("heaptype_cached_keys", PyHeapTypeObject, ht_cached_keys);
+  OFF("dict_keys", PyDictObject, ma_keys);
+  OFF("dict_values", PyDictObject, ma_values);
+  OFF("keys_nentries", PyDictKeysObject, dk_nentries);
+  OFF("keys_indices", PyDictKeysObject, dk_indices);
+  OUT("entry_size", sizeof(PyDictKeyEntry));
+  OFF("entry_key", PyDictKeyEntry, me_key);
+  OFF("entry_value", PyDictKeyEntry, me_value);
+#if PY_VERSION_HEX < 0x030B0000
+  OFF("keys_size", PyDictKeysObject, dk_size);
+  NONE("keys_log2_index_bytes");
+  NONE("keys_kind");
+  NONE("unicode_entry_size");
+  NONE("unicode_entry_key");
+  NONE("unicode_entry_value");
+  NONE("values_values");
+  NONE("values_valid");
+  NONE("tpflags_managed_dict");
+  NONE("tpflags_inline_values");
+  NONE("object_managed_dict");
+  NONE("object_managed_values");
+#else
+  NONE("keys_size");
+  OFF("keys_log2_index_bytes", PyDictKeysObject, dk_log2_index_bytes);
+  OFF("keys_kind", PyDictKeysObject, dk_kind);
+  OUT("unicode_entry_size", sizeof(PyDictUnicodeEntry));
+  OFF("unicode_entry_key", PyDictUnicodeEntry, me_key);
+  OFF("unicode_entry_value", PyDictUnicodeEntry, me_value);
+  OFF("values_values", PyDictValues, values);
+#if PY_VERSION_HEX < 0x030D0000
+  NONE("values_valid");
+  OUT("tpflags_managed_dict", Py_TPFLAGS_MANAGED_DICT);
+  NONE("tpflags_inline_values");
+#else
+  OFF("values_valid", PyDictValues, valid);
+  OUT("tpflags_managed_dict", Py_TPFLAGS_MANAGED_DICT);
+  OUT("tpflags_inline_values", Py_TPFLAGS_INLINE_VALUES);
+#endif
+  {
+    /* Where, relative to the object, the header's own accessors look. */
+    PyObject *objects[8];
+    PyObject *o = (PyObject *)&objects[6];
+#if PY_VERSION_HEX < 0x030C0000 /* 3.11: a values pointer and a dict pointer */
+    OUT("object_managed_dict", (char *)_PyObject_ManagedDictPointer(o) - (char *)o);
+    OUT("object_managed_values", (char *)_PyObject_ValuesPointer(o) - (char *)o);
+#elif PY_VERSION_HEX < 0x030D0000 /* 3.12: one tagged dict-or-values word */
+    OUT("object_managed_dict", (char *)_PyObject_DictOrValuesPointer(o) - (char *)o);
+    NONE("object_managed_values");
+#else /* 3.13: a dict pointer; values inline after the object's basicsize */
+    OUT("object_managed_dict", (char *)_PyObject_ManagedDictPointer(o) - (char *)o);
+    NONE("object_managed_values");
+#endif
+  }
+#endif
   /* Where 3.13+'s _Py_DebugOffsets (at the start of _PyRuntime) keeps the
    * target's own value of each of the fields above. */
 #if PY_VERSION_HEX >= 0x030D0000

@@ -114,6 +114,7 @@ def test_stack_with_locals(client, python_target):
     main = [t for t in stack.threads if t.is_main]
     assert len(main) == 1
     assert main[0].tid == target.pid
+    assert main[0].name == "MainThread"
     frames = [(f.function, f.file, f.line) for f in main[0].frames
               if not f.is_native]
     assert frames == [
