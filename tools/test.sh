@@ -1,48 +1,49 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the whole test suite, every test
-# once: the daemon's own, integration and agent tests under ASan+UBSan (the
-# stricter build of the same tests), everything else in the normal build (which
-# also builds every binary and benchmark), then a short libFuzzer run of every
-# fuzz target. Ends with "N passed, N failed" on a line of its own and exits
-# non-zero on any failure. CI gives this 25 minutes on 2 cores: a test that
-# runs in both builds costs its compile and run time twice, hence the split.
+# once: the whole tree built and tested under ASan+UBSan (the stricter build;
+# every binary and benchmark is compiled), then a short libFuzzer run of every
+# fuzz target (clang). Ends with "N passed, N failed" on a line of its own and
+# exits non-zero on any failure. CI gives this 25 minutes on 2 cores: each
+# extra build of the tree (a plain one besides the sanitized one) costs
+# minutes of compiling, hence one build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 results=$(mktemp -d)
-trap 'rm -rf "$results"' EXIT
+# The systemd container test's root file system (tests/systemd/nspawn_test.sh)
+# is a debootstrap: minutes of downloading on a fresh machine, once. It is
+# made now, beside the compiling, rather than when that test runs; the test
+# waits for it (a lock) if it is not done yet.
+tests/systemd/nspawn_test.sh --rootfs-only >"$results/rootfs.log" 2>&1 &
+rootfs_pid=$!
+trap 'kill "$rootfs_pid" 2>/dev/null; rm -rf "$results"' EXIT
 status=0
 
 # Tests are mostly waiting on real processes and daemons, not computing: more
 # of them at once than cores keeps the machine busy.
 test_jobs=$(( $(nproc) + 1 ))
 
-# run_suite NAME "FLAGS" PATTERNS...: one bazel test invocation (PATTERNS may
-# exclude with -//pkg/...); its test.xml files are kept under $results/NAME.
+# run_suite NAME "FLAGS" QUERY PATTERNS...: one bazel test invocation of
+# PATTERNS (which may exclude with -//pkg/...); the test.xml files of the
+# tests QUERY names are kept under $results/NAME.
 run_suite() {
-  local name=$1 flags=$2; shift 2
+  local name=$1 flags=$2 query=$3; shift 3
   # shellcheck disable=SC2086  # flags is a word list on purpose
   bazel test --keep_going --local_test_jobs="$test_jobs" $flags -- "$@"
   local rc=$?
   mkdir -p "$results/$name"
-  local testlogs
+  local testlogs target dir
   # shellcheck disable=SC2086
   testlogs=$(bazel info $flags bazel-testlogs 2>/dev/null | tail -1)
-  local target dir
-  local query="" pattern
-  for pattern in "$@"; do
-    case "$pattern" in
-      -*) query+=" except ${pattern#-}" ;;
-      *) query+="${query:+ + }$pattern" ;;
-    esac
-  done
-  for target in $(bazel query "tests($query)" 2>/dev/null); do
+  for target in $(bazel query "$query" 2>/dev/null); do
     dir="${target#//}"; dir="${dir/://}"
-    if [ -f "$testlogs/$dir/test.xml" ]; then
-      mkdir -p "$results/$name/$dir"
-      cp "$testlogs/$dir/test.xml" "$results/$name/$dir/"
-    fi
+    # One test.xml, or one per shard (shard_K_of_N/test.xml).
+    find "$testlogs/$dir" -maxdepth 2 -name test.xml 2>/dev/null |
+      while read -r xml; do
+        local kept="$results/$name/${xml#"$testlogs"/}"
+        mkdir -p "$(dirname "$kept")" && cp "$xml" "$kept"
+      done
   done
   # Exit code 4 means "no tests found"; 3 means some tests failed (counted
   # from test.xml); anything else non-zero is a build failure.
@@ -53,14 +54,17 @@ run_suite() {
   [ "$rc" -eq 0 ] || status=1
 }
 
-daemon_tests=(//daemon/... //tests/integration/... //agent/...)
-run_suite asan "--config=asan" "${daemon_tests[@]}"
-run_suite default "" //... "${daemon_tests[@]/#/-}"
+# Everything is built (every binary and benchmark) and tested once, under
+# ASan+UBSan: one build of the tree instead of a plain one and a sanitized
+# one. The fuzz targets' smoke tests are left to the libFuzzer stage below.
+fuzz_smoke='attr(tags, "fuzz_smoke", tests(//...))'
+run_suite asan "--config=asan --test_tag_filters=-fuzz_smoke" \
+  "tests(//...) except $fuzz_smoke" //...
 # The fuzz targets, a few seconds each under libFuzzer (clang, ASan+UBSan):
 # their smoke tests, built with --config=fuzz (docs/fuzzing.md). The long
 # runs are tools/fuzz.sh.
-mapfile -t fuzz_smoke < <(bazel query 'attr(tags, "fuzz_smoke", tests(//...))' 2>/dev/null)
-run_suite fuzz "--config=fuzz" "${fuzz_smoke[@]}"
+mapfile -t fuzz_targets < <(bazel query "$fuzz_smoke" 2>/dev/null)
+run_suite fuzz "--config=fuzz" "$fuzz_smoke" "${fuzz_targets[@]}"
 
 python3 tools/count_tests.py "$results"
 count_rc=$?
