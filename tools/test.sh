@@ -20,9 +20,11 @@ rootfs_pid=$!
 trap 'kill "$rootfs_pid" 2>/dev/null; rm -rf "$results"' EXIT
 status=0
 
-# Tests are mostly waiting on real processes and daemons, not computing: more
-# of them at once than cores keeps the machine busy.
-test_jobs=$(( $(nproc) + 1 ))
+# Tests are mostly waiting on real processes and daemons, not computing: twice
+# as many at once as cores keeps the machine busy. Bazel runs no more actions
+# at once than --jobs (by default the number of cores), so it is raised too;
+# compiles stay bounded by the cores through Bazel's CPU accounting.
+test_jobs=$(( $(nproc) * 2 ))
 
 # run_suite NAME "FLAGS" QUERY PATTERNS...: one bazel test invocation of
 # PATTERNS (which may exclude with -//pkg/...); the test.xml files of the
@@ -30,7 +32,7 @@ test_jobs=$(( $(nproc) + 1 ))
 run_suite() {
   local name=$1 flags=$2 query=$3; shift 3
   # shellcheck disable=SC2086  # flags is a word list on purpose
-  bazel test --keep_going --local_test_jobs="$test_jobs" $flags -- "$@"
+  bazel test --keep_going --jobs="$test_jobs" --local_test_jobs="$test_jobs" $flags -- "$@"
   local rc=$?
   mkdir -p "$results/$name"
   local testlogs target dir
