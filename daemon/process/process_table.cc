@@ -123,8 +123,8 @@ absl::Status ProcessTable::Admit(ProcessSlot slot,
 }
 
 void ProcessTable::Withdraw(const std::shared_ptr<ManagedProcess>& process) {
-  processes_.RemoveWhere(
-      [&](const ManagedProcess& p) { return &p == process.get(); });
+  // Its owner may remove it: by id, not a scan of every process.
+  processes_.Remove(process->owner(), process->id()).IgnoreError();
   // The daemon's own child, started by this very call: root undoes it even
   // if the program it runs is setuid (nobody else knows of it yet).
   (void)SignalPidfd(process->pidfd(), SIGKILL, process->Info().pid(),
