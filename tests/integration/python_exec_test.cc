@@ -10,11 +10,11 @@
 // Pythons and a C program are refused with FAILED_PRECONDITION saying what
 // was found. An interpreter that is not installed is skipped with a message.
 //
-// PyPy runs code only on a thread blocked in a system call (daemon/python/
-// pypy.h): a busy PyPy target is FAILED_PRECONDITION, its multithreaded and
-// "100 execs" cases use a busy main thread with sleeping workers (the code
-// runs on a worker; --main-thread is refused), and `-X disable-remote-debug`
-// is its own opt-out.
+// PyPy runs code on a thread blocked in a system call, else on a new thread
+// it starts (daemon/python/pypy.h): its multithreaded case uses a busy main
+// thread with sleeping workers (the code runs on a worker), --main-thread is
+// refused unless the main thread waits, a timeout while the GIL is held
+// leaves it healthy, and `-X disable-remote-debug` is its own opt-out.
 //
 // The target reports on itself after the execs ("done sum-ok=True
 // message=..."), with its own sys.stdout: its computation, globals and
@@ -145,18 +145,23 @@ class EveryPython : public PythonExecTest,
 
 TEST_P(EveryPython, BusyTarget) {
   ReadyTarget t = Start("busy");
-  if (GetParam().pypy) {
-    auto refused = Exec(t.process.pid(), "print('never')");
-    ASSERT_FALSE(refused.ok());
-    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
-        << refused.status();
-    EXPECT_THAT(refused.status().message(), HasSubstr("PyPy 3.9"));
-    EXPECT_THAT(refused.status().message(),
-                HasSubstr("none of its threads is blocked in a system call"));
-    EXPECT_TRUE(t.process.Alive());
-    return;  // the loop runs on; the destructor ends it
-  }
   ExpectPrintsRaisesEvals(t.process.pid());
+  if (GetParam().pypy) {
+    // A new thread ran the code (pypy.h), and the loop goes on meanwhile.
+    auto first = Exec(t.process.pid(), "i", /*eval=*/true);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_FALSE(first->ran_on_main_thread());
+    auto second = Exec(t.process.pid(), "i", /*eval=*/true);
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_GT(std::stoll(second->value_repr()), std::stoll(first->value_repr()));
+    auto main_only = Exec(t.process.pid(), "print('never')", false, /*main_thread=*/true);
+    ASSERT_FALSE(main_only.ok());
+    EXPECT_EQ(main_only.status().code(), absl::StatusCode::kFailedPrecondition)
+        << main_only.status();
+    EXPECT_THAT(main_only.status().message(), HasSubstr("its main thread (--main-thread)"));
+    EXPECT_EQ(Finish(t, "busy-set"), "done sum-ok=True message=busy-set");
+    return;
+  }
   auto where = Exec(t.process.pid(), "print(__name__)");
   ASSERT_TRUE(where.ok());
   EXPECT_EQ(where->stdout(), "__main__\n");
@@ -247,14 +252,34 @@ TEST_P(EveryPython, XOptionOptOutIsHonoured) {
 }
 
 TEST_P(EveryPython, HundredExecsIntoABusyTarget) {
-  // PyPy: the main thread computes, the code runs on its sleeping workers.
-  ReadyTarget t = Start(GetParam().pypy ? "threads-sleep" : "busy");
+  // PyPy: each on a new thread while the main thread computes (pypy.h).
+  ReadyTarget t = Start("busy");
   for (int i = 0; i < 100; ++i) {
     auto r = Exec(t.process.pid(), absl::StrCat("print(", i, ")"));
     ASSERT_TRUE(r.ok()) << "exec " << i << ": " << r.status();
     ASSERT_EQ(r->stdout(), absl::StrCat(i, "\n"));
   }
   EXPECT_EQ(Finish(t, "after-100"), "done sum-ok=True message=after-100");
+}
+
+// PyPy: the new thread waits for the GIL while the main thread is in one
+// long runtime call; the deadline withdraws the code, which then never runs
+// (the run token, bootstrap.h), and the target carries on unharmed.
+TEST_P(EveryPython, PyPyTimeoutWhileTheGilIsHeldLeavesTheTargetHealthy) {
+  if (!GetParam().pypy) GTEST_SKIP() << "PyPy's new-thread safe point";
+  ReadyTarget t = Start("gil-held");
+  pb::RunPythonRequest request;
+  request.mutable_target()->set_pid(t.process.pid());
+  request.set_code("message = 'withdrawn-ran'");
+  request.set_timeout_ms(300);
+  auto late = client_->RunPython(request);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded) << late.status();
+  EXPECT_THAT(late.status().message(), HasSubstr("withdrawn and will not run"));
+  auto after = Exec(t.process.pid(), "print(message == '')");
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->stdout(), "True\n");
+  EXPECT_EQ(Finish(t, "gil-set"), "done sum-ok=True message=gil-set");
 }
 
 TEST_P(EveryPython, TargetExitingDuringTheExecIsNotFound) {

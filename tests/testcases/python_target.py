@@ -3,8 +3,10 @@
 # `stop`, and then prints what it saw ("done ...") with its own sys.stdout —
 # which proves that stdout, its globals and its own work survived the execs.
 #
-#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit
+#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit|gil-held
 #
+# gil-held: one long computation the interpreter does without yielding the
+# GIL (a big power: a single call into the runtime), then busy as in busy.
 # threads-sleep: the main thread computes as in busy while three workers
 # sleep in a loop (a PyPy target can run code only on a thread that waits).
 import sys
@@ -40,7 +42,10 @@ if mode == 'threads-sleep':
     for s in sleepers:
         s.start()
 
-if mode in ('busy', 'exit', 'threads-sleep'):
+if mode == 'gil-held':
+    held = 3 ** 20000000
+
+if mode in ('busy', 'exit', 'threads-sleep', 'gil-held'):
     i = total = 0
     while not stop:
         i += 1
