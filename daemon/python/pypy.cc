@@ -147,10 +147,74 @@ bool SafeToSpawnFrom(const user_regs_struct& regs, const std::vector<ptrace::Map
   return false;
 }
 
+absl::StatusOr<std::optional<GilAllocator>> FindGilAllocator(ptrace::RemoteMemory& memory,
+                                                             uint64_t carefully_make_gil) {
+  auto read = [&](uint64_t addr, size_t n) -> absl::StatusOr<std::vector<uint8_t>> {
+    std::vector<uint8_t> bytes(n);
+    RETURN_IF_ERROR(memory.Read(addr, absl::MakeSpan(bytes)));
+    return bytes;
+  };
+  auto rel32 = [](const uint8_t* p) {
+    int32_t v = 0;
+    std::memcpy(&v, p, sizeof(v));
+    return static_cast<int64_t>(v);
+  };
+  // pypy_carefully_make_gil: lea _cffi_init(%rip), %rsi (pthread_once's routine).
+  ASSIGN_OR_RETURN(std::vector<uint8_t> outer, read(carefully_make_gil, 32));
+  std::optional<uint64_t> cffi_init;
+  for (size_t at = 0; at + 7 <= outer.size(); ++at) {
+    if (outer[at] == 0x48 && outer[at + 1] == 0x8d && outer[at + 2] == 0x35) {
+      cffi_init = carefully_make_gil + at + 7 + rel32(&outer[at + 3]);
+      break;
+    }
+  }
+  if (!cffi_init.has_value()) return std::nullopt;
+  // _cffi_init: call RPyGilAllocate; xor %edi,%edi; mov $1,%esi; call pypy_setup_home
+  ASSIGN_OR_RETURN(std::vector<uint8_t> init, read(*cffi_init, 96));
+  constexpr uint8_t kThenSetupHome[] = {0x31, 0xff, 0xbe, 0x01, 0x00, 0x00, 0x00, 0xe8};
+  std::optional<uint64_t> allocate;
+  for (size_t at = 0; at + 5 + sizeof(kThenSetupHome) <= init.size(); ++at) {
+    if (init[at] == 0xe8 &&
+        std::memcmp(&init[at + 5], kThenSetupHome, sizeof(kThenSetupHome)) == 0) {
+      allocate = *cffi_init + at + 5 + rel32(&init[at + 1]);
+      break;
+    }
+  }
+  if (!allocate.has_value()) return std::nullopt;
+  // RPyGilAllocate: cmpq $0, rpy_waiting_threads(%rip); js ... (a `long`;
+  // 7.3.11: 48 83 3d <disp32> 00 78)
+  ASSIGN_OR_RETURN(std::vector<uint8_t> head, read(*allocate, 9));
+  if (head[0] != 0x48 || head[1] != 0x83 || head[2] != 0x3d || head[7] != 0x00 ||
+      head[8] != 0x78) {
+    return std::nullopt;
+  }
+  return GilAllocator{.function = *allocate,
+                      .waiting_threads = *allocate + 8 + rel32(&head[3])};
+}
+
 absl::Status StartExecThread(ptrace::Operation& op, const exec::SymbolResolver& symbols,
                              uint64_t base, uint64_t attach, uint64_t init,
-                             absl::string_view source) {
+                             uint64_t carefully_make_gil, absl::string_view source) {
   const uint64_t data = base + kCodePage;
+  ASSIGN_OR_RETURN(std::optional<GilAllocator> gil,
+                   FindGilAllocator(op.memory(), carefully_make_gil));
+  if (!gil.has_value()) {
+    return absl::FailedPreconditionError(
+        "this PyPy's pypy_carefully_make_gil is not shaped as in 7.3's builds, so procwarp "
+        "cannot make sure its GIL exists before starting a thread; a busy PyPy is refused "
+        "(docs/python.md, \"PyPy\"); try again while the program waits in a system call");
+  }
+  ASSIGN_OR_RETURN(int64_t waiting, ReadValue<int64_t>(op.memory(), gil->waiting_threads));
+  if (waiting < 0) {
+    // No thread was ever started: allocate the GIL here, on the stopped
+    // thread (outside libc and the GIL code: SafeToSpawnFrom).
+    ASSIGN_OR_RETURN(exec::CallResult allocated, exec::CallFunction(op, gil->function, {}));
+    ASSIGN_OR_RETURN(waiting, ReadValue<int64_t>(op.memory(), gil->waiting_threads));
+    if (allocated.crashed() || waiting < 0) {
+      return absl::InternalError("RPyGilAllocate did not set up PyPy's GIL in the target "
+                                 "(the target was put back)");
+    }
+  }
   const std::string code = SpawnCode(base);
   const std::string page = SpawnDataPage(base, attach, init, source);
   auto write = [&](uint64_t addr, const std::string& bytes) {

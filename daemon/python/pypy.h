@@ -126,13 +126,31 @@ std::string SpawnBootstrapCleanup();
 bool SafeToSpawnFrom(const user_regs_struct& regs, const std::vector<ptrace::Mapping>& maps,
                      absl::string_view interpreter_path);
 
+// RPython's GIL exists only once the program started a thread: before
+// that, a second thread waiting for it is a fatal error ("the GIL was not
+// initialized"). RPyGilAllocate() sets it up, and is idempotent, but is not
+// exported: it is the call cffi's embedding init (`_cffi_init`, the
+// pthread_once routine of the exported pypy_carefully_make_gil) makes right
+// before pypy_setup_home(NULL, 1), and it starts with
+// `cmpq $0, rpy_waiting_threads(%rip); js` (-42 until allocated).
+struct GilAllocator {
+  uint64_t function = 0;         // RPyGilAllocate
+  uint64_t waiting_threads = 0;  // &rpy_waiting_threads (a long)
+};
+// Found from pypy_carefully_make_gil's code; nullopt when the code is not
+// shaped as in 7.3's builds.
+absl::StatusOr<std::optional<GilAllocator>> FindGilAllocator(ptrace::RemoteMemory& memory,
+                                                             uint64_t carefully_make_gil);
+
 // On the stopped thread of `op`: fills the mapping at `base` (made by the
 // caller, read+write, SpawnMappingSize bytes), makes its code page
 // executable and starts the thread (pthread_create + pthread_detach, from
 // libc through `symbols`).
+// Allocates the GIL first when the program has not (GilAllocator), with
+// `carefully_make_gil` = pypy_carefully_make_gil.
 absl::Status StartExecThread(ptrace::Operation& op, const exec::SymbolResolver& symbols,
                              uint64_t base, uint64_t attach, uint64_t init,
-                             absl::string_view source);
+                             uint64_t carefully_make_gil, absl::string_view source);
 
 // After the bootstrap reported: waits up to `wait` for the new thread of
 // the mapping at `base` to finish and exit (its tid gone from /proc), so

@@ -57,7 +57,7 @@ constexpr absl::string_view kApi[] = {
     "PyGILState_GetThisThreadState", "PyRun_SimpleString", "Py_AddPendingCall",
     // PyPy (pypy.h): its embedding entry point and GIL check.
     "pypy_execute_source", "PyPyGILState_Check", "pypy_thread_attach",
-    "pypy_init_embedded_cffi_module"};
+    "pypy_init_embedded_cffi_module", "pypy_carefully_make_gil"};
 
 // Functions a thread must not be stopped in when Py_AddPendingCall is
 // injected on it: the pending-call queue's own code (its lock is not
@@ -119,9 +119,9 @@ absl::Status BusyPyPy(pid_t pid, const Interpreter& interp, bool main_only,
   return absl::FailedPreconditionError(absl::StrCat(
       "pid ", pid, " runs ", interp.Describe(), " and ",
       main_only ? "its main thread (--main-thread) is not" : "none of its threads is",
-      " blocked in a system call: PyPy can only run the code on a thread waiting in one (sleep, I/O, "
-      "select) with the GIL released; a busy PyPy thread has no safe point procwarp can "
-      "reach (docs/python.md, \"PyPy\"); try again while the program waits. Threads: ",
+      " blocked in a system call: a PyPy thread runs the code only while it waits in one "
+      "(sleep, I/O, select) with the GIL released; a busy one gets a new thread instead, "
+      "which --main-thread rules out (docs/python.md, \"PyPy\"). Threads: ",
       threads));
 }
 
@@ -474,8 +474,11 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
               ASSIGN_OR_RETURN(uint64_t attach, Address(st.syms, "pypy_thread_attach", interp));
               ASSIGN_OR_RETURN(uint64_t init,
                                Address(st.syms, "pypy_init_embedded_cffi_module", interp));
+              ASSIGN_OR_RETURN(uint64_t make_gil,
+                               Address(st.syms, "pypy_carefully_make_gil", interp));
               placed.data = *base + kPage;
-              return pypy::StartExecThread(op, *st.symbols, *base, attach, init, source);
+              return pypy::StartExecThread(op, *st.symbols, *base, attach, init, make_gil,
+                                           source);
             }
             if (point == SafePoint::kBlocked) {
               TrampolineLayout layout = LayoutTrampoline(*base, source.size(), xsave_size);
