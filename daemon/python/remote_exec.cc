@@ -592,7 +592,10 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
     const std::string fate =
         TakeToken(token.get())
             ? "the queued code was withdrawn and will not run"
-            : absl::StrCat("the code is running on tid ", result->ran_on_tid,
+            : absl::StrCat("the code is running on ",
+                           placed.point == SafePoint::kNewThread
+                               ? std::string("a thread started for it")
+                               : absl::StrCat("tid ", result->ran_on_tid),
                            " and will finish on its own; its output is dropped");
     if (request.cancelled()) {
       return absl::CancelledError(absl::StrCat("the call was cancelled; ", fate));
