@@ -294,6 +294,16 @@ TEST_P(EveryPython, NobodyOnRootsTargetIsDeniedAndOnItsOwnWorks) {
   ReadyTarget root_target = Start("sleep");
   EXPECT_THAT(AsNobody({"python", absl::StrCat(root_target.process.pid()), "print(1)"}),
               ::testing::StartsWith("PERMISSION_DENIED"));
+  if (GetParam().pypy) {
+    // A busy one too: no thread is started for a caller that may not attach.
+    ReadyTarget busy = Start("busy");
+    EXPECT_THAT(AsNobody({"python", absl::StrCat(busy.process.pid()), "print(1)"}),
+                ::testing::StartsWith("PERMISSION_DENIED"));
+    const std::filesystem::directory_iterator tasks(
+        absl::StrCat("/proc/", busy.process.pid(), "/task"));
+    EXPECT_EQ(std::distance(begin(tasks), end(tasks)), 1);  // still one thread
+    EXPECT_EQ(Finish(busy, "nobody-denied"), "done sum-ok=True message=nobody-denied");
+  }
   // pyenv's interpreters live under /root, which uid 65534 cannot enter:
   // its own target runs Debian's python3.11 then.
   const std::string own_python =
