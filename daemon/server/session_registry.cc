@@ -12,8 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -47,18 +49,28 @@ std::shared_ptr<const UniqueFd> OpenPeerPidfd(int socket_fd, pid_t pid) {
   return std::make_shared<const UniqueFd>(pidfd);
 }
 
+// Watcher wake-ups, beside session ids (which start at 1 and never reach
+// the top).
+constexpr uint64_t kStop = 0;
+constexpr uint64_t kRearm = ~uint64_t{0};
+
 }  // namespace
 
 SessionRegistry::SessionRegistry()
     : epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
-      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      rearm_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   // Both are needed to run at all; failing here means the process is out of
   // fds at start-up.
-  if (!epoll_fd_ || !wake_fd_) abort();
+  if (!epoll_fd_ || !wake_fd_ || !rearm_fd_) abort();
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.u64 = 0;  // session ids start at 1: 0 is the wake-up
+  ev.data.u64 = kStop;
   if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &ev) != 0) {
+    abort();
+  }
+  ev.data.u64 = kRearm;
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, rearm_fd_.get(), &ev) != 0) {
     abort();
   }
   watcher_ = std::thread([this] { WatchLoop(); });
@@ -169,7 +181,8 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Register(
 
 absl::Status SessionRegistry::RegisterPending(int fd,
                                               const std::string& peer_address,
-                                              std::function<void(bool)> on_end) {
+                                              std::function<void(bool)> on_end,
+                                              absl::Time bind_deadline) {
   const uint64_t id = next_id_.fetch_add(1);
   absl::MutexLock lock(&mu_);
   if (by_address_.count(peer_address) > 0) {
@@ -180,8 +193,13 @@ absl::Status SessionRegistry::RegisterPending(int fd,
   if (!connection.ok()) return connection.status();
   connection->peer_address = peer_address;
   connection->on_end = std::move(on_end);
+  connection->bind_deadline = bind_deadline;
   by_address_[peer_address] = id;
   watched_[id] = *std::move(connection);
+  if (bind_deadline != absl::InfiniteFuture()) {
+    uint64_t one = 1;
+    (void)!write(rearm_fd_.get(), &one, sizeof(one));
+  }
   return absl::OkStatus();
 }
 
@@ -273,16 +291,44 @@ int SessionRegistry::SessionsOf(const Identity& identity) const {
   return it == per_owner_.end() ? 0 : it->second;
 }
 
+int SessionRegistry::ShutDownOverdue() {
+  const absl::Time now = absl::Now();
+  absl::Time next = absl::InfiniteFuture();
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, connection] : watched_) {
+    if (connection.session != nullptr ||
+        connection.bind_deadline == absl::InfiniteFuture()) {
+      continue;
+    }
+    if (connection.bind_deadline <= now) {
+      // Its hang-up comes back through epoll and ends it.
+      shutdown(connection.watch.get(), SHUT_RDWR);
+      connection.bind_deadline = absl::InfiniteFuture();
+    } else {
+      next = std::min(next, connection.bind_deadline);
+    }
+  }
+  if (next == absl::InfiniteFuture()) return -1;
+  return static_cast<int>(std::min<int64_t>(
+      absl::ToInt64Milliseconds(absl::Ceil(next - now, absl::Milliseconds(1))),
+      std::numeric_limits<int>::max()));
+}
+
 void SessionRegistry::WatchLoop() {
   epoll_event events[32];
   for (;;) {
-    int n = epoll_wait(epoll_fd_.get(), events, 32, -1);
+    int n = epoll_wait(epoll_fd_.get(), events, 32, ShutDownOverdue());
     if (n < 0) {
       if (errno == EINTR) continue;
       abort();  // only EBADF/EFAULT/EINVAL: a programming error
     }
     for (int i = 0; i < n; ++i) {
-      if (events[i].data.u64 == 0) return;  // destructor woke us
+      if (events[i].data.u64 == kStop) return;  // destructor woke us
+      if (events[i].data.u64 == kRearm) {
+        uint64_t count;
+        (void)!read(rearm_fd_.get(), &count, sizeof(count));
+        continue;  // the next turn waits for the new deadline too
+      }
       EndSession(events[i].data.u64);
     }
   }

@@ -36,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "daemon/server/identity.h"
 #include "daemon/util/unique_fd.h"
 
@@ -94,11 +95,14 @@ class SessionRegistry {
   // Records a TCP connection on `fd` from `peer_address` ("ADDR:PORT" or
   // "[ADDR]:PORT", as PeerAddressOf formats it) about to be handed to gRPC,
   // before its caller is known; `on_end(bound)` runs (on the watcher thread)
-  // when it ends, with whether it was ever bound. ALREADY_EXISTS when a live connection has the
-  // same peer address (possible only through different local addresses):
-  // the caller closes the new one.
+  // when it ends, with whether it was ever bound. Still pending at
+  // `bind_deadline`, it is shut down (gRPC then closes it): a client that
+  // connects and never calls holds it no longer than that. ALREADY_EXISTS
+  // when a live connection has the same peer address (possible only
+  // through different local addresses): the caller closes the new one.
   absl::Status RegisterPending(int fd, const std::string& peer_address,
-                               std::function<void(bool bound)> on_end);
+                               std::function<void(bool bound)> on_end,
+                               absl::Time bind_deadline = absl::InfiniteFuture());
 
   // The session of the TCP connection from `peer_address`: null while it is
   // pending, UNAUTHENTICATED when there is no such connection (it ended).
@@ -137,16 +141,22 @@ class SessionRegistry {
     ino_t socket_inode = 0;
     std::string peer_address;      // TCP only
     std::function<void(bool bound)> on_end;  // TCP only
+    // TCP only: shut down if still pending then.
+    absl::Time bind_deadline = absl::InfiniteFuture();
   };
 
   // A duplicate of `fd` added to the epoll set under `id`, with `fd`'s inode.
   absl::StatusOr<Connection> Watch(int fd, uint64_t id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WatchLoop();
+  // Shuts down the pending connections past their bind deadline; returns
+  // the milliseconds until the next deadline (-1: none).
+  int ShutDownOverdue();
   void EndSession(uint64_t session_id);
 
   UniqueFd epoll_fd_;
-  UniqueFd wake_fd_;  // eventfd that stops the watcher
+  UniqueFd wake_fd_;   // eventfd that stops the watcher
+  UniqueFd rearm_fd_;  // eventfd: a new bind deadline to wait for
   std::atomic<uint64_t> next_id_{1};
   mutable absl::Mutex mu_;
   std::map<int, std::shared_ptr<const Session>> by_fd_ ABSL_GUARDED_BY(mu_);

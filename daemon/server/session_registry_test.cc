@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace procwarp {
@@ -165,6 +166,30 @@ TEST(SessionRegistryTest, RefusedAdmissionClosesTheConnection) {
   ended.done.WaitForNotification();
   EXPECT_FALSE(ended.bound);
   EXPECT_EQ(registry.SessionsOf(Remote(1000)), 0);
+}
+
+TEST(SessionRegistryTest, PendingConnectionIsClosedAtItsBindDeadline) {
+  Ended late;
+  Ended bound;
+  SessionRegistry registry;
+  Connection never_calls;
+  Connection calls;
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(200);
+  ASSERT_TRUE(registry.RegisterPending(never_calls.ours.get(), "127.0.0.1:1",
+                                       late.Callback(), deadline).ok());
+  ASSERT_TRUE(registry.RegisterPending(calls.ours.get(), "127.0.0.1:2",
+                                       bound.Callback(), deadline).ok());
+  ASSERT_TRUE(registry.Bind("127.0.0.1:2", Remote(1000), "", "PEM", kAdmitAll).ok());
+  // The silent one is closed (its client reads EOF) and ends unbound...
+  char byte;
+  EXPECT_EQ(read(never_calls.peer.get(), &byte, 1), 0);
+  late.done.WaitForNotification();
+  EXPECT_FALSE(late.bound);
+  EXPECT_GE(absl::Now(), deadline);
+  // ...the bound one stays.
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(bound.done.HasBeenNotified());
+  EXPECT_EQ(registry.LiveSessions(), 1);
 }
 
 TEST(SessionRegistryTest, SecondLiveConnectionFromOneAddressIsRefused) {

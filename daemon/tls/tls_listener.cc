@@ -265,7 +265,8 @@ void TlsListener::HandOver(UniqueFd conn, int listen_fd,
   SetKeepalive(conn.get(), options_.dead_peer_timeout);
   // Its slot is given back when the registry sees the connection end,
   // however it ends: the handshake failed or timed out (gRPC closes it),
-  // the client left, or its first call found it over the limits.
+  // no call came within the handshake timeout (the registry closes it), the
+  // client left, or its first call found it over the limits.
   absl::Status registered = sessions_->RegisterPending(
       conn.get(), peer, [open = connections_, peer](bool bound) {
         {
@@ -273,12 +274,14 @@ void TlsListener::HandOver(UniqueFd conn, int listen_fd,
           --open->count;
         }
         if (!bound) {
-          // gRPC logs the handshake's failure only at debug verbosity.
+          // gRPC logs a failed handshake's reason, not who it was.
           open->ended_unbound.Log(absl::UnavailableError(absl::StrCat(
               "TLS connection from ", peer, " ended before its first call: "
-              "its TLS handshake failed or timed out, or it made no call")));
+              "its TLS handshake failed or timed out, or it made no call in "
+              "time (tls.handshake_timeout_ms)")));
         }
-      });
+      },
+      absl::Now() + options_.handshake_timeout);
   if (!registered.ok()) {
     absl::MutexLock lock(&connections_->mu);
     --connections_->count;

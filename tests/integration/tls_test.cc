@@ -490,6 +490,27 @@ TEST_F(TlsTest, IdleConnectionsAreBoundedAndTimedOut) {
       << daemon_->CountFds() << " fds, " << fds_before << " before";
 }
 
+// A client with a good certificate that completes the handshake and then
+// makes no call (so its identity, and its per-identity limit, are never
+// known) holds its connection no longer than the handshake timeout.
+TEST_F(TlsTest, ConnectionThatNeverCallsIsClosedAfterTheHandshakeTimeout) {
+  StartDaemon("max_connections: 2 handshake_timeout_ms: 3000");
+  const int fds_before = daemon_->CountFds();
+  const absl::Time start = absl::Now();
+  RunResult silent = RunProgram(
+      {"/bin/bash", "-c",
+       absl::StrCat("exec timeout 25 openssl s_client -connect ", addresses_[0],
+                    " -cert ", certs_.cert("nobody"), " -key ",
+                    certs_.key("nobody"), " -CAfile ", certs_.ca(),
+                    " -alpn h2 < <(sleep 25) 2>&1")});
+  EXPECT_NE(silent.exit_code, 124) << "still open after 25 s: " << silent.out;
+  EXPECT_THAT(silent.out, HasSubstr("Verification: OK"));  // it handshook
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_TRUE(Client::Connect(Target(), Options("nobody")).ok());
+  EXPECT_TRUE(Eventually([&] { return daemon_->CountFds() <= fds_before; }))
+      << daemon_->CountFds() << " fds, " << fds_before << " before";
+}
+
 TEST_F(TlsTest, RemoteAndLocalConnectionsShareThePerIdentityLimit) {
   StartDaemon("", {"--max_connections_per_identity", "2"});
   std::vector<std::shared_ptr<grpc::Channel>> held;
