@@ -496,6 +496,8 @@ TEST_F(TlsTest, IdleConnectionsAreBoundedAndTimedOut) {
 TEST_F(TlsTest, ConnectionThatNeverCallsIsClosedAfterTheHandshakeTimeout) {
   StartDaemon("max_connections: 2 handshake_timeout_ms: 3000");
   const int fds_before = daemon_->CountFds();
+  // TLS, then nothing at all (gRPC itself waits for HTTP/2's preface only
+  // that long)...
   const absl::Time start = absl::Now();
   RunResult silent = RunProgram(
       {"/bin/bash", "-c",
@@ -506,6 +508,15 @@ TEST_F(TlsTest, ConnectionThatNeverCallsIsClosedAfterTheHandshakeTimeout) {
   EXPECT_NE(silent.exit_code, 124) << "still open after 25 s: " << silent.out;
   EXPECT_THAT(silent.out, HasSubstr("Verification: OK"));  // it handshook
   EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  // ...and a gRPC client that connects (TLS and HTTP/2) but never calls.
+  auto idle = TlsChannel(addresses_[0], certs_, "nobody");
+  ASSERT_TRUE(idle->WaitForConnected(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(10))));
+  const absl::Time connected = absl::Now();
+  EXPECT_TRUE(idle->WaitForStateChange(
+      GRPC_CHANNEL_READY, absl::ToChronoTime(absl::Now() + absl::Seconds(20))))
+      << "the daemon kept a connection that never called";
+  EXPECT_LT(absl::Now() - connected, absl::Seconds(15));
   EXPECT_TRUE(Client::Connect(Target(), Options("nobody")).ok());
   EXPECT_TRUE(Eventually([&] { return daemon_->CountFds() <= fds_before; }))
       << daemon_->CountFds() << " fds, " << fds_before << " before";
