@@ -314,6 +314,16 @@ int SessionRegistry::ShutDownOverdue() {
       std::numeric_limits<int>::max()));
 }
 
+void SessionRegistry::HangUpAll() {
+  absl::MutexLock lock(&mu_);
+  // The duplicate shares the socket with gRPC's fd, so this ends gRPC's side
+  // too (TCP connections' included); the watcher then ends each session as
+  // for a client hang-up.
+  for (const auto& [id, connection] : watched_) {
+    shutdown(connection.watch.get(), SHUT_RDWR);
+  }
+}
+
 void SessionRegistry::WatchLoop() {
   epoll_event events[32];
   for (;;) {
