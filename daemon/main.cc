@@ -471,9 +471,12 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
     }
     tls_listener = *std::move(created);
     admin.SetTlsAddresses(tls_listener->addresses());
+    callers.SetRemoteCallers(tls_listener->callers());
+    tls_listener->AddTo(&builder);
   }
   // No listening ports: connections come only from our own accept loops,
-  // which authenticate them first.
+  // which authenticate them first (unix) or have gRPC do the TLS and bind
+  // them to their certificate's identity on their first call (TCP).
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     LogError("failed to start the gRPC server");
@@ -488,7 +491,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
                      .fd_reserve = static_cast<int>(limits.fd_reserve())});
   listener.Start(server.get());
   if (tls_listener != nullptr) {
-    tls_listener->Start(server.get());
+    tls_listener->Start();
     absl::StrAppend(&where, " and mutual TLS on ",
                     absl::StrJoin(tls_listener->addresses(), ", "));
   }
@@ -515,8 +518,6 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   if (fd_side_channel != nullptr) fd_side_channel->Stop();
   StopServing(*server, call_slots, sessions,
               absl::Milliseconds(config.limits().shutdown_grace_ms()));
-  // gRPC has closed its ends; end the TLS pumps still waiting on a peer.
-  if (tls_listener != nullptr) tls_listener->Stop();
   if (!socket_activated) unlink(config.socket_path().c_str());
   // Managed processes and persistent threads stay (their keeper holds their
   // fds); the state file already says everything about them.
