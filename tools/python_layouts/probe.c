@@ -18,6 +18,9 @@
 #include <internal/pycore_interp.h>
 #endif
 #include <internal/pycore_gil.h>
+#if PY_VERSION_HEX >= 0x030A0000
+#include <internal/pycore_moduleobject.h>
+#endif
 #if PY_VERSION_HEX >= 0x030B0000
 #include <internal/pycore_frame.h>
 #include <internal/pycore_dict.h>
@@ -314,6 +317,25 @@ int main(void) {
   NONE("dbg_unicode_state");
   NONE("dbg_unicode_length");
   NONE("dbg_unicode_ascii_size");
+#endif
+  /* Merging native frames: which frame starts a C call of the eval loop. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+  OFF("frame_is_entry", _PyInterpreterFrame, is_entry);
+#else
+  NONE("frame_is_entry");
+#endif
+  /* The main thread's name: sys.modules["threading"]._main_thread._name. */
+#if PY_VERSION_HEX < 0x030C0000
+  OFF("interp_modules", PyInterpreterState, modules);
+#else
+  OFF("interp_modules", PyInterpreterState, imports.modules);
+#endif
+#if PY_VERSION_HEX >= 0x030A0000
+  OFF("module_dict", PyModuleObject, md_dict);
+#else
+  /* 3.8 and 3.9 keep PyModuleObject in Objects/moduleobject.c: md_dict is
+   * its first field after the object header there too. */
+  OUT("module_dict", sizeof(PyObject));
 #endif
   return 0;
 }
