@@ -136,7 +136,13 @@ def test_stack_with_native_frames(client, python_target):
 
 def test_stack_with_locals(client, python_target):
     target = python_target(NESTED_TARGET)
-    stack = python_stack(client, target.pid, locals=True)
+    # "ready" is read while its print() may not have returned yet: read
+    # until the target is in its loop (a bound on the reads, not a timeout).
+    for _ in range(1000):
+        stack = python_stack(client, target.pid, locals=True)
+        lines = [f.line for t in stack.threads if t.is_main for f in t.frames]
+        if lines and lines[-1] == SLEEP_LINE:
+            break
     assert stack.interpreter.implementation == "CPython"
     main = [t for t in stack.threads if t.is_main]
     assert len(main) == 1
