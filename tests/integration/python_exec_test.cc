@@ -246,6 +246,33 @@ TEST_P(EveryPython, NoWaitScratchPagesAreFreedByTheNextExec) {
   }
 }
 
+// Queued calls that never run (the main thread is in an endless C call):
+// their pages stay, and after 16 the target is refused further execs with
+// RESOURCE_EXHAUSTED — said only to a caller who may ptrace it.
+TEST_P(EveryPython, LeftoversPerTargetAreBounded) {
+  if (GetParam().pypy) GTEST_SKIP() << "PyPy has no pending calls (pypy.h)";
+  ReadyTarget t = Start("stuck");
+  const pid_t pid = t.process.pid();
+  auto line = t.process.ReadLine();
+  ASSERT_TRUE(line.ok()) << line.status();
+  ASSERT_EQ(*line, "stuck");
+  pb::RunPythonRequest queued;
+  queued.mutable_target()->set_pid(pid);
+  queued.set_code("pass");
+  queued.set_no_wait(true);
+  for (int i = 0; i < 16; ++i) {
+    auto r = client_->RunPython(queued);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+  }
+  EXPECT_FALSE(ScratchMappings(pid).empty());
+  auto refused = client_->RunPython(queued);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("16 earlier execs queued"));
+  EXPECT_THAT(AsNobody({"python", absl::StrCat(pid), "print(1)"}),
+              ::testing::StartsWith("PERMISSION_DENIED"));
+}
+
 TEST_P(EveryPython, TargetBlockedReadingAPipe) {
   ReadyTarget t = Start("pipe");
   ExpectPrintsRaisesEvals(t.process.pid());
