@@ -429,6 +429,12 @@ TEST_P(PythonStackTest, StoppedTargetIsReadAndStaysStopped) {
   EXPECT_EQ(consistent.status().code(), absl::StatusCode::kFailedPrecondition)
       << consistent.status();
   EXPECT_THAT(consistent.status().message(), HasSubstr("stopped by job control"));
+  // A task detached while in group stop is woken and re-enters the stop on
+  // its own, so /proc may say "R" for a moment; resumed for real it would
+  // sit in its read ("S") instead. A bound on the looks, not a timeout.
+  for (int i = 0; i < 1000 && absl::StartsWith(ProcField(pid, "State"), "R"); ++i) {
+    usleep(1000);
+  }
   EXPECT_THAT(ProcField(pid, "State"), ::testing::StartsWith("T"));
   EXPECT_EQ(ProcField(pid, "TracerPid"), "0");
   ASSERT_EQ(kill(pid, SIGCONT), 0);
