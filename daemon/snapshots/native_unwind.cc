@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "daemon/exec/elf_symbols.h"
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/util/status_macros.h"
@@ -121,9 +122,8 @@ int OnFrame(Dwfl_Frame* state, void* arg) {
 
 }  // namespace
 
-absl::StatusOr<std::map<pid_t, UnwoundStack>> UnwindStoppedThreads(pid_t pid,
-                                                                  absl::Span<const pid_t> tids,
-                                                                  int max_frames) {
+absl::StatusOr<std::map<pid_t, UnwoundStack>> UnwindStoppedThreads(
+    pid_t pid, absl::Span<const pid_t> tids, int max_frames, absl::Time deadline) {
   Session session;
   session.pid = pid;
   ASSIGN_OR_RETURN(session.maps, ptrace::ReadMaps(pid));
@@ -148,6 +148,10 @@ absl::StatusOr<std::map<pid_t, UnwoundStack>> UnwindStoppedThreads(pid_t pid,
   std::map<pid_t, UnwoundStack> out;
   for (pid_t tid : tids) {
     UnwoundStack& stack = out[tid];
+    if (absl::Now() >= deadline) {
+      stack.note = "not unwound: the call's deadline passed";
+      continue;
+    }
     Walk walk{dwfl.get(), max_frames, &stack};
     const int result = dwfl_getthread_frames(dwfl.get(), tid, OnFrame, &walk);
     // libdwfl may end a complete unwind with an error too (its header says

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 
 namespace procwarp::snapshots {
@@ -47,11 +48,12 @@ struct UnwoundStack {
 };
 
 // One UnwoundStack per tid of `tids` (threads of `pid`, all stopped by the
-// calling thread), at most `max_frames` frames each. An error only when no
-// thread can be unwound at all (the session could not be set up).
-absl::StatusOr<std::map<pid_t, UnwoundStack>> UnwindStoppedThreads(pid_t pid,
-                                                                  absl::Span<const pid_t> tids,
-                                                                  int max_frames);
+// calling thread), at most `max_frames` frames each. Threads not reached by
+// `deadline` (the target is held stopped meanwhile) get no frames and a
+// note. An error only when no thread can be unwound at all (the session
+// could not be set up).
+absl::StatusOr<std::map<pid_t, UnwoundStack>> UnwindStoppedThreads(
+    pid_t pid, absl::Span<const pid_t> tids, int max_frames, absl::Time deadline);
 
 }  // namespace procwarp::snapshots
 

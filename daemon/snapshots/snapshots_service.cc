@@ -214,7 +214,7 @@ absl::Status ReadSnapshot(const Identity& caller, const pb::PythonStackRequest& 
           if (!request.native()) return absl::OkStatus();
           // In the same stop, from this (the tracer) thread: native_unwind.h.
           ASSIGN_OR_RETURN(native, UnwindStoppedThreads(pid, HostTids(states, threads),
-                                                        limits.max_native_frames));
+                                                        limits.max_native_frames, deadline));
           return absl::OkStatus();
         });
   } else {
