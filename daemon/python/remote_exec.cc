@@ -597,12 +597,16 @@ bool FreeScratch(const Identity& caller, pid_t pid, int pidfd, const Placement& 
   for (int attempt = 0; attempt < 5; ++attempt) {
     UniqueFd attach_fd(fcntl(pidfd, F_DUPFD_CLOEXEC, 0));
     if (!attach_fd) break;
+    // A thread that has exited runs no trampoline any more: the pages go
+    // from the main thread then.
+    const bool thread_gone =
+        access(absl::StrCat("/proc/", pid, "/task/", placed.tid).c_str(), F_OK) != 0;
     bool unmapped = false;
     absl::Status cleaned = exec::RunAttached(
-        caller, pid, std::move(attach_fd), {.tid = placed.tid},
+        caller, pid, std::move(attach_fd), {.tid = thread_gone ? 0 : placed.tid},
         absl::Now() + absl::Seconds(2), cancelled,
         [&](ptrace::Operation& op) -> absl::Status {
-          if (placed.point == SafePoint::kBlocked) {
+          if (placed.point == SafePoint::kBlocked && !thread_gone) {
             uint64_t done = 0;
             RETURN_IF_ERROR(op.memory().Read(
                 placed.data + TrampolineData::kDone,
