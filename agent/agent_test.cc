@@ -288,6 +288,16 @@ class Agent {
     return resp->result;
   }
 
+  // Sends `fd` to the agent (PW_OP_RECV_FD, any free number); the number
+  // it has there, or the agent's -errno.
+  absl::StatusOr<int64_t> SendFd(int fd) {
+    absl::StatusOr<pw_agent_response> resp = Call(
+        MakeRequest(PW_OP_RECV_FD, 0, {static_cast<uint64_t>(-1), 0}, ++next_tag_),
+        {}, fd);
+    if (!resp.ok()) return resp.status();
+    return resp->result;
+  }
+
   // Maps `len` bytes of fresh read-write memory in the agent.
   absl::StatusOr<uint64_t> Mmap(size_t len) {
     absl::StatusOr<int64_t> r = Syscall(
@@ -562,13 +572,9 @@ TEST(AgentTest, RecvFdInstallsPipeForSyscalls) {
   UniqueFd read_end(p[0]);
   UniqueFd write_end(p[1]);
 
-  ASSERT_OK_AND_ASSIGN(
-      pw_agent_response resp,
-      agent->Call(
-          MakeRequest(PW_OP_RECV_FD, 0, {static_cast<uint64_t>(-1), 0}, 1), {},
-          write_end.get()));
-  ASSERT_GE(resp.result, 0);
-  const int64_t agent_fd = resp.result;
+  ASSERT_OK_AND_ASSIGN(const int64_t sent, agent->SendFd(write_end.get()));
+  ASSERT_GE(sent, 0);
+  const int64_t agent_fd = sent;
   // Not close-on-exec unless asked for.
   ASSERT_OK_AND_ASSIGN(
       int64_t fd_flags,
@@ -692,13 +698,9 @@ TEST(AgentTest, FlushFirstAvoidsDeadlockOnBlockingSyscall) {
   ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
   UniqueFd read_end(p[0]);
   UniqueFd write_end(p[1]);
-  ASSERT_OK_AND_ASSIGN(
-      pw_agent_response resp,
-      agent->Call(
-          MakeRequest(PW_OP_RECV_FD, 0, {static_cast<uint64_t>(-1), 0}, 1), {},
-          read_end.get()));
-  ASSERT_GE(resp.result, 0);
-  const uint64_t agent_read_fd = resp.result;
+  ASSERT_OK_AND_ASSIGN(const int64_t sent, agent->SendFd(read_end.get()));
+  ASSERT_GE(sent, 0);
+  const uint64_t agent_read_fd = sent;
   ASSERT_OK_AND_ASSIGN(uint64_t buf, agent->Mmap(kPage));
 
   // The test only feeds the pipe after seeing the getpid answer; without
@@ -710,7 +712,7 @@ TEST(AgentTest, FlushFirstAvoidsDeadlockOnBlockingSyscall) {
                   PW_REQ_FLUSH_FIRST),
   };
   ASSERT_OK(agent->Send(batch.data(), batch.size() * sizeof(batch[0])));
-  ASSERT_OK_AND_ASSIGN(resp, agent->ReadResponse());
+  ASSERT_OK_AND_ASSIGN(pw_agent_response resp, agent->ReadResponse());
   EXPECT_EQ(resp.tag, 2u);
   EXPECT_EQ(resp.result, agent->pid());
   ASSERT_EQ(write(write_end.get(), "x", 1), 1);

@@ -11,12 +11,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/socket_path.h"
 #include "daemon/admin/admin_service.h"
@@ -247,6 +249,29 @@ absl::StatusOr<std::unique_ptr<TlsListener>> CreateTlsListener(
   CertificateMapper mapper({tls.mappings().begin(), tls.mappings().end()},
                            admin_gid);
   return TlsListener::Create(std::move(options), std::move(mapper), sessions);
+}
+
+// Stops the gRPC server: calls in progress get up to `grace` to finish, then
+// are cancelled. gRPC's shutdown also waits for every connection to close
+// after its GOAWAY, and an idle gRPC client notices a GOAWAY only on its
+// backup poll (every 5 s), so one idle client would hold a restart for the
+// whole grace. Once no call is in progress the connections are hung up
+// instead (no new call can start on them after the GOAWAY).
+void StopServing(grpc::Server& server, const SlotLimiter& call_slots,
+                 SessionRegistry& sessions, absl::Duration grace) {
+  const absl::Time deadline = absl::Now() + grace;
+  absl::Notification stopped;
+  std::thread hang_up_when_idle([&] {
+    while (!stopped.WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
+      if (call_slots.TotalInUse() == 0) {
+        sessions.HangUpAll();
+        return;
+      }
+    }
+  });
+  server.Shutdown(absl::ToChronoTime(deadline));
+  stopped.Notify();
+  hang_up_when_idle.join();
 }
 
 int Serve(const DaemonConfig& config, const std::string& agent_path,
@@ -488,8 +513,8 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   listener.Stop();
   if (tls_listener != nullptr) tls_listener->StopAccepting();
   if (fd_side_channel != nullptr) fd_side_channel->Stop();
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(config.limits().shutdown_grace_ms()));
+  StopServing(*server, call_slots, sessions,
+              absl::Milliseconds(config.limits().shutdown_grace_ms()));
   // gRPC has closed its ends; end the TLS pumps still waiting on a peer.
   if (tls_listener != nullptr) tls_listener->Stop();
   if (!socket_activated) unlink(config.socket_path().c_str());

@@ -28,8 +28,9 @@ PACKAGES=(
   # Python remote exec targets (docs/python.md): PyPy 3.9
   pypy3
   # Debian CPython 3.11's headers, internal ones included: the source of
-  # its stack-snapshot layout (tools/python_layouts/README.md)
-  libpython3.11-dev
+  # its stack-snapshot layout; pyelftools reads 3.8-3.10's dict keys layout
+  # from their debug information (tools/python_layouts/README.md)
+  libpython3.11-dev python3-pyelftools
 )
 
 missing=()

@@ -138,6 +138,13 @@ absl::Status InjectTheUsualThings(Operation& op, const std::string& file) {
   return absl::OkStatus();
 }
 
+// One injected getpid through `tracer`, by `deadline`: the smallest
+// operation, for tests about what happens around an operation.
+absl::Status InjectGetpid(TracerThread& tracer, absl::Time deadline = Soon()) {
+  return tracer.Run([](Operation& op) { return op.Syscall(SYS_getpid).status(); },
+                    deadline);
+}
+
 std::string TempFile(const std::string& name) {
   return absl::StrCat(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp",
                       "/", name, "-", getpid());
@@ -261,9 +268,7 @@ TEST(TracerThreadTest, NanosleepEndsOnTimeWithoutEintr) {
   int operations = 0;
   absl::Time stop_trying = absl::Now() + absl::Seconds(30);
   for (;;) {
-    absl::Status st = tracer->Run([&](Operation& op) {
-      return op.Syscall(SYS_getpid).status();
-    }, Soon());
+    absl::Status st = InjectGetpid(*tracer);
     if (!st.ok()) {
       EXPECT_TRUE(absl::IsNotFound(st)) << st;  // the target finished
       break;
@@ -289,9 +294,7 @@ TEST(TracerThreadTest, FutexWaitRestarts) {
     auto tracer = AttachTo(t.process);
     ASSERT_NE(tracer, nullptr);
     for (int i = 0; i < 20; ++i) {
-      ASSERT_TRUE(tracer->Run([&](Operation& op) {
-        return op.Syscall(SYS_getpid).status();
-      }, Soon()).ok());
+      ASSERT_TRUE(InjectGetpid(*tracer).ok());
     }
   }
   ASSERT_TRUE(t.process.Write("w").ok());
@@ -304,9 +307,7 @@ TEST(TracerThreadTest, EpollWaitSeesNoEintr) {
     auto tracer = AttachTo(t.process);
     ASSERT_NE(tracer, nullptr);
     for (int i = 0; i < 20; ++i) {
-      ASSERT_TRUE(tracer->Run([&](Operation& op) {
-        return op.Syscall(SYS_getpid).status();
-      }, Soon()).ok());
+      ASSERT_TRUE(InjectGetpid(*tracer).ok());
     }
   }
   ASSERT_TRUE(t.process.Write("e").ok());
@@ -458,9 +459,7 @@ TEST(TracerThreadTest, JobControlStoppedTargetIsRefusedUntilContinued) {
     // Attaching and detaching leave it job-control stopped.
     auto first = AttachTo(t.process);
     ASSERT_NE(first, nullptr);
-    absl::Status st = first->Run([](Operation& op) {
-      return op.Syscall(SYS_getpid).status();
-    }, Soon());
+    absl::Status st = InjectGetpid(*first);
     EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
     EXPECT_TRUE(absl::StrContains(st.message(), "job control")) << st;
   }
@@ -474,16 +473,12 @@ TEST(TracerThreadTest, JobControlStoppedTargetIsRefusedUntilContinued) {
   EXPECT_EQ(TracerOf(t.process.pid()), 0);
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
-  absl::Status st = tracer->Run([](Operation& op) {
-    return op.Syscall(SYS_getpid).status();
-  }, Soon());
+  absl::Status st = InjectGetpid(*tracer);
   EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
   EXPECT_EQ(t.process.Alive(), true);
   ASSERT_EQ(syscall(SYS_pidfd_send_signal, tracer->pidfd(), SIGCONT, nullptr, 0), 0);
   EXPECT_EQ(*t.process.ReadLine(), "continued");
-  ASSERT_TRUE(tracer->Run([](Operation& op) {
-    return op.Syscall(SYS_getpid).status();
-  }, Soon()).ok());
+  ASSERT_TRUE(InjectGetpid(*tracer).ok());
   tracer.reset();
   ASSERT_TRUE(t.process.Write("go").ok());
   EXPECT_EQ(*t.process.ReadLine(), "read=2 data=go errno=0");
@@ -552,9 +547,7 @@ TEST(TracerThreadTest, DeadlineAbortsABlockedInjectionAndPutsTheTargetBack) {
   }, absl::Now() + absl::Milliseconds(300));
   EXPECT_TRUE(absl::IsDeadlineExceeded(st)) << st;
   EXPECT_TRUE(tracer->status().ok());
-  ASSERT_TRUE(tracer->Run([&](Operation& op) {
-    return op.Syscall(SYS_getpid).status();
-  }, Soon()).ok());
+  ASSERT_TRUE(InjectGetpid(*tracer).ok());
   tracer.reset();
   ASSERT_TRUE(t.process.Write("later").ok());
   EXPECT_EQ(*t.process.ReadLine(), "read=5 data=later errno=0");
@@ -571,9 +564,7 @@ TEST(TracerThreadTest, TargetThatCannotStopEndsAtTheDeadline) {
   ASSERT_EQ(ReadStatus(pid)->state, 'D');
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
-  absl::Status st = tracer->Run([](Operation& op) {
-    return op.Syscall(SYS_getpid).status();
-  }, absl::Now() + absl::Milliseconds(300));
+  absl::Status st = InjectGetpid(*tracer, absl::Now() + absl::Milliseconds(300));
   EXPECT_TRUE(absl::IsDeadlineExceeded(st)) << st;
   EXPECT_TRUE(absl::StrContains(st.message(), "did not stop")) << st;
   EXPECT_TRUE(absl::StrContains(st.message(), "state D")) << st;
@@ -802,16 +793,12 @@ TEST(TracerThreadTest, ExecOfSetuidProgramEndsTheAttachment) {
   ReadyTarget t = StartReady({copy, "exec", "/usr/bin/mount"}, as_nobody);
   auto tracer = AttachTo(t.process);
   ASSERT_NE(tracer, nullptr);
-  ASSERT_TRUE(tracer->Run([](Operation& op) {
-    return op.Syscall(SYS_getpid).status();
-  }, Soon()).ok());
+  ASSERT_TRUE(InjectGetpid(*tracer).ok());
   ASSERT_TRUE(t.process.Write("x").ok());
   absl::StatusOr<std::string> out = t.process.ReadAll();  // mount --version ran
   ASSERT_TRUE(out.ok());
   EXPECT_TRUE(absl::StrContains(*out, "mount from util-linux")) << *out;
-  absl::Status st = tracer->Run([](Operation& op) {
-    return op.Syscall(SYS_getpid).status();
-  }, Soon());
+  absl::Status st = InjectGetpid(*tracer);
   EXPECT_TRUE(absl::IsFailedPrecondition(st) || absl::IsNotFound(st)) << st;
   EXPECT_TRUE(absl::IsFailedPrecondition(tracer->status())) << tracer->status();
   EXPECT_TRUE(absl::StrContains(tracer->status().message(), "executed a new program"))

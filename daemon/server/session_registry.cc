@@ -152,6 +152,15 @@ int SessionRegistry::SessionsOf(const Identity& identity) const {
   return it == per_owner_.end() ? 0 : it->second;
 }
 
+void SessionRegistry::HangUpAll() {
+  absl::MutexLock lock(&mu_);
+  // The duplicate shares the socket with gRPC's fd, so this ends gRPC's side
+  // too; the watcher then ends each session as for a client hang-up.
+  for (const auto& [id, watched] : watched_) {
+    shutdown(watched.second.get(), SHUT_RDWR);
+  }
+}
+
 void SessionRegistry::WatchLoop() {
   epoll_event events[32];
   for (;;) {

@@ -80,6 +80,11 @@ class SessionRegistry {
   // False once session `session_id` has ended (before its end listeners run).
   bool IsLive(uint64_t session_id) const;
 
+  // Shuts every live connection's socket down (both directions), so gRPC
+  // sees its clients go. For a daemon that is stopping with no call left:
+  // see StopServing in daemon/main.cc.
+  void HangUpAll();
+
  private:
   void WatchLoop();
   void EndSession(uint64_t session_id);

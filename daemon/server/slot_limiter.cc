@@ -38,6 +38,13 @@ size_t SlotLimiter::InUse(const Identity& caller) const {
   return it == held_.end() ? 0 : it->second;
 }
 
+size_t SlotLimiter::TotalInUse() const {
+  absl::MutexLock lock(&mu_);
+  size_t total = 0;
+  for (const auto& [key, held] : held_) total += held;
+  return total;
+}
+
 void SlotLimiter::Release(const std::string& key, size_t amount, bool admin) {
   absl::MutexLock lock(&mu_);
   auto it = held_.find(key);

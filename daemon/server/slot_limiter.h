@@ -77,6 +77,9 @@ class SlotLimiter {
   // Slots `caller`'s identity holds now.
   size_t InUse(const Identity& caller) const;
 
+  // Slots all identities hold now.
+  size_t TotalInUse() const;
+
  private:
   void Release(const std::string& key, size_t amount, bool admin);
 

@@ -98,6 +98,26 @@ TEST_F(AdminTest, HealthWatchSeesShutdown) {
   EXPECT_LT(absl::Now() - stopping, absl::Seconds(3));
 }
 
+// A connected client with no call in progress does not hold the daemon's
+// stop: with a shutdown grace of an hour, the daemon still stops (an idle
+// gRPC client would notice the GOAWAY only on its 5 s backup poll, and the
+// daemon used to wait for that; see StopServing in daemon/main.cc). A
+// regression shows as this test running into its timeout.
+TEST(AdminStopTest, IdleClientsDoNotHoldTheStop) {
+  DaemonHarness::Options options;
+  options.flags = {"--shutdown_grace_ms=3600000"};
+  auto daemon = DaemonHarness::Start(options);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  std::vector<std::unique_ptr<procwarp::v1::Admin::Stub>> idle_clients;
+  for (int i = 0; i < 3; ++i) {
+    idle_clients.push_back(procwarp::v1::Admin::NewStub((*daemon)->NewChannel()));
+    procwarp::v1::GetStatusResponse status;
+    ASSERT_TRUE(
+        idle_clients.back()->GetStatus(Ctx().get(), {}, &status).ok());
+  }
+  EXPECT_EQ((*daemon)->Stop(), 0);
+}
+
 TEST_F(AdminTest, HealthWatchUnknownServiceStaysOpen) {
   auto health = grpc::health::v1::Health::NewStub(daemon_->NewChannel());
   grpc::ClientContext ctx;

@@ -24,15 +24,13 @@
 #include "proto/procwarp/v1/files.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/agent_thread_fixture.h"
 #include "tests/integration/daemon_harness.h"
 
 namespace procwarp::testing {
 namespace {
 
 using ::testing::HasSubstr;
-using v1::Files;
-using v1::Memory;
-using v1::Threads;
 
 constexpr int kNobody = 65534;
 
@@ -76,49 +74,9 @@ std::string ReadAll(int fd) {
   return out;
 }
 
-class FilesExportTest : public ::testing::Test {
+class FilesExportTest : public AgentThreadFixture {
  protected:
-  void SetUp() override {
-    auto d = DaemonHarness::Start(DaemonHarness::Options::WithAgent());
-    ASSERT_TRUE(d.ok()) << d.status();
-    daemon_ = *std::move(d);
-    auto channel = daemon_->NewChannel();
-    threads_ = Threads::NewStub(channel);
-    memory_ = Memory::NewStub(channel);
-    files_ = Files::NewStub(channel);
-    v1::CreateThreadResponse created;
-    grpc::Status s =
-        threads_->CreateThread(Ctx().get(), v1::CreateThreadRequest(), &created);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    thread_ = created.thread().id();
-  }
-
-  int64_t Sys(int64_t nr, std::vector<int64_t> args) {
-    v1::SyscallRequest request;
-    request.set_thread_id(thread_);
-    request.mutable_syscall()->set_number(nr);
-    for (int64_t a : args) request.mutable_syscall()->add_args(a);
-    v1::SyscallResponse response;
-    grpc::Status s = threads_->Syscall(Ctx().get(), request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    EXPECT_EQ(response.result().error(), 0);
-    return response.result().value();
-  }
-
-  // `s` (NUL-terminated) in fresh thread memory; returns its address.
-  int64_t PutString(const std::string& s) {
-    v1::AllocateRequest request;
-    request.set_thread_id(thread_);
-    request.set_size(s.size() + 1);
-    v1::AllocateResponse allocated;
-    EXPECT_TRUE(memory_->Allocate(Ctx().get(), request, &allocated).ok());
-    v1::WriteMemoryRequest write;
-    write.set_pointer_id(allocated.pointer().id());
-    write.set_data(std::string(s.c_str(), s.size() + 1));
-    v1::WriteMemoryResponse written;
-    EXPECT_TRUE(memory_->Write(Ctx().get(), write, &written).ok());
-    return static_cast<int64_t>(allocated.pointer().address());
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(StartDaemonAndThread()); }
 
   // `path` opened read-only in the thread; returns the thread's fd.
   int OpenInThread(const std::string& path) {
@@ -133,12 +91,6 @@ class FilesExportTest : public ::testing::Test {
     request.set_fd(fd);
     return files_->ExportFd(Ctx().get(), request, response);
   }
-
-  std::unique_ptr<DaemonHarness> daemon_;
-  std::unique_ptr<Threads::Stub> threads_;
-  std::unique_ptr<Memory::Stub> memory_;
-  std::unique_ptr<Files::Stub> files_;
-  std::string thread_;
 };
 
 std::string FileContent(const std::string& path) {

@@ -411,6 +411,15 @@ TEST_P(PythonStackTest, TargetExitingDuringReadsIsACleanError) {
   EXPECT_LE(daemon_->AwaitFdsAtMost(fds, absl::Seconds(10)), fds);
 }
 
+// True once `pid` is in a job-control stop (State "T"), within 10 s.
+bool AwaitStoppedByJobControl(pid_t pid) {
+  for (int i = 0; i < 10000; ++i) {
+    if (absl::StartsWith(ProcField(pid, "State"), "T")) return true;
+    usleep(1000);
+  }
+  return false;
+}
+
 // memray#450: reading a SIGSTOPped target works without resuming it;
 // --consistent (which must stop it itself) is refused with a clear error.
 TEST_P(PythonStackTest, StoppedTargetIsReadAndStaysStopped) {
@@ -418,7 +427,7 @@ TEST_P(PythonStackTest, StoppedTargetIsReadAndStaysStopped) {
   const pid_t pid = t.process.pid();
   AwaitAllBlocked(pid);
   ASSERT_EQ(kill(pid, SIGSTOP), 0);
-  while (!absl::StartsWith(ProcField(pid, "State"), "T")) usleep(1000);
+  ASSERT_TRUE(AwaitStoppedByJobControl(pid));
   auto stack = Stack(pid, /*locals=*/true);
   ASSERT_TRUE(stack.ok()) << stack.status();
   ASSERT_NE(MainThread(*stack), nullptr);
@@ -429,13 +438,11 @@ TEST_P(PythonStackTest, StoppedTargetIsReadAndStaysStopped) {
   EXPECT_EQ(consistent.status().code(), absl::StatusCode::kFailedPrecondition)
       << consistent.status();
   EXPECT_THAT(consistent.status().message(), HasSubstr("stopped by job control"));
-  // A task detached while in group stop is woken and re-enters the stop on
-  // its own, so /proc may say "R" for a moment; resumed for real it would
-  // sit in its read ("S") instead. A bound on the looks, not a timeout.
-  for (int i = 0; i < 1000 && absl::StartsWith(ProcField(pid, "State"), "R"); ++i) {
-    usleep(1000);
-  }
-  EXPECT_THAT(ProcField(pid, "State"), ::testing::StartsWith("T"));
+  // Detached from its job-control stop, a thread is woken and goes straight
+  // back into the stop (the kernel keeps the group stop pending over the
+  // detach): under load /proc may show it "R" for that moment, so the check
+  // is that it is back in the stop, not that it never left.
+  EXPECT_TRUE(AwaitStoppedByJobControl(pid));
   EXPECT_EQ(ProcField(pid, "TracerPid"), "0");
   ASSERT_EQ(kill(pid, SIGCONT), 0);
   ASSERT_TRUE(t.process.Write("go\n").ok());

@@ -38,6 +38,7 @@
 #include "proto/procwarp/v1/files.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "tests/integration/agent_thread_fixture.h"
 #include "tests/integration/daemon_harness.h"
 
 extern char** environ;
@@ -47,9 +48,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using v1::Files;
-using v1::Memory;
-using v1::Threads;
 
 constexpr int kNobody = 65534;
 
@@ -172,55 +170,12 @@ std::string Field(const std::string& line, const std::string& key) {
   return line.substr(at, line.find(' ', at) - at);
 }
 
-class SideChannelSecurityTest : public ::testing::Test {
+class SideChannelSecurityTest : public AgentThreadFixture {
  protected:
-  void StartDaemon(std::vector<std::string> flags = {}) {
-    DaemonHarness::Options options = DaemonHarness::Options::WithAgent();
-    options.flags.insert(options.flags.end(), flags.begin(), flags.end());
-    auto d = DaemonHarness::Start(options);
-    ASSERT_TRUE(d.ok()) << d.status();
-    daemon_ = *std::move(d);
-    auto channel = daemon_->NewChannel();
-    threads_ = Threads::NewStub(channel);
-    memory_ = Memory::NewStub(channel);
-    files_ = Files::NewStub(channel);
-    v1::CreateThreadResponse created;
-    grpc::Status s =
-        threads_->CreateThread(Ctx().get(), v1::CreateThreadRequest(), &created);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    thread_ = created.thread().id();
-    thread_pid_ = created.thread().pid();
-  }
-
   Peer StartPeer(const std::vector<std::string>& op) {
     return Peer(daemon_->socket_path(), op);
   }
 
-  int64_t Sys(int64_t nr, std::vector<int64_t> args) {
-    v1::SyscallRequest request;
-    request.set_thread_id(thread_);
-    request.mutable_syscall()->set_number(nr);
-    for (int64_t a : args) request.mutable_syscall()->add_args(a);
-    v1::SyscallResponse response;
-    grpc::Status s = threads_->Syscall(Ctx().get(), request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    EXPECT_EQ(response.result().error(), 0);
-    return response.result().value();
-  }
-
-  int64_t PutString(const std::string& s) {
-    v1::AllocateRequest request;
-    request.set_thread_id(thread_);
-    request.set_size(s.size() + 1);
-    v1::AllocateResponse allocated;
-    EXPECT_TRUE(memory_->Allocate(Ctx().get(), request, &allocated).ok());
-    v1::WriteMemoryRequest write;
-    write.set_pointer_id(allocated.pointer().id());
-    write.set_data(std::string(s.c_str(), s.size() + 1));
-    v1::WriteMemoryResponse written;
-    EXPECT_TRUE(memory_->Write(Ctx().get(), write, &written).ok());
-    return static_cast<int64_t>(allocated.pointer().address());
-  }
 
   // Root's ExportFd of /etc/hostname from its thread, redeemed: the content.
   void ExpectRootExportWorks() {
@@ -287,19 +242,13 @@ class SideChannelSecurityTest : public ::testing::Test {
     EXPECT_EQ(daemon_->Stop(), 0);
   }
 
-  std::unique_ptr<DaemonHarness> daemon_;
-  std::unique_ptr<Threads::Stub> threads_;
-  std::unique_ptr<Memory::Stub> memory_;
-  std::unique_ptr<Files::Stub> files_;
-  std::string thread_;
-  int thread_pid_ = 0;
 };
 
 // Three redemptions stuck for as long as the daemon lets them (a minute
 // here): root's Export and Import still complete, and SIGTERM still stops
 // the daemon while they hang.
 TEST_F(SideChannelSecurityTest, StuckRedemptionsBlockNeitherOthersNorShutdown) {
-  StartDaemon({"--side_exchange_timeout_ms", "60000"});
+  StartDaemonAndThread({"--side_exchange_timeout_ms", "60000"});
   Peer silent = StartPeer({"silent"});
   Peer trickle = StartPeer({"trickle", "1000"});
   Peer busy = StartPeer({"busy_import"});
@@ -325,7 +274,7 @@ TEST_F(SideChannelSecurityTest, StuckRedemptionsBlockNeitherOthersNorShutdown) {
 // closed at the 2 s deadline of the whole exchange, without a reply. The
 // same uid's normal import works.
 TEST_F(SideChannelSecurityTest, SlowTokenIsCutOffByOneDeadline) {
-  StartDaemon();
+  StartDaemonAndThread();
   Peer trickle = StartPeer({"trickle", "500"});
   ASSERT_EQ(trickle.ReadLine(), "connected");
   ExpectRootExportWorks();
@@ -346,7 +295,7 @@ TEST_F(SideChannelSecurityTest, SlowTokenIsCutOffByOneDeadline) {
 // An import into a thread kept busy gives up at the deadline with
 // ETIMEDOUT; once the thread is free, the same import works.
 TEST_F(SideChannelSecurityTest, ImportIntoABusyThreadTimesOut) {
-  StartDaemon();
+  StartDaemonAndThread();
   Peer busy = StartPeer({"busy_import"});
   ASSERT_EQ(busy.ReadLine(), "stuck");
   ExpectRootImportWorks();
@@ -361,7 +310,7 @@ TEST_F(SideChannelSecurityTest, ImportIntoABusyThreadTimesOut) {
 // One uid opening 20 side connections gets 4 (the limit here); root is
 // served meanwhile.
 TEST_F(SideChannelSecurityTest, SideConnectionsPerUidAreCapped) {
-  StartDaemon({"--side_exchange_timeout_ms", "60000",
+  StartDaemonAndThread({"--side_exchange_timeout_ms", "60000",
                "--max_side_connections_per_identity", "4"});
   Peer many = StartPeer({"many_connections", "20"});
   std::string control = many.ReadLine();
@@ -381,7 +330,7 @@ TEST_F(SideChannelSecurityTest, SideConnectionsPerUidAreCapped) {
 // Unredeemed tokens are capped per uid (8 here): the 9th is
 // RESOURCE_EXHAUSTED; redeeming one makes room; root is unaffected.
 TEST_F(SideChannelSecurityTest, TokensPerUidAreCapped) {
-  StartDaemon({"--max_fd_tokens_per_identity", "8"});
+  StartDaemonAndThread({"--max_fd_tokens_per_identity", "8"});
   Peer tokens = StartPeer({"tokens", "12"});
   std::string result = tokens.ReadLineStartingWith("result");
   EXPECT_EQ(Field(result, "ok"), "8") << result;
@@ -399,7 +348,7 @@ class AgentFdFloodTest : public SideChannelSecurityTest,
 // the thread dead with a message saying why, and serves root and the
 // caller's new thread.
 TEST_P(AgentFdFloodTest, FdsFromATakenOverAgentAreBounded) {
-  StartDaemon();
+  StartDaemonAndThread();
   const int baseline = daemon_->CountFds();
   Peer flood = StartPeer({"fd_flood", GetParam()});
   std::string result = flood.ReadLineStartingWith("result");

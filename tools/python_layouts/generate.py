@@ -1,7 +1,9 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Generates daemon/python/layout_table.inc: the CPython struct layouts the
 Python stack reader uses (daemon/python/layout.h), computed by the C compiler
-from each interpreter's own headers (probe.c), never written by hand.
+from each interpreter's own headers (probe.c), and for the structs 3.8-3.10
+do not install a header for, read from the interpreter's debug information
+(dwarf_layout.py); never written by hand.
 
 Usage: generate.py [--check] [INCLUDE_DIR ...]
   With no INCLUDE_DIR: every CPython 3.8-3.13 include directory found on this
@@ -18,6 +20,8 @@ import re
 import subprocess
 import sys
 import tempfile
+
+from dwarf_layout import struct_layouts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TABLE = os.path.join(HERE, "..", "..", "daemon", "python", "layout_table.inc")
@@ -36,16 +40,53 @@ def default_include_dirs():
     return out
 
 
+def libpython_of(include_dir):
+    """The shared libpython beside `include_dir` (PREFIX/include/python3.X ->
+    PREFIX/lib/libpython3.X.so*)."""
+    prefix = os.path.dirname(os.path.dirname(include_dir))
+    version = os.path.basename(include_dir)
+    found = sorted(glob.glob(os.path.join(prefix, "lib", "lib%s.so*" % version)))
+    if not found:
+        raise LookupError("no lib%s.so under %s/lib for its dict keys layout"
+                          % (version, prefix))
+    return found[0]
+
+
+def dwarf_fields(include_dir, wanted):
+    """The fields probe.c leaves to the debug information: 3.8-3.10's dict
+    keys, 3.8-3.9's PyModuleObject (in their Objects/*.c)."""
+    library = libpython_of(include_dir)
+    out = {}
+    if "module_dict" in wanted:
+        _, module = struct_layouts(library, "Objects/moduleobject.c",
+                                   ["PyModuleObject"])["PyModuleObject"]
+        out["module_dict"] = module["md_dict"]
+    if wanted - {"module_dict"}:
+        layouts = struct_layouts(library, "Objects/dictobject.c",
+                                 ["_dictkeysobject", "PyDictKeyEntry"])
+        _, keys = layouts["_dictkeysobject"]
+        entry_size, entry = layouts["PyDictKeyEntry"]
+        out.update({"keys_nentries": keys["dk_nentries"],
+                    "keys_indices": keys["dk_indices"],
+                    "keys_size": keys["dk_size"],
+                    "entry_size": entry_size,
+                    "entry_key": entry["me_key"],
+                    "entry_value": entry["me_value"]})
+    return out
+
+
 def probe(include_dir, workdir):
     exe = os.path.join(workdir, "probe")
     subprocess.run(["cc", "-std=gnu11", "-w", "-I" + include_dir, "-o", exe,
                     os.path.join(HERE, "probe.c")], check=True)
-    fields = []
-    for line in subprocess.run([exe], check=True, capture_output=True,
-                               text=True).stdout.splitlines():
-        name, value = line.split()
-        fields.append((name, int(value)))
-    return fields
+    lines = [line.split() for line in subprocess.run(
+        [exe], check=True, capture_output=True, text=True).stdout.splitlines()]
+    from_dwarf = {}
+    wanted = {name for name, value in lines if value == "dwarf"}
+    if wanted:
+        from_dwarf = dwarf_fields(include_dir, wanted)
+    return [(name, from_dwarf[name] if value == "dwarf" else int(value))
+            for name, value in lines]
 
 
 def render(layouts):

@@ -25,25 +25,13 @@
 #include <internal/pycore_frame.h>
 #include <internal/pycore_dict.h>
 #include <internal/pycore_object.h>
-#else
-/* 3.8-3.10 do not install the dict keys layout (it is in their
- * Objects/dict-common.h); these mirror it, field for field, and the thread
- * name test (tests/integration/python_stack_test.cc) checks them against
- * every such interpreter on the machine. */
-typedef struct {
-  Py_hash_t me_hash;
-  PyObject *me_key;
-  PyObject *me_value;
-} PyDictKeyEntry;
-struct _dictkeysobject {
-  Py_ssize_t dk_refcnt;
-  Py_ssize_t dk_size;
-  void *dk_lookup;
-  Py_ssize_t dk_usable;
-  Py_ssize_t dk_nentries;
-  char dk_indices[];
-};
 #endif
+/* 3.8-3.10 do not install their dict keys layout (it is in their
+ * Objects/dict-common.h), nor 3.8-3.9 PyModuleObject (in their
+ * Objects/moduleobject.c): for those fields the probe prints "dwarf", and
+ * generate.py fills them in from the interpreter's debug information
+ * (dwarf_layout.py). */
+#define DWARF(name) printf("%s dwarf\n", name)
 
 #define OUT(name, value) printf("%s %ld\n", name, (long)(value))
 #define OFF(name, type, member) OUT(name, offsetof(type, member))
@@ -190,13 +178,13 @@ int main(void) {
   OFF("heaptype_cached_keys", PyHeapTypeObject, ht_cached_keys);
   OFF("dict_keys", PyDictObject, ma_keys);
   OFF("dict_values", PyDictObject, ma_values);
-  OFF("keys_nentries", PyDictKeysObject, dk_nentries);
-  OFF("keys_indices", PyDictKeysObject, dk_indices);
-  OUT("entry_size", sizeof(PyDictKeyEntry));
-  OFF("entry_key", PyDictKeyEntry, me_key);
-  OFF("entry_value", PyDictKeyEntry, me_value);
 #if PY_VERSION_HEX < 0x030B0000
-  OFF("keys_size", PyDictKeysObject, dk_size);
+  DWARF("keys_nentries");
+  DWARF("keys_indices");
+  DWARF("entry_size");
+  DWARF("entry_key");
+  DWARF("entry_value");
+  DWARF("keys_size");
   NONE("keys_log2_index_bytes");
   NONE("keys_kind");
   NONE("unicode_entry_size");
@@ -209,6 +197,11 @@ int main(void) {
   NONE("object_managed_dict");
   NONE("object_managed_values");
 #else
+  OFF("keys_nentries", PyDictKeysObject, dk_nentries);
+  OFF("keys_indices", PyDictKeysObject, dk_indices);
+  OUT("entry_size", sizeof(PyDictKeyEntry));
+  OFF("entry_key", PyDictKeyEntry, me_key);
+  OFF("entry_value", PyDictKeyEntry, me_value);
   NONE("keys_size");
   OFF("keys_log2_index_bytes", PyDictKeysObject, dk_log2_index_bytes);
   OFF("keys_kind", PyDictKeysObject, dk_kind);
@@ -333,9 +326,7 @@ int main(void) {
 #if PY_VERSION_HEX >= 0x030A0000
   OFF("module_dict", PyModuleObject, md_dict);
 #else
-  /* 3.8 and 3.9 keep PyModuleObject in Objects/moduleobject.c: md_dict is
-   * its first field after the object header there too. */
-  OUT("module_dict", sizeof(PyObject));
+  DWARF("module_dict"); /* 3.8, 3.9: in their Objects/moduleobject.c */
 #endif
   return 0;
 }
