@@ -3,10 +3,11 @@
 # `stop`, and then prints what it saw ("done ...") with its own sys.stdout —
 # which proves that stdout, its globals and its own work survived the execs.
 #
-#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit
+#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit|stuck
 #
-# threads-sleep: the main thread computes as in busy while three workers
-# sleep in a loop (a PyPy target can run code only on a thread that waits).
+# stuck: the main thread runs one C call that never returns (sum() of an
+# endless iterator: never at a bytecode boundary, never in a blocking call);
+# prints "stuck" first. Queued calls never run there.
 import sys
 import threading
 import time
@@ -53,6 +54,10 @@ elif mode in ('sleep', 'veto'):
     while not stop:
         time.sleep(0.2)
     say('done', 'message=' + message)
+elif mode == 'stuck':
+    import itertools
+    say('stuck')
+    sum(itertools.repeat(1))
 elif mode == 'pipe':
     line = sys.stdin.readline()
     say('done', 'read=' + line.strip(), 'message=' + message)
