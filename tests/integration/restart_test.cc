@@ -92,8 +92,15 @@ std::string StopAndTraceState(pid_t pid) {
 std::set<pid_t> ChildrenOf(pid_t parent) {
   std::set<pid_t> children;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    std::ifstream stat_file(entry.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+    // (read(2): a process that ends meanwhile fails the read, which an
+    // istream would throw for.)
+    int fd = open((entry.path() / "stat").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char buffer[1024];
+    ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
+    close(fd);
+    if (n <= 0) continue;
+    const std::string stat(buffer, n);
     // "PID (COMM) STATE PPID ...": COMM may hold anything but ends at the
     // last ')'.
     size_t end = stat.rfind(')');
