@@ -564,5 +564,49 @@ TEST_F(LimitsTest, NonAdminStatusCountsOnlyItsOwn) {
   }
 }
 
+// Fairness (docs/architecture.md, "Fairness under load"): one user floods
+// Spawn+Wait+Remove of /bin/true from 64 connections, as many as its call
+// limit; another user's cheap calls (GetStatus, List, a Wait on its own
+// exited child) are all answered before the flood is over, and root is
+// served too. No clock is read: the flood's own count is the bound.
+TEST_F(LimitsTest, CheapCallsAnswerDuringAnotherUsersSpawnFlood) {
+  StartDaemon({});
+  constexpr int kOtherUser = 65533;
+  auto cheap_calls = [&](int rounds) {
+    return RunProgram(PeerCommand("limits_peer", daemon_->socket_path(),
+                                  kOtherUser,
+                                  {"cheap_calls", absl::StrCat(rounds)}))
+        .out;
+  };
+  auto remove_all = [&] {
+    for (const auto& p : ListAll()) {
+      procwarp::v1::RemoveProcessRequest remove;
+      remove.set_id(p.id());
+      remove.set_force(true);
+      procwarp::v1::RemoveProcessResponse removed;
+      EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
+    }
+  };
+  // Root's own connection and what the daemon opens once, at a first spawn
+  // for another uid, count in the baseline.
+  EXPECT_EQ(cheap_calls(1), "DONE answered=3 failed=none\n");
+  remove_all();
+  const int fds_before = daemon_->AwaitFdsAtMost(0, absl::Seconds(1));
+  Attacker flood(daemon_->socket_path(), {"spawn_flood", "64", "300"});
+  ASSERT_EQ(flood.Line(), "READY");
+  EXPECT_EQ(cheap_calls(20), "DONE answered=60 failed=none\n");
+  ExpectRootServed();
+  std::string done = flood.Release();
+  ASSERT_THAT(done, StartsWith("DONE")) << done;
+  EXPECT_GT(CountOf(done, "still_flooding"), 0)
+      << "the flood was over before the other user's calls were answered: "
+      << done;
+  EXPECT_GT(CountOf(done, "OK"), 0) << done;
+  // What the peers left (the other user's child; a flood round whose
+  // Remove was refused at the call limit) goes; then nothing else is held.
+  remove_all();
+  EXPECT_LE(daemon_->AwaitFdsAtMost(fds_before), fds_before);
+}
+
 }  // namespace
 }  // namespace procwarp::testing
