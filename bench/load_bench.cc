@@ -20,6 +20,10 @@
 //   bazel run -c opt //bench:load_bench -- --quick      # small counts
 //   bazel run -c opt //bench:load_bench -- --clients 200 --calls 100 \
 //       --children 2000 --spawns 5000 --max_seconds 120
+//   bazel run -c opt //bench:load_bench -- --quick --only mixed --repeat 3
+//       # the same phase again on the same daemon: RSS that grows on each
+//       # run is a leak, RSS that stays at the first run's peak is heap the
+//       # allocator keeps (README, "Performance")
 #include <signal.h>
 #include <sys/syscall.h>
 
@@ -57,6 +61,7 @@ struct LoadOptions {
   int children = 10000;
   int spawns = 100000;
   int max_seconds = 900;
+  int repeat = 1;
   bool quick = false;
   std::vector<std::string> only;  // phases; empty: all
 };
@@ -336,6 +341,9 @@ int Main(int argc, char** argv) {
   app.add_flag("--quick", o.quick,
                "small counts (50 clients x 50 calls, 500 children, 2000 "
                "spawns, 60 s a phase) unless given explicitly");
+  app.add_option("--repeat", o.repeat,
+                 "run the chosen phases this many times on one daemon")
+      ->check(CLI::Range(1, 100));
   app.add_option("--only", o.only, "phases to run: mixed, children, spawns")
       ->check(CLI::IsMember({"mixed", "children", "spawns"}));
   CLI11_PARSE(app, argc, argv);
@@ -379,9 +387,12 @@ int Main(int argc, char** argv) {
          (*daemon)->socket_path().c_str());
   for (const auto& f : options.flags) printf(" %s", f.c_str());
   printf("\n");
-  if (wants("mixed")) MixedPhase(**daemon, o);
-  if (wants("children")) ChildrenPhase(**daemon, o);
-  if (wants("spawns")) SpawnsPhase(**daemon, o);
+  for (int run = 1; run <= o.repeat; ++run) {
+    if (o.repeat > 1) printf("=== run %d of %d ===\n", run, o.repeat);
+    if (wants("mixed")) MixedPhase(**daemon, o);
+    if (wants("children")) ChildrenPhase(**daemon, o);
+    if (wants("spawns")) SpawnsPhase(**daemon, o);
+  }
   // 1: a call failed or fds were left behind (see above).
   return g_trouble ? 1 : 0;
 }
