@@ -40,6 +40,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
@@ -142,6 +143,11 @@ class Phase {
            after.fds <= before_.fds ? "yes" : "NO", after.fds - before_.fds,
            (after.rss_kb - before_.rss_kb) / 1024.0);
     if (after.fds > before_.fds) g_trouble = true;
+    // The daemon gives freed heap back on its housekeeping tick after a big
+    // drop (daemon/util/heap_trimmer.h): RSS once that has run.
+    absl::SleepFor(absl::Seconds(3));
+    printf("  RSS 3 s later: %+.1f MiB against before\n",
+           (daemon_.RssKb() - before_.rss_kb) / 1024.0);
   }
 
  private:

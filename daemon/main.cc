@@ -79,7 +79,7 @@ struct Flags {
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
 // How often the main thread looks at what the daemon holds, and the drop
 // (connections + processes + threads) after which it trims the heap.
-constexpr int kHousekeepingSeconds = 5;
+constexpr int kHousekeepingSeconds = 1;
 constexpr size_t kTrimAfterDropOf = 256;
 
 // Each Limits field becomes a flag of the same name, found by reflection, so
@@ -488,8 +488,13 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
     const timespec tick = {.tv_sec = kHousekeepingSeconds, .tv_nsec = 0};
     signal_number = sigtimedwait(&stop_signals, nullptr, &tick);
     if (signal_number < 0) {
-      trimmer.Note(static_cast<size_t>(sessions.LiveSessions()) + table.size() +
-                   threads.size());
+      const size_t live = static_cast<size_t>(sessions.LiveSessions()) +
+                          table.size() + threads.size();
+      if (trimmer.Note(live)) {
+        LogInfo(absl::StrCat("gave freed heap back to the kernel (malloc_trim) "
+                             "after a drop to ", live,
+                             " connections, processes and threads"));
+      }
       continue;
     }
     if (signal_number != SIGHUP) break;
