@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/time/clock.h"
@@ -38,6 +39,22 @@ int ServeEcho(const std::string& socket_path) {
 grpc::Status EchoService::Echo(grpc::ServerContext*, const EchoRequest* request,
                                EchoResponse* response) {
   response->set_payload(request->payload());
+  return grpc::Status::OK;
+}
+
+grpc::Status EchoService::Stream(grpc::ServerContext*,
+                                 const StreamRequest* request,
+                                 grpc::ServerWriter<StreamChunk>* writer) {
+  const uint64_t chunk_bytes = std::max<uint64_t>(request->chunk_bytes(), 1);
+  StreamChunk chunk;
+  for (uint64_t done = 0; done < request->total_bytes();) {
+    const uint64_t n = std::min(chunk_bytes, request->total_bytes() - done);
+    chunk.set_offset(done);
+    // Filled anew each time, as the daemon fills each chunk from memory.
+    chunk.mutable_data()->assign(n, 'x');
+    if (!writer->Write(chunk)) break;  // the client went away
+    done += n;
+  }
   return grpc::Status::OK;
 }
 

@@ -15,10 +15,13 @@
 
 namespace procwarp::bench {
 
-// The Echo service itself: answers with the request's payload.
+// The Echo service itself: answers with the request's payload, or streams
+// filler bytes.
 class EchoService final : public Echo::Service {
   grpc::Status Echo(grpc::ServerContext*, const EchoRequest* request,
                     EchoResponse* response) override;
+  grpc::Status Stream(grpc::ServerContext*, const StreamRequest* request,
+                      grpc::ServerWriter<StreamChunk>* writer) override;
 };
 
 // The flag that makes a benchmark binary serve Echo instead of running:

@@ -20,6 +20,10 @@
 //   bazel run -c opt //bench:load_bench -- --quick      # small counts
 //   bazel run -c opt //bench:load_bench -- --clients 200 --calls 100 \
 //       --children 2000 --spawns 5000 --max_seconds 120
+//   bazel run -c opt //bench:load_bench -- --quick --only mixed --repeat 3
+//       # the same phase again on the same daemon: RSS that grows on each
+//       # run is a leak, RSS that stays at the first run's peak is heap the
+//       # allocator keeps (README, "Performance")
 #include <signal.h>
 #include <sys/syscall.h>
 
@@ -36,6 +40,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
 #include "proto/procwarp/v1/admin.grpc.pb.h"
 #include "proto/procwarp/v1/memory.grpc.pb.h"
@@ -57,6 +62,7 @@ struct LoadOptions {
   int children = 10000;
   int spawns = 100000;
   int max_seconds = 900;
+  int repeat = 1;
   bool quick = false;
   std::vector<std::string> only;  // phases; empty: all
 };
@@ -137,6 +143,11 @@ class Phase {
            after.fds <= before_.fds ? "yes" : "NO", after.fds - before_.fds,
            (after.rss_kb - before_.rss_kb) / 1024.0);
     if (after.fds > before_.fds) g_trouble = true;
+    // The daemon gives freed heap back on its housekeeping tick after a big
+    // drop (daemon/util/heap_trimmer.h): RSS once that has run.
+    absl::SleepFor(absl::Seconds(3));
+    printf("  RSS 3 s later: %+.1f MiB against before\n",
+           (daemon_.RssKb() - before_.rss_kb) / 1024.0);
   }
 
  private:
@@ -336,6 +347,9 @@ int Main(int argc, char** argv) {
   app.add_flag("--quick", o.quick,
                "small counts (50 clients x 50 calls, 500 children, 2000 "
                "spawns, 60 s a phase) unless given explicitly");
+  app.add_option("--repeat", o.repeat,
+                 "run the chosen phases this many times on one daemon")
+      ->check(CLI::Range(1, 100));
   app.add_option("--only", o.only, "phases to run: mixed, children, spawns")
       ->check(CLI::IsMember({"mixed", "children", "spawns"}));
   CLI11_PARSE(app, argc, argv);
@@ -379,9 +393,12 @@ int Main(int argc, char** argv) {
          (*daemon)->socket_path().c_str());
   for (const auto& f : options.flags) printf(" %s", f.c_str());
   printf("\n");
-  if (wants("mixed")) MixedPhase(**daemon, o);
-  if (wants("children")) ChildrenPhase(**daemon, o);
-  if (wants("spawns")) SpawnsPhase(**daemon, o);
+  for (int run = 1; run <= o.repeat; ++run) {
+    if (o.repeat > 1) printf("=== run %d of %d ===\n", run, o.repeat);
+    if (wants("mixed")) MixedPhase(**daemon, o);
+    if (wants("children")) ChildrenPhase(**daemon, o);
+    if (wants("spawns")) SpawnsPhase(**daemon, o);
+  }
   // 1: a call failed or fds were left behind (see above).
   return g_trouble ? 1 : 0;
 }

@@ -47,6 +47,7 @@
 #include "daemon/thread/thread_table.h"
 #include "daemon/thread/threads_service.h"
 #include "daemon/tls/tls_listener.h"
+#include "daemon/util/heap_trimmer.h"
 #ifdef PROCWARP_TEST_FAULTS
 #include "daemon/testing/fault_injector.h"
 #endif
@@ -78,6 +79,10 @@ struct Flags {
 };
 
 constexpr char kDefaultConfigPath[] = "/etc/procwarp/procwarpd.conf";
+// How often the main thread looks at what the daemon holds, and the drop
+// (connections + processes + threads) after which it trims the heap.
+constexpr int kHousekeepingSeconds = 1;
+constexpr size_t kTrimAfterDropOf = 256;
 
 // Each Limits field becomes a flag of the same name, found by reflection, so
 // a limit added to config.proto is settable from the command line with no
@@ -471,9 +476,12 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
     }
     tls_listener = *std::move(created);
     admin.SetTlsAddresses(tls_listener->addresses());
+    callers.SetRemoteCallers(tls_listener->callers());
+    tls_listener->AddTo(&builder);
   }
   // No listening ports: connections come only from our own accept loops,
-  // which authenticate them first.
+  // which authenticate them first (unix) or have gRPC do the TLS and bind
+  // them to their certificate's identity on their first call (TCP).
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     LogError("failed to start the gRPC server");
@@ -488,7 +496,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
                      .fd_reserve = static_cast<int>(limits.fd_reserve())});
   listener.Start(server.get());
   if (tls_listener != nullptr) {
-    tls_listener->Start(server.get());
+    tls_listener->Start();
     absl::StrAppend(&where, " and mutual TLS on ",
                     absl::StrJoin(tls_listener->addresses(), ", "));
   }
@@ -500,9 +508,23 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
                 keeper_running ? getpid() : 0);
   systemd.StartWatchdog();
 
+  // Between signals the main thread gives freed heap back after a load
+  // (heap_trimmer.h): it looks at what the daemon holds every few seconds.
+  HeapTrimmer trimmer(kTrimAfterDropOf);
   int signal_number = 0;
   for (;;) {
-    sigwait(&stop_signals, &signal_number);
+    const timespec tick = {.tv_sec = kHousekeepingSeconds, .tv_nsec = 0};
+    signal_number = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (signal_number < 0) {
+      const size_t live = static_cast<size_t>(sessions.LiveSessions()) +
+                          table.size() + threads.size();
+      if (trimmer.Note(live)) {
+        LogInfo(absl::StrCat("gave freed heap back to the kernel (malloc_trim) "
+                             "after a drop to ", live,
+                             " connections, processes and threads"));
+      }
+      continue;
+    }
     if (signal_number != SIGHUP) break;
     LogInfo("SIGHUP: reloading the TLS credentials");
     if (tls_listener != nullptr) tls_listener->Reload();
@@ -515,8 +537,6 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   if (fd_side_channel != nullptr) fd_side_channel->Stop();
   StopServing(*server, call_slots, sessions,
               absl::Milliseconds(config.limits().shutdown_grace_ms()));
-  // gRPC has closed its ends; end the TLS pumps still waiting on a peer.
-  if (tls_listener != nullptr) tls_listener->Stop();
   if (!socket_activated) unlink(config.socket_path().c_str());
   // Managed processes and persistent threads stay (their keeper holds their
   // fds); the state file already says everything about them.

@@ -203,6 +203,47 @@ absl::Status AlertProblem(int reason, const std::string& host,
       "TLS to ", host, ": the daemon refused this client: ", detail));
 }
 
+// Why the daemon closed the connection without an alert, as far as our own
+// side tells: gRPC's TLS (which the daemon serves with, docs/remote.md)
+// refuses a client certificate by closing the connection without telling
+// why. Not sending one, one out of its dates, and one whose issuer is not
+// among the CAs the daemon listed in its certificate request are all it
+// refuses them for; anything else is reported as `otherwise`.
+absl::Status SilentRefusal(SSL* ssl, const std::string& host,
+                           const TlsMaterial& tls, absl::Status otherwise) {
+  auto refused = [&host](const std::string& detail) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "TLS to ", host, ": the daemon refused this client: ", detail));
+  };
+  if (tls.cert_pem.empty()) {
+    return refused("no client certificate was sent (give --cert and --key)");
+  }
+  Bio cert_bio = MemoryBio(tls.cert_pem);
+  X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+  ERR_clear_error();
+  if (cert == nullptr) return otherwise;
+  if (X509_cmp_current_time(X509_get0_notAfter(cert.get())) < 0 ||
+      X509_cmp_current_time(X509_get0_notBefore(cert.get())) > 0) {
+    return refused(absl::StrCat("our certificate ", tls.cert_file,
+                                " has expired or is not yet valid (valid "
+                                "until ",
+                                FormatAsn1Time(X509_get0_notAfter(cert.get())),
+                                ")"));
+  }
+  const STACK_OF(X509_NAME)* accepted = SSL_get_client_CA_list(ssl);
+  bool issuer_accepted = accepted == nullptr || sk_X509_NAME_num(accepted) == 0;
+  for (int i = 0; !issuer_accepted && i < sk_X509_NAME_num(accepted); ++i) {
+    issuer_accepted = X509_NAME_cmp(sk_X509_NAME_value(accepted, i),
+                                    X509_get_issuer_name(cert.get())) == 0;
+  }
+  if (!issuer_accepted) {
+    return refused(absl::StrCat("our certificate ", tls.cert_file,
+                                " is not signed by a CA the daemon trusts "
+                                "(unknown CA)"));
+  }
+  return otherwise;
+}
+
 // The first SSL reason in OpenSSL's error queue (0: none); empties it.
 int FirstSslReason() {
   int reason = 0;
@@ -317,12 +358,15 @@ absl::Status DiagnoseTls(const std::string& host, const std::string& port,
     if (reason != 0 && reason != SSL_R_UNEXPECTED_EOF_WHILE_READING) {
       return AlertProblem(reason, host, tls);
     }
-    // Closed without an alert: the daemon turned the connection away (its
-    // TLS connection limit), or this is not a TLS port.
-    return absl::UnavailableError(absl::StrCat(
-        "TLS to ", host, ":", port, ": the connection was closed during the "
-        "handshake (the daemon's connection limit reached, or not "
-        "procwarpd's TLS port?)"));
+    // Closed without an alert: the daemon refused our certificate, turned
+    // the connection away (its TLS connection limit), or this is not a TLS
+    // port.
+    return SilentRefusal(
+        ssl.get(), host, tls,
+        absl::UnavailableError(absl::StrCat(
+            "TLS to ", host, ":", port, ": the connection was closed during "
+            "the handshake (the daemon's connection limit reached, or not "
+            "procwarpd's TLS port?)")));
   }
   // With TLS 1.3 the daemon judges our certificate after our side of the
   // handshake is done: its verdict is an alert right after, or nothing.
@@ -341,9 +385,11 @@ absl::Status DiagnoseTls(const std::string& host, const std::string& port,
     if (reason != 0 && reason != SSL_R_UNEXPECTED_EOF_WHILE_READING) {
       return AlertProblem(reason, host, tls);
     }
-    return absl::UnavailableError(absl::StrCat(
-        "TLS to ", host, ":", port, ": the daemon closed the connection "
-        "right after the handshake (connection limit reached?)"));
+    return SilentRefusal(
+        ssl.get(), host, tls,
+        absl::UnavailableError(absl::StrCat(
+            "TLS to ", host, ":", port, ": the daemon closed the connection "
+            "right after the handshake (connection limit reached?)")));
   }
 }
 

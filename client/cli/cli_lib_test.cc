@@ -308,5 +308,37 @@ TEST(FormatPythonStackTest, ThreadLinesAreLikePySpyDump) {
   EXPECT_THAT(text, HasSubstr("\nThread 102 (idle)\n"));
 }
 
+TEST(FormatPythonStackTest, NativeFramesMergedOrBesideThePythonOnes) {
+  snapshots::v1::PythonStackResponse stack;
+  auto* merged = stack.add_threads();
+  merged->set_tid(100);
+  merged->set_native_stack(snapshots::v1::NATIVE_STACK_MERGED);
+  auto* python = merged->add_frames();
+  python->set_function("inner");
+  python->set_file("t.py");
+  python->set_line(7);
+  auto* sleep = merged->add_frames();
+  sleep->set_is_native(true);
+  sleep->set_function("clock_nanosleep");
+  sleep->set_native_symbol_offset(0x53);
+  sleep->set_file("/lib/libc.so.6");
+  sleep->set_line(-1);
+  auto* separate = stack.add_threads();
+  separate->set_tid(101);
+  separate->set_native_stack(snapshots::v1::NATIVE_STACK_SEPARATE);
+  separate->set_native_note("no loop\x1b[2J");
+  auto* anonymous = separate->add_native_frames();
+  anonymous->set_is_native(true);
+  anonymous->set_native_address(0x401000);
+  anonymous->set_native_elf_address(0x1000);
+  anonymous->set_file("/usr/bin/python3");
+  const std::string text = FormatPythonStack(100, stack, /*colour=*/false);
+  EXPECT_THAT(text, HasSubstr("\n    inner (t.py:7)\n"
+                              "    clock_nanosleep+0x53 (/lib/libc.so.6) [native]\n"));
+  EXPECT_THAT(text, HasSubstr("  Native frames (not merged: no loop"));
+  EXPECT_THAT(text, HasSubstr("    0x401000 (/usr/bin/python3+0x1000) [native]\n"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("\x1b")));
+}
+
 }  // namespace
 }  // namespace procwarp::cli

@@ -172,6 +172,32 @@ absl::Status AddFullReprs(const Client& client, int pid, pb::PythonStackResponse
   return FillReprs(ran->stdout(), stack);
 }
 
+// One frame's line: "function (file:line)" for Python, and for a native
+// frame "symbol+0x1c (object) [native]", or its address where no symbol
+// covers it.
+std::string FormatFrame(const pb::PythonFrame& frame, const Palette& c) {
+  if (!frame.is_native()) {
+    std::string out = absl::StrCat("    ", c.function, EscapeForTerminal(frame.function()),
+                                   c.reset, " (", c.file, EscapeForTerminal(frame.file()),
+                                   c.reset);
+    if (frame.line() >= 0) absl::StrAppend(&out, ":", frame.line());
+    return out + ")\n";
+  }
+  std::string out = absl::StrCat("    ", c.dim);
+  if (frame.function().empty()) {
+    absl::StrAppend(&out, "0x", absl::Hex(frame.native_address()));
+  } else {
+    absl::StrAppend(&out, EscapeForTerminal(frame.function()), "+0x",
+                    absl::Hex(frame.native_symbol_offset()));
+  }
+  absl::StrAppend(&out, " (",
+                  frame.file().empty() ? std::string("?") : EscapeForTerminal(frame.file()));
+  if (frame.function().empty() && !frame.file().empty()) {
+    absl::StrAppend(&out, "+0x", absl::Hex(frame.native_elf_address()));
+  }
+  return absl::StrCat(out, ") [native]", c.reset, "\n");
+}
+
 }  // namespace
 
 std::string FormatPythonStack(int pid, const pb::PythonStackResponse& stack, bool colour) {
@@ -193,10 +219,7 @@ std::string FormatPythonStack(int pid, const pb::PythonStackResponse& stack, boo
     absl::StrAppend(&out, c.reset, "\n");
     if (thread.frames().empty()) absl::StrAppend(&out, "    ", c.dim, "(no Python frames)", c.reset, "\n");
     for (const pb::PythonFrame& frame : thread.frames()) {
-      absl::StrAppend(&out, "    ", c.function, EscapeForTerminal(frame.function()), c.reset,
-                      " (", c.file, EscapeForTerminal(frame.file()), c.reset);
-      if (frame.line() >= 0) absl::StrAppend(&out, ":", frame.line());
-      absl::StrAppend(&out, ")\n");
+      absl::StrAppend(&out, FormatFrame(frame, c));
       bool arguments = false, locals = false;
       for (const pb::PythonLocal& local : frame.locals()) {
         if (local.is_argument() && !arguments) {
@@ -210,6 +233,19 @@ std::string FormatPythonStack(int pid, const pb::PythonStackResponse& stack, boo
         absl::StrAppend(&out, "            ", EscapeForTerminal(local.name()), ": ",
                         FormatValue(local.value()), "\n");
       }
+    }
+    if (thread.native_stack() == pb::NATIVE_STACK_SEPARATE) {
+      absl::StrAppend(&out, "  ", c.dim, "Native frames (not merged: ",
+                      EscapeForTerminal(thread.native_note()), "):", c.reset, "\n");
+      for (const pb::PythonFrame& frame : thread.native_frames()) {
+        absl::StrAppend(&out, FormatFrame(frame, c));
+      }
+    } else if (thread.native_stack() == pb::NATIVE_STACK_UNAVAILABLE) {
+      absl::StrAppend(&out, "  ", c.dim, "No native frames: ",
+                      EscapeForTerminal(thread.native_note()), c.reset, "\n");
+    } else if (!thread.native_note().empty()) {
+      absl::StrAppend(&out, "  ", c.dim, EscapeForTerminal(thread.native_note()), c.reset,
+                      "\n");
     }
   }
   return out;

@@ -53,19 +53,6 @@ absl::StatusOr<ElfPtr> OpenElf(int fd, const std::string& what) {
   return e;
 }
 
-// The file the target mapped: /proc/PID/map_files first, then the path
-// under the target's root.
-absl::StatusOr<UniqueFd> OpenMapped(pid_t pid, const LoadedObject& object) {
-  std::string via_map = absl::StrFormat("/proc/%d/map_files/%x-%x", pid,
-                                        object.first_start, object.first_end);
-  UniqueFd fd(open(via_map.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd) return fd;
-  std::string via_root = absl::StrCat("/proc/", pid, "/root", object.path);
-  fd.Reset(open(via_root.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd) return fd;
-  return ErrnoStatus(errno, absl::StrCat("open(", via_map, " or ", via_root, ")"));
-}
-
 bool ParseDev(absl::string_view text, dev_t* dev) {
   std::pair<absl::string_view, absl::string_view> mm =
       absl::StrSplit(text, absl::MaxSplits(':', 1));
@@ -153,6 +140,17 @@ std::string Basename(absl::string_view path) {
 
 }  // namespace
 
+absl::StatusOr<UniqueFd> OpenMappedObject(pid_t pid, const LoadedObject& object) {
+  std::string via_map = absl::StrFormat("/proc/%d/map_files/%x-%x", pid,
+                                        object.first_start, object.first_end);
+  UniqueFd fd(open(via_map.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd) return fd;
+  std::string via_root = absl::StrCat("/proc/", pid, "/root", object.path);
+  fd.Reset(open(via_root.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd) return fd;
+  return ErrnoStatus(errno, absl::StrCat("open(", via_map, " or ", via_root, ")"));
+}
+
 absl::StatusOr<SymbolResolver> SymbolResolver::ForProcess(
     pid_t pid, ptrace::RemoteMemory* memory) {
   ASSIGN_OR_RETURN(std::vector<ptrace::Mapping> maps, ptrace::ReadMaps(pid));
@@ -189,7 +187,7 @@ absl::StatusOr<SymbolResolver> SymbolResolver::ForProcess(
     object.first_start = m.start;
     object.first_end = m.end;
     object.main_program = main;
-    absl::StatusOr<UniqueFd> fd = OpenMapped(pid, object);
+    absl::StatusOr<UniqueFd> fd = OpenMappedObject(pid, object);
     if (!fd.ok()) continue;
     absl::StatusOr<ElfPtr> elf = OpenElf(fd->get(), object.path);
     if (!elf.ok()) continue;  // a data file (locale archive, ...)
@@ -300,7 +298,7 @@ void ForEachSymbol(Elf* elf, const std::function<void(const SymbolSeen&)>& visit
 
 absl::StatusOr<ResolvedSymbol> SymbolResolver::Lookup(
     const LoadedObject& object, absl::string_view symbol) const {
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenMapped(pid_, object));
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedObject(pid_, object));
   ASSIGN_OR_RETURN(ElfPtr elf, OpenElf(fd.get(), object.path));
   // .symtab (complete when not stripped), then .dynsym; in each, a global
   // over a local and the default version over hidden ones.
@@ -364,7 +362,7 @@ SymbolCache() {
 absl::StatusOr<std::map<std::string, SymbolResolver::SymbolRange, std::less<>>>
 SymbolResolver::LookupSymbols(const LoadedObject& object,
                               absl::Span<const absl::string_view> names) const {
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenMapped(pid_, object));
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedObject(pid_, object));
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "fstat(" + object.path + ")");
   SymbolCacheKey key{st.st_dev, st.st_ino, st.st_size,
@@ -402,7 +400,7 @@ std::string SymbolResolver::DescribeAddress(const LoadedObject& object,
                                             uint64_t address) const {
   std::string best_name;
   uint64_t best = 0;
-  absl::StatusOr<UniqueFd> fd = OpenMapped(pid_, object);
+  absl::StatusOr<UniqueFd> fd = OpenMappedObject(pid_, object);
   absl::StatusOr<ElfPtr> elf =
       fd.ok() ? OpenElf(fd->get(), object.path) : absl::StatusOr<ElfPtr>(fd.status());
   if (elf.ok()) {

@@ -39,6 +39,7 @@
 #include "absl/types/span.h"
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/ptrace/remote_memory.h"
+#include "daemon/util/unique_fd.h"
 
 namespace procwarp::exec {
 
@@ -57,6 +58,11 @@ struct ResolvedSymbol {
   std::string object;  // path of the object it was found in ("" for an address)
   bool ifunc = false;  // address is an IFUNC resolver
 };
+
+// The file behind `object` as the target mapped it: /proc/PID/map_files/
+// START-END of its first mapping, else PATH under /proc/PID/root; never the
+// path in the daemon's own namespace.
+absl::StatusOr<UniqueFd> OpenMappedObject(pid_t pid, const LoadedObject& object);
 
 class SymbolResolver {
  public:

@@ -156,6 +156,15 @@ struct CPythonLayout {
   int64_t dbg_unicode_state = -1;
   int64_t dbg_unicode_length = -1;
   int64_t dbg_unicode_ascii_size = -1;
+  // 3.11: _PyInterpreterFrame.is_entry, set on the first frame each C call
+  // of the evaluation loop runs (3.12+ mark it with a shim frame instead);
+  // for merging native frames (native_merge.h).
+  int64_t frame_is_entry = -1;
+  // sys.modules (PyInterpreterState.modules, 3.12+ imports.modules) and a
+  // module's __dict__ (PyModuleObject.md_dict): where threading keeps
+  // _main_thread, whose name the main thread is reported by.
+  int64_t interp_modules = -1;
+  int64_t module_dict = -1;
 
   bool frames_are_objects() const { return tstate_frame >= 0; }  // <= 3.10
 };

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "daemon/exec/elf_symbols.h"
 #include "daemon/exec/fd_install.h"
@@ -23,7 +24,10 @@
 #include "daemon/python/pypy.h"
 #include "daemon/python/thread_survey.h"
 #include "daemon/python/trampoline.h"
+#include "daemon/security/ptrace_access.h"
+#include "daemon/server/log.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/pidfd.h"
 #include "daemon/util/status_macros.h"
 #include "daemon/util/unique_fd.h"
 
@@ -86,6 +90,88 @@ struct Placement {
   uint64_t source = 0;
   uint64_t code_page = 0;  // blocked: the trampoline's code
   uint64_t data = 0;       // blocked: its data block
+};
+
+// Scratch mappings an exec had to leave in its target (withdrawn, timed out,
+// cancelled, --no-wait, moved to a blocked thread, or its trampoline thread
+// not yet off the code page): the queued call may still read its source, and
+// a trampoline may still run. Each keeps the read end of its result pipe:
+// the bootstrap closes the write end when it is done (having run the code or
+// found it withdrawn), so EOF says the mapping is no longer used. The next
+// exec into the same target frees those (docs/python.md, "Memory left
+// behind"); a target with kMaxLeftoversPerTarget outstanding is refused
+// further execs until its queued calls have run.
+struct Leftover {
+  pid_t pid = 0;
+  UniqueFd pidfd;     // the process (a recycled pid is not it)
+  UniqueFd finished;  // result pipe read end, non-blocking: EOF = done with it
+  Placement placed;
+};
+
+constexpr size_t kMaxLeftoversPerTarget = 16;
+// Daemon-wide (two fds each); beyond it a leftover is not tracked and stays
+// in its target as before, which the log says.
+constexpr size_t kMaxLeftovers = 512;
+
+class Leftovers {
+ public:
+  static Leftovers& Get() {
+    static Leftovers* ledger = new Leftovers;
+    return *ledger;
+  }
+
+  void Add(Leftover leftover) {
+    absl::MutexLock lock(&mu_);
+    DropExited();
+    if (items_.size() >= kMaxLeftovers) {
+      LogError(absl::StrCat("remote exec: ", items_.size(),
+                            " scratch mappings are tracked already; the one left in pid ",
+                            leftover.pid, " stays untracked"));
+      return;
+    }
+    items_.push_back(std::move(leftover));
+  }
+
+  // Takes out the leftovers of `pid` whose bootstrap is done with them.
+  std::vector<Leftover> TakeFinished(pid_t pid) {
+    absl::MutexLock lock(&mu_);
+    DropExited();
+    std::vector<Leftover> out;
+    for (auto it = items_.begin(); it != items_.end();) {
+      if (it->pid == pid && Finished(it->finished.get())) {
+        out.push_back(std::move(*it));
+        it = items_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return out;
+  }
+
+  size_t Outstanding(pid_t pid) {
+    absl::MutexLock lock(&mu_);
+    DropExited();
+    return std::count_if(items_.begin(), items_.end(),
+                         [pid](const Leftover& l) { return l.pid == pid; });
+  }
+
+ private:
+  // Drains what the bootstrap wrote (nobody reads it any more); true on EOF.
+  static bool Finished(int fd) {
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      if (n > 0 || (n < 0 && errno == EINTR)) continue;
+      return n == 0;  // EAGAIN: the target still holds the write end
+    }
+  }
+  // The mappings of exited processes went with them.
+  void DropExited() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::erase_if(items_, [](const Leftover& l) { return PidfdExited(l.pidfd.get()); });
+  }
+
+  absl::Mutex mu_;
+  std::vector<Leftover> items_ ABSL_GUARDED_BY(mu_);
 };
 
 std::vector<absl::string_view> WantedSymbols() {
@@ -444,6 +530,8 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
           };
           if (result_fd >= 0) {
             ASSIGN_OR_RETURN(target_fd, exec::InstallFd(op, kept.get(), result_fd));
+          }
+          if (token_fd >= 0) {  // not for --no-wait: nothing to withdraw
             absl::StatusOr<int> token = exec::InstallFd(op, kept.get(), token_fd);
             if (!token.ok()) {
               undo_fd();
@@ -533,10 +621,87 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
   return absl::OkStatus();
 }
 
+// Unmaps an exec's scratch mapping, once its trampoline's thread (if any)
+// has left the code page (it sets `done` a few instructions before); a few
+// tries. `pidfd` is the exec's target. False when it is still mapped.
+bool FreeScratch(const Identity& caller, pid_t pid, int pidfd, const Placement& placed,
+                 const std::function<bool()>& cancelled) {
+  const bool new_thread = placed.point == SafePoint::kNewThread;
+  pid_t started = 0;
+  if (new_thread &&
+      !pypy::AwaitExecThreadExit(pid, placed.mapping, kNewThreadExitWait, &started)) {
+    return false;  // the thread started for the code may still run its stub
+  }
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    UniqueFd attach_fd(fcntl(pidfd, F_DUPFD_CLOEXEC, 0));
+    if (!attach_fd) break;
+    // A thread that has exited runs no trampoline any more: the pages go
+    // from the main thread then (as for PyPy's ended new thread).
+    const bool thread_gone =
+        new_thread ||
+        access(absl::StrCat("/proc/", pid, "/task/", placed.tid).c_str(), F_OK) != 0;
+    bool unmapped = false;
+    absl::Status cleaned = exec::RunAttached(
+        caller, pid, std::move(attach_fd), {.tid = thread_gone ? 0 : placed.tid},
+        absl::Now() + absl::Seconds(2), cancelled,
+        [&](ptrace::Operation& op) -> absl::Status {
+          if (placed.point == SafePoint::kBlocked && !thread_gone) {
+            uint64_t done = 0;
+            RETURN_IF_ERROR(op.memory().Read(
+                placed.data + TrampolineData::kDone,
+                absl::MakeSpan(reinterpret_cast<uint8_t*>(&done), 8)));
+            ASSIGN_OR_RETURN(const ptrace::ThreadState* s, op.SavedState());
+            if (done != 1 || (s->regs.rip >= placed.code_page &&
+                              s->regs.rip < placed.code_page + kPage)) {
+              return absl::OkStatus();
+            }
+          }
+          Munmap(op, placed.mapping, placed.mapping_size);
+          unmapped = true;
+          return absl::OkStatus();
+        });
+    if (unmapped) return true;
+    if (!cleaned.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+// Hands a mapping the target may still use to the ledger (Leftovers).
+void KeepLeftover(pid_t pid, UniqueFd result_read_end, const Placement& placed) {
+  if (placed.mapping == 0 || !result_read_end) return;
+  absl::StatusOr<UniqueFd> pidfd = exec::OpenPidfd(pid);
+  if (!pidfd.ok()) return;  // gone, and its memory with it
+  if (fcntl(result_read_end.get(), F_SETFL, O_NONBLOCK) != 0) return;
+  Leftovers::Get().Add(Leftover{pid, *std::move(pidfd), std::move(result_read_end), placed});
+}
+
+// Frees the scratch mappings earlier execs left in `pid` (behind `pidfd`)
+// whose bootstrap has finished with them; then refuses the exec if too many
+// are still queued (only a caller who may ptrace the target learns that).
+absl::Status FreeLeftovers(const Identity& caller, pid_t pid, int pidfd,
+                           const std::function<bool()>& cancelled) {
+  for (Leftover& leftover : Leftovers::Get().TakeFinished(pid)) {
+    if (!FreeScratch(caller, pid, leftover.pidfd.get(), leftover.placed, cancelled)) {
+      Leftovers::Get().Add(std::move(leftover));  // try again next time
+    }
+  }
+  const size_t outstanding = Leftovers::Get().Outstanding(pid);
+  if (outstanding >= kMaxLeftoversPerTarget) {
+    RETURN_IF_ERROR(CheckCallerMayPtrace(caller, pid, pidfd, absl::StrCat("pid ", pid)));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "pid ", pid, " still has ", outstanding, " earlier execs queued that have not run "
+        "(withdrawn, timed out or --no-wait; its main thread has not reached a bytecode "
+        "boundary since); their memory stays until they run. Retry once it is responsive"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
                        RemoteExecResult* result) {
   const pid_t pid = request.pid;
   ASSIGN_OR_RETURN(UniqueFd watch, exec::OpenPidfd(pid));
+  RETURN_IF_ERROR(FreeLeftovers(caller, pid, watch.get(), request.cancelled));
   PlaceState st;
   Placement placed;
   UniqueFd read_end;
@@ -544,11 +709,16 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
   std::string data;
   for (int round = 0;; ++round) {
     UniqueFd write_end;
+    int fds[2] = {-1, -1};
+    // --no-wait gets a result pipe too, only for its EOF (Leftovers):
+    // non-blocking, so that the record, which nobody reads, never blocks the
+    // target (the bootstrap stops sending on EAGAIN).
+    if (pipe2(fds, O_CLOEXEC | (request.no_wait ? O_NONBLOCK : 0)) != 0) {
+      return ErrnoStatus(errno, "pipe2");
+    }
+    read_end.Reset(fds[0]);
+    write_end.Reset(fds[1]);
     if (!request.no_wait) {
-      int fds[2] = {-1, -1};
-      if (pipe2(fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2");
-      read_end.Reset(fds[0]);
-      write_end.Reset(fds[1]);
       if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return ErrnoStatus(errno, "pipe2");
       token.Reset(fds[0]);
       UniqueFd token_write(fds[1]);
@@ -564,6 +734,7 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
     result->ran_on_main_thread = result->ran_on_tid == pid;
     if (request.no_wait) {
       result->queued = true;
+      KeepLeftover(pid, std::move(read_end), placed);
       return absl::OkStatus();
     }
     // A pending call waits for the main thread's next bytecode; if by now a
@@ -578,7 +749,10 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
     const ReadEnd end = ReadUntilEof(read_end.get(), request.deadline, request.cancelled,
                                      move_to_blocked, &data);
     if (end == ReadEnd::kMoveToBlocked) {
-      if (TakeToken(token.get())) continue;  // withdrawn: place it again
+      if (TakeToken(token.get())) {  // withdrawn: place it again
+        KeepLeftover(pid, std::move(read_end), placed);
+        continue;
+      }
       // Already claimed: it is running; wait for it.
       if (ReadUntilEof(read_end.get(), request.deadline, request.cancelled,
                        [] { return false; }, &data) == ReadEnd::kEof) {
@@ -597,6 +771,7 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
                                ? std::string("a thread started for it")
                                : absl::StrCat("tid ", result->ran_on_tid),
                            " and will finish on its own; its output is dropped");
+    KeepLeftover(pid, std::move(read_end), placed);
     if (request.cancelled()) {
       return absl::CancelledError(absl::StrCat("the call was cancelled; ", fate));
     }
@@ -611,46 +786,21 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
     if (ProcessGone(watch.get(), absl::Seconds(1))) {
       return absl::NotFoundError(absl::StrCat("pid ", pid, " exited during the exec"));
     }
+    KeepLeftover(pid, std::move(read_end), placed);
     return record.status();
   }
   result->record = *std::move(record);
 
-  // Completed: the scratch mapping goes. The trampoline's thread must have
-  // left the code page (it sets `done` a few instructions before); a new
-  // PyPy thread must have ended (else the mapping stays, pypy.h).
   if (placed.point == SafePoint::kNewThread) {
+    // The thread started for the code (pypy.h) ends right after reporting.
     pid_t tid = 0;
-    const bool gone = pypy::AwaitExecThreadExit(pid, placed.mapping, kNewThreadExitWait, &tid);
+    (void)pypy::AwaitExecThreadExit(pid, placed.mapping, kNewThreadExitWait, &tid);
     result->ran_on_tid = tid;
     result->ran_on_main_thread = false;
-    if (!gone) return absl::OkStatus();
-    placed.tid = pid;
   }
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    absl::StatusOr<UniqueFd> pidfd = exec::OpenPidfd(pid);
-    if (!pidfd.ok()) break;
-    bool unmapped = false;
-    absl::Status cleaned = exec::RunAttached(
-        caller, pid, *std::move(pidfd), {.tid = placed.tid},
-        absl::Now() + absl::Seconds(2), request.cancelled,
-        [&](ptrace::Operation& op) -> absl::Status {
-          if (placed.point == SafePoint::kBlocked) {
-            uint64_t done = 0;
-            RETURN_IF_ERROR(op.memory().Read(
-                placed.data + TrampolineData::kDone,
-                absl::MakeSpan(reinterpret_cast<uint8_t*>(&done), 8)));
-            ASSIGN_OR_RETURN(const ptrace::ThreadState* s, op.SavedState());
-            if (done != 1 || (s->regs.rip >= placed.code_page &&
-                              s->regs.rip < placed.code_page + kPage)) {
-              return absl::OkStatus();
-            }
-          }
-          Munmap(op, placed.mapping, placed.mapping_size);
-          unmapped = true;
-          return absl::OkStatus();
-        });
-    if (!cleaned.ok() || unmapped) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  // Completed: the scratch mapping goes, or waits for the next exec.
+  if (!FreeScratch(caller, pid, watch.get(), placed, request.cancelled)) {
+    KeepLeftover(pid, std::move(read_end), placed);
   }
   return absl::OkStatus();
 }

@@ -27,7 +27,9 @@
 // itself — withdrawn code never runs, started code is never run twice and is
 // left to finish (abandoning it would corrupt the target). The scratch
 // mapping is unmapped after completion; a withdrawn or --no-wait exec leaves
-// it (a few pages) because the target may still read it.
+// it (a few pages) because the target may still read it, and the next exec
+// into that target frees it once the bootstrap closed its result pipe (at
+// most 16 such per target; docs/python.md, "Memory left behind").
 //
 // Authorisation (the ptrace rule, before and inside each attach) is
 // daemon/exec/transient_attach.h's; the opt-out is honoured here.

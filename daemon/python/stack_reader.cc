@@ -44,7 +44,7 @@ class Walker {
       : m_(memory), w_(where), l_(where.layout), limits_(limits) {}
 
   absl::Status Walk(bool locals, std::vector<pb::PythonThread>* threads,
-                    std::vector<uint64_t>* signature);
+                    std::vector<uint64_t>* signature, std::vector<EvalEntries>* entries);
 
  private:
   template <typename T>
@@ -72,14 +72,25 @@ class Walker {
   absl::Status ReadValue(uint64_t object, pb::PythonValue* value);
   absl::Status ReadLocals(uint64_t slots, const CodeInfo& code, pb::PythonFrame* frame);
   // `outermost` gets the thread's outermost Python frame and its code (0
-  // when it has none), for ThreadName.
+  // when it has none), for ThreadName; `entries` which of its frames start
+  // a C call of the evaluation loop (outermost first).
   absl::Status WalkThread(uint64_t tstate, bool locals, pb::PythonThread* thread,
-                          std::vector<uint64_t>* signature, uint64_t outermost[2]);
+                          std::vector<uint64_t>* signature, uint64_t outermost[2],
+                          EvalEntries* entries);
   // threading's name of a thread whose outermost frame is Thread._bootstrap;
   // "" when it is not or anything read does not hold (docs/python.md,
   // "Thread names").
   std::string ThreadName(uint64_t frame, uint64_t code);
   absl::StatusOr<std::string> ReadThreadName(uint64_t frame);
+  // The name of threading's main Thread (sys.modules["threading"].
+  // _main_thread._name), which the program may have changed; "MainThread"
+  // when threading is not imported or anything read does not hold.
+  std::string MainThreadName(uint64_t interp);
+  absl::StatusOr<std::string> ReadMainThreadName(uint64_t interp);
+  // The str `object`'s text when it is a str, else "".
+  absl::StatusOr<std::string> ReadName(uint64_t object);
+  // The value under str key `name` in dict `dict`; 0 when absent.
+  absl::StatusOr<uint64_t> DictItem(uint64_t dict, absl::string_view name);
   // The value of instance attribute `name` of `object`; 0 when it has none.
   absl::StatusOr<uint64_t> Attribute(uint64_t object, absl::string_view name);
   // The value stored under str key `name` in a dict's keys object; `values`:
@@ -305,7 +316,8 @@ absl::StatusOr<uint64_t> Walker::GilHolder(uint64_t interp) {
 }
 
 absl::Status Walker::WalkThread(uint64_t tstate, bool locals, pb::PythonThread* thread,
-                                std::vector<uint64_t>* signature, uint64_t outermost[2]) {
+                                std::vector<uint64_t>* signature, uint64_t outermost[2],
+                                EvalEntries* entries) {
   outermost[0] = outermost[1] = 0;
   ASSIGN_OR_RETURN(uint64_t ident, Field(tstate, l_.tstate_thread_id));
   thread->set_thread_ident(ident);
@@ -332,15 +344,24 @@ absl::Status Walker::WalkThread(uint64_t tstate, bool locals, pb::PythonThread* 
   }
   signature->push_back(tstate);
   std::vector<pb::PythonFrame> frames;  // innermost first, as walked
+  EvalEntries starts;                   // the same
   for (int depth = 0; frame != 0; ++depth) {
     if (depth >= limits_.max_frames) return Torn("a frame chain does not end");
     ASSIGN_OR_RETURN(uint64_t back, Field(frame, l_.frame_back));
     if (l_.frame_owned_by_cstack >= 0) {
       ASSIGN_OR_RETURN(uint8_t owner, Get<uint8_t>(frame + l_.frame_owner));
-      if (owner == l_.frame_owned_by_cstack) {  // a shim between C and Python
+      if (owner == l_.frame_owned_by_cstack) {
+        // A shim the evaluation loop pushes under the first frame each of
+        // its C calls runs (3.12+).
+        if (!starts.empty()) starts.back() = true;
         frame = back;
         continue;
       }
+    }
+    bool starts_call = l_.frame_owned_by_cstack < 0;  // <= 3.10: one call per frame
+    if (l_.frame_is_entry >= 0) {  // 3.11
+      ASSIGN_OR_RETURN(uint8_t is_entry, Get<uint8_t>(frame + l_.frame_is_entry));
+      starts_call = is_entry != 0;
     }
     ASSIGN_OR_RETURN(uint64_t code_address, Field(frame, l_.frame_code));
     ASSIGN_OR_RETURN(CodeInfo* code, Code(code_address));
@@ -370,6 +391,7 @@ absl::Status Walker::WalkThread(uint64_t tstate, bool locals, pb::PythonThread* 
       RETURN_IF_ERROR(ReadLocals(frame + l_.frame_localsplus, *code, &out));
     }
     frames.push_back(std::move(out));
+    starts.push_back(starts_call);
     outermost[0] = frame;
     outermost[1] = code_address;
     frame = back;
@@ -377,6 +399,7 @@ absl::Status Walker::WalkThread(uint64_t tstate, bool locals, pb::PythonThread* 
   for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
     *thread->add_frames() = std::move(*it);
   }
+  entries->assign(starts.rbegin(), starts.rend());
   return absl::OkStatus();
 }
 
@@ -400,13 +423,36 @@ absl::StatusOr<std::string> Walker::ReadThreadName(uint64_t frame) {
   ASSIGN_OR_RETURN(uint64_t self, Ptr(frame + l_.frame_localsplus));
   if (self == 0) return "";
   ASSIGN_OR_RETURN(uint64_t name, Attribute(self, "_name"));
-  if (name == 0) return "";
-  ASSIGN_OR_RETURN(std::string type, TypeName(name));
+  return ReadName(name);
+}
+
+absl::StatusOr<std::string> Walker::ReadName(uint64_t object) {
+  if (object == 0) return "";
+  ASSIGN_OR_RETURN(std::string type, TypeName(object));
   if (type != "str") return "";
   std::vector<uint32_t> points;
   int64_t length = 0;
-  RETURN_IF_ERROR(ReadCodePoints(name, limits_.max_string, &points, &length));
+  RETURN_IF_ERROR(ReadCodePoints(object, limits_.max_string, &points, &length));
   return Utf8(points);
+}
+
+std::string Walker::MainThreadName(uint64_t interp) {
+  absl::StatusOr<std::string> name = ReadMainThreadName(interp);
+  return name.ok() && !name->empty() ? *std::move(name) : "MainThread";
+}
+
+absl::StatusOr<std::string> Walker::ReadMainThreadName(uint64_t interp) {
+  if (l_.interp_modules < 0 || l_.module_dict < 0) return "";
+  ASSIGN_OR_RETURN(uint64_t modules, Field(interp, l_.interp_modules));
+  ASSIGN_OR_RETURN(uint64_t threading, DictItem(modules, "threading"));
+  if (threading == 0) return "";  // not imported: nobody renamed anything
+  ASSIGN_OR_RETURN(std::string type, TypeName(threading));
+  if (type != "module") return "";
+  ASSIGN_OR_RETURN(uint64_t globals, Field(threading, l_.module_dict));
+  ASSIGN_OR_RETURN(uint64_t thread, DictItem(globals, "_main_thread"));
+  if (thread == 0) return "";
+  ASSIGN_OR_RETURN(uint64_t name, Attribute(thread, "_name"));
+  return ReadName(name);
 }
 
 absl::StatusOr<uint64_t> Walker::Attribute(uint64_t object, absl::string_view name) {
@@ -439,9 +485,13 @@ absl::StatusOr<uint64_t> Walker::Attribute(uint64_t object, absl::string_view na
     if (offset <= 0 || offset > 4096) return 0;  // no __dict__ at a fixed place
     ASSIGN_OR_RETURN(dict, Ptr(object + offset));
   }
+  return DictItem(dict, name);
+}
+
+absl::StatusOr<uint64_t> Walker::DictItem(uint64_t dict, absl::string_view name) {
   if (dict == 0) return 0;
   ASSIGN_OR_RETURN(std::string type_name, TypeName(dict));
-  if (type_name != "dict") return Torn("an instance dict is not a dict");
+  if (type_name != "dict") return Torn("expected a dict, found " + type_name);
   ASSIGN_OR_RETURN(uint64_t keys, Field(dict, l_.dict_keys));
   ASSIGN_OR_RETURN(uint64_t values, Field(dict, l_.dict_values));
   if (values != 0 && l_.values_values >= 0) values += l_.values_values;
@@ -479,6 +529,11 @@ absl::StatusOr<uint64_t> Walker::LookUp(uint64_t keys, uint64_t values, absl::st
     if (key == 0) continue;  // a deleted entry
     auto text = keys_text_.find(key);
     if (text == keys_text_.end()) {
+      // Most keys of a big dict (sys.modules) differ in length: their text
+      // is not read then. (Any object has the bytes read; a non-str's are
+      // simply not a match.)
+      ASSIGN_OR_RETURN(int64_t key_length, Get<int64_t>(key + l_.unicode_length));
+      if (key_length != static_cast<int64_t>(name.size())) continue;
       ASSIGN_OR_RETURN(std::string type, TypeName(key));
       std::string key_text;
       if (type == "str") {
@@ -494,7 +549,8 @@ absl::StatusOr<uint64_t> Walker::LookUp(uint64_t keys, uint64_t values, absl::st
 }
 
 absl::Status Walker::Walk(bool locals, std::vector<pb::PythonThread>* threads,
-                          std::vector<uint64_t>* signature) {
+                          std::vector<uint64_t>* signature,
+                          std::vector<EvalEntries>* entries) {
   ASSIGN_OR_RETURN(uint64_t main_ident, Field(w_.runtime, l_.runtime_main_thread));
   ASSIGN_OR_RETURN(uint64_t interp, Field(w_.runtime, l_.runtime_interpreters_head));
   int thread_count = 0;
@@ -503,22 +559,28 @@ absl::Status Walker::Walk(bool locals, std::vector<pb::PythonThread>* threads,
     ASSIGN_OR_RETURN(uint64_t holder, GilHolder(interp));
     ASSIGN_OR_RETURN(uint64_t tstate, Field(interp, l_.interp_threads_head));
     std::vector<pb::PythonThread> found;  // newest first
+    std::vector<EvalEntries> found_entries;
     while (tstate != 0) {
       if (++thread_count > limits_.max_threads) return Torn("the thread list does not end");
       pb::PythonThread thread;
       uint64_t outermost[2];
-      RETURN_IF_ERROR(WalkThread(tstate, locals, &thread, signature, outermost));
+      EvalEntries starts;
+      RETURN_IF_ERROR(WalkThread(tstate, locals, &thread, signature, outermost, &starts));
       thread.set_holds_gil(tstate == holder);
       thread.set_is_main(i == 0 && thread.thread_ident() == main_ident);
-      // The main thread is threading's "MainThread" unless the program
-      // renamed it, which is not read (docs/python.md, "Thread names").
-      thread.set_name(thread.is_main() ? "MainThread"
+      // The main thread does not run Thread._bootstrap: its Thread object
+      // is threading's _main_thread (docs/python.md, "Thread names").
+      thread.set_name(thread.is_main() ? MainThreadName(interp)
                                        : ThreadName(outermost[0], outermost[1]));
       found.push_back(std::move(thread));
+      found_entries.push_back(std::move(starts));
       ASSIGN_OR_RETURN(tstate, Field(tstate, l_.tstate_next));
     }
     for (auto it = found.rbegin(); it != found.rend(); ++it) {
       threads->push_back(std::move(*it));
+    }
+    if (entries != nullptr) {
+      entries->insert(entries->end(), found_entries.rbegin(), found_entries.rend());
     }
     ASSIGN_OR_RETURN(interp, Field(interp, l_.interp_next));
   }
@@ -530,22 +592,25 @@ absl::Status Walker::Walk(bool locals, std::vector<pb::PythonThread>* threads,
 absl::Status ReadPythonStacks(StackMemory& memory, const InterpreterAddresses& where,
                               bool locals, const StackLimits& limits,
                               std::vector<pb::PythonThread>* threads,
-                              std::vector<uint64_t>* signature) {
+                              std::vector<uint64_t>* signature,
+                              std::vector<EvalEntries>* entries) {
   Walker walker(memory, where, limits);
-  return walker.Walk(locals, threads, signature);
+  return walker.Walk(locals, threads, signature, entries);
 }
 
 absl::Status ReadStacksConsistent(StackMemory& memory, const InterpreterAddresses& where,
                                   bool locals, const StackLimits& limits,
-                                  std::vector<pb::PythonThread>* threads, int* retries) {
+                                  std::vector<pb::PythonThread>* threads, int* retries,
+                                  std::vector<EvalEntries>* entries) {
   *retries = 0;
   absl::Status last = absl::OkStatus();
   for (int attempt = 0; attempt < limits.attempts; ++attempt) {
     if (attempt > 0) ++*retries;
     threads->clear();
+    if (entries != nullptr) entries->clear();
     std::vector<uint64_t> first, second;
     memory.Reset();
-    last = ReadPythonStacks(memory, where, locals, limits, threads, &first);
+    last = ReadPythonStacks(memory, where, locals, limits, threads, &first, entries);
     if (absl::IsNotFound(last)) return last;
     if (!last.ok()) continue;
     // The chain again, from fresh pages: unchanged means what was read
@@ -559,6 +624,7 @@ absl::Status ReadStacksConsistent(StackMemory& memory, const InterpreterAddresse
     last = Torn("the frame chains changed during the read");
   }
   threads->clear();
+  if (entries != nullptr) entries->clear();
   return absl::AbortedError(absl::StrCat("the Python stacks kept changing during ",
                                          limits.attempts, " reads (last: ",
                                          last.message(), "); try --consistent"));

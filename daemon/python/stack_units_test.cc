@@ -1,10 +1,14 @@
 // Unit tests of the pure parts of the Python stack reader: value reprs, line
-// tables, the layout table and _Py_DebugOffsets checks. The reader against
-// real interpreters is tests/integration/python_stack_test.cc.
+// tables, the layout table and _Py_DebugOffsets checks, merging native
+// frames. The reader against real interpreters is
+// tests/integration/python_stack_test.cc.
 #include <cstring>
+#include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "daemon/python/layout.h"
+#include "daemon/python/native_merge.h"
 #include "daemon/python/stack_lines.h"
 #include "daemon/python/stack_target.h"
 #include "daemon/python/stack_values.h"
@@ -130,6 +134,76 @@ TEST(Layout, DebugOffsetsAreChecked) {
 TEST(Version, FromHex) {
   EXPECT_EQ(VersionFromHex(0x030B02F0), "3.11.2");
   EXPECT_EQ(VersionFromHex(0x030D00C1), "3.13.0rc1");
+}
+
+namespace pb = snapshots::v1;
+
+pb::PythonFrame Frame(const std::string& function, bool native) {
+  pb::PythonFrame frame;
+  frame.set_function(function);
+  frame.set_is_native(native);
+  return frame;
+}
+
+std::vector<pb::PythonFrame> Frames(std::initializer_list<const char*> names, bool native) {
+  std::vector<pb::PythonFrame> out;
+  for (const char* name : names) out.push_back(Frame(name, native));
+  return out;
+}
+
+std::vector<std::string> Names(const std::vector<pb::PythonFrame>& frames) {
+  std::vector<std::string> out;
+  for (const pb::PythonFrame& f : frames) out.push_back(f.function());
+  return out;
+}
+
+TEST(MergeNativeFrames, OneLoopFramePerPythonFrameUpTo310) {
+  auto python = Frames({"<module>", "outer", "inner"}, false);
+  auto native = Frames({"main", "_PyEval_EvalFrameDefault", "call", "_PyEval_EvalFrameDefault",
+                        "call", "_PyEval_EvalFrameDefault", "time_sleep", "clock_nanosleep"},
+                       true);
+  auto merged = MergeNativeFrames(python, {true, true, true}, native);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(Names(*merged), (std::vector<std::string>{"main", "<module>", "call", "outer", "call",
+                                                      "inner", "time_sleep",
+                                                      "clock_nanosleep"}));
+  EXPECT_FALSE((*merged)[1].is_native());
+  EXPECT_TRUE((*merged)[2].is_native());
+}
+
+TEST(MergeNativeFrames, OneLoopFrameRunsSeveralPythonFramesFrom311) {
+  // <module> calls outer and inner inline; inner calls a C function that
+  // calls back into Python (callback: a second C call of the loop).
+  auto python = Frames({"<module>", "outer", "inner", "callback"}, false);
+  auto native = Frames({"main", "_PyEval_EvalFrameDefault.cold", "builtin",
+                        "_PyEval_EvalFrameDefault", "read"},
+                       true);
+  auto merged = MergeNativeFrames(python, {true, false, false, true}, native);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(Names(*merged), (std::vector<std::string>{"main", "<module>", "outer", "inner",
+                                                      "builtin", "callback", "read"}));
+}
+
+TEST(MergeNativeFrames, MismatchesAreRefusedWithTheReason) {
+  auto python = Frames({"<module>", "inner"}, false);
+  // A stripped interpreter: the loop has no symbol.
+  auto merged = MergeNativeFrames(python, {true, true}, Frames({"main", "", "", "read"}, true));
+  ASSERT_FALSE(merged.ok());
+  EXPECT_EQ(merged.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(merged.status().message().find("0 frames of the evaluation loop"),
+            std::string::npos)
+      << merged.status();
+  // The outermost Python frame must start a call.
+  EXPECT_FALSE(MergeNativeFrames(python, {false, true},
+                                 Frames({"_PyEval_EvalFrameDefault"}, true))
+                   .ok());
+  // No Python frames, no loop frames: the native stack as it is.
+  auto bare = MergeNativeFrames({}, {}, Frames({"start_thread", "poll"}, true));
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(Names(*bare), (std::vector<std::string>{"start_thread", "poll"}));
+  EXPECT_TRUE(IsEvalLoop("_PyEval_EvalFrameDefault"));
+  EXPECT_FALSE(IsEvalLoop("_PyEval_EvalFrameDefaultX"));
+  EXPECT_FALSE(IsEvalLoop("PyEval_EvalFrame"));
 }
 
 }  // namespace

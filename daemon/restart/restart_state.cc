@@ -283,7 +283,8 @@ void RestartState::AdoptThreads(ThreadTable* threads) {
   threads->SetJournal(this);
   for (const auto& thread : threads->List(Identity{.uid = 0, .admin = true},
                                           /*all=*/true)) {
-    if (thread->agent() != nullptr) ThreadAdded(*thread->agent());
+    // (A failed write is logged there; the next one records them again.)
+    if (thread->agent() != nullptr) ThreadAdded(*thread->agent()).IgnoreError();
   }
   for (const std::string& id : lost) keeper_->Drop(id);
   if (adopted > 0 || !lost.empty()) {
@@ -294,7 +295,7 @@ void RestartState::AdoptThreads(ThreadTable* threads) {
   Changed().IgnoreError();  // (logged there)
 }
 
-void RestartState::ThreadAdded(AgentThread& thread) {
+absl::Status RestartState::ThreadAdded(AgentThread& thread) {
   procwarp::state::v1::ThreadRecord record;
   *record.mutable_info() = thread.Info();
   *record.mutable_request() = thread.request();
@@ -309,7 +310,7 @@ void RestartState::ThreadAdded(AgentThread& thread) {
     absl::MutexLock lock(&mu_);
     thread_records_[thread.id()] = record.SerializeAsString();
   }
-  Changed().IgnoreError();  // (logged there)
+  return Changed();  // (a failure is logged there too)
 }
 
 void RestartState::ThreadForgotten(const std::string& id) {

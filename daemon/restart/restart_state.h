@@ -58,7 +58,7 @@ class RestartState final : public ProcessJournal, public ThreadJournal {
   absl::Status Changed() override;
   void Forget(const std::string& id) override;
 
-  void ThreadAdded(AgentThread& thread) override;
+  absl::Status ThreadAdded(AgentThread& thread) override;
   void ThreadForgotten(const std::string& id) override;
 
  private:

@@ -7,8 +7,13 @@ namespace procwarp {
 
 absl::StatusOr<std::shared_ptr<const Session>> CallerResolver::SessionOf(
     const grpc::ServerContextBase* context) const {
+  const std::string peer = context->peer();
+  const std::string address = PeerAddressOf(peer);
   absl::StatusOr<std::shared_ptr<const Session>> session =
-      sessions_->Resolve(context->peer());
+      address.empty()       ? sessions_->Resolve(peer)
+      : remote_ != nullptr  ? remote_->SessionOf(*context, address)
+                            : absl::UnauthenticatedError(absl::StrCat(
+                                  "no TCP listener for peer '", peer, "'"));
   if (session.ok() && !(*session)->refusal.empty()) {
     return absl::UnauthenticatedError((*session)->refusal);
   }

@@ -27,6 +27,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,17 @@
 
 namespace procwarp {
 
+// Who calls on a TCP connection whose TLS gRPC did: the session its client
+// certificate binds it to (daemon/tls/remote_callers.h).
+class RemoteCallerSource {
+ public:
+  virtual ~RemoteCallerSource() = default;
+  // `peer_address` is the call's peer as PeerAddressOf formats it.
+  virtual absl::StatusOr<std::shared_ptr<const Session>> SessionOf(
+      const grpc::ServerContextBase& context,
+      const std::string& peer_address) const = 0;
+};
+
 class CallerResolver {
  public:
   // `calls` and `streams` (either may be null: no limit) count the calls and
@@ -45,6 +57,10 @@ class CallerResolver {
                           SlotLimiter* calls = nullptr,
                           SlotLimiter* streams = nullptr)
       : sessions_(sessions), calls_(calls), streams_(streams) {}
+
+  // Calls on TCP connections are resolved by `remote` (which must outlive
+  // this); without one they are refused. Set before the server starts.
+  void SetRemoteCallers(const RemoteCallerSource* remote) { remote_ = remote; }
 
   // The session of the connection the call behind `context` arrived on.
   absl::StatusOr<std::shared_ptr<const Session>> SessionOf(
@@ -60,6 +76,7 @@ class CallerResolver {
 
  private:
   const SessionRegistry* sessions_;
+  const RemoteCallerSource* remote_ = nullptr;
   SlotLimiter* calls_;
   SlotLimiter* streams_;
 };

@@ -234,8 +234,12 @@ void Listener::AcceptLoop(grpc::Server* server) {
 absl::Status AdmitConnection(const SessionRegistry& sessions,
                              const ConnectionLimits& limits, int fd,
                              const Identity& identity) {
+  return AdmitConnectionWith(sessions.SessionsOf(identity), limits, fd, identity);
+}
+
+absl::Status AdmitConnectionWith(int open, const ConnectionLimits& limits,
+                                 int fd, const Identity& identity) {
   const int limit = identity.admin ? limits.per_admin : limits.per_identity;
-  const int open = sessions.SessionsOf(identity);
   const std::string who =
       identity.remote()
           ? absl::StrCat("uid ", identity.uid, " (certificate '",

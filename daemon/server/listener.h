@@ -65,6 +65,10 @@ struct ConnectionLimits {
 absl::Status AdmitConnection(const SessionRegistry& sessions,
                              const ConnectionLimits& limits, int fd,
                              const Identity& identity);
+// The same, given the number of connections `identity`'s owner has `open`
+// (for SessionRegistry::Bind, which counts them under its lock).
+absl::Status AdmitConnectionWith(int open, const ConnectionLimits& limits,
+                                 int fd, const Identity& identity);
 
 // Logs refusals at most once a second, with a count of those not logged: a
 // flood of refused connections must not flood the journal.

@@ -10,9 +10,18 @@
 // The duplicate is also how a session's end is seen: the watcher thread
 // epolls it for the peer's hang-up and then runs the end listeners (which free
 // the session's non-persistent handles).
+//
+// TCP connections (mutual TLS, docs/remote.md) are keyed by the peer's
+// address instead, which gRPC reports as "ipv4:ADDR:PORT" / "ipv6:[ADDR]:PORT"
+// for them. gRPC does their TLS, so their caller is known only once a call
+// arrives with the verified certificate: they are registered *pending* at
+// accept (RegisterPending) and bound to an identity on their first call
+// (Bind; daemon/tls/remote_callers.h). A pending connection counts as a
+// client but has no Session yet, and nothing can be done on it.
 #ifndef PROCWARP_DAEMON_SERVER_SESSION_REGISTRY_H_
 #define PROCWARP_DAEMON_SERVER_SESSION_REGISTRY_H_
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -27,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "daemon/server/identity.h"
 #include "daemon/util/unique_fd.h"
 
@@ -37,6 +47,9 @@ struct Session {
   Identity identity;
   int grpc_fd = -1;     // the fd number gRPC owns and names in peer()
   ino_t socket_inode = 0;
+  // Remote sessions only: the client certificate (PEM) the connection was
+  // verified with, so every later call can be checked to come from it.
+  std::string certificate;
   // A pidfd of the peer process (SO_PEERPIDFD, else pidfd_open of the
   // SO_PEERCRED pid at connect), so users of identity.pid can check it is
   // still the same process: null for remote peers or when neither worked.
@@ -46,6 +59,14 @@ struct Session {
   // daemon/tls/cert_identity.h). `identity` then holds no uid's rights.
   std::string refusal;
 };
+
+// The canonical "ADDR:PORT" / "[ADDR]:PORT" of a gRPC peer string
+// "ipv4:ADDR:PORT" / "ipv6:[ADDR]:PORT" (brackets maybe percent-encoded),
+// as FormatPeerAddress would write it; empty for any other peer ("fd:N").
+std::string PeerAddressOf(absl::string_view grpc_peer);
+
+// "ADDR:PORT" / "[ADDR]:PORT" for an IPv4 or IPv6 socket address.
+std::string FormatPeerAddress(const struct sockaddr_storage& address);
 
 // True while the process behind `pidfd` has not exited (so its pid cannot
 // have been reused).
@@ -71,9 +92,39 @@ class SessionRegistry {
   absl::StatusOr<std::shared_ptr<const Session>> Resolve(
       absl::string_view peer) const;
 
+  // Records a TCP connection on `fd` from `peer_address` ("ADDR:PORT" or
+  // "[ADDR]:PORT", as PeerAddressOf formats it) about to be handed to gRPC,
+  // before its caller is known; `on_end(bound)` runs (on the watcher thread)
+  // when it ends, with whether it was ever bound. Still pending at
+  // `bind_deadline`, it is shut down (gRPC then closes it): a client that
+  // connects and never calls holds it no longer than that. ALREADY_EXISTS
+  // when a live connection has the same peer address (possible only
+  // through different local addresses): the caller closes the new one.
+  absl::Status RegisterPending(int fd, const std::string& peer_address,
+                               std::function<void(bool bound)> on_end,
+                               absl::Time bind_deadline = absl::InfiniteFuture());
+
+  // The session of the TCP connection from `peer_address`: null while it is
+  // pending, UNAUTHENTICATED when there is no such connection (it ended).
+  absl::StatusOr<std::shared_ptr<const Session>> RemoteSession(
+      const std::string& peer_address) const;
+
+  // Binds the pending connection from `peer_address` to `identity` (with
+  // `refusal` as in Register, and the `certificate` it was verified with),
+  // if `admit(connections the identity's owner has open)` allows it; else
+  // shuts the connection down (gRPC then ends it, as the unix listener
+  // closes a connection over the limits) and returns admit's error. When
+  // the connection is already bound (two first calls at once), returns its
+  // session as it is.
+  using Admission = std::function<absl::Status(int open, int fd)>;
+  absl::StatusOr<std::shared_ptr<const Session>> Bind(
+      const std::string& peer_address, Identity identity, std::string refusal,
+      std::string certificate, const Admission& admit);
+
   // Runs `listener` whenever a session ends (on the watcher thread).
   void AddEndListener(EndListener listener);
 
+  // Connections, bound or pending.
   int LiveSessions() const;
   // Live sessions of `identity`'s owner (all its connections).
   int SessionsOf(const Identity& identity) const;
@@ -86,17 +137,38 @@ class SessionRegistry {
   void HangUpAll();
 
  private:
+  // A live connection: its session (null while pending) and the duplicate
+  // of its socket the watcher epolls.
+  struct Connection {
+    std::shared_ptr<const Session> session;
+    UniqueFd watch;
+    int grpc_fd = -1;
+    ino_t socket_inode = 0;
+    std::string peer_address;      // TCP only
+    std::function<void(bool bound)> on_end;  // TCP only
+    // TCP only: shut down if still pending then.
+    absl::Time bind_deadline = absl::InfiniteFuture();
+  };
+
+  // A duplicate of `fd` added to the epoll set under `id`, with `fd`'s inode.
+  absl::StatusOr<Connection> Watch(int fd, uint64_t id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WatchLoop();
+  // Shuts down the pending connections past their bind deadline; returns
+  // the milliseconds until the next deadline (-1: none).
+  int ShutDownOverdue();
   void EndSession(uint64_t session_id);
 
   UniqueFd epoll_fd_;
-  UniqueFd wake_fd_;  // eventfd that stops the watcher
+  UniqueFd wake_fd_;   // eventfd that stops the watcher
+  UniqueFd rearm_fd_;  // eventfd: a new bind deadline to wait for
   std::atomic<uint64_t> next_id_{1};
   mutable absl::Mutex mu_;
   std::map<int, std::shared_ptr<const Session>> by_fd_ ABSL_GUARDED_BY(mu_);
-  // Duplicates of live sessions' sockets, by session id.
-  std::map<uint64_t, std::pair<std::shared_ptr<const Session>, UniqueFd>>
-      watched_ ABSL_GUARDED_BY(mu_);
+  // TCP connections' ids by peer address.
+  std::map<std::string, uint64_t> by_address_ ABSL_GUARDED_BY(mu_);
+  // Live connections by session id.
+  std::map<uint64_t, Connection> watched_ ABSL_GUARDED_BY(mu_);
   std::vector<EndListener> listeners_ ABSL_GUARDED_BY(mu_);
   // Live sessions per owner key (Identity::OwnerKey).
   std::map<std::string, int> per_owner_ ABSL_GUARDED_BY(mu_);

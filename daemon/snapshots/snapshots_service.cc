@@ -17,10 +17,12 @@
 #include "absl/strings/string_view.h"
 #include "daemon/exec/transient_attach.h"
 #include "daemon/ptrace/proc_info.h"
+#include "daemon/python/native_merge.h"
 #include "daemon/python/stack_memory.h"
 #include "daemon/python/stack_target.h"
 #include "daemon/security/ptrace_access.h"
 #include "daemon/server/log.h"
+#include "daemon/snapshots/native_unwind.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/pidfd.h"
 #include "daemon/util/status_macros.h"
@@ -114,6 +116,61 @@ void FillThreads(const std::map<pid_t, Task>& tasks,
   }
 }
 
+// The host tids of `threads` (whose tids are the target's own): the
+// threads to unwind.
+std::vector<pid_t> HostTids(const std::map<pid_t, Task>& tasks,
+                            const std::vector<pb::PythonThread>& threads) {
+  std::vector<pid_t> out;
+  for (const pb::PythonThread& thread : threads) {
+    auto task = tasks.find(thread.tid());
+    if (task != tasks.end()) out.push_back(task->second.host_tid);
+  }
+  return out;
+}
+
+pb::PythonFrame ToFrame(const NativeFrame& native) {
+  pb::PythonFrame frame;
+  frame.set_function(native.symbol);
+  frame.set_file(native.object);
+  frame.set_line(-1);
+  frame.set_is_native(true);
+  frame.set_native_address(native.pc);
+  if (!native.symbol.empty()) frame.set_native_symbol_offset(native.symbol_offset);
+  frame.set_native_elf_address(native.elf_address);
+  return frame;
+}
+
+// Puts `native` (innermost first) into `thread`: merged with its Python
+// frames where native_merge.h finds them matching, else side by side.
+void AddNativeFrames(const UnwoundStack& native, const python::EvalEntries& entries,
+                     pb::PythonThread* thread) {
+  if (native.frames.empty()) {
+    thread->set_native_stack(pb::NATIVE_STACK_UNAVAILABLE);
+    thread->set_native_note(native.note);
+    return;
+  }
+  std::vector<pb::PythonFrame> frames;  // outermost first
+  for (auto it = native.frames.rbegin(); it != native.frames.rend(); ++it) {
+    frames.push_back(ToFrame(*it));
+  }
+  const std::vector<pb::PythonFrame> python(thread->frames().begin(),
+                                            thread->frames().end());
+  absl::StatusOr<std::vector<pb::PythonFrame>> merged =
+      python::MergeNativeFrames(python, entries, frames);
+  if (merged.ok()) {
+    thread->set_native_stack(pb::NATIVE_STACK_MERGED);
+    thread->clear_frames();
+    for (pb::PythonFrame& frame : *merged) *thread->add_frames() = std::move(frame);
+    thread->set_native_note(native.note);
+    return;
+  }
+  thread->set_native_stack(pb::NATIVE_STACK_SEPARATE);
+  for (pb::PythonFrame& frame : frames) *thread->add_native_frames() = std::move(frame);
+  thread->set_native_note(native.note.empty()
+                              ? std::string(merged.status().message())
+                              : absl::StrCat(merged.status().message(), "; ", native.note));
+}
+
 absl::Status ReadSnapshot(const Identity& caller, const pb::PythonStackRequest& request,
                           absl::Time deadline, std::function<bool()> cancelled,
                           const python::StackLimits& limits,
@@ -121,10 +178,6 @@ absl::Status ReadSnapshot(const Identity& caller, const pb::PythonStackRequest& 
   const pid_t pid = request.pid();
   if (pid <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("pid ", pid, " is not a process id"));
-  }
-  if (request.native()) {
-    return absl::UnimplementedError(
-        "native (C) frames are not read yet; ask without `native`");
   }
   if (pid == getpid()) {
     return absl::FailedPreconditionError("pid is procwarpd itself");
@@ -144,17 +197,25 @@ absl::Status ReadSnapshot(const Identity& caller, const pb::PythonStackRequest& 
   // Before any stop: a consistent read would see every thread stopped.
   const std::map<pid_t, Task> states = TaskStates(dir);
   std::vector<pb::PythonThread> threads;
+  std::vector<python::EvalEntries> entries;
+  std::map<pid_t, UnwoundStack> native;
   int retries = 0;
   absl::Status read;
-  if (request.consistent()) {
+  if (request.consistent() || request.native()) {
     UniqueFd attach_fd(fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
     if (!attach_fd) return ErrnoStatus(errno, "dup(pidfd)");
     read = exec::RunAttached(
         caller, pid, std::move(attach_fd), deadline, std::move(cancelled),
         [&](ptrace::Operation& op) -> absl::Status {
           RETURN_IF_ERROR(op.StopOtherThreads().status());
-          return python::ReadStacksConsistent(memory, target.where, request.locals(),
-                                              limits, &threads, &retries);
+          RETURN_IF_ERROR(python::ReadStacksConsistent(memory, target.where,
+                                                       request.locals(), limits, &threads,
+                                                       &retries, &entries));
+          if (!request.native()) return absl::OkStatus();
+          // In the same stop, from this (the tracer) thread: native_unwind.h.
+          ASSIGN_OR_RETURN(native, UnwindStoppedThreads(pid, HostTids(states, threads),
+                                                        limits.max_native_frames, deadline));
+          return absl::OkStatus();
         });
   } else {
     read = python::ReadStacksConsistent(memory, target.where, request.locals(), limits,
@@ -172,6 +233,18 @@ absl::Status ReadSnapshot(const Identity& caller, const pb::PythonStackRequest& 
   interpreter->set_version(target.version);
   interpreter->set_object(target.object);
   FillThreads(states, std::move(threads), response);
+  if (request.native()) {
+    for (int i = 0; i < response->threads_size(); ++i) {
+      pb::PythonThread* thread = response->mutable_threads(i);
+      auto stack = native.find(thread->tid());
+      if (stack == native.end() || static_cast<size_t>(i) >= entries.size()) {
+        thread->set_native_stack(pb::NATIVE_STACK_UNAVAILABLE);
+        thread->set_native_note("no task of the process matches this thread");
+        continue;
+      }
+      AddNativeFrames(stack->second, entries[i], thread);
+    }
+  }
   response->set_retries(retries);
   return absl::OkStatus();
 }
@@ -189,10 +262,11 @@ grpc::Status SnapshotsService::PythonStack(grpc::ServerContext* context,
                      limits_, response);
     // Only reads that stop the target are audited: the others change
     // nothing (as Memory reads).
-    if (request->consistent()) {
+    if (request->consistent() || request->native()) {
       Audit("snapshots.python_stack", caller,
             {{"TARGET_PID", absl::StrCat(request->pid())},
              {"CONSISTENT", "1"},
+             {"NATIVE", request->native() ? "1" : "0"},
              {"OUTCOME", status.ok() ? "ok" : status.ToString()}});
     }
     if (!status.ok()) response->Clear();

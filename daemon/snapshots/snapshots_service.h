@@ -12,6 +12,9 @@
 // recycled pid or an exec in between is never read. By default the target is
 // not stopped; `consistent` stops every thread through a transient
 // ptrace attachment (daemon/exec/transient_attach.h) and always detaches.
+// `native` does the same and, in that stop, unwinds each Python thread's
+// native stack (native_unwind.h), merged with its Python frames where
+// daemon/python/native_merge.h finds them matching.
 #ifndef PROCWARP_DAEMON_SNAPSHOTS_SNAPSHOTS_SERVICE_H_
 #define PROCWARP_DAEMON_SNAPSHOTS_SNAPSHOTS_SERVICE_H_
 

@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+
 namespace procwarp {
 
 class AgentThread;
@@ -16,7 +18,10 @@ class ThreadJournal {
   virtual ~ThreadJournal() = default;
   // `thread` (outlives_daemon()) is in the table: record it and hand its
   // pidfd and socket end to the keeper before the caller hears of it.
-  virtual void ThreadAdded(AgentThread& thread) = 0;
+  // Returns once the record is persisted: OK, or why it could not be
+  // (RESOURCE_EXHAUSTED for a full disk, naming the file); then the table
+  // ends the thread and reports ThreadForgotten.
+  virtual absl::Status ThreadAdded(AgentThread& thread) = 0;
   // Thread `id` left the table (ExitThread): forget it, let its fds go.
   virtual void ThreadForgotten(const std::string& id) = 0;
 };

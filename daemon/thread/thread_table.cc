@@ -225,9 +225,27 @@ absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Create(
   if (admitted.ok()) FaultPoint("create", 4, (*admitted)->agent()->pidfd());
   ThreadJournal* journal = journal_;
   if (admitted.ok() && lifetime.outlives_daemon && journal != nullptr) {
-    journal->ThreadAdded(*(*admitted)->agent());
+    absl::Status recorded = journal->ThreadAdded(*(*admitted)->agent());
+    if (!recorded.ok()) return Withdraw(*admitted, *journal, recorded);
   }
   return admitted;
+}
+
+absl::Status ThreadTable::Withdraw(const std::shared_ptr<Thread>& thread,
+                                   ThreadJournal& journal,
+                                   const absl::Status& unrecorded) {
+  threads_.Remove(thread->owner(), thread->id()).IgnoreError();
+  ForgetPointers(*thread);
+  // Killed and reaped (Kill waits for it, boundedly) before the answer; one
+  // its owner holds back (a tracer) counts on until it is gone.
+  if (!thread->Release(ReleaseReason::kSessionEnd)) Linger(thread);
+  // Its record (if a later write took it) and the keeper's fds go too.
+  journal.ThreadForgotten(thread->id());
+  return absl::Status(
+      unrecorded.code(),
+      absl::StrCat("CreateThread: the persistent thread could not be recorded, "
+                   "so it was killed (a daemon restart would have lost it): ",
+                   unrecorded.message()));
 }
 
 absl::StatusOr<std::shared_ptr<Thread>> ThreadTable::Attach(

@@ -61,6 +61,9 @@ class ThreadTable {
   // daemon, or cloned by request.parent_thread_id (which must be a thread
   // `caller` may use: NOT_FOUND otherwise); a child belongs to its parent's
   // owner. `request` passed CheckCreateThreadRequest (thread_requests.h).
+  // A persistent thread whose record the journal cannot write is ended
+  // before this returns the journal's error (RESOURCE_EXHAUSTED for a full
+  // disk), as a Spawn's process is.
   absl::StatusOr<std::shared_ptr<Thread>> Create(
       const procwarp::v1::CreateThreadRequest& request, const Identity& caller,
       uint64_t session_id);
@@ -142,6 +145,13 @@ class ThreadTable {
       HandleTable<Thread>::Reservation place,
       absl::StatusOr<std::shared_ptr<Thread>> started, pid_t claimed,
       absl::string_view call);
+  // Undoes the Create of persistent `thread` whose record could not be
+  // written (`unrecorded`, from the journal): out of the table, its agent
+  // killed and reaped, forgotten by the journal. Returns the error for the
+  // caller, naming the state file and the errno as `unrecorded` does
+  // (docs/architecture.md, "Restart without loss").
+  absl::Status Withdraw(const std::shared_ptr<Thread>& thread,
+                        ThreadJournal& journal, const absl::Status& unrecorded);
   // What a session end (or a Commit after it) does with a thread.
   void ReleaseAtSessionEnd(std::shared_ptr<Thread> thread);
   // The pointer found (or the lookup's error) with its thread, or NOT_FOUND

@@ -3,6 +3,7 @@
 
 #include <grp.h>
 #include <openssl/bio.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pwd.h>
 
@@ -77,6 +78,19 @@ CertificateNames NamesOf(X509* certificate) {
     GENERAL_NAMES_free(sans);
   }
   return names;
+}
+
+absl::StatusOr<CertificateNames> NamesOfPem(absl::string_view pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> certificate(
+      bio == nullptr ? nullptr
+                     : PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr),
+      X509_free);
+  if (certificate == nullptr) {
+    return absl::InvalidArgumentError("the client certificate is not PEM");
+  }
+  return NamesOf(certificate.get());
 }
 
 CertificateMapper::CertificateMapper(std::vector<CertificateMapping> mappings,

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "daemon/server/identity.h"
 #include "proto/procwarp/config/v1/config.pb.h"
 
@@ -31,6 +32,9 @@ struct CertificateNames {
 };
 
 CertificateNames NamesOf(X509* certificate);
+// NamesOf the first certificate in `pem` (as gRPC gives a peer's, in the
+// auth context's "x509_pem_cert"); INVALID_ARGUMENT when it holds none.
+absl::StatusOr<CertificateNames> NamesOfPem(absl::string_view pem);
 
 class CertificateMapper {
  public:

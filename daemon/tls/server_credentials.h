@@ -1,18 +1,17 @@
-// ServerCredentials: one immutable OpenSSL server context for the TLS
-// listener, built from the configured CA bundle, certificate and key.
+// ServerCredentials: the TLS listener's CA bundle, certificate chain and key
+// as read from the configured files and checked, for gRPC to serve with
+// (grpc_credentials.h).
 //
-// The policy is fixed here, not configurable, so no config can weaken it:
-// TLS 1.2 or later; a client certificate is required and must chain to the
-// CA bundle; no session resumption (a resumed session would skip verifying
-// the client against a CA bundle that may have been replaced since); ALPN
-// "h2" for gRPC clients; session keys go to the kernel where it can take
-// them (kernel TLS, kernel_tls.h). Reloading builds a new one; connections
-// keep the one they started with (SSL objects hold a reference on their
-// SSL_CTX).
+// Checked here, before gRPC ever sees them, so that a reload of a
+// half-written file, a key that does not match its certificate or an empty
+// CA bundle is refused with a clear reason and the previous credentials
+// stay. Each reload makes a new immutable object; gRPC takes the new one
+// for the connections that start after it (docs/remote.md, "Reloading
+// certificates").
 #ifndef PROCWARP_DAEMON_TLS_SERVER_CREDENTIALS_H_
 #define PROCWARP_DAEMON_TLS_SERVER_CREDENTIALS_H_
 
-#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <memory>
 #include <string>
@@ -41,26 +40,28 @@ CertificateValidity ValidityOf(X509* certificate);
 class ServerCredentials {
  public:
   // Reads the three files; FAILED_PRECONDITION naming the file and OpenSSL's
-  // reason when one is unreadable, the key does not match the certificate,
-  // or the CA bundle holds no certificate.
+  // reason when one is unreadable or holds no PEM of its kind, the key does
+  // not match the certificate, or the CA bundle holds no certificate.
   static absl::StatusOr<std::shared_ptr<const ServerCredentials>> Load(
       const TlsFiles& files);
-  ~ServerCredentials();
-  ServerCredentials(const ServerCredentials&) = delete;
-  ServerCredentials& operator=(const ServerCredentials&) = delete;
 
-  SSL_CTX* context() const { return context_; }
+  // The files' contents (PEM), exactly as checked.
+  const std::string& ca_pem() const { return ca_pem_; }
+  const std::string& cert_pem() const { return cert_pem_; }
+  const std::string& key_pem() const { return key_pem_; }
   // The server certificate's validity (logged at start and on reload: an
   // expired server certificate makes every client fail).
   const CertificateValidity& server_certificate() const { return server_; }
-  // The files' contents, to tell a real change from a touch.
-  const std::string& fingerprint() const { return fingerprint_; }
+  // True when `other` holds the same three files' contents (a touch, not a
+  // change).
+  bool SameAs(const ServerCredentials& other) const;
 
  private:
   ServerCredentials() = default;
-  SSL_CTX* context_ = nullptr;
+  std::string ca_pem_;
+  std::string cert_pem_;
+  std::string key_pem_;
   CertificateValidity server_;
-  std::string fingerprint_;
 };
 
 }  // namespace procwarp

@@ -1,8 +1,6 @@
 // See tls_listener.h.
 #include "daemon/tls/tls_listener.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,29 +21,15 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "daemon/server/log.h"
-#include "daemon/tls/kernel_tls.h"
-#include "daemon/tls/tls_pump.h"
+#include "daemon/tls/grpc_credentials.h"
 #include "daemon/util/errno_status.h"
 #include "daemon/util/status_macros.h"
-#include "grpcpp/server_posix.h"
 
 namespace procwarp {
 namespace {
 
 // Probes sent to a silent peer before it is given up.
 constexpr int kKeepaliveProbes = 3;
-
-std::string FormatAddress(const sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (addr.ss_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
-    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-    return absl::StrCat(host, ":", ntohs(in->sin_port));
-  }
-  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-  inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-  return absl::StrCat("[", host, "]:", ntohs(in6->sin6_port));
-}
 
 // "HOST:PORT" or "[V6]:PORT" -> a listening socket.
 absl::StatusOr<UniqueFd> BindTcp(const std::string& address) {
@@ -120,19 +104,14 @@ void LogServerCertificate(const ServerCredentials& creds, const char* when) {
   }
 }
 
-struct SslDeleter {
-  void operator()(SSL* ssl) const { SSL_free(ssl); }
-};
-
 }  // namespace
 
 TlsListener::TlsListener(TlsListenerOptions options, CertificateMapper mapper,
                          SessionRegistry* sessions)
     : options_(std::move(options)),
-      mapper_(std::move(mapper)),
       sessions_(sessions),
+      callers_(std::move(mapper), options_.limits, sessions),
       stop_accepting_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       inotify_fd_(inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) {}
 
 absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
@@ -143,8 +122,7 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
   LogServerCertificate(*creds, "loaded");
   std::unique_ptr<TlsListener> listener(
       new TlsListener(std::move(options), std::move(mapper), sessions));
-  if (!listener->stop_accepting_fd_ || !listener->stop_fd_ ||
-      !listener->inotify_fd_) {
+  if (!listener->stop_accepting_fd_ || !listener->inotify_fd_) {
     return ErrnoStatus(errno, "eventfd/inotify_init1 for the TLS listener");
   }
   listener->credentials_ = std::move(creds);
@@ -153,7 +131,7 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
     sockaddr_storage bound{};
     socklen_t len = sizeof(bound);
     getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len);
-    listener->bound_.push_back(FormatAddress(bound));
+    listener->bound_.push_back(FormatPeerAddress(bound));
     listener->listen_fds_.push_back(std::move(fd));
   }
   // Watch the directories, not the files: editors and Kubernetes Secrets
@@ -176,15 +154,26 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
   return listener;
 }
 
-TlsListener::~TlsListener() { Stop(); }
+TlsListener::~TlsListener() { StopAccepting(); }
 
 std::shared_ptr<const ServerCredentials> TlsListener::credentials() const {
   absl::MutexLock lock(&mu_);
   return credentials_;
 }
 
-void TlsListener::Start(grpc::Server* server) {
-  accept_thread_ = std::thread([this, server] { AcceptLoop(server); });
+void TlsListener::AddTo(grpc::ServerBuilder* builder) {
+  acceptor_ = builder->experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+      ReloadableGrpcCredentials([this] { return credentials(); }));
+  // Only connections that handshake have this deadline: the unix ones are
+  // handed to gRPC without a handshake.
+  builder->AddChannelArgument(
+      GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options_.handshake_timeout)));
+}
+
+void TlsListener::Start() {
+  accept_thread_ = std::thread([this] { AcceptLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
 }
 
@@ -198,8 +187,7 @@ void TlsListener::Reload() {
   }
   {
     absl::MutexLock lock(&mu_);
-    if (credentials_ != nullptr &&
-        credentials_->fingerprint() == (*loaded)->fingerprint()) {
+    if (credentials_ != nullptr && credentials_->SameAs(**loaded)) {
       return;  // touched, not changed
     }
     credentials_ = *loaded;
@@ -209,22 +197,10 @@ void TlsListener::Reload() {
 
 void TlsListener::StopAccepting() {
   if (stopped_accepting_.exchange(true)) return;
-  // A connection thread that saw the flag unset has finished handing its
-  // connection to gRPC once we hold the lock (see Serve).
-  { absl::MutexLock fence(&mu_); }
   uint64_t one = 1;
   (void)!write(stop_accepting_fd_.get(), &one, sizeof(one));
   if (accept_thread_.joinable()) accept_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
-}
-
-void TlsListener::Stop() {
-  StopAccepting();
-  uint64_t one = 1;
-  (void)!write(stop_fd_.get(), &one, sizeof(one));
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](int* n) { return *n == 0; }, &connections_));
 }
 
 void TlsListener::WatchLoop() {
@@ -241,7 +217,7 @@ void TlsListener::WatchLoop() {
   }
 }
 
-void TlsListener::AcceptLoop(grpc::Server* server) {
+void TlsListener::AcceptLoop() {
   std::vector<pollfd> fds;
   for (const UniqueFd& fd : listen_fds_) fds.push_back({fd.get(), POLLIN, 0});
   fds.push_back({stop_accepting_fd_.get(), POLLIN, 0});
@@ -263,125 +239,61 @@ void TlsListener::AcceptLoop(grpc::Server* server) {
         continue;
       }
       UniqueFd conn(raw);
-      std::string peer_address = FormatAddress(peer);
-      {
-        absl::MutexLock lock(&mu_);
-        if (connections_ >= options_.max_connections) {
-          refusals_.Log(absl::ResourceExhaustedError(absl::StrCat(
-              "refusing a TLS connection from ", peer_address, ": ",
-              connections_, " TLS connections are open, the limit "
-              "(tls.max_connections) is ", options_.max_connections)));
-          continue;
-        }
-        ++connections_;
+      std::string peer_address = FormatPeerAddress(peer);
+      if (TakeConnectionSlot(peer_address)) {
+        HandOver(std::move(conn), fds[i].fd, peer_address);
       }
-      std::thread([this, server, conn = std::move(conn),
-                   peer_address = std::move(peer_address)]() mutable {
-        Serve(server, std::move(conn), std::move(peer_address));
-        absl::MutexLock lock(&mu_);
-        --connections_;
-      }).detach();
     }
   }
 }
 
-void TlsListener::Serve(grpc::Server* server, UniqueFd conn, std::string peer) {
-  SetKeepalive(conn.get(), options_.dead_peer_timeout);
-  std::shared_ptr<const ServerCredentials> creds = credentials();
-  std::unique_ptr<SSL, SslDeleter> ssl(SSL_new(creds->context()));
-  if (ssl == nullptr || SSL_set_fd(ssl.get(), conn.get()) != 1) {
-    LogError(absl::StrCat("TLS connection from ", peer, ": SSL_new failed"));
-    return;
+bool TlsListener::TakeConnectionSlot(const std::string& peer) {
+  absl::MutexLock lock(&connections_->mu);
+  if (connections_->count >= options_.max_connections) {
+    refusals_.Log(absl::ResourceExhaustedError(absl::StrCat(
+        "refusing a TLS connection from ", peer, ": ", connections_->count,
+        " TLS connections are open, the limit (tls.max_connections) is ",
+        options_.max_connections)));
+    return false;
   }
-  absl::Status handshake = AcceptTls(
-      ssl.get(), absl::Now() + options_.handshake_timeout, stop_fd_.get());
-  if (!handshake.ok()) {
-    refusals_.Log(absl::Status(handshake.code(),
-                               absl::StrCat("TLS connection from ", peer, ": ",
-                                            handshake.message())));
-    return;
-  }
-  X509* certificate = SSL_get0_peer_certificate(ssl.get());
-  if (certificate == nullptr || SSL_get_verify_result(ssl.get()) != X509_V_OK) {
-    return;  // cannot happen with SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-  }
-  CertificateNames names = NamesOf(certificate);
-  absl::StatusOr<Identity> mapped = mapper_.Map(names);
-  Identity identity;
-  std::string refusal;
-  if (mapped.ok()) {
-    identity = *std::move(mapped);
-  } else {
-    // Served, so the client hears why on its first call (an error it can
-    // act on), but with no uid's rights: uid -1 owns nothing and passes no
-    // check.
-    identity.uid = static_cast<uid_t>(-1);
-    identity.gid = static_cast<gid_t>(-1);
-    identity.subject = names.subject;
-    refusal = std::string(mapped.status().message());
-    LogError(absl::StrCat("TLS connection from ", peer, ": ", refusal));
-  }
-  identity.peer_address = peer;
+  ++connections_->count;
+  return true;
+}
 
-  // Who seals and opens the records from now on (kernel_tls.h): the kernel,
-  // when OpenSSL gave it both directions, and gRPC gets the TCP socket
-  // itself; else the pump, and gRPC gets the plaintext end of a socketpair.
-  const KernelTls kernel_tls = KernelTlsOf(ssl.get());
-  UniqueFd for_grpc;
-  // Ours: the pump's end of the socketpair, or a duplicate of the socket to
-  // see the connection end.
-  UniqueFd ours;
-  if (kernel_tls.whole()) {
-    ours = UniqueFd(fcntl(conn.get(), F_DUPFD_CLOEXEC, 0));
-    for_grpc = std::move(conn);  // `ssl` keeps the number, never closes it
-  } else {
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
-                   pair) == 0) {
-      ours = UniqueFd(pair[0]);
-      for_grpc = UniqueFd(pair[1]);
-      // Room for a whole stream chunk (1 MiB) from gRPC: with the default
-      // ~200 KiB its writer met a full socket and waited for the pump
-      // several times per message (docs/remote.md, "Performance").
-      int bytes = 1 << 20;
-      // Best effort: a smaller buffer costs only speed.
-      setsockopt(for_grpc.get(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
-    }
-  }
-  if (!ours) {
-    LogError(absl::StrCat("TLS connection from ", peer, ": ", strerror(errno)));
-    return;
-  }
-  if (absl::Status admitted = AdmitConnection(*sessions_, options_.limits,
-                                              for_grpc.get(), identity);
-      !admitted.ok()) {
-    refusals_.Log(admitted);
-    return;
-  }
-  auto session = sessions_->Register(for_grpc.get(), identity, refusal);
-  if (!session.ok()) {
+void TlsListener::HandOver(UniqueFd conn, int listen_fd,
+                           const std::string& peer) {
+  SetKeepalive(conn.get(), options_.dead_peer_timeout);
+  // Its slot is given back when the registry sees the connection end,
+  // however it ends: the handshake failed or timed out (gRPC closes it),
+  // no call came within the handshake timeout (the registry closes it), the
+  // client left, or its first call found it over the limits.
+  absl::Status registered = sessions_->RegisterPending(
+      conn.get(), peer, [open = connections_, peer](bool bound) {
+        {
+          absl::MutexLock lock(&open->mu);
+          --open->count;
+        }
+        if (!bound) {
+          // gRPC logs a failed handshake's reason, not who it was.
+          open->ended_unbound.Log(absl::UnavailableError(absl::StrCat(
+              "TLS connection from ", peer, " ended before its first call: "
+              "its TLS handshake failed or timed out, or it made no call in "
+              "time (tls.handshake_timeout_ms)")));
+        }
+      },
+      absl::Now() + options_.handshake_timeout);
+  if (!registered.ok()) {
+    absl::MutexLock lock(&connections_->mu);
+    --connections_->count;
     LogError(absl::StrCat("TLS connection from ", peer, ": ",
-                          session.status().ToString()));
+                          registered.message()));
     return;
   }
-  if (refusal.empty()) {
-    LogInfo(absl::StrCat("TLS client '", identity.subject, "' from ", peer,
-                         " connected as uid ", identity.uid,
-                         identity.admin ? " (admin)" : "", "; ",
-                         kernel_tls.Describe()));
-  }
-  {
-    // Never hand gRPC a connection once StopAccepting() has returned: the
-    // server may be shutting down by then.
-    absl::MutexLock lock(&mu_);
-    if (stopped_accepting_.load()) return;
-    grpc::AddInsecureChannelFromFd(server, for_grpc.Release());
-  }
-  if (kernel_tls.whole()) {
-    AwaitConnectionEnd(ours.get(), stop_fd_.get());
-  } else {
-    PumpTls(ssl.get(), ours.get(), stop_fd_.get());
-  }
+  grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters
+      connection;
+  connection.listener_fd = listen_fd;
+  connection.fd = conn.Release();  // gRPC's from now on
+  acceptor_->HandleNewConnection(&connection);
 }
 
 }  // namespace procwarp

@@ -1,24 +1,17 @@
 // TlsListener: the daemon's accept loop for remote callers (config
-// listen_tcp), mutual TLS only (docs/remote.md).
+// listen_tcp), mutual TLS only (docs/remote.md, "The path of a remote
+// connection").
 //
-// For each accepted TCP connection, under `max_connections` (counting
-// handshakes in progress), one thread:
-//   1. completes the TLS handshake within `handshake_timeout` (a client that
-//      connects and sends nothing holds one connection slot that long, and
-//      nothing else): TLS 1.2+, a client certificate chaining to the CA
-//      bundle is required (server_credentials.h);
-//   2. maps the certificate to an Identity (cert_identity.h), or marks the
-//      session so every call is refused UNAUTHENTICATED naming the subject;
-//   3. applies the same per-identity connection limit and admin fd reserve
-//      as the unix listener (AdmitConnection);
-//   4. registers a Session on the plaintext end of a socketpair and hands
-//      that end to gRPC (AddInsecureChannelFromFd, as for unix clients), so
-//      callers resolve, are limited and are authorised exactly as local
-//      ones;
-//   5. pumps bytes between TLS and the socketpair until either side ends
-//      (tls_pump.h); the registry sees the session end when it does.
-// Dead peers that never close (a link that went down) are found by TCP
-// keepalive and TCP_USER_TIMEOUT within `dead_peer_timeout`.
+// The daemon accepts, gRPC does the TLS: each accepted TCP connection,
+// under `max_connections` (counting those still handshaking), gets TCP
+// keepalive and TCP_USER_TIMEOUT (a peer that vanished without a FIN or
+// RST, e.g. a link that went down, is dropped within `dead_peer_timeout`),
+// is registered pending in the session registry, and is handed to gRPC's
+// external connection acceptor, which runs the TLS handshake with the
+// credentials of grpc_credentials.h within `handshake_timeout`. The
+// connection's first call binds it to the identity its certificate maps to
+// (remote_callers.h); its end, seen by the registry, frees its
+// non-persistent handles and its place under `max_connections`.
 //
 // Credentials are reloaded by Reload() (SIGHUP) and when a watched file's
 // directory changes; a failed reload keeps the previous credentials.
@@ -38,9 +31,10 @@
 #include "daemon/server/listener.h"
 #include "daemon/server/session_registry.h"
 #include "daemon/tls/cert_identity.h"
+#include "daemon/tls/remote_callers.h"
 #include "daemon/tls/server_credentials.h"
 #include "daemon/util/unique_fd.h"
-#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
 
 namespace procwarp {
 
@@ -67,37 +61,56 @@ class TlsListener {
   // The bound addresses, with the actual port ("127.0.0.1:41234").
   const std::vector<std::string>& addresses() const { return bound_; }
 
-  // Starts accepting into `server` (already started) and watching the
-  // credential files.
-  void Start(grpc::Server* server);
+  // Resolves the callers of the connections this listener hands to gRPC:
+  // give it to the CallerResolver.
+  const RemoteCallerSource* callers() const { return &callers_; }
+
+  // Adds gRPC's side (the acceptor with the TLS credentials, the handshake
+  // timeout) to the server being built. Call once, before BuildAndStart.
+  void AddTo(grpc::ServerBuilder* builder);
+  // Starts accepting (the server built with AddTo has started) and
+  // watching the credential files.
+  void Start();
   // Re-reads the credential files now; new connections use them.
   void Reload();
-  // Stops accepting; established connections keep being served.
+  // Stops accepting; established connections stay with gRPC, which ends
+  // them when the server shuts down.
   void StopAccepting();
-  // Ends every connection and waits for their threads.
-  void Stop();
 
  private:
+  // TLS connections open, handshaking or not, and the log of those that
+  // ended without a call: shared with the registry's end callbacks, which
+  // may run after the listener is gone.
+  struct OpenConnections {
+    absl::Mutex mu;
+    int count ABSL_GUARDED_BY(mu) = 0;
+    RefusalLog ended_unbound;
+  };
+
   TlsListener(TlsListenerOptions options, CertificateMapper mapper,
               SessionRegistry* sessions);
-  void AcceptLoop(grpc::Server* server);
+  void AcceptLoop();
   void WatchLoop();
-  void Serve(grpc::Server* server, UniqueFd conn, std::string peer);
+  // Takes a place under max_connections for a connection from `peer`, or
+  // logs why not.
+  bool TakeConnectionSlot(const std::string& peer);
+  void HandOver(UniqueFd conn, int listen_fd, const std::string& peer);
   std::shared_ptr<const ServerCredentials> credentials() const;
 
   const TlsListenerOptions options_;
-  const CertificateMapper mapper_;
   SessionRegistry* sessions_;
+  RemoteCallers callers_;
   std::vector<UniqueFd> listen_fds_;
   std::vector<std::string> bound_;
   UniqueFd stop_accepting_fd_;  // eventfd: wakes the accept and watch loops
-  UniqueFd stop_fd_;            // eventfd: ends every connection
   UniqueFd inotify_fd_;
   RefusalLog refusals_;
+  const std::shared_ptr<OpenConnections> connections_ =
+      std::make_shared<OpenConnections>();
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor_;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const ServerCredentials> credentials_ ABSL_GUARDED_BY(mu_);
-  int connections_ ABSL_GUARDED_BY(mu_) = 0;  // connection threads running
 
   std::atomic<bool> stopped_accepting_{false};
   std::thread accept_thread_;

@@ -97,9 +97,13 @@ case "$command" in
     if [ -n "$start" ]; then
       echo "--dates is for server and client certificates" >&2; exit 2
     fi
+    # A name of its own (host and a random tag): the daemon's certificate
+    # request lists the CAs it trusts by name only, which is how a client
+    # tells it holds another CA's certificate (docs/remote.md, "Clients").
+    tag=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
     openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
       -keyout "$dir/ca.key" -out "$dir/ca.pem" -days "$days" \
-      -subj "/CN=procwarp CA $(hostname)" \
+      -subj "/CN=procwarp CA $(hostname) $tag" \
       -addext "basicConstraints=critical,CA:TRUE" \
       -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
     chmod 0644 "$dir/ca.pem"

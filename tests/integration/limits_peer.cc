@@ -19,6 +19,14 @@
 //     spawn_labels N LABEL_BYTES  N sleeping processes with big labels
 //     thread_labels N LABEL_BYTES  N agent threads with big labels
 //     status                 one GetStatus: its counts
+//     spawn_flood CLIENTS ROUNDS  CLIENTS connections, each doing
+//                            Spawn+Wait+Remove of /bin/true in a loop (at
+//                            most ROUNDS times); READY once each has made
+//                            one, DONE (with the codes, and how many were
+//                            still flooding) once stdin closes
+//     cheap_calls ROUNDS     ROUNDS times GetStatus, List and a Wait on an
+//                            exited child of its own, then DONE with the
+//                            counts; exits by itself
 //   For the floods, READY comes once FINISHED of the N calls have ended (the
 //   ones refused), or after 30 s; it counts the calls that ended by status
 //   code. The others are still running in the daemon and are cancelled at
@@ -28,11 +36,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <atomic>
 #include <cstdlib>
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -292,6 +303,89 @@ int ThreadLabels(int n, size_t label_bytes) {
   return 0;
 }
 
+// Spawn+Wait+Remove of /bin/true; the first failure's status.
+grpc::Status SpawnWaitRemove(procwarp::v1::Processes::Stub* processes) {
+  procwarp::v1::SpawnRequest spawn;
+  spawn.add_argv("/bin/true");
+  procwarp::v1::SpawnResponse spawned;
+  grpc::Status s = processes->Spawn(Ctx().get(), spawn, &spawned);
+  if (!s.ok()) return s;
+  procwarp::v1::WaitRequest wait;
+  wait.set_id(spawned.process().id());
+  procwarp::v1::WaitResponse waited;
+  s = processes->Wait(Ctx().get(), wait, &waited);
+  procwarp::v1::RemoveProcessRequest remove;
+  remove.set_id(spawned.process().id());
+  remove.set_force(true);  // (a refused Wait leaves it perhaps running)
+  procwarp::v1::RemoveProcessResponse removed;
+  grpc::Status r = processes->Remove(Ctx().get(), remove, &removed);
+  return s.ok() ? r : s;
+}
+
+int SpawnFlood(int clients, int rounds) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> started{0}, flooding{clients};
+  std::mutex mu;
+  std::map<std::string, int> codes;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      auto processes = procwarp::v1::Processes::NewStub(NewUnixChannel(socket_path));
+      std::map<std::string, int> mine;
+      for (int i = 0; i < rounds && !stop.load(); ++i) {
+        ++mine[CodeName(SpawnWaitRemove(processes.get()))];
+        if (i == 0) ++started;
+      }
+      --flooding;
+      std::lock_guard<std::mutex> lock(mu);
+      for (const auto& [code, count] : mine) codes[code] += count;
+    });
+  }
+  while (started.load() < clients && flooding.load() == clients) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  printf("READY\n");
+  fflush(stdout);
+  HoldUntilStdinCloses();
+  const int still_flooding = flooding.load();
+  stop = true;
+  for (auto& t : threads) t.join();
+  printf("DONE still_flooding=%d %s\n", still_flooding, Counts(codes).c_str());
+  return 0;
+}
+
+int CheapCalls(int rounds) {
+  auto channel = NewUnixChannel(socket_path);
+  auto admin = procwarp::v1::Admin::NewStub(channel);
+  auto processes = procwarp::v1::Processes::NewStub(channel);
+  procwarp::v1::SpawnResponse spawned;
+  grpc::Status s = processes->Spawn(
+      Ctx().get(), SpawnWithLabels({"/bin/true"}, 0), &spawned);
+  if (!s.ok()) return Fail("Spawn", s);
+  int answered = 0;
+  std::map<std::string, int> failed;
+  auto note = [&](const grpc::Status& status) {
+    if (status.ok()) {
+      ++answered;
+    } else {
+      ++failed[CodeName(status)];
+    }
+  };
+  for (int i = 0; i < rounds; ++i) {
+    procwarp::v1::GetStatusResponse status;
+    note(admin->GetStatus(Ctx().get(), {}, &status));
+    procwarp::v1::ListProcessesResponse listed;
+    note(processes->List(Ctx().get(), {}, &listed));
+    procwarp::v1::WaitRequest wait;
+    wait.set_id(spawned.process().id());
+    procwarp::v1::WaitResponse waited;
+    note(processes->Wait(Ctx().get(), wait, &waited));
+  }
+  printf("DONE answered=%d failed=%s\n", answered,
+         failed.empty() ? "none" : Counts(failed).c_str());
+  return 0;
+}
+
 int Connections(int n) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::map<std::string, int> codes;
@@ -333,6 +427,14 @@ int main(int argc, char** argv) {
     printf("%s clients=%d processes=%d running=%d\n", CodeName(s).c_str(),
            r.clients(), r.processes(), r.running_processes());
     return 0;
+  }
+  if (op == "spawn_flood") {
+    need(2);
+    return SpawnFlood(n[0], n[1]);
+  }
+  if (op == "cheap_calls") {
+    need(1);
+    return CheapCalls(n[0]);
   }
   if (op == "connections") {
     need(1);

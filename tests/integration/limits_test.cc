@@ -197,6 +197,17 @@ class LimitsTest : public ::testing::Test {
     return all;
   }
 
+  // Every process of every user, killed and forgotten.
+  void RemoveAll() {
+    for (const auto& p : ListAll()) {
+      procwarp::v1::RemoveProcessRequest remove;
+      remove.set_id(p.id());
+      remove.set_force(true);
+      procwarp::v1::RemoveProcessResponse removed;
+      EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
+    }
+  }
+
   std::unique_ptr<DaemonHarness> daemon_;
   std::unique_ptr<procwarp::v1::Processes::Stub> stub_;
 };
@@ -368,13 +379,7 @@ TEST_F(LimitsTest, HugeLabelsAreRefusedAndListPages) {
   attacker.Release();
   // The attacker's session ended, but its processes stay (they are not
   // tied to the connection); clean up.
-  for (const auto& p : ListAll()) {
-    procwarp::v1::RemoveProcessRequest remove;
-    remove.set_id(p.id());
-    remove.set_force(true);
-    procwarp::v1::RemoveProcessResponse removed;
-    EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
-  }
+  RemoveAll();
 }
 
 // The bytes of argv and labels one user's process records hold together are
@@ -555,13 +560,42 @@ TEST_F(LimitsTest, NonAdminStatusCountsOnlyItsOwn) {
   EXPECT_EQ(status.running_processes(), 5);
   EXPECT_GE(status.clients(), 2);
   own.Release();
-  for (const auto& p : ListAll()) {
-    procwarp::v1::RemoveProcessRequest remove;
-    remove.set_id(p.id());
-    remove.set_force(true);
-    procwarp::v1::RemoveProcessResponse removed;
-    EXPECT_TRUE(stub_->Remove(Ctx().get(), remove, &removed).ok());
-  }
+  RemoveAll();
+}
+
+// Fairness (docs/architecture.md, "Fairness under load"): one user floods
+// Spawn+Wait+Remove of /bin/true from 64 connections, as many as its call
+// limit; another user's cheap calls (GetStatus, List, a Wait on its own
+// exited child) are all answered before the flood is over, and root is
+// served too. No clock is read: the flood's own count is the bound.
+TEST_F(LimitsTest, CheapCallsAnswerDuringAnotherUsersSpawnFlood) {
+  StartDaemon({});
+  constexpr int kOtherUser = 65533;
+  auto cheap_calls = [&](int rounds) {
+    return RunProgram(PeerCommand("limits_peer", daemon_->socket_path(),
+                                  kOtherUser,
+                                  {"cheap_calls", absl::StrCat(rounds)}))
+        .out;
+  };
+  // Root's own connection and what the daemon opens once, at a first spawn
+  // for another uid, count in the baseline.
+  EXPECT_EQ(cheap_calls(1), "DONE answered=3 failed=none\n");
+  RemoveAll();
+  const int fds_before = daemon_->AwaitFdsAtMost(0, absl::Seconds(1));
+  Attacker flood(daemon_->socket_path(), {"spawn_flood", "64", "300"});
+  ASSERT_EQ(flood.Line(), "READY");
+  EXPECT_EQ(cheap_calls(20), "DONE answered=60 failed=none\n");
+  ExpectRootServed();
+  std::string done = flood.Release();
+  ASSERT_THAT(done, StartsWith("DONE")) << done;
+  EXPECT_GT(CountOf(done, "still_flooding"), 0)
+      << "the flood was over before the other user's calls were answered: "
+      << done;
+  EXPECT_GT(CountOf(done, "OK"), 0) << done;
+  // What the peers left (the other user's child; a flood round whose
+  // Remove was refused at the call limit) goes; then nothing else is held.
+  RemoveAll();
+  EXPECT_LE(daemon_->AwaitFdsAtMost(fds_before), fds_before);
 }
 
 }  // namespace

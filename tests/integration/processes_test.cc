@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -303,6 +304,69 @@ TEST_F(ProcessesTest, EventsReportLifecycle) {
   EXPECT_EQ(kinds, (std::vector<ProcessEvent::Kind>{ProcessEvent::KIND_STARTED,
                                                     ProcessEvent::KIND_EXITED,
                                                     ProcessEvent::KIND_REMOVED}));
+  ctx->TryCancel();
+  events->Finish();
+}
+
+// A Wait reaps the daemon's own child itself (ProcessTable::AwaitExit), the
+// io loop otherwise: they agree on one reaper. Concurrent Waits and an
+// Attach all see the one exit (the output before it first), Events reports
+// it once; a Wait that gives up hands the exit back to the loop, which still
+// notices it with nobody waiting.
+TEST_F(ProcessesTest, WaitersLoopAndEventsAgreeOnOneExit) {
+  auto ctx = Ctx();
+  auto events = stub_->Events(ctx.get(), {});
+  events->WaitForInitialMetadata();
+
+  ProcessInfo abandoned = Spawn(PipedSpawn({"/bin/sh", "-c", "sleep 0.5; exit 4"}));
+  procwarp::v1::WaitRequest request;
+  request.set_id(abandoned.id());
+  procwarp::v1::WaitResponse response;
+  EXPECT_EQ(stub_->Wait(Ctx(absl::Milliseconds(100)).get(), request, &response)
+                .error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  ProcessInfo waited =
+      Spawn(PipedSpawn({"/bin/sh", "-c", "echo before; sleep 0.3; exit 5"}));
+  std::vector<std::thread> waiters;
+  std::vector<ProcessInfo> seen(4);
+  for (int i = 0; i < 4; ++i) {
+    waiters.emplace_back([&, i] { seen[i] = Wait(waited.id()); });
+  }
+  AttachOutcome attached = AttachAndCollect(stub_.get(), waited.id());
+  for (auto& t : waiters) t.join();
+  for (const ProcessInfo& info : seen) {
+    EXPECT_EQ(info.state(), procwarp::v1::PROCESS_STATE_EXITED);
+    EXPECT_EQ(info.exit_status().code(), 5);
+  }
+  EXPECT_EQ(attached.stdout_data, "before\n");
+  EXPECT_TRUE(attached.exited);
+  EXPECT_EQ(attached.exit.code(), 5);
+
+  // Nobody waits for `abandoned`: its exit comes from the loop.
+  std::map<std::string, int> exits;
+  ProcessEvent event;
+  while ((exits[abandoned.id()] == 0 || exits[waited.id()] == 0) &&
+         events->Read(&event)) {
+    if (event.kind() != ProcessEvent::KIND_EXITED) continue;
+    ++exits[event.process().id()];
+    if (event.process().id() == abandoned.id()) {
+      EXPECT_EQ(event.process().exit_status().code(), 4);
+    }
+  }
+  EXPECT_EQ(exits[abandoned.id()], 1);
+  EXPECT_EQ(exits[waited.id()], 1);
+  EXPECT_EQ(Wait(abandoned.id()).exit_status().code(), 4);
+  ASSERT_TRUE(Remove(abandoned.id()).ok());
+  ASSERT_TRUE(Remove(waited.id()).ok());
+  // Removals come after any second EXITED event would have.
+  int removed = 0;
+  while (removed < 2 && events->Read(&event)) {
+    if (event.kind() == ProcessEvent::KIND_REMOVED) ++removed;
+    if (event.kind() == ProcessEvent::KIND_EXITED) ++exits[event.process().id()];
+  }
+  EXPECT_EQ(exits[abandoned.id()], 1);
+  EXPECT_EQ(exits[waited.id()], 1);
   ctx->TryCancel();
   events->Finish();
 }

@@ -67,6 +67,26 @@ std::vector<std::string> Functions(const pb::PythonThread& thread) {
   return out;
 }
 
+// The Python frames alone (a native read merges native ones in).
+std::vector<std::string> PythonFunctions(const pb::PythonThread& thread) {
+  std::vector<std::string> out;
+  for (const auto& f : thread.frames()) {
+    if (!f.is_native()) out.push_back(f.function());
+  }
+  return out;
+}
+
+// The thread's native frames, outermost first, wherever the daemon put them.
+std::vector<pb::PythonFrame> NativeFrames(const pb::PythonThread& thread) {
+  std::vector<pb::PythonFrame> out;
+  const auto& all = thread.native_stack() == pb::NATIVE_STACK_MERGED ? thread.frames()
+                                                                      : thread.native_frames();
+  for (const auto& f : all) {
+    if (f.is_native()) out.push_back(f);
+  }
+  return out;
+}
+
 std::string ProcField(pid_t pid, const std::string& field) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
   std::string line;
@@ -124,6 +144,12 @@ class DaemonFixture {
     request.set_pid(pid);
     request.set_locals(locals);
     request.set_consistent(consistent);
+    return client_->PythonStack(request);
+  }
+  absl::StatusOr<pb::PythonStackResponse> NativeStack(pid_t pid) {
+    pb::PythonStackRequest request;
+    request.set_pid(pid);
+    request.set_native(true);
     return client_->PythonStack(request);
   }
 
@@ -247,6 +273,9 @@ TEST_P(PythonStackTest, EveryThreadIsFound) {
   int mains = 0;
   for (const auto& thread : stack->threads()) {
     mains += thread.is_main();
+    if (thread.is_main()) {
+      EXPECT_EQ(thread.name(), "MainThread");  // threading's default, read
+    }
     tids.insert(thread.tid());
     EXPECT_TRUE(std::filesystem::exists(
         absl::StrCat("/proc/", t.process.pid(), "/task/", thread.tid())))
@@ -286,7 +315,7 @@ TEST_P(PythonStackTest, ThreadNamesAreThreadingsNames) {
   ASSERT_TRUE(absl::StartsWith(*line, kPrefix)) << *line;
   const std::string default_name = line->substr(kPrefix.size());
   const std::map<std::string, std::string> expected = {
-      {"main", "MainThread"},
+      {"main", "main-renamed"},               // threading.main_thread().name = ...
       {"worker_a", "worker-7"},               // given to Thread()
       {"worker_b", default_name},             // threading's "Thread-1 ..."
       {"worker_c", "renamed-\xc3\xa9"},       // changed after start
@@ -437,6 +466,82 @@ TEST_P(PythonStackTest, TargetInAContainerIsRead) {
   EXPECT_THAT(Functions(*main), ::testing::ElementsAre("<module>", "outer", "middle", "inner"));
 }
 
+// --native on a thread blocked in a C call (sys.stdin.readline: read(2) on
+// a pipe): libc's read is the innermost frame, under the Python frames,
+// merged in place of the evaluation loop's C frames; the target is left
+// running and untraced.
+TEST_P(PythonStackTest, NativeFramesShowTheCCallUnderThePythonFrames) {
+  ReadyTarget t = Start({"nested"});
+  const pid_t pid = t.process.pid();
+  AwaitAllBlocked(pid);
+  const int fds = daemon_->CountFds();
+  auto stack = NativeStack(pid);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const pb::PythonThread* main = MainThread(*stack);
+  ASSERT_NE(main, nullptr);
+  EXPECT_EQ(main->native_stack(), pb::NATIVE_STACK_MERGED) << main->native_note();
+  EXPECT_THAT(PythonFunctions(*main),
+              ::testing::ElementsAre("<module>", "outer", "middle", "inner"));
+  const std::vector<pb::PythonFrame> native = NativeFrames(*main);
+  ASSERT_FALSE(native.empty()) << main->native_note();
+  const pb::PythonFrame& innermost = native.back();
+  EXPECT_TRUE(absl::EndsWith(innermost.function(), "read")) << innermost.DebugString();
+  EXPECT_THAT(innermost.file(), HasSubstr("libc"));
+  EXPECT_NE(innermost.native_address(), 0u);
+  if (main->native_stack() == pb::NATIVE_STACK_MERGED) {
+    // read is the last frame; inner (the Python caller) comes before it, and
+    // something of the C runtime (main / _start / __libc_start_main) before
+    // <module>.
+    EXPECT_TRUE(main->frames(main->frames_size() - 1).is_native());
+    EXPECT_TRUE(main->frames(0).is_native());
+    for (const auto& f : main->frames()) {
+      // The evaluation loop's C frames are replaced by the Python ones.
+      EXPECT_FALSE(f.is_native() && absl::StartsWith(f.function(), "_PyEval_EvalFrameDefault"))
+          << f.function();
+    }
+  }
+  // Detached and running: no tracer, not stopped, and it goes on reading.
+  EXPECT_EQ(ProcField(pid, "TracerPid"), "0");
+  EXPECT_THAT(ProcField(pid, "State"), ::testing::Not(::testing::StartsWith("T")));
+  EXPECT_LE(daemon_->AwaitFdsAtMost(fds, absl::Seconds(10)), fds);
+  ASSERT_TRUE(t.process.Write("go\n").ok());
+  t.process.WaitExit();  // inner() read its line and the program ended
+}
+
+// A running thread: its innermost C frame is the evaluation loop itself,
+// replaced by the Python frames it runs.
+TEST_P(PythonStackTest, NativeFramesOfABusyThread) {
+  ReadyTarget t = Start({"busy"});
+  AwaitMainFrames(t.process.pid(), {"<module>", "busy", "spin"});
+  auto stack = NativeStack(t.process.pid());
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const pb::PythonThread* main = MainThread(*stack);
+  ASSERT_NE(main, nullptr);
+  EXPECT_THAT(PythonFunctions(*main), ::testing::ElementsAre("<module>", "busy", "spin"));
+  EXPECT_EQ(main->native_stack(), pb::NATIVE_STACK_MERGED) << main->native_note();
+  EXPECT_FALSE(NativeFrames(*main).empty());
+  EXPECT_EQ(ProcField(t.process.pid(), "TracerPid"), "0");
+  ASSERT_TRUE(t.process.Write("ping\n").ok());
+  auto pong = t.process.ReadLine();
+  ASSERT_TRUE(pong.ok()) << pong.status();
+  EXPECT_EQ(*pong, "pong");
+}
+
+TEST_P(PythonStackTest, TargetExitingDuringNativeReadsIsACleanError) {
+  ReadyTarget t = Start({"nested"});
+  const int fds = daemon_->CountFds();
+  t.process.CloseStdin();  // inner() returns and the program ends
+  for (;;) {
+    auto stack = NativeStack(t.process.pid());
+    if (stack.ok()) continue;  // not gone yet
+    // "exited during the read", "has exited", or "no process" once reaped.
+    EXPECT_EQ(stack.status().code(), absl::StatusCode::kNotFound) << stack.status();
+    break;
+  }
+  t.process.WaitExit();
+  EXPECT_LE(daemon_->AwaitFdsAtMost(fds, absl::Seconds(10)), fds);
+}
+
 INSTANTIATE_TEST_SUITE_P(Interpreters, PythonStackTest, ::testing::ValuesIn(SupportedPythons()),
                          [](const ::testing::TestParamInfo<Interpreter>& info) {
                            return info.param.id;
@@ -447,10 +552,10 @@ class PythonStackRulesTest : public ::testing::Test, public DaemonFixture {
  protected:
   void SetUp() override { StartDaemon(); }
   absl::Status StackStatus(pid_t pid) { return Stack(pid, /*locals=*/false).status(); }
-  // snapshots_peer's line, as uid/gid 65534.
-  std::string AsNobody(pid_t pid) {
+  // snapshots_peer's line, as uid/gid 65534; `op` "stack" or "native-stack".
+  std::string AsNobody(pid_t pid, const std::string& op = "stack") {
     RunResult r = RunProgram(PeerCommand("snapshots_peer", daemon_->socket_path(), kNobody,
-                                         {"stack", absl::StrCat(pid)}));
+                                         {op, absl::StrCat(pid)}));
     EXPECT_EQ(r.exit_code, 0) << r.out;
     return r.out;
   }
@@ -510,12 +615,19 @@ TEST_F(PythonStackRulesTest, NobodyIsDeniedRootsTargetAndReadsItsOwn) {
   {
     ReadyTarget root = StartReady({"/usr/bin/python3", script, "nested"});
     EXPECT_THAT(AsNobody(root.process.pid()), ::testing::StartsWith("PERMISSION_DENIED"));
+    // --native stops the target: the same rule, and root's target is left
+    // as it was.
+    EXPECT_THAT(AsNobody(root.process.pid(), "native-stack"),
+                ::testing::StartsWith("PERMISSION_DENIED"));
+    EXPECT_EQ(ProcField(root.process.pid(), "TracerPid"), "0");
   }
   {
     TargetProcess::Options as_nobody;
     as_nobody.uid = kNobody;
     ReadyTarget own = StartReady({"/usr/bin/python3", script, "nested"}, as_nobody);
     EXPECT_EQ(AsNobody(own.process.pid()), "OK <module>,outer,middle,inner\n");
+    EXPECT_EQ(AsNobody(own.process.pid(), "native-stack"),
+              "OK <module>,outer,middle,inner\n");
   }
   std::filesystem::remove_all(dir);
 }

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -85,6 +86,33 @@ std::string StopAndTraceState(pid_t pid) {
     }
   }
   return out;
+}
+
+// The pids whose parent is `parent` now, from /proc/PID/stat.
+std::set<pid_t> ChildrenOf(pid_t parent) {
+  std::set<pid_t> children;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    // (read(2): a process that ends meanwhile fails the read, which an
+    // istream would throw for.)
+    int fd = open((entry.path() / "stat").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char buffer[1024];
+    ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
+    close(fd);
+    if (n <= 0) continue;
+    const std::string stat(buffer, n);
+    // "PID (COMM) STATE PPID ...": COMM may hold anything but ends at the
+    // last ')'.
+    size_t end = stat.rfind(')');
+    if (end == std::string::npos) continue;
+    char state;
+    int ppid;
+    if (sscanf(stat.c_str() + end + 1, " %c %d", &state, &ppid) == 2 &&
+        ppid == parent) {
+      children.insert(std::stoi(entry.path().filename().string()));
+    }
+  }
+  return children;
 }
 
 class RestartTest : public ::testing::Test {
@@ -652,14 +680,39 @@ TEST_F(RestartTest, FullDiskUnderTheStateFile) {
                                        kStateFileName + ".tmp"))
       << "a failed write left its temporary file, holding space";
 
+  // A persistent thread is refused the same way: its agent is killed and
+  // reaped before the answer, and nothing lists or records it. A thread that
+  // ends with its connection needs no record and is still made.
+  auto threads = procwarp::v1::Threads::NewStub((*first)->NewChannel());
+  const std::set<pid_t> children_before = ChildrenOf((*first)->daemon_pid());
+  {
+    procwarp::v1::CreateThreadRequest request;
+    request.set_persistent(true);
+    procwarp::v1::CreateThreadResponse response;
+    grpc::Status t = threads->CreateThread(Ctx().get(), request, &response);
+    EXPECT_EQ(t.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << t.error_message();
+    EXPECT_THAT(t.error_message(), HasSubstr(kStateFileName));
+    EXPECT_THAT(t.error_message(), HasSubstr("No space left on device"));
+    EXPECT_THAT(t.error_message(), HasSubstr("killed"));
+  }
+  EXPECT_EQ(ChildrenOf((*first)->daemon_pid()), children_before)
+      << "the unrecorded agent still runs, or was not reaped";
+  EXPECT_TRUE(ListThreads(threads.get()).empty()) << "the refused thread is listed";
+  EXPECT_EQ(read_state().threads_size(), 0);
+  EXPECT_FALSE(CreateThread(threads.get(), /*persistent=*/false).id().empty());
+
   // Room again: the next change writes everything.
   ASSERT_EQ(unlink(filler.c_str()), 0);
   ProcessInfo after = Spawn(stub.get(), {Target(), "idle"});
+  const procwarp::v1::ThreadInfo kept = CreateThread(threads.get(), true);
   {
     procwarp::state::v1::DaemonState state = read_state();
     for (const ProcessInfo& p : {before_full, after}) {
       EXPECT_TRUE(recorded(state, p.id())) << p.id();
     }
+    ASSERT_EQ(state.threads_size(), 1);
+    EXPECT_EQ(state.threads(0).info().id(), kept.id());
   }
   std::ifstream log_in(log);
   std::string logged((std::istreambuf_iterator<char>(log_in)),
@@ -670,6 +723,7 @@ TEST_F(RestartTest, FullDiskUnderTheStateFile) {
 
   // And a restart (in the same mount namespace) loses none of them.
   stub.reset();
+  threads.reset();
   (*first)->SignalDaemonAndWait(SIGKILL);
   DaemonHarness::Options again = options;
   again.wrapper = {"/usr/bin/nsenter", "-t", absl::StrCat((*first)->pid()), "-m",
@@ -683,6 +737,12 @@ TEST_F(RestartTest, FullDiskUnderTheStateFile) {
     EXPECT_EQ(listed[p.id()].state(), procwarp::v1::PROCESS_STATE_RUNNING);
     EXPECT_TRUE(Remove(stub.get(), p.id(), /*force=*/true).ok()) << p.id();
   }
+  threads = procwarp::v1::Threads::NewStub((*second)->NewChannel());
+  ASSERT_TRUE(ListThreads(threads.get()).count(kept.id()));
+  procwarp::v1::ExitThreadRequest exit;
+  exit.set_id(kept.id());
+  procwarp::v1::ExitThreadResponse exited;
+  EXPECT_TRUE(threads->ExitThread(Ctx().get(), exit, &exited).ok());
   EXPECT_EQ((*first)->Stop(), 0);
 }
 

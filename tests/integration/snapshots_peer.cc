@@ -1,10 +1,11 @@
 // snapshots_peer: one Snapshots.PythonStack call from a process that first
 // becomes another user (the uid-65534 side of python_stack_test).
 //
-//   snapshots_peer --socket S --uid U --gid G stack PID
+//   snapshots_peer --socket S --uid U --gid G stack|native-stack PID
 //
-// Prints one line: "OK <functions>" (the main thread's functions, outermost
-// first, comma-separated) or "<CODE> <message>".
+// Prints one line: "OK <functions>" (the main thread's Python functions,
+// outermost first, comma-separated) or "<CODE> <message>". native-stack
+// asks for the native frames too (which stops the target).
 #include <cstdio>
 #include <string>
 
@@ -16,7 +17,8 @@
 int main(int argc, char** argv) {
   procwarp::testing::PeerArgs peer = procwarp::testing::ParseArgsAndBecomeCaller(argc, argv);
   int pid = 0;
-  if (peer.op != "stack" || peer.rest.size() != 1 || !absl::SimpleAtoi(peer.rest[0], &pid)) {
+  if ((peer.op != "stack" && peer.op != "native-stack") || peer.rest.size() != 1 ||
+      !absl::SimpleAtoi(peer.rest[0], &pid)) {
     fprintf(stderr, "bad arguments\n");
     return 2;
   }
@@ -27,12 +29,14 @@ int main(int argc, char** argv) {
     procwarp::snapshots::v1::PythonStackRequest request;
     request.set_pid(pid);
     request.set_locals(true);
+    request.set_native(peer.op == "native-stack");
     auto stack = client->PythonStack(request);
     status = stack.status();
     if (stack.ok()) {
       for (const auto& thread : stack->threads()) {
         if (!thread.is_main()) continue;
         for (const auto& frame : thread.frames()) {
+          if (frame.is_native()) continue;
           absl::StrAppend(&functions, functions.empty() ? "" : ",", frame.function());
         }
       }

@@ -240,10 +240,10 @@ TEST_F(TlsTest, ServerCertificateOutOfItsDatesIsLoggedAtStartAndOnReload) {
   EXPECT_TRUE(Eventually([&] {
     return Client::Connect(Target(), Options("nobody")).ok();
   }));
-  // Each connection's line says where its TLS runs (daemon/tls/kernel_tls.h):
-  // in the kernel, or in the daemon's pump and why.
+  // Each connection's first call logs who it is.
   EXPECT_TRUE(Eventually([&] {
-    return absl::StrContains(logged(), "connected as uid 65534; TLS in the ");
+    return absl::StrContains(logged(), "from 127.0.0.1:") &&
+           absl::StrContains(logged(), "connected as uid 65534");
   })) << logged();
 }
 
@@ -271,7 +271,8 @@ TEST_F(TlsTest, PlainTcpAndOldTlsVersionsGetNoAnswer) {
       Ctx(absl::Seconds(10)).get(), {}, &version);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_TRUE(version.version().empty());
-  // A TLS 1.1 client (the openssl tool) gets a protocol_version alert.
+  // A TLS 1.1 client (the openssl tool) gets no session (gRPC's TLS
+  // closes the connection, without an alert).
   RunResult old = RunProgram(
       {"/bin/sh", "-c",
        absl::StrCat("openssl s_client -connect ", addresses_[0],
@@ -279,7 +280,7 @@ TEST_F(TlsTest, PlainTcpAndOldTlsVersionsGetNoAnswer) {
                     certs_.cert("nobody"), " -key ", certs_.key("nobody"),
                     " </dev/null 2>&1")});
   EXPECT_NE(old.exit_code, 0);
-  EXPECT_THAT(old.out, HasSubstr("alert protocol version"));
+  EXPECT_THAT(old.out, HasSubstr("Cipher is (NONE)"));
   // Still serving TLS 1.2+ and local callers.
   procwarp::v1::GetStatusResponse status;
   EXPECT_TRUE(StatusOver(TlsChannel(addresses_[0], certs_, "nobody"), &status).ok());
@@ -485,6 +486,38 @@ TEST_F(TlsTest, IdleConnectionsAreBoundedAndTimedOut) {
   idle1.Reset();
   idle2.Reset();
   served = absl::UnknownError("dropped");
+  EXPECT_TRUE(Eventually([&] { return daemon_->CountFds() <= fds_before; }))
+      << daemon_->CountFds() << " fds, " << fds_before << " before";
+}
+
+// A client with a good certificate that completes the handshake and then
+// makes no call (so its identity, and its per-identity limit, are never
+// known) holds its connection no longer than the handshake timeout.
+TEST_F(TlsTest, ConnectionThatNeverCallsIsClosedAfterTheHandshakeTimeout) {
+  StartDaemon("max_connections: 2 handshake_timeout_ms: 3000");
+  const int fds_before = daemon_->CountFds();
+  // TLS, then nothing at all (gRPC itself waits for HTTP/2's preface only
+  // that long)...
+  const absl::Time start = absl::Now();
+  RunResult silent = RunProgram(
+      {"/bin/bash", "-c",
+       absl::StrCat("exec timeout 25 openssl s_client -connect ", addresses_[0],
+                    " -cert ", certs_.cert("nobody"), " -key ",
+                    certs_.key("nobody"), " -CAfile ", certs_.ca(),
+                    " -alpn h2 < <(sleep 25) 2>&1")});
+  EXPECT_NE(silent.exit_code, 124) << "still open after 25 s: " << silent.out;
+  EXPECT_THAT(silent.out, HasSubstr("Verification: OK"));  // it handshook
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  // ...and a gRPC client that connects (TLS and HTTP/2) but never calls.
+  auto idle = TlsChannel(addresses_[0], certs_, "nobody");
+  ASSERT_TRUE(idle->WaitForConnected(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(10))));
+  const absl::Time connected = absl::Now();
+  EXPECT_TRUE(idle->WaitForStateChange(
+      GRPC_CHANNEL_READY, absl::ToChronoTime(absl::Now() + absl::Seconds(20))))
+      << "the daemon kept a connection that never called";
+  EXPECT_LT(absl::Now() - connected, absl::Seconds(15));
+  EXPECT_TRUE(Client::Connect(Target(), Options("nobody")).ok());
   EXPECT_TRUE(Eventually([&] { return daemon_->CountFds() <= fds_before; }))
       << daemon_->CountFds() << " fds, " << fds_before << " before";
 }

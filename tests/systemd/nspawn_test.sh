@@ -44,14 +44,14 @@ readonly SUITE=bookworm
 # then changes and a fresh root is built.
 readonly ROOTFS_SCHEMA=1
 # systemd and what the binaries link (DESIGN: Debian's gRPC 1.51, protobuf,
-# abseil, libsystemd, elfutils' libelf and their dependencies), plus gcc's
-# ASan and UBSan runtimes, which the test suite's builds (tools/test.sh) link.
+# abseil, libsystemd, elfutils' libelf and libdw and their dependencies),
+# plus gcc's ASan and UBSan runtimes, which the test suite's builds (tools/test.sh) link.
 # Libraries the built binaries need beyond these are found with ldd and
 # dpkg's file lists and added (see ensure_rootfs_for_binaries) — a second
 # debootstrap, minutes on a fresh machine, hence a complete list here.
 readonly BASE_PACKAGES=(systemd systemd-sysv dbus libsystemd0
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libre2-9 libc-ares2 libssl3
-  libelf1 libasan8 libubsan1)
+  libelf1 libdw1 libasan8 libubsan1)
 readonly CACHE_DIR=${PROCWARP_TEST_CACHE:-/var/cache/procwarp-test}
 # Seconds; generous for a loaded 2-CPU machine, each is a ceiling not a delay.
 readonly BOOT_TIMEOUT=90 STEP_TIMEOUT=30 LOCK_TIMEOUT=900

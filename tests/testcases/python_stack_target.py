@@ -9,7 +9,8 @@
 #                                     worker_b, main blocked reading stdin
 #   python_stack_target.py names     threads named every way threading names
 #                                     them, each blocked in its worker_*; main
-#                                     prints the default name after ready
+#                                     renamed, prints the default name after
+#                                     ready
 #   python_stack_target.py busy      main thread spinning in spin(); another
 #                                     thread answers each stdin line with "pong"
 #   python_stack_target.py deep N    main thread N frames deep in recurse(),
@@ -105,6 +106,7 @@ def names():
         t.start()
         started.append(t)
     renamed.name = "renamed-\u00e9"
+    threading.main_thread().name = "main-renamed"
     vars(renamed)["unshared_attribute"] = 1  # its own dict, not the shared keys
     _thread.start_new_thread(worker_raw, (event,))  # no Thread: no name
     ready()

@@ -3,12 +3,15 @@
 # `stop`, and then prints what it saw ("done ...") with its own sys.stdout —
 # which proves that stdout, its globals and its own work survived the execs.
 #
-#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit|gil-held
+#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit|stuck|gil-held
 #
+# stuck: the main thread runs one C call that never returns (sum() of an
+# endless iterator: never at a bytecode boundary, never in a blocking call);
+# prints "stuck" first. Queued calls never run there.
 # gil-held: one long computation the interpreter does without yielding the
 # GIL (a big power: a single call into the runtime), then busy as in busy.
 # threads-sleep: the main thread computes as in busy while three workers
-# sleep in a loop (a PyPy target can run code only on a thread that waits).
+# sleep in a loop (on PyPy the code runs on a worker then).
 import sys
 import threading
 import time
@@ -58,6 +61,10 @@ elif mode in ('sleep', 'veto'):
     while not stop:
         time.sleep(0.2)
     say('done', 'message=' + message)
+elif mode == 'stuck':
+    import itertools
+    say('stuck')
+    sum(itertools.repeat(1))
 elif mode == 'pipe':
     line = sys.stdin.readline()
     say('done', 'read=' + line.strip(), 'message=' + message)

@@ -52,18 +52,27 @@ def libpython_of(include_dir):
     return found[0]
 
 
-def dict_keys_fields(include_dir):
-    """The fields probe.c leaves to the debug information (3.8-3.10)."""
-    layouts = struct_layouts(libpython_of(include_dir), "Objects/dictobject.c",
-                             ["_dictkeysobject", "PyDictKeyEntry"])
-    _, keys = layouts["_dictkeysobject"]
-    entry_size, entry = layouts["PyDictKeyEntry"]
-    return {"keys_nentries": keys["dk_nentries"],
-            "keys_indices": keys["dk_indices"],
-            "keys_size": keys["dk_size"],
-            "entry_size": entry_size,
-            "entry_key": entry["me_key"],
-            "entry_value": entry["me_value"]}
+def dwarf_fields(include_dir, wanted):
+    """The fields probe.c leaves to the debug information: 3.8-3.10's dict
+    keys, 3.8-3.9's PyModuleObject (in their Objects/*.c)."""
+    library = libpython_of(include_dir)
+    out = {}
+    if "module_dict" in wanted:
+        _, module = struct_layouts(library, "Objects/moduleobject.c",
+                                   ["PyModuleObject"])["PyModuleObject"]
+        out["module_dict"] = module["md_dict"]
+    if wanted - {"module_dict"}:
+        layouts = struct_layouts(library, "Objects/dictobject.c",
+                                 ["_dictkeysobject", "PyDictKeyEntry"])
+        _, keys = layouts["_dictkeysobject"]
+        entry_size, entry = layouts["PyDictKeyEntry"]
+        out.update({"keys_nentries": keys["dk_nentries"],
+                    "keys_indices": keys["dk_indices"],
+                    "keys_size": keys["dk_size"],
+                    "entry_size": entry_size,
+                    "entry_key": entry["me_key"],
+                    "entry_value": entry["me_value"]})
+    return out
 
 
 def probe(include_dir, workdir):
@@ -73,8 +82,9 @@ def probe(include_dir, workdir):
     lines = [line.split() for line in subprocess.run(
         [exe], check=True, capture_output=True, text=True).stdout.splitlines()]
     from_dwarf = {}
-    if any(value == "dwarf" for _, value in lines):
-        from_dwarf = dict_keys_fields(include_dir)
+    wanted = {name for name, value in lines if value == "dwarf"}
+    if wanted:
+        from_dwarf = dwarf_fields(include_dir, wanted)
     return [(name, from_dwarf[name] if value == "dwarf" else int(value))
             for name, value in lines]
 

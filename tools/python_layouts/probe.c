@@ -18,13 +18,17 @@
 #include <internal/pycore_interp.h>
 #endif
 #include <internal/pycore_gil.h>
+#if PY_VERSION_HEX >= 0x030A0000
+#include <internal/pycore_moduleobject.h>
+#endif
 #if PY_VERSION_HEX >= 0x030B0000
 #include <internal/pycore_frame.h>
 #include <internal/pycore_dict.h>
 #include <internal/pycore_object.h>
 #endif
 /* 3.8-3.10 do not install their dict keys layout (it is in their
- * Objects/dict-common.h): for those fields the probe prints "dwarf", and
+ * Objects/dict-common.h), nor 3.8-3.9 PyModuleObject (in their
+ * Objects/moduleobject.c): for those fields the probe prints "dwarf", and
  * generate.py fills them in from the interpreter's debug information
  * (dwarf_layout.py). */
 #define DWARF(name) printf("%s dwarf\n", name)
@@ -306,6 +310,23 @@ int main(void) {
   NONE("dbg_unicode_state");
   NONE("dbg_unicode_length");
   NONE("dbg_unicode_ascii_size");
+#endif
+  /* Merging native frames: which frame starts a C call of the eval loop. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+  OFF("frame_is_entry", _PyInterpreterFrame, is_entry);
+#else
+  NONE("frame_is_entry");
+#endif
+  /* The main thread's name: sys.modules["threading"]._main_thread._name. */
+#if PY_VERSION_HEX < 0x030C0000
+  OFF("interp_modules", PyInterpreterState, modules);
+#else
+  OFF("interp_modules", PyInterpreterState, imports.modules);
+#endif
+#if PY_VERSION_HEX >= 0x030A0000
+  OFF("module_dict", PyModuleObject, md_dict);
+#else
+  DWARF("module_dict"); /* 3.8, 3.9: in their Objects/moduleobject.c */
 #endif
   return 0;
 }

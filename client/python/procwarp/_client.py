@@ -289,7 +289,10 @@ class Client:
         """Every Python thread's frames in process ``pid``, outermost first
         (``procwarp py stack``), read without running code in it; with
         ``locals``, each frame's local variables; ``consistent`` stops the
-        target for the read."""
+        target for the read; ``native`` stops it too and adds each thread's
+        native (C) frames: merged into ``frames`` (``is_native`` set) when
+        ``native_stack`` is NATIVE_STACK_MERGED, else in ``native_frames``
+        (``native_note`` says why)."""
         request = snapshots_pb2.PythonStackRequest(
             pid=pid, locals=locals, native=native, consistent=consistent)
         return _connection.call(self._connection.snapshots.PythonStack,

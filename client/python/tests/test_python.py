@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 import procwarp
+from procwarp.snapshots.v1 import snapshots_pb2
 from conftest import NOBODY, run_as_nobody, skip_if_unimplemented
 
 # Waits in time.sleep inside known nested functions with known locals, until
@@ -107,9 +108,41 @@ def test_exec_sets_a_global_the_target_then_prints(client, python_target):
     assert target.process.wait() == 0
 
 
+def test_stack_with_native_frames(client, python_target):
+    """native=True: the sleep's libc frame under the Python frames, merged
+    where the daemon can match them, else beside them; the target is left
+    running and untraced."""
+    target = python_target(NESTED_TARGET)
+    # The target sleeps most of the time: read until it is caught in the
+    # sleep (a bound on the reads, not a timeout).
+    for _ in range(200):
+        stack = python_stack(client, target.pid, native=True)
+        main = next(t for t in stack.threads if t.is_main)
+        assert main.native_stack in (snapshots_pb2.NATIVE_STACK_MERGED,
+                                     snapshots_pb2.NATIVE_STACK_SEPARATE)
+        native = (main.frames if main.native_stack ==
+                  snapshots_pb2.NATIVE_STACK_MERGED else main.native_frames)
+        if native[-1].function in ("clock_nanosleep", "__clock_nanosleep"):
+            break
+    else:
+        pytest.fail("never caught in clock_nanosleep: %s" %
+                    [f.function for f in native])
+    assert native[-1].is_native and "libc" in native[-1].file
+    python = [f.function for f in main.frames if not f.is_native]
+    assert python == ["<module>", "outer", "inner"]
+    with open("/proc/%d/status" % target.pid) as status:
+        assert "TracerPid:\t0\n" in status.read()
+
+
 def test_stack_with_locals(client, python_target):
     target = python_target(NESTED_TARGET)
-    stack = python_stack(client, target.pid, locals=True)
+    # "ready" is read while its print() may not have returned yet: read
+    # until the target is in its loop (a bound on the reads, not a timeout).
+    for _ in range(1000):
+        stack = python_stack(client, target.pid, locals=True)
+        lines = [f.line for t in stack.threads if t.is_main for f in t.frames]
+        if lines and lines[-1] == SLEEP_LINE:
+            break
     assert stack.interpreter.implementation == "CPython"
     main = [t for t in stack.threads if t.is_main]
     assert len(main) == 1
