@@ -52,12 +52,16 @@ constexpr int kMaxRounds = 5;
 constexpr absl::Duration kPyPyBlockedWait = absl::Seconds(1);
 constexpr absl::Duration kPyPySurveyPause = absl::Milliseconds(5);
 constexpr size_t kPrologueBytes = 48;
+// How long a finished exec waits for PyPy's new thread to end before
+// leaving its scratch mapping in place (pypy.h).
+constexpr absl::Duration kNewThreadExitWait = absl::Seconds(2);
 
 constexpr absl::string_view kApi[] = {
     "PyGILState_Ensure", "PyGILState_Release", "PyGILState_Check",
     "PyGILState_GetThisThreadState", "PyRun_SimpleString", "Py_AddPendingCall",
     // PyPy (pypy.h): its embedding entry point and GIL check.
-    "pypy_execute_source", "PyPyGILState_Check"};
+    "pypy_execute_source", "PyPyGILState_Check", "pypy_thread_attach",
+    "pypy_init_embedded_cffi_module", "pypy_carefully_make_gil"};
 
 // Functions a thread must not be stopped in when Py_AddPendingCall is
 // injected on it: the pending-call queue's own code (its lock is not
@@ -74,7 +78,8 @@ constexpr absl::string_view kNotHere[] = {
     "_PySemaphore_Wait", "_PySemaphore_Wakeup", "take_gil", "drop_gil",
     "PyEval_RestoreThread", "PyEval_SaveThread"};
 
-enum class SafePoint { kNone, kBlocked, kPending };
+// kNewThread: PyPy only, a thread started for the code (pypy.h).
+enum class SafePoint { kNone, kBlocked, kPending, kNewThread };
 
 // What the attached work leaves for the rest of the exec.
 struct Placement {
@@ -200,9 +205,9 @@ absl::Status BusyPyPy(pid_t pid, const Interpreter& interp, bool main_only,
   return absl::FailedPreconditionError(absl::StrCat(
       "pid ", pid, " runs ", interp.Describe(), " and ",
       main_only ? "its main thread (--main-thread) is not" : "none of its threads is",
-      " blocked in a system call: PyPy can only run the code on a thread waiting in one (sleep, I/O, "
-      "select) with the GIL released; a busy PyPy thread has no safe point procwarp can "
-      "reach (docs/python.md, \"PyPy\"); try again while the program waits. Threads: ",
+      " blocked in a system call: a PyPy thread runs the code only while it waits in one "
+      "(sleep, I/O, select) with the GIL released; a busy one gets a new thread instead, "
+      "which --main-thread rules out (docs/python.md, \"PyPy\"). Threads: ",
       threads));
 }
 
@@ -413,9 +418,15 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
     ASSIGN_OR_RETURN(std::vector<ThreadPlace> places, SurveyThreads(pid, kMaxThreads));
     std::vector<Candidate> candidates = Candidates(pid, places, request.main_thread_only);
     if (st.symbols.has_value() && IsPyPy(result->interpreter)) {
-      // Only a blocked thread is a safe point in PyPy (pypy.h): watch for
-      // one a little while, then refuse.
-      std::erase_if(candidates, [](const Candidate& c) { return !c.blocked; });
+      // PyPy (pypy.h): a blocked thread runs the code at once; without one,
+      // a busy thread starts a new thread for it — unless the main thread
+      // must run it: then watch for it to block a little while, then refuse.
+      const bool any_blocked =
+          std::any_of(candidates.begin(), candidates.end(),
+                      [](const Candidate& c) { return c.blocked; });
+      if (any_blocked || request.main_thread_only) {
+        std::erase_if(candidates, [](const Candidate& c) { return !c.blocked; });
+      }
       if (candidates.empty()) {
         const absl::Time now = absl::Now();
         if (!pypy_busy_since.has_value()) pypy_busy_since = now;
@@ -487,6 +498,13 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
               point = SafePoint::kPending;
             }
           }
+          if (point == SafePoint::kNone && IsPyPy(interp) && !blocked_candidate &&
+              !request.main_thread_only) {
+            ASSIGN_OR_RETURN(std::vector<ptrace::Mapping> maps, ptrace::ReadMaps(pid));
+            if (pypy::SafeToSpawnFrom(regs, maps, interp.object.path)) {
+              point = SafePoint::kNewThread;
+            }
+          }
           if (point == SafePoint::kNone) {
             if (st.syms.count("Py_AddPendingCall") == 0 && !blocked_candidate &&
                 !IsPyPy(interp)) {
@@ -521,10 +539,14 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
             }
             target_token = *token;
           }
-          const std::string source = BuildBootstrap(request.code, request.eval, target_fd,
-                                                    target_token, kFieldLimit, IsPyPy(interp));
+          const bool new_thread = point == SafePoint::kNewThread;
+          const std::string source = absl::StrCat(
+              BuildBootstrap(request.code, request.eval, target_fd, target_token, kFieldLimit,
+                             IsPyPy(interp) && !new_thread),
+              new_thread ? pypy::SpawnBootstrapCleanup() : "");
           const size_t xsave_size = ptrace::CpuXSaveInfo().enabled;
-          const uint64_t size = point == SafePoint::kBlocked
+          const uint64_t size = new_thread ? pypy::SpawnMappingSize(source.size())
+                                : point == SafePoint::kBlocked
                                     ? TrampolineSize(source.size(), xsave_size)
                                     : (source.size() + kPage) & ~(kPage - 1);
           absl::StatusOr<uint64_t> base = Mmap(op, size);
@@ -536,6 +558,16 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
           placed.mapping_size = size;
           placed.tid = op.tid();
           absl::Status done = [&]() -> absl::Status {
+            if (new_thread) {
+              ASSIGN_OR_RETURN(uint64_t attach, Address(st.syms, "pypy_thread_attach", interp));
+              ASSIGN_OR_RETURN(uint64_t init,
+                               Address(st.syms, "pypy_init_embedded_cffi_module", interp));
+              ASSIGN_OR_RETURN(uint64_t make_gil,
+                               Address(st.syms, "pypy_carefully_make_gil", interp));
+              placed.data = *base + kPage;
+              return pypy::StartExecThread(op, *st.symbols, *base, attach, init, make_gil,
+                                           source);
+            }
             if (point == SafePoint::kBlocked) {
               TrampolineLayout layout = LayoutTrampoline(*base, source.size(), xsave_size);
               uint64_t ensure = 0;
@@ -594,12 +626,19 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
 // tries. `pidfd` is the exec's target. False when it is still mapped.
 bool FreeScratch(const Identity& caller, pid_t pid, int pidfd, const Placement& placed,
                  const std::function<bool()>& cancelled) {
+  const bool new_thread = placed.point == SafePoint::kNewThread;
+  pid_t started = 0;
+  if (new_thread &&
+      !pypy::AwaitExecThreadExit(pid, placed.mapping, kNewThreadExitWait, &started)) {
+    return false;  // the thread started for the code may still run its stub
+  }
   for (int attempt = 0; attempt < 5; ++attempt) {
     UniqueFd attach_fd(fcntl(pidfd, F_DUPFD_CLOEXEC, 0));
     if (!attach_fd) break;
     // A thread that has exited runs no trampoline any more: the pages go
-    // from the main thread then.
+    // from the main thread then (as for PyPy's ended new thread).
     const bool thread_gone =
+        new_thread ||
         access(absl::StrCat("/proc/", pid, "/task/", placed.tid).c_str(), F_OK) != 0;
     bool unmapped = false;
     absl::Status cleaned = exec::RunAttached(
@@ -688,7 +727,9 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
     placed = Placement{};
     RETURN_IF_ERROR(Place(caller, request, st, write_end.get(), token.get(), placed, result));
     write_end.Reset();  // EOF comes when the target closes its copy
-    result->safe_point = placed.point == SafePoint::kBlocked ? "blocked" : "pending";
+    result->safe_point = placed.point == SafePoint::kBlocked     ? "blocked"
+                         : placed.point == SafePoint::kNewThread ? "new-thread"
+                                                                 : "pending";
     result->ran_on_tid = placed.point == SafePoint::kBlocked ? placed.tid : pid;
     result->ran_on_main_thread = result->ran_on_tid == pid;
     if (request.no_wait) {
@@ -725,7 +766,10 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
     const std::string fate =
         TakeToken(token.get())
             ? "the queued code was withdrawn and will not run"
-            : absl::StrCat("the code is running on tid ", result->ran_on_tid,
+            : absl::StrCat("the code is running on ",
+                           placed.point == SafePoint::kNewThread
+                               ? std::string("a thread started for it")
+                               : absl::StrCat("tid ", result->ran_on_tid),
                            " and will finish on its own; its output is dropped");
     KeepLeftover(pid, std::move(read_end), placed);
     if (request.cancelled()) {
@@ -747,6 +791,13 @@ absl::Status RunPython(const Identity& caller, const RemoteExecRequest& request,
   }
   result->record = *std::move(record);
 
+  if (placed.point == SafePoint::kNewThread) {
+    // The thread started for the code (pypy.h) ends right after reporting.
+    pid_t tid = 0;
+    (void)pypy::AwaitExecThreadExit(pid, placed.mapping, kNewThreadExitWait, &tid);
+    result->ran_on_tid = tid;
+    result->ran_on_main_thread = false;
+  }
   // Completed: the scratch mapping goes, or waits for the next exec.
   if (!FreeScratch(caller, pid, watch.get(), placed, request.cancelled)) {
     KeepLeftover(pid, std::move(read_end), placed);

@@ -69,7 +69,7 @@ struct RemoteExecResult {
   pid_t ran_on_tid = 0;
   bool ran_on_main_thread = false;
   bool queued = false;
-  std::string safe_point;  // "blocked" or "pending", for the audit
+  std::string safe_point;  // "blocked", "pending" or "new-thread" (PyPy), for the audit
   bool opt_out_overridden = false;
 };
 

@@ -10,11 +10,11 @@
 // Pythons and a C program are refused with FAILED_PRECONDITION saying what
 // was found. An interpreter that is not installed is skipped with a message.
 //
-// PyPy runs code only on a thread blocked in a system call (daemon/python/
-// pypy.h): a busy PyPy target is FAILED_PRECONDITION, its multithreaded and
-// "100 execs" cases use a busy main thread with sleeping workers (the code
-// runs on a worker; --main-thread is refused), and `-X disable-remote-debug`
-// is its own opt-out.
+// PyPy runs code on a thread blocked in a system call, else on a new thread
+// it starts (daemon/python/pypy.h): its multithreaded case uses a busy main
+// thread with sleeping workers (the code runs on a worker), --main-thread is
+// refused unless the main thread waits, a timeout while the GIL is held
+// leaves it healthy, and `-X disable-remote-debug` is its own opt-out.
 //
 // The target reports on itself after the execs ("done sum-ok=True
 // message=..."), with its own sys.stdout: its computation, globals and
@@ -126,6 +126,14 @@ class EveryPython : public PythonExecTest,
     EXPECT_TRUE(line.ok()) << line.status();
     return line.ok() ? *line : "";
   }
+  // PyPy whose main thread computes: --main-thread cannot be honoured.
+  void ExpectMainThreadOnlyRefused(pid_t pid) {
+    auto main_only = Exec(pid, "print('never')", false, /*main_thread=*/true);
+    ASSERT_FALSE(main_only.ok());
+    EXPECT_EQ(main_only.status().code(), absl::StatusCode::kFailedPrecondition)
+        << main_only.status();
+    EXPECT_THAT(main_only.status().message(), HasSubstr("its main thread (--main-thread)"));
+  }
   void ExpectPrintsRaisesEvals(pid_t pid) {
     auto printed = Exec(pid, "import sys\nprint('out', 6 * 7)\nprint('err', file=sys.stderr)");
     ASSERT_TRUE(printed.ok()) << printed.status();
@@ -149,18 +157,19 @@ class EveryPython : public PythonExecTest,
 
 TEST_P(EveryPython, BusyTarget) {
   ReadyTarget t = Start("busy");
-  if (GetParam().pypy) {
-    auto refused = Exec(t.process.pid(), "print('never')");
-    ASSERT_FALSE(refused.ok());
-    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
-        << refused.status();
-    EXPECT_THAT(refused.status().message(), HasSubstr("PyPy 3.9"));
-    EXPECT_THAT(refused.status().message(),
-                HasSubstr("none of its threads is blocked in a system call"));
-    EXPECT_TRUE(t.process.Alive());
-    return;  // the loop runs on; the destructor ends it
-  }
   ExpectPrintsRaisesEvals(t.process.pid());
+  if (GetParam().pypy) {
+    // A new thread ran the code (pypy.h), and the loop goes on meanwhile.
+    auto first = Exec(t.process.pid(), "i", /*eval=*/true);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_FALSE(first->ran_on_main_thread());
+    auto second = Exec(t.process.pid(), "i", /*eval=*/true);
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_GT(std::stoll(second->value_repr()), std::stoll(first->value_repr()));
+    ExpectMainThreadOnlyRefused(t.process.pid());
+    EXPECT_EQ(Finish(t, "busy-set"), "done sum-ok=True message=busy-set");
+    return;
+  }
   auto where = Exec(t.process.pid(), "print(__name__)");
   ASSERT_TRUE(where.ok());
   EXPECT_EQ(where->stdout(), "__main__\n");
@@ -295,11 +304,7 @@ TEST_P(EveryPython, MultithreadedTarget) {
     ASSERT_TRUE(where.ok()) << where.status();
     EXPECT_EQ(where->stdout(), "False\n");
     EXPECT_FALSE(where->ran_on_main_thread());
-    auto main_only = Exec(t.process.pid(), "print('never')", false, /*main_thread=*/true);
-    ASSERT_FALSE(main_only.ok());
-    EXPECT_EQ(main_only.status().code(), absl::StatusCode::kFailedPrecondition)
-        << main_only.status();
-    EXPECT_THAT(main_only.status().message(), HasSubstr("its main thread (--main-thread)"));
+    ExpectMainThreadOnlyRefused(t.process.pid());
     EXPECT_EQ(Finish(t, "threads-set"), "done sum-ok=True message=threads-set");
     return;
   }
@@ -350,14 +355,41 @@ TEST_P(EveryPython, XOptionOptOutIsHonoured) {
 }
 
 TEST_P(EveryPython, HundredExecsIntoABusyTarget) {
-  // PyPy: the main thread computes, the code runs on its sleeping workers.
-  ReadyTarget t = Start(GetParam().pypy ? "threads-sleep" : "busy");
+  // PyPy: each on a new thread while the main thread computes (pypy.h).
+  ReadyTarget t = Start("busy");
   for (int i = 0; i < 100; ++i) {
     auto r = Exec(t.process.pid(), absl::StrCat("print(", i, ")"));
     ASSERT_TRUE(r.ok()) << "exec " << i << ": " << r.status();
     ASSERT_EQ(r->stdout(), absl::StrCat(i, "\n"));
   }
+  if (GetParam().pypy) {
+    // Every thread started for an exec has ended (the daemon waits for it
+    // before unmapping its stub).
+    const std::filesystem::directory_iterator tasks(
+        absl::StrCat("/proc/", t.process.pid(), "/task"));
+    EXPECT_EQ(std::distance(begin(tasks), end(tasks)), 1);
+  }
   EXPECT_EQ(Finish(t, "after-100"), "done sum-ok=True message=after-100");
+}
+
+// PyPy: the new thread waits for the GIL while the main thread is in one
+// long runtime call; the deadline withdraws the code, which then never runs
+// (the run token, bootstrap.h), and the target carries on unharmed.
+TEST_P(EveryPython, PyPyTimeoutWhileTheGilIsHeldLeavesTheTargetHealthy) {
+  if (!GetParam().pypy) GTEST_SKIP() << "PyPy's new-thread safe point";
+  ReadyTarget t = Start("gil-held");
+  pb::RunPythonRequest request;
+  request.mutable_target()->set_pid(t.process.pid());
+  request.set_code("message = 'withdrawn-ran'");
+  request.set_timeout_ms(300);
+  auto late = client_->RunPython(request);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded) << late.status();
+  EXPECT_THAT(late.status().message(), HasSubstr("withdrawn and will not run"));
+  auto after = Exec(t.process.pid(), "print(message == '')");
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->stdout(), "True\n");
+  EXPECT_EQ(Finish(t, "gil-set"), "done sum-ok=True message=gil-set");
 }
 
 TEST_P(EveryPython, TargetExitingDuringTheExecIsNotFound) {
@@ -372,6 +404,16 @@ TEST_P(EveryPython, NobodyOnRootsTargetIsDeniedAndOnItsOwnWorks) {
   ReadyTarget root_target = Start("sleep");
   EXPECT_THAT(AsNobody({"python", absl::StrCat(root_target.process.pid()), "print(1)"}),
               ::testing::StartsWith("PERMISSION_DENIED"));
+  if (GetParam().pypy) {
+    // A busy one too: no thread is started for a caller that may not attach.
+    ReadyTarget busy = Start("busy");
+    EXPECT_THAT(AsNobody({"python", absl::StrCat(busy.process.pid()), "print(1)"}),
+                ::testing::StartsWith("PERMISSION_DENIED"));
+    const std::filesystem::directory_iterator tasks(
+        absl::StrCat("/proc/", busy.process.pid(), "/task"));
+    EXPECT_EQ(std::distance(begin(tasks), end(tasks)), 1);  // still one thread
+    EXPECT_EQ(Finish(busy, "nobody-denied"), "done sum-ok=True message=nobody-denied");
+  }
   // pyenv's interpreters live under /root, which uid 65534 cannot enter:
   // its own target runs Debian's python3.11 then.
   const std::string own_python =

@@ -3,11 +3,15 @@
 # `stop`, and then prints what it saw ("done ...") with its own sys.stdout —
 # which proves that stdout, its globals and its own work survived the execs.
 #
-#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit|stuck
+#   python_target.py busy|sleep|pipe|threads|threads-sleep|veto|exit|stuck|gil-held
 #
 # stuck: the main thread runs one C call that never returns (sum() of an
 # endless iterator: never at a bytecode boundary, never in a blocking call);
 # prints "stuck" first. Queued calls never run there.
+# gil-held: one long computation the interpreter does without yielding the
+# GIL (a big power: a single call into the runtime), then busy as in busy.
+# threads-sleep: the main thread computes as in busy while three workers
+# sleep in a loop (on PyPy the code runs on a worker then).
 import sys
 import threading
 import time
@@ -41,7 +45,10 @@ if mode == 'threads-sleep':
     for s in sleepers:
         s.start()
 
-if mode in ('busy', 'exit', 'threads-sleep'):
+if mode == 'gil-held':
+    held = 3 ** 20000000
+
+if mode in ('busy', 'exit', 'threads-sleep', 'gil-held'):
     i = total = 0
     while not stop:
         i += 1
