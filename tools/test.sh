@@ -50,6 +50,11 @@ run_suite() {
         mkdir -p "$(dirname "$kept")" && cp "$xml" "$kept"
       done
   done
+  # A suite that leaves no results failed, whatever bazel said.
+  if [ -z "$(find "$results/$name" -name test.xml -print -quit)" ]; then
+    echo "bazel test ($name): no test results were found" >&2
+    echo "no_results" > "$results/$name/BUILD_FAILED"
+  fi
   # Exit code 4 means "no tests found"; 3 means some tests failed (counted
   # from test.xml); anything else non-zero is a build failure.
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then
@@ -69,7 +74,9 @@ run_suite() {
 fuzz_smoke='attr(tags, "fuzz_smoke", tests(//...))'
 fuzz_startup="--output_base=$(bazel info output_base 2>/dev/null)-fuzz"
 mapfile -t fuzz_targets < <(bazel query "$fuzz_smoke" 2>/dev/null)
-run_suite fuzz "$fuzz_startup" "--config=fuzz" "$fuzz_smoke" "${fuzz_targets[@]}" \
+# --symlink_prefix=/: no bazel-* links from this server, which would replace
+# the main server's and send its `//...` into this server's output tree.
+run_suite fuzz "$fuzz_startup" "--config=fuzz --symlink_prefix=/" "$fuzz_smoke" "${fuzz_targets[@]}" \
   >"$results/fuzz.log" 2>&1 &
 fuzz_pid=$!
 
