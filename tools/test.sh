@@ -75,8 +75,11 @@ fuzz_smoke='attr(tags, "fuzz_smoke", tests(//...))'
 fuzz_startup="--output_base=$(bazel info output_base 2>/dev/null)-fuzz"
 mapfile -t fuzz_targets < <(bazel query "$fuzz_smoke" 2>/dev/null)
 # --symlink_prefix=/: no bazel-* links from this server, which would replace
-# the main server's and send its `//...` into this server's output tree.
-run_suite fuzz "$fuzz_startup" "--config=fuzz --symlink_prefix=/" "$fuzz_smoke" "${fuzz_targets[@]}" \
+# the main server's and send its `//...` into this server's output tree. For
+# the same reason this server is only ever given targets by name (the main
+# server's links are foreign to it).
+run_suite fuzz "$fuzz_startup" "--config=fuzz --symlink_prefix=/" \
+  "set(${fuzz_targets[*]})" "${fuzz_targets[@]}" \
   >"$results/fuzz.log" 2>&1 &
 fuzz_pid=$!
 
