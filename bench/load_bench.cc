@@ -18,8 +18,8 @@
 //
 //   bazel run -c opt //bench:load_bench                 # the full load
 //   bazel run -c opt //bench:load_bench -- --quick      # small counts
-//   bazel run -c opt //bench:load_bench -- --clients 200 --calls 100 \
-//       --children 2000 --spawns 5000 --max_seconds 120
+//   bazel run -c opt //bench:load_bench -- --clients 200 --calls 100
+//       --children 2000 --spawns 5000 --max_seconds 120   (one line)
 //   bazel run -c opt //bench:load_bench -- --quick --only mixed --repeat 3
 //       # the same phase again on the same daemon: RSS that grows on each
 //       # run is a leak, RSS that stays at the first run's peak is heap the

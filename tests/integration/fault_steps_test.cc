@@ -271,7 +271,9 @@ TEST_F(FaultStepsTest, EveryStepOfCreateSpawnExecTransferFailsCleanly) {
   const long rss_after = daemon_->RssKb();
   printf("daemon RSS %ld kB before the walk, %ld kB after; %d fds\n", rss_before,
          rss_after, fds_before);
-  if (kRssComesBack) EXPECT_LE(rss_after, rss_before + kRssToleranceKb);
+  if (kRssComesBack) {
+    EXPECT_LE(rss_after, rss_before + kRssToleranceKb);
+  }
   RecordProperty("rss_before_kb", std::to_string(rss_before));
   RecordProperty("rss_after_kb", std::to_string(rss_after));
   RecordProperty("fds", std::to_string(fds_before));
