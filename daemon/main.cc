@@ -509,7 +509,7 @@ int Serve(const DaemonConfig& config, const std::string& agent_path,
   systemd.StartWatchdog();
 
   // Between signals the main thread gives freed heap back after a load
-  // (heap_trimmer.h): it looks at what the daemon holds every few seconds.
+  // (heap_trimmer.h): it looks at what the daemon holds every second.
   HeapTrimmer trimmer(kTrimAfterDropOf);
   int signal_number = 0;
   for (;;) {

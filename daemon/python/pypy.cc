@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "daemon/exec/remote_call.h"
+#include "daemon/python/scratch_code.h"
 #include "daemon/util/status_macros.h"
 
 namespace procwarp::python::pypy {
@@ -217,20 +218,9 @@ absl::Status StartExecThread(ptrace::Operation& op, const exec::SymbolResolver& 
   }
   const std::string code = SpawnCode(base);
   const std::string page = SpawnDataPage(base, attach, init, source);
-  auto write = [&](uint64_t addr, const std::string& bytes) {
-    return op.memory().Write(addr, absl::MakeConstSpan(
-                                       reinterpret_cast<const uint8_t*>(bytes.data()),
-                                       bytes.size()));
-  };
-  RETURN_IF_ERROR(write(base, code));
-  RETURN_IF_ERROR(write(data, page));
-  ASSIGN_OR_RETURN(ptrace::SyscallResult prot,
-                   op.Syscall(SYS_mprotect, {base, kCodePage, PROT_READ | PROT_EXEC}));
-  if (static_cast<long>(prot.value) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the target refused an executable page (mprotect: ",
-        strerror(-static_cast<int>(prot.value)), ")"));
-  }
+  RETURN_IF_ERROR(WriteBytes(op, base, code));
+  RETURN_IF_ERROR(WriteBytes(op, data, page));
+  RETURN_IF_ERROR(SealCode(op, base, kCodePage));
   ASSIGN_OR_RETURN(exec::CallResult created,
                    exec::CallSymbol(op, symbols, "pthread_create",
                                     {data + SpawnData::kThread, 0, base, data}));

@@ -22,6 +22,7 @@
 #include "daemon/ptrace/proc_info.h"
 #include "daemon/ptrace/thread_state.h"
 #include "daemon/python/pypy.h"
+#include "daemon/python/scratch_code.h"
 #include "daemon/python/thread_survey.h"
 #include "daemon/python/trampoline.h"
 #include "daemon/security/ptrace_access.h"
@@ -246,12 +247,6 @@ absl::StatusOr<uint64_t> CallValue(ptrace::Operation& op, uint64_t fn,
                                             r.signal, " (the target was put back)"));
   }
   return r.value;
-}
-
-absl::Status WriteBytes(ptrace::Operation& op, uint64_t addr, absl::string_view bytes) {
-  return op.memory().Write(
-      addr, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                bytes.size()));
 }
 
 // The stopped thread of `op` is in a call the trampoline may interrupt, and
@@ -584,13 +579,7 @@ absl::Status Place(const Identity& caller, const RemoteExecRequest& request, Pla
               RETURN_IF_ERROR(WriteBytes(op, layout.data, header));
               RETURN_IF_ERROR(WriteBytes(op, layout.source, absl::string_view(source.c_str(), source.size() + 1)));
               RETURN_IF_ERROR(WriteBytes(op, layout.base, TrampolineCode(layout, calls)));
-              ASSIGN_OR_RETURN(ptrace::SyscallResult prot,
-                               op.Syscall(SYS_mprotect, {layout.base, kPage, PROT_READ | PROT_EXEC}));
-              if (static_cast<long>(prot.value) != 0) {
-                return absl::FailedPreconditionError(absl::StrCat(
-                    "the target refused an executable page (mprotect: ",
-                    strerror(-static_cast<int>(prot.value)), ")"));
-              }
+              RETURN_IF_ERROR(SealCode(op, layout.base, kPage));
               placed.source = layout.source;
               placed.code_page = layout.base;
               placed.data = layout.data;
