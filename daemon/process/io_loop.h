@@ -33,9 +33,7 @@ class IoLoop {
   // (level-triggered). Thread-safe.
   absl::Status Watch(int fd, uint32_t events, Handler handler);
   // Stops watching `fd` and drops its handler. Call on the loop thread (from a
-  // handler or a Post()ed task), so no handler for it is running; or on any
-  // thread when `fd` stays open afterwards (a handler the loop is running
-  // for it then finishes, with what it captured).
+  // handler or a Post()ed task), so no handler for it is running.
   void Unwatch(int fd);
   // Runs `task` on the loop thread soon. Thread-safe.
   void Post(std::function<void()> task);

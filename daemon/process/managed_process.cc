@@ -142,7 +142,6 @@ std::vector<std::pair<int, OutputStream>> ManagedProcess::OutputFds() const {
 
 bool ManagedProcess::ReadOutput(int fd, OutputStream stream) {
   char buffer[65536];
-  absl::MutexLock reading(&output_mu_);
   for (;;) {
     ssize_t n = read(fd, buffer, sizeof(buffer));
     if (n > 0) {
@@ -156,23 +155,20 @@ bool ManagedProcess::ReadOutput(int fd, OutputStream stream) {
   }
 }
 
-ManagedProcess::ReapOutcome ManagedProcess::Reap() {
-  // Its parent is a keeper (MarkExited).
-  if (!own_child_) return ReapOutcome::kRunning;
-  absl::MutexLock reaping(&reap_mu_);
-  if (exited()) return ReapOutcome::kReapedBefore;
+bool ManagedProcess::Reap() {
+  if (!own_child_) return false;  // its parent is a keeper (MarkExited)
   // Whatever the child wrote before it died is in the kernel's buffers now;
   // take it before recording the exit, so attachers see all of it first.
   for (const auto& [fd, stream] : OutputFds()) ReadOutput(fd, stream);
   auto reaped = ReapPidfd(child_.pidfd.get(), /*block=*/false);
-  if (!reaped.ok() || !reaped->has_value()) return ReapOutcome::kRunning;
+  if (!reaped.ok() || !reaped->has_value()) return false;
   absl::MutexLock lock(&mu_);
   info_.set_state(procwarp::v1::PROCESS_STATE_EXITED);
   RecordChangedLocked();
   *info_.mutable_exit_status() = **reaped;
   info_.set_exited_unix_ns(NowUnixNs());
   exit_cursor_ = ring_.end();
-  return ReapOutcome::kReapedNow;
+  return true;
 }
 
 void ManagedProcess::MarkExited(

@@ -1,10 +1,8 @@
 // ManagedProcess: one child the daemon spawned, held by its pidfd.
 //
-// It owns the child's stdio ends and output ring, and knows its state. All
-// methods are thread-safe: the IoLoop thread reads output and reaps, and so
-// may a Wait handler that watches the exit itself (ProcessTable::AwaitExit);
-// reads of one pipe are serialized so chunks keep their order, and one
-// reaper wins.
+// It owns the child's stdio ends and output ring, and knows its state. Two
+// kinds of methods: the loop-side ones (ReadOutput, Reap) run only on the
+// IoLoop thread; everything else is thread-safe and used by RPC handlers.
 #ifndef PROCWARP_DAEMON_PROCESS_MANAGED_PROCESS_H_
 #define PROCWARP_DAEMON_PROCESS_MANAGED_PROCESS_H_
 
@@ -68,27 +66,16 @@ class ManagedProcess {
   // The fds the IoLoop watches for output, with the stream each carries.
   std::vector<std::pair<int, procwarp::v1::OutputStream>> OutputFds() const;
 
-  // Reads what `fd` has now into the ring; returns false at EOF (or EIO on
-  // a pty whose other side is closed).
+  // Loop side. Reads what `fd` has now into the ring; returns false at EOF
+  // (or EIO on a pty whose other side is closed).
   bool ReadOutput(int fd, procwarp::v1::OutputStream stream);
-  enum class ReapOutcome {
-    kRunning,      // not exited (or not the daemon's child)
-    kReapedNow,    // this call reaped it: its caller reports the exit
-    kReapedBefore  // another call did (and reports it)
-  };
-  // When the pidfd is readable: drains the output still buffered in the
-  // kernel, reaps the child and records how it ended. Concurrent calls
-  // (the loop and a Wait handler) agree on one reaper.
-  ReapOutcome Reap();
-  // For a process that is not the daemon's child: drains its output and
-  // records that it ended with `status` (nullopt: unknown).
+  // Loop side, when the pidfd is readable: drains the output still buffered
+  // in the kernel, reaps the child and records how it ended. Returns false
+  // when it has not exited after all.
+  bool Reap();
+  // Loop side, for a process that is not the daemon's child: drains its
+  // output and records that it ended with `status` (nullopt: unknown).
   void MarkExited(const std::optional<procwarp::v1::ExitStatus>& status);
-
-  // Who watches the pidfd for the exit: the IoLoop, or for as long as it
-  // holds the claim, one Wait handler (ProcessTable::AwaitExit). True when
-  // the claim was free and is now the caller's.
-  bool ClaimExitWatch() { return !exit_watch_claimed_.exchange(true); }
-  void ReleaseExitWatch() { exit_watch_claimed_.store(false); }
 
   // Blocks until the child has exited or `timeout` passes; true if exited.
   bool AwaitExit(absl::Duration timeout) const;
@@ -139,12 +126,6 @@ class ManagedProcess {
   bool stdin_is_pty_ = false;
   bool pty_carries_output_ = false;
 
-  std::atomic<bool> exit_watch_claimed_{false};
-  // Held by the one reaper (Reap): one waitid, one exit recorded.
-  absl::Mutex reap_mu_ ABSL_ACQUIRED_BEFORE(output_mu_);
-  // Held across each read of an output fd and its append to the ring, so
-  // two readers cannot put chunks out of order.
-  absl::Mutex output_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   procwarp::v1::ProcessInfo info_ ABSL_GUARDED_BY(mu_);
   OutputRing ring_ ABSL_GUARDED_BY(mu_);

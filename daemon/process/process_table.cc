@@ -1,7 +1,6 @@
 // See process_table.h.
 #include "daemon/process/process_table.h"
 
-#include <poll.h>
 #include <sys/epoll.h>
 
 #include "absl/strings/str_cat.h"
@@ -206,66 +205,20 @@ void ProcessTable::Watch(const std::shared_ptr<ManagedProcess>& process) {
     }).IgnoreError();
     return;
   }
-  WatchExit(process);
-}
-
-void ProcessTable::WatchExit(const std::shared_ptr<ManagedProcess>& process) {
-  const int pidfd = process->pidfd();
   auto s = loop_.Watch(pidfd, EPOLLIN, [this, process, pidfd](uint32_t) {
-    ManagedProcess::ReapOutcome reaped = process->Reap();
-    if (reaped == ManagedProcess::ReapOutcome::kRunning) return;
+    if (!process->Reap()) return;
     loop_.Unwatch(pidfd);
-    if (reaped == ManagedProcess::ReapOutcome::kReapedNow) OnReaped(process);
+    for (const auto& [fd, stream] : process->OutputFds()) {
+      // A pty's output ends with its process; pipes may live on in
+      // grandchildren and are read until EOF.
+      if (process->Info().has_pty()) loop_.Unwatch(fd);
+    }
+    OnExit(process);
   });
   if (!s.ok()) {
     // Without the pidfd watch the exit would go unnoticed: say so loudly.
     LogError(absl::StrCat("watching pidfd of ", process->id(), ": ", s.ToString()));
   }
-}
-
-void ProcessTable::OnReaped(const std::shared_ptr<ManagedProcess>& process) {
-  // A pty's output ends with its process; pipes may live on in
-  // grandchildren and are read until EOF. (Off the loop thread too: the fds
-  // stay open while `process` lives.)
-  if (process->Info().has_pty()) {
-    for (const auto& [fd, stream] : process->OutputFds()) loop_.Unwatch(fd);
-  }
-  OnExit(process);
-}
-
-absl::Status ProcessTable::AwaitExit(
-    const std::shared_ptr<ManagedProcess>& process, absl::Duration interval,
-    const std::function<absl::Status()>& check) {
-  // The daemon's own child is watched by this thread instead of the loop:
-  // it wakes up when the pidfd does and reaps the child itself, rather than
-  // the loop reaping it and handing the exit over (a thread switch less per
-  // Spawn+Wait, docs/architecture.md "Spawning"). One Wait at a time does
-  // so; others (and processes the daemon did not spawn) wait for whoever
-  // records the exit.
-  if (process->own_child() && !process->exited() && process->ClaimExitWatch()) {
-    // The pidfd stays open while `process` lives, so unwatching it here,
-    // off the loop thread, is safe; a handler the loop already runs for it
-    // finds the child reaped by one of us.
-    loop_.Unwatch(process->pidfd());
-    absl::Status ended = absl::OkStatus();
-    while (ended.ok() && !process->exited()) {
-      pollfd pfd = {process->pidfd(), POLLIN, 0};
-      int ready = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(interval)));
-      if (ready > 0) {
-        ManagedProcess::ReapOutcome reaped = process->Reap();
-        if (reaped == ManagedProcess::ReapOutcome::kReapedNow) OnReaped(process);
-        // Readable but not reapable here: leave it to the loop below.
-        if (reaped == ManagedProcess::ReapOutcome::kRunning) break;
-        continue;
-      }
-      ended = check();
-    }
-    if (!process->exited()) WatchExit(process);  // the loop's again
-    process->ReleaseExitWatch();
-    RETURN_IF_ERROR(ended);
-  }
-  while (!process->AwaitExit(interval)) RETURN_IF_ERROR(check());
-  return absl::OkStatus();
 }
 
 void ProcessTable::OnExit(const std::shared_ptr<ManagedProcess>& process) {

@@ -95,15 +95,6 @@ class ProcessTable {
   std::vector<std::shared_ptr<ManagedProcess>> List(const Identity& caller,
                                                     bool all) const;
 
-  // Returns once `process` has exited, or with the error of `check`, which
-  // runs every `interval` while it has not (the call was cancelled, its
-  // deadline passed). The daemon's own child is reaped by the waiting
-  // thread itself when no other Wait does so; the exit is reported
-  // (events, journal) by whoever reaps it.
-  absl::Status AwaitExit(const std::shared_ptr<ManagedProcess>& process,
-                         absl::Duration interval,
-                         const std::function<absl::Status()>& check);
-
   // Forgets an exited process (FAILED_PRECONDITION while it runs).
   absl::Status Remove(absl::string_view id, const Identity& caller);
 
@@ -132,13 +123,7 @@ class ProcessTable {
                   const std::optional<procwarp::v1::ExitStatus>& status);
 
  private:
-  // Watches a new process's output and exit on the loop.
   void Watch(const std::shared_ptr<ManagedProcess>& process);
-  // The loop watches the pidfd of the daemon's own child and reaps it.
-  void WatchExit(const std::shared_ptr<ManagedProcess>& process);
-  // After this thread's Reap() reaped `process`: unwatch what ends with it,
-  // then OnExit.
-  void OnReaped(const std::shared_ptr<ManagedProcess>& process);
   void OnExit(const std::shared_ptr<ManagedProcess>& process);
   void PublishEvent(procwarp::v1::ProcessEvent::Kind kind,
                     const ManagedProcess& process);

@@ -90,8 +90,9 @@ grpc::Status ProcessesService::Wait(grpc::ServerContext* context,
   // A stream slot too: it can wait as long as the process runs.
   return WithStreamCaller(*callers_, context, [&](const Identity& caller) {
     ASSIGN_OR_RETURN(auto process, table_->Find(request->id(), caller));
-    RETURN_IF_ERROR(table_->AwaitExit(process, kPollInterval,
-                                      [&] { return CallEnded(context); }));
+    while (!process->AwaitExit(kPollInterval)) {
+      RETURN_IF_ERROR(CallEnded(context));
+    }
     *response->mutable_process() = process->Info();
     return absl::OkStatus();
   });
@@ -151,8 +152,9 @@ grpc::Status ProcessesService::Remove(
       absl::Status killed = process->SignalFor(caller, SIGKILL);
       // FAILED_PRECONDITION: it exited meanwhile, which is what we wanted.
       if (!killed.ok() && !absl::IsFailedPrecondition(killed)) return killed;
-      RETURN_IF_ERROR(table_->AwaitExit(process, kPollInterval,
-                                        [&] { return CallEnded(context); }));
+      while (!process->AwaitExit(kPollInterval)) {
+        RETURN_IF_ERROR(CallEnded(context));
+      }
     }
     RETURN_IF_ERROR(table_->Remove(request->id(), caller));
     {

@@ -308,11 +308,9 @@ TEST_F(ProcessesTest, EventsReportLifecycle) {
   events->Finish();
 }
 
-// A Wait reaps the daemon's own child itself (ProcessTable::AwaitExit), the
-// io loop otherwise: they agree on one reaper. Concurrent Waits and an
-// Attach all see the one exit (the output before it first), Events reports
-// it once; a Wait that gives up hands the exit back to the loop, which still
-// notices it with nobody waiting.
+// One exit, seen alike by everyone: concurrent Waits and an Attach all see
+// it (the output before it first), Events reports it once, and a Wait that
+// gives up leaves the exit to be noticed with nobody waiting.
 TEST_F(ProcessesTest, WaitersLoopAndEventsAgreeOnOneExit) {
   auto ctx = Ctx();
   auto events = stub_->Events(ctx.get(), {});
