@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "daemon/util/errno_status.h"
+#include "daemon/util/status_macros.h"
 
 namespace procwarp {
 namespace {
@@ -203,27 +204,29 @@ absl::Status SessionRegistry::RegisterPending(int fd,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::RemoteSession(
+absl::StatusOr<uint64_t> SessionRegistry::IdOfAddressLocked(
     const std::string& peer_address) const {
-  absl::MutexLock lock(&mu_);
   auto id = by_address_.find(peer_address);
   if (id == by_address_.end()) {
     return absl::UnauthenticatedError(absl::StrCat(
         "no authenticated session for peer '", peer_address, "'"));
   }
-  return watched_.at(id->second).session;
+  return id->second;
+}
+
+absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::RemoteSession(
+    const std::string& peer_address) const {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(const uint64_t id, IdOfAddressLocked(peer_address));
+  return watched_.at(id).session;
 }
 
 absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Bind(
     const std::string& peer_address, Identity identity, std::string refusal,
     std::string certificate, const Admission& admit) {
   absl::MutexLock lock(&mu_);
-  auto id = by_address_.find(peer_address);
-  if (id == by_address_.end()) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "no authenticated session for peer '", peer_address, "'"));
-  }
-  Connection& connection = watched_.at(id->second);
+  ASSIGN_OR_RETURN(const uint64_t id, IdOfAddressLocked(peer_address));
+  Connection& connection = watched_.at(id);
   if (connection.session != nullptr) return connection.session;
   const std::string owner = identity.OwnerKey();
   auto open = per_owner_.find(owner);
@@ -236,7 +239,7 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionRegistry::Bind(
     return admitted;
   }
   auto session = std::make_shared<Session>();
-  session->id = id->second;
+  session->id = id;
   session->identity = std::move(identity);
   session->grpc_fd = connection.grpc_fd;
   session->socket_inode = connection.socket_inode;

@@ -158,6 +158,9 @@ class SessionRegistry {
   // the milliseconds until the next deadline (-1: none).
   int ShutDownOverdue();
   void EndSession(uint64_t session_id);
+  // The id of the TCP connection from `peer_address`, or UNAUTHENTICATED.
+  absl::StatusOr<uint64_t> IdOfAddressLocked(const std::string& peer_address) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   UniqueFd epoll_fd_;
   UniqueFd wake_fd_;   // eventfd that stops the watcher
