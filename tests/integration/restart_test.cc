@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/procwarp/v1/threads.grpc.pb.h"
+#include "daemon/ptrace/proc_info.h"
 #include "tests/integration/daemon_harness.h"
 
 namespace procwarp::testing {
@@ -88,19 +89,21 @@ std::string StopAndTraceState(pid_t pid) {
   return out;
 }
 
+// /proc/PID/`file` of one /proc entry. Through read(2)
+// (ptrace::ReadProcFile): a process that ends meanwhile fails the read,
+// which an istream would throw for, ending the test half-way.
+absl::StatusOr<std::string> ReadProcEntry(const std::filesystem::directory_entry& entry,
+                                          const char* file) {
+  return ptrace::ReadProcFile((entry.path() / file).string());
+}
+
 // The pids whose parent is `parent` now, from /proc/PID/stat.
 std::set<pid_t> ChildrenOf(pid_t parent) {
   std::set<pid_t> children;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    // (read(2): a process that ends meanwhile fails the read, which an
-    // istream would throw for.)
-    int fd = open((entry.path() / "stat").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    char buffer[1024];
-    ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
-    close(fd);
-    if (n <= 0) continue;
-    const std::string stat(buffer, n);
+    absl::StatusOr<std::string> read = ReadProcEntry(entry, "stat");
+    if (!read.ok()) continue;
+    const std::string& stat = *read;
     // "PID (COMM) STATE PPID ...": COMM may hold anything but ends at the
     // last ')'.
     size_t end = stat.rfind(')');
@@ -665,9 +668,9 @@ TEST_F(RestartTest, FullDiskUnderTheStateFile) {
   EXPECT_THAT(s.error_message(), HasSubstr("No space left on device"));
   EXPECT_THAT(s.error_message(), HasSubstr("killed"));
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    std::ifstream cmdline(entry.path() / "cmdline");
-    std::string args((std::istreambuf_iterator<char>(cmdline)), {});
-    EXPECT_EQ(args.find(unrecordable_arg), std::string::npos)
+    absl::StatusOr<std::string> args = ReadProcEntry(entry, "cmdline");
+    if (!args.ok()) continue;  // it ended meanwhile
+    EXPECT_EQ(args->find(unrecordable_arg), std::string::npos)
         << "the unrecorded child runs on as " << entry.path();
   }
   EXPECT_EQ(List(stub.get()).size(), 1u) << "the refused spawn is listed";
